@@ -1,0 +1,34 @@
+// Package plugin holds the cobra commands of "docker trustcache" and the glue
+// to the docker CLI: flags become options, options become one library call,
+// and results are rendered on stdout (data) and stderr (progress, warnings).
+package plugin
+
+import (
+	cliplugin "github.com/docker/cli/cli-plugins/plugin"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+)
+
+// NewRootCommand returns the "trustcache" command with all its subcommands.
+func NewRootCommand(dockerCLI command.Cli, version string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "trustcache",
+		Short: "Sign build caches and build only from verified ones",
+		Long: `Sign the build caches trusted builders export, and pass only verified,
+digest-pinned caches on to BuildKit.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return cliplugin.PersistentPreRunE(cmd, args)
+		},
+	}
+	cmd.SetVersionTemplate("docker-trustcache {{.Version}}\n")
+	cmd.AddCommand(subcommands(dockerCLI)...)
+	return cmd
+}
+
+// subcommands lists the commands of "docker trustcache".
+func subcommands(dockerCLI command.Cli) []*cobra.Command {
+	return nil
+}
