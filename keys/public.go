@@ -62,6 +62,9 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 //   - inline PEM text (starts with "-----BEGIN");
 //   - env://VAR: the PEM text is in the environment variable VAR;
 //   - otherwise a file path, relative to baseDir unless absolute.
+//
+// KMS URIs (awskms://, gcpkms://, azurekms://, hashivault://) give an error
+// wrapping ErrKMSNotSupported; other SCHEME:// references are refused too.
 func LoadPublicKey(ref, baseDir string) (crypto.PublicKey, error) {
 	data, err := readKeyRef(ref, baseDir)
 	if err != nil {
@@ -91,6 +94,8 @@ func readKeyRef(ref, baseDir string) ([]byte, error) {
 			return nil, fmt.Errorf("key reference %q: environment variable %s is not set", ref, name)
 		}
 		return []byte(v), nil
+	case hasScheme(ref):
+		return nil, schemeError(ref)
 	default:
 		path := ref
 		if !filepath.IsAbs(path) && baseDir != "" {

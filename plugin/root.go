@@ -19,10 +19,18 @@ digest-pinned caches on to BuildKit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
+		// The docker CLI's plugin root has its own completion command.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			// Set by the plugin framework once it runs the command; unset
+			// when the command tree is run directly, as in tests.
+			if cliplugin.PersistentPreRunE == nil {
+				return nil
+			}
 			return cliplugin.PersistentPreRunE(cmd, args)
 		},
 	}
+	cmd.SetFlagErrorFunc(flagError)
 	cmd.SetVersionTemplate("docker-trustcache {{.Version}}\n")
 	cmd.AddCommand(subcommands(dockerCLI)...)
 	return cmd
@@ -30,5 +38,10 @@ digest-pinned caches on to BuildKit.`,
 
 // subcommands lists the commands of "docker trustcache".
 func subcommands(dockerCLI command.Cli) []*cobra.Command {
-	return nil
+	return []*cobra.Command{
+		newSignCommand(dockerCLI),
+		newVerifyCommand(dockerCLI),
+		newKeysCommand(dockerCLI),
+		newPolicyCommand(dockerCLI),
+	}
 }

@@ -1,0 +1,57 @@
+# shellcheck shell=bash
+# Shared settings and helpers for e2e/setup.sh, e2e/teardown.sh and e2e/builder.sh.
+# Sourced, never executed.
+
+E2E_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE=${TRUSTCACHE_E2E_DIR:-/tmp/trustcache-e2e}
+TOOLS=${TRUSTCACHE_TOOLS:-$HOME/.cache/trustcache-e2e/bin}
+
+REGISTRY_ADDR=127.0.0.1:5000
+BUILDER_NAME=trustcache-e2e
+BASE_IMAGE=$REGISTRY_ADDR/e2e/busybox:latest
+
+# Pinned tool versions.
+BUILDX_VERSION=v0.38.2
+BUILDKIT_VERSION=v0.34.2
+REGISTRY_VERSION=v3.0.0
+COSIGN_VERSION=v2.6.5
+COSIGN3_VERSION=v3.1.3
+CRANE_VERSION=v0.22.1
+
+log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+# step NAME FUNC [ARGS...]: runs FUNC and logs one line with its duration.
+# FUNC prints "skipped" or a short note on stdout-less fd 3 via `note`.
+step() {
+	local name=$1
+	shift
+	local start=$SECONDS
+	STEP_NOTE=done
+	"$@"
+	log "$name: $STEP_NOTE ($((SECONDS - start))s)"
+}
+note() { STEP_NOTE=$*; }
+
+# The docker CLI the tests use: the one in /usr/local/bin (28.x), never apt's 20.10 client.
+docker_cli() {
+	if [[ -x /usr/local/bin/docker ]]; then
+		echo /usr/local/bin/docker
+	else
+		command -v docker || die "no docker CLI found"
+	fi
+}
+
+# pid_alive PIDFILE NAME: true when PIDFILE names a live process whose command is NAME.
+pid_alive() {
+	local pidfile=$1 name=$2 pid comm
+	[[ -s $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ -r /proc/$pid/cmdline ]] || return 1
+	comm=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1)
+	[[ $(basename "$comm") == "$name" ]]
+}

@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# Installs and starts everything the e2e tests need on a Debian 12 machine, as root:
+# dockerd 20.10 (apt docker.io), a distribution v3 registry on 127.0.0.1:5000, buildkitd v0.34.2
+# behind a buildx "remote" builder, cosign v2 and v3, crane, and an offline busybox base image.
+# Idempotent: every step is skipped when already done. Stop the services with e2e/teardown.sh.
+#
+# Environment:
+#   TRUSTCACHE_E2E_DIR  state dir: pid files, logs, data, sockets, env (default /tmp/trustcache-e2e)
+#   TRUSTCACHE_TOOLS    where the Go-built tools go (default ~/.cache/trustcache-e2e/bin)
+#
+# Afterwards: source "$TRUSTCACHE_E2E_DIR/env" && go test -tags e2e ./e2e/...
+set -euo pipefail
+
+# shellcheck source=e2e/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $(id -u) == 0 ]] || die "setup.sh must run as root (dockerd and buildkitd need it)"
+
+TOTAL_START=$SECONDS
+mkdir -p "$STATE"/{logs,run,data} "$TOOLS"
+STATE=$(cd "$STATE" && pwd)
+TOOLS=$(cd "$TOOLS" && pwd)
+export PATH="$TOOLS:$PATH"
+
+DOCKER_SOCK=$STATE/run/docker.sock
+BUILDKIT_SOCK=$STATE/run/buildkitd.sock
+export DOCKER_HOST=unix://$DOCKER_SOCK
+DOCKER_CONFIG_DIR=$STATE/docker-config
+TRUSTED_ROOT=$STATE/trusted_root.json
+
+# ---------------------------------------------------------------- apt
+apt_packages() {
+	local missing=() p
+	for p in docker.io busybox-static; do
+		if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) != "install ok installed" ]]; then
+			missing+=("$p")
+		fi
+	done
+	if ((${#missing[@]} == 0)); then
+		note "skipped (docker.io and busybox-static already installed)"
+		return
+	fi
+	# No init system here, but never let a postinst start a second dockerd.
+	local made_policy=
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	local rc=0
+	{
+		DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	} >"$STATE/logs/apt.log" 2>&1 || rc=$?
+	[[ -n $made_policy ]] && rm -f /usr/sbin/policy-rc.d
+	if ((rc != 0)); then
+		tail -n 30 "$STATE/logs/apt.log" >&2
+		die "apt-get failed (log: $STATE/logs/apt.log)"
+	fi
+	note "installed ${missing[*]}"
+}
+
+# ---------------------------------------------------------------- Go-built tools
+# mod_version BIN MODULE: the version of MODULE that BIN was built from ("" if none).
+mod_version() {
+	[[ -x $1 ]] || return 0
+	go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'
+}
+
+# Each installer runs in the background, logs to logs/install-NAME.log and prints its own
+# one-line timing when it finishes.
+INSTALL_PIDS=()
+INSTALL_NAMES=()
+bg_install() {
+	local name=$1
+	shift
+	(
+		start=$SECONDS
+		rc=0
+		# A plain background job, so `set -e` holds inside the installer functions.
+		("$@") >"$STATE/logs/install-$name.log" 2>&1 &
+		wait "$!" || rc=$?
+		if ((rc == 0)); then
+			log "tool $name: built ($((SECONDS - start))s)"
+		else
+			log "tool $name: FAILED (exit $rc) after $((SECONDS - start))s; last lines of $STATE/logs/install-$name.log:"
+			tail -n 25 "$STATE/logs/install-$name.log" >&2
+		fi
+		exit "$rc"
+	) &
+	INSTALL_PIDS+=("$!")
+	INSTALL_NAMES+=("$name")
+}
+
+go_install_to() { # GOBIN_DIR PKG@VERSION
+	GOBIN=$1 go install "$2"
+}
+
+install_cosign3() {
+	local tmp
+	tmp=$(mktemp -d)
+	GOBIN=$tmp go install "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN3_VERSION"
+	mv -f "$tmp/cosign" "$TOOLS/cosign3"
+	rm -rf "$tmp"
+}
+
+install_buildkit() {
+	# `go install github.com/moby/buildkit/cmd/buildkitd@…` is refused: buildkit's go.mod has
+	# exclude directives. Build inside a writable copy of the downloaded module instead.
+	local tmp dir
+	tmp=$(mktemp -d)
+	dir=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[[ -n $dir && -d $dir ]] || die "go mod download of buildkit $BUILDKIT_VERSION gave no Dir"
+	cp -r "$dir" "$tmp/src"
+	chmod -R u+w "$tmp/src"
+	local ldflags="-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION"
+	ldflags+=" -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit"
+	(cd "$tmp/src" && CGO_ENABLED=0 go build -mod=mod -ldflags "$ldflags" -o "$tmp/out/" ./cmd/buildkitd ./cmd/buildctl)
+	mv -f "$tmp/out/buildkitd" "$tmp/out/buildctl" "$TOOLS/"
+	rm -rf "$tmp"
+}
+
+buildkit_version_ok() {
+	[[ -x $TOOLS/buildkitd && -x $TOOLS/buildctl ]] &&
+		"$TOOLS/buildkitd" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION" &&
+		"$TOOLS/buildctl" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION"
+}
+
+tools() {
+	command -v go >/dev/null || die "go is not on PATH"
+	local want=()
+	if [[ $(mod_version "$TOOLS/buildx" github.com/docker/buildx) != "$BUILDX_VERSION" ]]; then
+		want+=(buildx)
+		bg_install buildx go_install_to "$TOOLS" "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
+	fi
+	if ! buildkit_version_ok; then
+		want+=(buildkit)
+		bg_install buildkit install_buildkit
+	fi
+	if [[ $(mod_version "$TOOLS/registry" github.com/distribution/distribution/v3) != "$REGISTRY_VERSION" ]]; then
+		want+=(registry)
+		bg_install registry go_install_to "$TOOLS" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+	fi
+	if [[ $(mod_version "$TOOLS/cosign" github.com/sigstore/cosign/v2) != "$COSIGN_VERSION" ]]; then
+		want+=(cosign)
+		bg_install cosign go_install_to "$TOOLS" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+	fi
+	if [[ $(mod_version "$TOOLS/cosign3" github.com/sigstore/cosign/v3) != "$COSIGN3_VERSION" ]]; then
+		want+=(cosign3)
+		bg_install cosign3 install_cosign3
+	fi
+	if [[ $(mod_version "$TOOLS/crane" github.com/google/go-containerregistry) != "$CRANE_VERSION" ]]; then
+		want+=(crane)
+		bg_install crane go_install_to "$TOOLS" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
+	fi
+	if ((${#want[@]} == 0)); then
+		note "skipped (all pinned versions present in $TOOLS)"
+		return
+	fi
+	log "tools: building ${want[*]} in parallel into $TOOLS (logs: $STATE/logs/install-*.log)"
+	wait_installs
+	note "built ${want[*]}"
+}
+
+wait_installs() {
+	local i failed=()
+	for i in "${!INSTALL_PIDS[@]}"; do
+		wait "${INSTALL_PIDS[$i]}" || failed+=("${INSTALL_NAMES[$i]}")
+	done
+	INSTALL_PIDS=()
+	INSTALL_NAMES=()
+	((${#failed[@]} == 0)) || die "tool builds failed: ${failed[*]} (logs in $STATE/logs/)"
+}
+
+# ---------------------------------------------------------------- services
+# start_bg NAME LOGFILE PIDFILE CMD...: starts CMD in its own session, detached from this
+# script (so it outlives it), and records its PID (the exec'd process, not a wrapper).
+start_bg() {
+	local name=$1 logfile=$2 pidfile=$3
+	shift 3
+	rm -f "$pidfile"
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+	local i
+	for i in $(seq 50); do
+		[[ -s $pidfile ]] && return 0
+		sleep 0.1
+	done
+	die "$name: no pid file after 5s"
+}
+
+# wait_ready NAME PIDFILE PROCNAME LOGFILE SECONDS CHECK...: polls CHECK until it succeeds.
+wait_ready() {
+	local name=$1 pidfile=$2 proc=$3 logfile=$4 secs=$5
+	shift 5
+	local deadline=$((SECONDS + secs))
+	while ! "$@" >/dev/null 2>&1; do
+		if ! pid_alive "$pidfile" "$proc"; then
+			log "$name exited during start-up; last lines of $logfile:"
+			tail -n 30 "$logfile" >&2
+			die "$name did not start"
+		fi
+		if ((SECONDS >= deadline)); then
+			log "$name not ready after ${secs}s; last lines of $logfile:"
+			tail -n 30 "$logfile" >&2
+			die "$name did not become ready"
+		fi
+		sleep 0.2
+	done
+}
+
+dockerd_ready() { "$DOCKER" info; }
+
+start_dockerd() {
+	# dockerd writes --pidfile itself (and refuses to start if it names a live process), so the
+	# launcher records the same PID in dockerd.launch.pid until dockerd's own file appears.
+	local pidfile=$STATE/run/dockerd.pid launch=$STATE/run/dockerd.launch.pid
+	local logfile=$STATE/logs/dockerd.log
+	if pid_alive "$pidfile" dockerd && dockerd_ready >/dev/null 2>&1; then
+		note "skipped (running, pid $(<"$pidfile"))"
+		return
+	fi
+	command -v dockerd >/dev/null || die "dockerd not found (is docker.io installed?)"
+	if pid_alive "$pidfile" dockerd; then
+		cp "$pidfile" "$launch"
+	elif ! pid_alive "$launch" dockerd; then
+		rm -f "$pidfile" "$DOCKER_SOCK"
+		mkdir -p "$STATE/data/docker" "$STATE/run/docker-exec"
+		# Own daemon.json so nothing from /etc/docker leaks in.
+		echo '{}' >"$STATE/data/daemon.json"
+		start_bg dockerd "$logfile" "$launch" \
+			dockerd \
+			--config-file "$STATE/data/daemon.json" \
+			--data-root "$STATE/data/docker" \
+			--exec-root "$STATE/run/docker-exec" \
+			--pidfile "$pidfile" \
+			-H "unix://$DOCKER_SOCK" \
+			--iptables=false --ip-masq=false --bridge=none
+	fi
+	wait_ready dockerd "$launch" dockerd "$logfile" 60 dockerd_ready
+	[[ $(<"$pidfile") == "$(<"$launch")" ]] || die "dockerd pid file $pidfile does not match the started process"
+	rm -f "$launch"
+	note "started (pid $(<"$pidfile"), engine $("$DOCKER" version -f '{{.Server.Version}}'))"
+}
+
+registry_ready() { curl -fsS --noproxy '*' -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
+
+start_registry() {
+	local pidfile=$STATE/run/registry.pid logfile=$STATE/logs/registry.log
+	if pid_alive "$pidfile" registry && registry_ready; then
+		note "skipped (running, pid $(<"$pidfile"))"
+		return
+	fi
+	if ! pid_alive "$pidfile" registry && registry_ready; then
+		die "something else already answers on $REGISTRY_ADDR (not started by this script); stop it first"
+	fi
+	mkdir -p "$STATE/data/registry"
+	cat >"$STATE/data/registry.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $STATE/data/registry
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $REGISTRY_ADDR
+EOF
+	if ! pid_alive "$pidfile" registry; then
+		# OTEL_TRACES_EXPORTER=none: distribution v3 otherwise tries to export traces.
+		start_bg registry "$logfile" "$pidfile" \
+			env OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true \
+			"$TOOLS/registry" serve "$STATE/data/registry.yml"
+	fi
+	wait_ready registry "$pidfile" registry "$logfile" 30 registry_ready
+	note "started (pid $(<"$pidfile"), $REGISTRY_ADDR)"
+}
+
+buildkitd_ready() { "$TOOLS/buildctl" --addr "unix://$BUILDKIT_SOCK" debug workers; }
+
+start_buildkitd() {
+	local pidfile=$STATE/run/buildkitd.pid logfile=$STATE/logs/buildkitd.log
+	if pid_alive "$pidfile" buildkitd && buildkitd_ready >/dev/null 2>&1; then
+		note "skipped (running, pid $(<"$pidfile"))"
+		return
+	fi
+	local runc
+	runc=$(command -v runc) || die "runc not found (is docker.io installed?)"
+	mkdir -p "$STATE/data/buildkit"
+	cat >"$STATE/data/buildkitd.toml" <<EOF
+root = "$STATE/data/buildkit"
+# Lets builds ask for --network=host; the default for RUN is host too (networkMode below).
+insecure-entitlements = ["network.host"]
+
+[grpc]
+  address = ["unix://$BUILDKIT_SOCK"]
+
+[worker.oci]
+  enabled = true
+  snapshotter = "overlayfs"
+  binary = "$runc"
+  networkMode = "host"
+  gc = true
+
+[worker.containerd]
+  enabled = false
+
+[registry."$REGISTRY_ADDR"]
+  http = true
+  insecure = true
+EOF
+	if ! pid_alive "$pidfile" buildkitd; then
+		rm -f "$BUILDKIT_SOCK"
+		start_bg buildkitd "$logfile" "$pidfile" \
+			"$TOOLS/buildkitd" --config "$STATE/data/buildkitd.toml"
+	fi
+	wait_ready buildkitd "$pidfile" buildkitd "$logfile" 60 buildkitd_ready
+	note "started (pid $(<"$pidfile"), unix://$BUILDKIT_SOCK)"
+}
+
+# ---------------------------------------------------------------- buildx plugin and builder
+install_buildx_plugin() {
+	local dir
+	for dir in "$DOCKER_CONFIG_DIR" "${DOCKER_CONFIG:-$HOME/.docker}"; do
+		E2E_BUILDX="$TOOLS/buildx" E2E_BUILDER="$BUILDER_NAME" E2E_BUILDKIT_ADDR="unix://$BUILDKIT_SOCK" \
+			E2E_DOCKER="$DOCKER" bash "$E2E_SCRIPTS/builder.sh" "$dir"
+	done
+	note "docker-buildx linked and builder $BUILDER_NAME ensured in $DOCKER_CONFIG_DIR and ${DOCKER_CONFIG:-$HOME/.docker}"
+}
+
+# ---------------------------------------------------------------- base image
+base_image() {
+	if crane digest "$BASE_IMAGE" >/dev/null 2>&1; then
+		note "skipped ($BASE_IMAGE already in the registry)"
+		return
+	fi
+	[[ -x /bin/busybox ]] || die "/bin/busybox missing (is busybox-static installed?)"
+	local tmp
+	tmp=$(mktemp -d)
+	local root=$tmp/rootfs
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,proc,sys,dev,var/tmp}
+	chmod 1777 "$root/tmp" "$root/var/tmp"
+	cp /bin/busybox "$root/bin/busybox"
+	local applet
+	for applet in $(/bin/busybox --list); do
+		[[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
+	done
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+	echo 'root:x:0:' >"$root/etc/group"
+	tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . |
+		"$DOCKER" import \
+			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+			--change 'CMD ["/bin/sh"]' \
+			- "$BASE_IMAGE" >/dev/null
+	rm -rf "$tmp"
+	"$DOCKER" push -q "$BASE_IMAGE" >"$STATE/logs/base-image-push.log" 2>&1 ||
+		{ cat "$STATE/logs/base-image-push.log" >&2 && die "pushing $BASE_IMAGE failed"; }
+	note "imported and pushed $BASE_IMAGE@$(crane digest "$BASE_IMAGE")"
+}
+
+# ---------------------------------------------------------------- env file
+write_env() {
+	echo '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}' >"$TRUSTED_ROOT"
+	local tmp=$STATE/env.tmp
+	{
+		echo "# Written by e2e/setup.sh; source it before go test -tags e2e ./e2e/..."
+		printf 'export %s=%q\n' \
+			TRUSTCACHE_E2E_DIR "$STATE" \
+			TRUSTCACHE_TOOLS "$TOOLS" \
+			DOCKER_HOST "unix://$DOCKER_SOCK" \
+			E2E_DOCKER "$DOCKER" \
+			E2E_DOCKER_CONFIG "$DOCKER_CONFIG_DIR" \
+			E2E_REGISTRY "$REGISTRY_ADDR" \
+			E2E_BUILDKIT_ADDR "unix://$BUILDKIT_SOCK" \
+			E2E_BUILDER "$BUILDER_NAME" \
+			E2E_BUILDER_CREATE "bash $E2E_SCRIPTS/builder.sh" \
+			E2E_BASE_IMAGE "$BASE_IMAGE" \
+			E2E_NETWORK none \
+			E2E_BUILDX "$TOOLS/buildx" \
+			E2E_COSIGN "$TOOLS/cosign" \
+			E2E_COSIGN3 "$TOOLS/cosign3" \
+			E2E_CRANE "$TOOLS/crane" \
+			E2E_TRUSTED_ROOT "$TRUSTED_ROOT"
+		# Tools first, then /usr/local/bin so the docker CLI 28.x wins over apt's /usr/bin/docker.
+		printf 'export PATH=%q:/usr/local/bin:"$PATH"\n' "$TOOLS"
+	} >"$tmp"
+	mv -f "$tmp" "$STATE/env"
+	note "$STATE/env"
+}
+
+# ---------------------------------------------------------------- smoke
+smoke() {
+	local tmp
+	tmp=$(mktemp -d)
+	printf 'FROM %s\nRUN echo hi > /x && cat /x\n' "$BASE_IMAGE" >"$tmp/Dockerfile"
+	DOCKER_CONFIG=$DOCKER_CONFIG_DIR "$DOCKER" buildx build --builder "$BUILDER_NAME" \
+		--network=none --no-cache --progress=plain "$tmp" >"$STATE/logs/smoke-remote.log" 2>&1 ||
+		{ tail -n 30 "$STATE/logs/smoke-remote.log" >&2 && die "smoke build on the remote builder failed"; }
+	DOCKER_CONFIG=$DOCKER_CONFIG_DIR "$DOCKER" buildx build --builder default \
+		--network=none --no-cache --progress=plain "$tmp" >"$STATE/logs/smoke-docker.log" 2>&1 ||
+		{ tail -n 30 "$STATE/logs/smoke-docker.log" >&2 && die "smoke build on the docker driver failed"; }
+	rm -rf "$tmp"
+	note "OK (RUN with --network=none on $BUILDER_NAME and on the docker driver)"
+}
+
+DOCKER=$(docker_cli)
+step "apt (docker.io, busybox-static)" apt_packages
+[[ $(docker_cli) == "$DOCKER" ]] || die "docker CLI changed after apt install: $(docker_cli)"
+"$DOCKER" version -f '{{.Client.Version}}' 2>/dev/null | grep -q '^2[89]\.' ||
+	log "warning: docker CLI $DOCKER is not 28.x/29.x"
+step "tools (buildx, buildkit, registry, cosign, cosign3, crane)" tools
+step "env file" write_env
+step "dockerd" start_dockerd
+step "registry" start_registry
+step "buildkitd" start_buildkitd
+step "buildx plugin and remote builder" install_buildx_plugin
+step "base image" base_image
+step "smoke builds" smoke
+log "setup complete in $((SECONDS - TOTAL_START))s; source $STATE/env"

@@ -1,0 +1,113 @@
+// Package registry is the registry plumbing trustcache's packages share:
+// remote options with the user's docker credentials, bounded response
+// bodies, and the line between "not there" and "could not tell".
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// MaxResponseBody bounds every response body read from a registry. The
+// largest legitimate object trustcache reads is a signature manifest; real
+// ones are a few KiB, and a few thousand signatures fit well below this.
+const MaxResponseBody = 4 << 20
+
+// DefaultTimeout bounds one registry request, headers and body.
+const DefaultTimeout = 30 * time.Second
+
+// ErrBodyTooLarge reports a response body above MaxResponseBody.
+var ErrBodyTooLarge = errors.New("registry response body exceeds the size limit")
+
+// Options returns remote options for talking to registries as the user:
+// credentials from the docker config and its credential helpers, a bounded
+// body size, and a per-request timeout. extra options are appended.
+func Options(ctx context.Context, base http.RoundTripper, extra ...remote.Option) []remote.Option {
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithTransport(LimitTransport(base, MaxResponseBody)),
+		remote.WithUserAgent("docker-trustcache"),
+	}
+	return append(opts, extra...)
+}
+
+// LimitTransport wraps base so that no response body yields more than max
+// bytes: a read past the limit fails with ErrBodyTooLarge instead of
+// buffering whatever a hostile registry sends.
+func LimitTransport(base http.RoundTripper, max int64) http.RoundTripper {
+	return &limitTransport{base: base, max: max}
+}
+
+type limitTransport struct {
+	base http.RoundTripper
+	max  int64
+}
+
+func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.Body == nil {
+		return resp, err
+	}
+	if resp.ContentLength > t.max {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: %w (%d > %d bytes)", req.Method, req.URL.Redacted(), ErrBodyTooLarge, resp.ContentLength, t.max)
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: t.max}
+	return resp, nil
+}
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One more byte means the limit was crossed; EOF means it was not.
+		var one [1]byte
+		n, err := b.rc.Read(one[:])
+		if n > 0 {
+			return 0, ErrBodyTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// IsNotFound reports whether err is the registry saying that a manifest,
+// blob or repository does not exist — an answer, not a failure.
+func IsNotFound(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range terr.Errors {
+		switch d.Code {
+		case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,284 @@
+package signature
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	ctypes "github.com/sigstore/cosign/v2/pkg/types"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+)
+
+// SignatureAnnotation is the layer annotation that holds the base64
+// signature of the layer's payload in cosign's tag scheme.
+const SignatureAnnotation = "dev.cosignproject.cosign/signature"
+
+// MaxSignatures bounds how many signatures are read for one digest. A
+// signature list longer than this is not read at all: the caller decides
+// "untrusted" with ErrTooManySignatures as the reason.
+const MaxSignatures = 256
+
+// fetchConcurrency bounds the payload fetches in flight for one digest.
+const fetchConcurrency = 8
+
+// ErrTooManySignatures reports a signature list longer than MaxSignatures.
+var ErrTooManySignatures = fmt.Errorf("more than %d signatures attached", MaxSignatures)
+
+// Format names where a signature was found.
+type Format string
+
+// Signature formats.
+const (
+	FormatLegacy Format = "legacy" // cosign v2's sha256-<hex>.sig tag
+	FormatBundle Format = "bundle" // a sigstore bundle (cosign v3)
+)
+
+// Signature is one signature read from the registry: a payload and the
+// signature over it, not yet verified.
+type Signature struct {
+	Format    Format
+	Source    string // where it was found, for messages
+	Payload   []byte
+	Signature []byte
+	// Err is set when this entry could not be read because of a registry or
+	// network failure; Payload and Signature are then empty.
+	Err error
+}
+
+// SigTag returns the tag cosign v2 stores the signatures of digest under.
+func SigTag(repo name.Repository, digest v1.Hash) name.Tag {
+	return repo.Tag(fmt.Sprintf("%s-%s.sig", digest.Algorithm, digest.Hex))
+}
+
+// ReadLegacy returns the signatures attached to digest in repo through
+// the .sig tag scheme. No tag means no signatures (nil, nil). A registry
+// failure fetching the list is returned as an error; a failure fetching one
+// payload is recorded in that Signature's Err.
+func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
+	tag := SigTag(repo, digest)
+	desc, err := remote.Get(tag, append(opts, remote.WithContext(ctx))...)
+	if registry.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetching signatures %s: %w", tag, err)
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+	if err != nil {
+		return nil, fmt.Errorf("parsing signature manifest %s: %w", tag, err)
+	}
+	if len(m.Layers) > MaxSignatures {
+		return nil, fmt.Errorf("%s: %w (%d)", tag, ErrTooManySignatures, len(m.Layers))
+	}
+	sigs := make([]Signature, 0, len(m.Layers))
+	blobs := make([]v1.Hash, 0, len(m.Layers))
+	for i, l := range m.Layers {
+		s := Signature{Format: FormatLegacy, Source: fmt.Sprintf("%s layer %d", tag.TagStr(), i)}
+		b64, ok := l.Annotations[SignatureAnnotation]
+		if !ok {
+			continue // not a signature layer (cosign attaches nothing else here)
+		}
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			s.Err = errMalformed{fmt.Errorf("decoding signature annotation: %w", err)}
+		}
+		if l.Size > MaxPayloadSize || l.Size < 0 {
+			s.Err = errMalformed{fmt.Errorf("payload of %d bytes exceeds the %d-byte limit", l.Size, MaxPayloadSize)}
+		}
+		s.Signature = sig
+		sigs = append(sigs, s)
+		blobs = append(blobs, l.Digest)
+	}
+	fetchPayloads(ctx, repo, sigs, blobs, opts)
+	return sigs, nil
+}
+
+// errMalformed marks a signature entry that is malformed as served: a
+// verdict against that entry, not a registry failure.
+type errMalformed struct{ error }
+
+func (e errMalformed) Unwrap() error { return e.error }
+
+// IsMalformed reports whether a Signature's Err says the entry itself is
+// malformed (as opposed to unreadable because of a registry failure).
+func IsMalformed(err error) bool {
+	var m errMalformed
+	return errors.As(err, &m)
+}
+
+// fetchPayloads fills each entry's payload from blob blobs[i], fetching up
+// to fetchConcurrency at once.
+func fetchPayloads(ctx context.Context, repo name.Repository, sigs []Signature, blobs []v1.Hash, opts []remote.Option) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, fetchConcurrency)
+	for i := range sigs {
+		s := &sigs[i]
+		if s.Err != nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.Payload, s.Err = fetchBlob(ctx, repo, blobs[i], opts)
+		}()
+	}
+	wg.Wait()
+}
+
+// fetchBlob reads one payload blob, at most MaxPayloadSize bytes, checking
+// its digest.
+func fetchBlob(ctx context.Context, repo name.Repository, digest v1.Hash, opts []remote.Option) ([]byte, error) {
+	ref := repo.Digest(digest.String())
+	l, err := remote.Layer(ref, append(opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return nil, fmt.Errorf("fetching payload %s: %w", digest, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("fetching payload %s: %w", digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, MaxPayloadSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading payload %s: %w", digest, err)
+	}
+	if len(b) > MaxPayloadSize {
+		return nil, errMalformed{fmt.Errorf("payload %s exceeds the %d-byte limit", digest, MaxPayloadSize)}
+	}
+	return b, nil
+}
+
+// AppendOptions tune AppendLegacy.
+type AppendOptions struct {
+	// Same reports whether an existing signature makes the new one
+	// redundant (same key, same signed content but for the time). Nil:
+	// never.
+	Same func(existing Signature) bool
+	// Attempts bounds the write-verify-merge rounds (default 10).
+	Attempts int
+}
+
+// ErrLostRace reports that concurrent writers kept replacing the signature
+// manifest until AppendOptions.Attempts ran out.
+var ErrLostRace = errors.New("signature was not kept: concurrent writers replaced the signature tag every time")
+
+// AppendLegacy adds a signature to digest's .sig tag in repo, keeping every
+// signature already there. The tag is read, extended and written; then it
+// is read back until the new signature is seen in place several times in a
+// row, and merged again if a concurrent writer replaced it. It returns
+// added=false when Same found an equivalent signature.
+func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, payload, sig []byte, ao AppendOptions, opts ...remote.Option) (added bool, err error) {
+	if ao.Attempts <= 0 {
+		ao.Attempts = 10
+	}
+	tag := SigTag(repo, digest)
+	opts = append(opts, remote.WithContext(ctx))
+	layer := static.NewLayer(payload, ctypes.SimpleSigningMediaType)
+	ld, err := layer.Digest()
+	if err != nil {
+		return false, err
+	}
+	b64 := base64.StdEncoding.EncodeToString(sig)
+
+	if ao.Same != nil {
+		existing, err := ReadLegacy(ctx, repo, digest, opts...)
+		if err != nil && !errors.Is(err, ErrTooManySignatures) {
+			return false, err
+		}
+		for _, s := range existing {
+			if s.Err == nil && ao.Same(s) {
+				return false, nil
+			}
+		}
+	}
+
+	const confirmations = 3
+	seen := 0
+	for attempt := 0; attempt < ao.Attempts; {
+		base, present, err := readSigImage(tag, ld, opts)
+		if err != nil {
+			return false, err
+		}
+		if present {
+			seen++
+			if seen >= confirmations {
+				return true, nil
+			}
+			sleep(ctx, 50*time.Millisecond, 150*time.Millisecond)
+			continue
+		}
+		seen = 0
+		attempt++
+		img, err := mutate.Append(base, mutate.Addendum{
+			Layer:       layer,
+			MediaType:   ctypes.SimpleSigningMediaType,
+			Annotations: map[string]string{SignatureAnnotation: b64},
+		})
+		if err != nil {
+			return false, fmt.Errorf("adding signature layer: %w", err)
+		}
+		if err := remote.Write(tag, img, opts...); err != nil {
+			return false, fmt.Errorf("writing signatures %s: %w", tag, err)
+		}
+		sleep(ctx, 10*time.Millisecond, 100*time.Millisecond)
+	}
+	return false, fmt.Errorf("%s: %w (after %d attempts)", tag, ErrLostRace, ao.Attempts)
+}
+
+// readSigImage returns the current signature image at tag (an empty one if
+// the tag does not exist) and whether it already holds layer ld.
+func readSigImage(tag name.Tag, ld v1.Hash, opts []remote.Option) (v1.Image, bool, error) {
+	img, err := remote.Image(tag, opts...)
+	if registry.IsNotFound(err) {
+		return emptySignatures(), false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, false, fmt.Errorf("reading signatures %s: %w", tag, err)
+	}
+	if len(m.Layers) >= MaxSignatures {
+		return nil, false, fmt.Errorf("%s: %w", tag, ErrTooManySignatures)
+	}
+	for _, l := range m.Layers {
+		if l.Digest == ld {
+			return img, true, nil
+		}
+	}
+	return img, false, nil
+}
+
+// emptySignatures is the empty OCI image cosign starts a signature list from.
+func emptySignatures() v1.Image {
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	return mutate.ConfigMediaType(img, types.OCIConfigJSON)
+}
+
+// sleep waits a random time in [min, max) or until ctx is done.
+func sleep(ctx context.Context, min, max time.Duration) {
+	d := min + rand.N(max-min)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,93 @@
+package keys
+
+import (
+	"crypto"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// Option configures LoadSigner.
+type Option func(*options)
+
+type options struct {
+	warn func(string)
+}
+
+// WithWarnings has LoadSigner pass each warning (a message for the user: one
+// line, no trailing newline) to warn. By default warnings are dropped.
+func WithWarnings(warn func(msg string)) Option {
+	return func(o *options) { o.warn = warn }
+}
+
+// LoadSigner loads the encrypted private key named by ref and decrypts it
+// with the password pass returns (pass is called with confirm false, and only
+// once the key has been read and found to be an encrypted key; a nil pass
+// means the empty password, as in cosign).
+//
+// ref is a file path, env://VAR (the PEM text is in the environment variable
+// VAR) or inline PEM text. KMS URIs give an error wrapping
+// ErrKMSNotSupported. A key file that group or others can read still loads,
+// with a warning naming the file and its mode (see WithWarnings).
+func LoadSigner(ref string, pass PasswordFunc, opts ...Option) (crypto.Signer, error) {
+	o := options{warn: func(string) {}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	data, err := readKeyRef(ref, "")
+	if err != nil {
+		return nil, fmt.Errorf("loading private key: %w", err)
+	}
+	if path, ok := keyFilePath(ref); ok {
+		if msg := modeWarning(path); msg != "" {
+			o.warn(msg)
+		}
+	}
+	envelope, err := encryptedEnvelope(data)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
+	}
+	var password []byte
+	if pass != nil {
+		password, err = pass(false)
+		if err != nil {
+			return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
+		}
+		defer clear(password)
+	}
+	signer, err := decryptPrivateKey(envelope, password)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
+	}
+	return signer, nil
+}
+
+// keyFilePath returns the file a key reference that readKeyRef accepted
+// names, if it names one.
+func keyFilePath(ref string) (string, bool) {
+	switch {
+	case strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN"),
+		strings.HasPrefix(ref, EnvScheme),
+		hasScheme(ref):
+		return "", false
+	}
+	return ref, true
+}
+
+// modeWarning returns a warning when the private key file at path can be read
+// by group or others, and "" otherwise (or where file modes mean nothing).
+func modeWarning(path string) string {
+	if runtime.GOOS == "windows" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("private key file %s has mode %#o and is accessible by group or others; restrict it with chmod 600 %s", path, perm, path)
+}

@@ -1,0 +1,92 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/docker/cli/cli"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of docker trustcache, listed in the README. A build's own exit
+// code passes through unchanged.
+const (
+	ExitOK           = 0
+	ExitFailure      = 1 // any other failure (a registry write failed, a build failed …)
+	ExitUsage        = 2 // usage or configuration error: bad flag, argument, policy, key or config file
+	ExitUntrusted    = 3 // verdict: a reference is not trusted (no, bad or too few signatures)
+	ExitInconclusive = 4 // no verdict: a registry or network failure
+)
+
+// usageError marks an error as a usage or configuration error.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error.
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// asUsage marks err (if not nil) as a usage or configuration error.
+func asUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
+
+// withStatus returns err as a cli.StatusError carrying its exit code, so
+// the plugin framework exits with it. Errors that already carry a status
+// keep it.
+func withStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var st cli.StatusError
+	if errors.As(err, &st) {
+		return err
+	}
+	code := ExitFailure
+	var ue usageError
+	if errors.As(err, &ue) {
+		code = ExitUsage
+	}
+	return cli.StatusError{Cause: err, StatusCode: code}
+}
+
+// flagError turns a flag parsing error into a usage error.
+func flagError(cmd *cobra.Command, err error) error {
+	return cli.StatusError{
+		Status:     fmt.Sprintf("%s\n\nUsage:  %s\n\nRun '%s --help' for more information", err, cmd.UseLine(), cmd.CommandPath()),
+		StatusCode: ExitUsage,
+	}
+}
+
+// exactArgs, minArgs and maxArgs validate positional arguments with usage
+// errors.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return flagError(cmd, fmt.Errorf("%q requires exactly %d argument(s), got %d", cmd.CommandPath(), n, len(args)))
+		}
+		return nil
+	}
+}
+
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return flagError(cmd, fmt.Errorf("%q requires at least %d argument(s)", cmd.CommandPath(), n))
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return flagError(cmd, fmt.Errorf("%q accepts at most %d argument(s), got %d", cmd.CommandPath(), n, len(args)))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,247 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// testdata is absolute: tests change their working directory.
+var testdata, _ = filepath.Abs("testdata")
+
+type cmdResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs "docker trustcache ARGS" in process and returns its output and
+// the exit code the plugin framework would exit with.
+func run(t *testing.T, args ...string) cmdResult {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	dockerCLI, err := command.NewDockerCli(
+		command.WithInputStream(io.NopCloser(strings.NewReader(""))),
+		command.WithOutputStream(&out),
+		command.WithErrorStream(&errOut),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := NewRootCommand(dockerCLI, "test")
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	err = root.ExecuteContext(context.Background())
+	code := 0
+	if err != nil {
+		var st cli.StatusError
+		if errors.As(err, &st) {
+			code = st.StatusCode
+		} else {
+			code = 1
+		}
+		if msg := err.Error(); msg != "" {
+			errOut.WriteString(msg + "\n")
+		}
+	}
+	return cmdResult{out.String(), errOut.String(), code}
+}
+
+// isolate gives the test its own docker config dir, key password and
+// working directory.
+func isolate(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", filepath.Join(dir, "docker-config"))
+	t.Setenv("TRUSTCACHE_PASSWORD", "test-password")
+	t.Setenv("TRUSTCACHE_POLICY", "")
+	t.Chdir(dir)
+	return dir
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join(testdata, name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update): %v", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestHelpGolden(t *testing.T) {
+	isolate(t)
+	for _, args := range [][]string{
+		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
+		{"policy"}, {"policy", "init"}, {"policy", "lint"},
+	} {
+		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
+		t.Run(name, func(t *testing.T) {
+			res := run(t, append(args, "--help")...)
+			if res.code != 0 {
+				t.Fatalf("--help exit %d: %s", res.code, res.stderr)
+			}
+			golden(t, name, res.stdout)
+		})
+	}
+}
+
+// newRegistry starts an in-memory registry and returns its host.
+func newRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func pushRandom(t *testing.T, ref string) v1.Hash {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d
+}
+
+// scrub replaces what changes from run to run in output: the registry
+// port, digests, key ids and times.
+func scrub(s, host string) string {
+	s = strings.ReplaceAll(s, host, "REGISTRY")
+	s = regexp.MustCompile(`sha256([:-])[0-9a-f]{64}`).ReplaceAllString(s, "sha256${1}HEX")
+	s = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`).ReplaceAllString(s, "TIME")
+	return s
+}
+
+func TestTrustLoop(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	for _, n := range []string{"ci-main", "attacker"} {
+		if res := run(t, "keys", "generate", "--name", n); res.code != 0 || !strings.HasPrefix(res.stdout, "sha256:") {
+			t.Fatalf("keys generate %s = %d %q %q", n, res.code, res.stdout, res.stderr)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ci-main.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ci-main.key: %v %v; want mode 0600", fi, err)
+	}
+	if res := run(t, "keys", "generate", "--name", "ci-main"); res.code != ExitUsage || !strings.Contains(res.stderr, "ci-main.key") {
+		t.Errorf("keys generate over an existing key = %d %q; want exit %d naming the file", res.code, res.stderr, ExitUsage)
+	}
+	policy := "version: 1\nbuilders:\n  - name: ci-main\n    key: ci-main.pub\nscopes:\n  - repositories: [\"" + host + "/team/*\"]\n    builders: [ci-main]\n"
+	if err := os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(t, "policy", "lint"); res.code != 0 {
+		t.Fatalf("policy lint = %d %q", res.code, res.stderr)
+	}
+
+	good := host + "/team/cache:main"
+	bad := host + "/team/cache:pr"
+	unsigned := host + "/team/cache:unsigned"
+	dGood := pushRandom(t, good)
+	pushRandom(t, bad)
+	pushRandom(t, unsigned)
+
+	res := run(t, "sign", "--key", "ci-main.key", "-a", "ref=refs/heads/main", good)
+	if want := host + "/team/cache@" + dGood.String() + "\n"; res.code != 0 || res.stdout != want {
+		t.Fatalf("sign = %d %q %q; want %q", res.code, res.stdout, res.stderr, want)
+	}
+	// Signing again with the same key and annotations adds nothing.
+	if res := run(t, "sign", "--key", "ci-main.key", "-a", "ref=refs/heads/main", good); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
+		t.Errorf("sign again = %d %q", res.code, res.stderr)
+	}
+	if res := run(t, "sign", "--key", "attacker.key", bad); res.code != 0 {
+		t.Fatalf("sign (attacker) = %d %q", res.code, res.stderr)
+	}
+
+	res = run(t, "verify", good)
+	if res.code != 0 {
+		t.Errorf("verify trusted = %d %q %q", res.code, res.stdout, res.stderr)
+	}
+	golden(t, "verify-trusted.txt", scrub(res.stdout, host))
+
+	res = run(t, "verify", "--format", "json", good, bad, unsigned)
+	if res.code != ExitUntrusted {
+		t.Errorf("verify mixed = %d; want %d", res.code, ExitUntrusted)
+	}
+	golden(t, "verify-mixed.json", scrub(res.stdout, host))
+
+	res = run(t, "verify", bad, unsigned)
+	golden(t, "verify-untrusted.txt", scrub(res.stdout, host))
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := isolate(t)
+	if res := run(t, "keys", "generate", "--name", "ci"); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	// A registry that is not there: no verdict.
+	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"
+	os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(policy), 0o644)
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"verify", "--policy", "p.yaml", "127.0.0.1:1/team/cache:main"}, ExitInconclusive, "inconclusive"},
+		{[]string{"verify", "--policy", "missing.yaml", "127.0.0.1:1/x:y"}, ExitUsage, "missing.yaml"},
+		{[]string{"verify", "--policy", "p.yaml", "--format", "xml", "127.0.0.1:1/x:y"}, ExitUsage, "--format"},
+		{[]string{"verify", "--policy", "p.yaml", "UPPER/Case:x"}, ExitUsage, "invalid reference"},
+		{[]string{"verify"}, ExitUsage, "requires at least 1 argument"},
+		{[]string{"verify", "--no-such-flag"}, ExitUsage, "unknown flag"},
+		{[]string{"sign", "127.0.0.1:1/x:y"}, ExitUsage, "--key is required"},
+		{[]string{"sign", "--key", "nope.key", "127.0.0.1:1/x:y"}, ExitUsage, "nope.key"},
+		{[]string{"sign", "--key", "ci.key", "-a", "novalue", "127.0.0.1:1/x:y"}, ExitUsage, "KEY=VALUE"},
+		{[]string{"sign", "--key", "ci.key", "-a", "builder=me", "127.0.0.1:1/x:y"}, ExitUsage, "set by docker trustcache"},
+		{[]string{"keys", "id", "ci.key"}, ExitUsage, "PUBLIC KEY"},
+		{[]string{"keys", "generate"}, ExitUsage, "--name is required"},
+	}
+	for _, tc := range tests {
+		res := run(t, tc.args...)
+		if res.code != tc.code || !strings.Contains(res.stdout+res.stderr, tc.msg) {
+			t.Errorf("%v = exit %d, %q; want exit %d containing %q", tc.args, res.code, res.stdout+res.stderr, tc.code, tc.msg)
+		}
+	}
+	t.Setenv("TRUSTCACHE_PASSWORD", "wrong")
+	if res := run(t, "sign", "--key", "ci.key", "127.0.0.1:1/x:y"); res.code != ExitUsage || !strings.Contains(res.stderr, "wrong password") {
+		t.Errorf("sign with a wrong password = %d %q", res.code, res.stderr)
+	}
+}

@@ -1,0 +1,189 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/keys"
+)
+
+type signOptions struct {
+	key         string
+	builderName string
+	annotations []string
+}
+
+func newSignCommand(dockerCLI command.Cli) *cobra.Command {
+	var opts signOptions
+	cmd := &cobra.Command{
+		Use:   "sign --key KEY [OPTIONS] REF [REF...]",
+		Short: "Sign caches or images as a trusted builder",
+		Long: `Sign each REF (a registry cache manifest or an image, by tag or digest) with
+the builder's private key. Each tag is resolved to its manifest digest once,
+before anything is written; the cosign-compatible signature is attached to
+that digest in the sha256-<hex>.sig tag, next to any signatures already
+there. Prints each signed REPOSITORY@DIGEST.
+
+Signed annotations: builder (--builder-name, default the key file's name),
+created (RFC 3339), the source repo, ref, commit and run that CI variables
+tell, and every --annotation.
+
+The key password is read from TRUSTCACHE_PASSWORD, then COSIGN_PASSWORD,
+then asked for on a terminal.`,
+		Args: minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStatus(runSign(cmd.Context(), dockerCLI, opts, args))
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&opts.key, "key", "", "Private key: a file, env://VAR (default $TRUSTCACHE_KEY)")
+	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the key file's base name)")
+	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
+	return cmd
+}
+
+func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs []string) error {
+	ann, err := parseAnnotations("--annotation", opts.annotations)
+	if err != nil {
+		return err
+	}
+	for k, v := range sourceContext(getenv) {
+		if _, ok := ann[k]; !ok {
+			ann[k] = v
+		}
+	}
+	signer, err := loadSigner(dockerCLI, opts.key, opts.builderName)
+	if err != nil {
+		return err
+	}
+	ropts := registry.Options(ctx, nil, remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))
+
+	// Resolve every ref before writing anything.
+	type target struct {
+		repo   name.Repository
+		digest v1.Hash
+	}
+	targets := make([]target, len(refs))
+	for i, ref := range refs {
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			return usagef("invalid reference %q: %w", ref, err)
+		}
+		d, err := resolveDigest(r, ropts)
+		if err != nil {
+			return fmt.Errorf("resolving %s: %w", ref, err)
+		}
+		targets[i] = target{r.Context(), d}
+	}
+	for _, t := range targets {
+		added, err := signer.Sign(ctx, t.repo, t.digest, ann, ropts...)
+		if err != nil {
+			return err
+		}
+		if !added {
+			fmt.Fprintf(dockerCLI.Err(), "%s@%s: already signed by this key with these annotations\n", t.repo.Name(), t.digest)
+		}
+		fmt.Fprintf(dockerCLI.Out(), "%s@%s\n", t.repo.Name(), t.digest)
+	}
+	return nil
+}
+
+// resolveDigest returns the manifest digest of r: r's own digest, or the
+// digest the registry reports for the tag.
+func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
+	if d, ok := r.(name.Digest); ok {
+		return v1.NewHash(d.DigestStr())
+	}
+	desc, err := remote.Head(r, ropts...)
+	if err != nil {
+		if registry.IsNotFound(err) {
+			return v1.Hash{}, fmt.Errorf("%s does not exist in the registry", r)
+		}
+		return v1.Hash{}, err
+	}
+	return desc.Digest, nil
+}
+
+// loadSigner loads the private key named by the flag (or TRUSTCACHE_KEY);
+// every failure is a configuration error.
+func loadSigner(dockerCLI command.Cli, keyRef, builderName string) (signature.Signer, error) {
+	if keyRef == "" {
+		keyRef = getenv(envKey)
+	}
+	if keyRef == "" {
+		return signature.Signer{}, usagef("--key is required (or set %s)", envKey)
+	}
+	pass := keys.Password(lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
+	key, err := keys.LoadSigner(keyRef, pass, keys.WithWarnings(func(msg string) {
+		fmt.Fprintln(dockerCLI.Err(), "WARNING:", msg)
+	}))
+	if err != nil {
+		return signature.Signer{}, asUsage(err)
+	}
+	if builderName == "" {
+		builderName = defaultBuilderName(keyRef)
+	}
+	return signature.Signer{Key: key, Builder: builderName}, nil
+}
+
+// defaultBuilderName is the key file's base name without extension
+// ("keys/ci-main.key" → "ci-main"), or the variable's name for env://.
+func defaultBuilderName(keyRef string) string {
+	if v, ok := strings.CutPrefix(keyRef, keys.EnvScheme); ok {
+		return strings.ToLower(v)
+	}
+	base := filepath.Base(keyRef)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// reservedAnnotations are written by trustcache itself.
+var reservedAnnotations = []string{signature.AnnotationBuilder, signature.AnnotationCreated}
+
+// parseAnnotations parses KEY=VALUE flag values; flag names the flag in
+// errors.
+func parseAnnotations(flag string, kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, usagef("%s %q: want KEY=VALUE", flag, kv)
+		}
+		for _, r := range reservedAnnotations {
+			if k == r {
+				return nil, usagef("%s %q: %q is set by docker trustcache itself", flag, kv, k)
+			}
+		}
+		if _, dup := out[k]; dup {
+			return nil, usagef("%s %q: annotation %q given twice", flag, kv, k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// signedContext renders the source context of signed annotations for text
+// output: "repo=… ref=… commit=…" and any user annotations, sorted.
+func signedContext(ann map[string]string) string {
+	var parts []string
+	for k, v := range ann {
+		if k == signature.AnnotationBuilder || k == signature.AnnotationCreated {
+			continue
+		}
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}

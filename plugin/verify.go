@@ -1,0 +1,125 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+type verifyOptions struct {
+	policy string
+	format string
+}
+
+func newVerifyCommand(dockerCLI command.Cli) *cobra.Command {
+	var opts verifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify [OPTIONS] REF [REF...]",
+		Short: "Verify that caches are signed by enough allowed builders",
+		Long: `Verify that each cache reference (a registry cache manifest or an image with
+inline cache, by tag or digest) carries signatures by enough allowed builders
+under the policy.
+
+Exit status: 0 when every REF passes (trusted, or its scope level is audit or
+skip); 3 when a REF is untrusted; 4 when a registry or network failure left a
+REF without a verdict; 2 for a usage or configuration error.`,
+		Args: minArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.format != "text" && opts.format != "json" {
+				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
+			}
+			p, err := loadPolicy(opts.policy, ".")
+			if err != nil {
+				return withStatus(err)
+			}
+			v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+			return runVerify(cmd.Context(), dockerCLI.Out(), v, opts, args)
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
+	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json" (one JSON object per line)`)
+	return cmd
+}
+
+// runVerify verifies refs and renders one result each; the error carries
+// the exit code of the worst result.
+func runVerify(ctx context.Context, out io.Writer, v *verify.Verifier, opts verifyOptions, refs []string) error {
+	results := make([]*verify.Result, len(refs))
+	for i, ref := range refs {
+		res, err := v.Verify(ctx, ref)
+		if err != nil {
+			return withStatus(asUsage(err))
+		}
+		results[i] = res
+	}
+	for _, res := range results {
+		var err error
+		if opts.format == "json" {
+			err = json.NewEncoder(out).Encode(res)
+		} else {
+			err = renderResult(out, res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return verifyStatus(results)
+}
+
+// verifyStatus maps results to the exit code: untrusted wins over
+// inconclusive; results the policy does not enforce (audit, skip) pass.
+func verifyStatus(results []*verify.Result) error {
+	code := ExitOK
+	for _, r := range results {
+		if !r.Enforced() {
+			continue
+		}
+		switch {
+		case r.Verdict == verify.VerdictInconclusive && code == ExitOK:
+			code = ExitInconclusive
+		case r.Verdict != verify.VerdictInconclusive:
+			code = ExitUntrusted
+		}
+	}
+	if code == ExitOK {
+		return nil
+	}
+	return cli.StatusError{StatusCode: code}
+}
+
+// renderResult writes the text form of a result.
+func renderResult(w io.Writer, r *verify.Result) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s\n", r.Reference, r.Verdict)
+	if r.Digest != "" {
+		fmt.Fprintf(&b, "  digest:  %s\n", r.Digest)
+	}
+	if r.Scope != "" {
+		fmt.Fprintf(&b, "  scope:   %s (level %s, threshold %d, on untrusted %s)\n", r.Scope, r.Level, r.Threshold, r.OnUntrusted)
+	}
+	for _, s := range r.Signers {
+		fmt.Fprintf(&b, "  signer:  %s %s", s.Builder, s.KeyID)
+		if s.SignedAt != "" {
+			fmt.Fprintf(&b, " at %s", s.SignedAt)
+		}
+		if ctx := signedContext(s.Annotations); ctx != "" {
+			fmt.Fprintf(&b, " (%s)", ctx)
+		}
+		b.WriteString("\n")
+	}
+	for _, reason := range r.Reasons {
+		fmt.Fprintf(&b, "  reason:  %s\n", reason)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

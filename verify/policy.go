@@ -1,0 +1,264 @@
+package verify
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Level says how strictly a scope's caches are verified.
+type Level string
+
+const (
+	// LevelStrict passes a cache on to the build only when it is verified.
+	// It is the default.
+	LevelStrict Level = "strict"
+	// LevelAudit verifies and reports, but passes the cache on either way.
+	LevelAudit Level = "audit"
+	// LevelSkip does not verify the scope's caches at all.
+	LevelSkip Level = "skip"
+)
+
+// Action says what happens to a build whose cache is not trusted.
+type Action string
+
+const (
+	// ActionDrop removes the cache from the build, which runs without it.
+	// It is the default.
+	ActionDrop Action = "drop"
+	// ActionFail fails the build.
+	ActionFail Action = "fail"
+)
+
+// Signature formats a policy may ask `sign` to write.
+const (
+	// SignatureFormatLegacy is cosign v2's simple-signing payload in a
+	// sha256-<hex>.sig tag. It is the default.
+	SignatureFormatLegacy = "legacy"
+	// SignatureFormatBundle is cosign v3's sigstore bundle as an OCI 1.1
+	// referrer.
+	SignatureFormatBundle = "bundle"
+)
+
+// PolicyVersion is the only policy file version this package reads.
+const PolicyVersion = 1
+
+// maxPolicySize bounds the policy file LoadPolicy reads.
+const maxPolicySize = 1 << 20
+
+// Key is one public key of a builder.
+type Key struct {
+	// ID is the key id, "sha256:" + hex SHA-256 of the PKIX DER.
+	ID string
+	// Public is the key itself.
+	Public crypto.PublicKey
+	// Ref is the key reference as written in the policy file: a path, inline
+	// PEM text or env://VAR. Use Display to name the key in a message.
+	Ref string
+}
+
+// Display names the key reference in a message without echoing inline key
+// material.
+func (k Key) Display() string { return displayRef(k.Ref) }
+
+// Builder is a named builder and the keys it signs with. A builder has more
+// than one key while a key is being rotated.
+type Builder struct {
+	Name string
+	Keys []Key
+	// Line is the line of the builder in the policy file.
+	Line int
+}
+
+// Scope is the rule for a set of cache repositories.
+type Scope struct {
+	// Repositories are the repository patterns as written in the file:
+	// names or globs, where "*" matches within one path segment and "**"
+	// across segments. They are compared after canonicalization (see
+	// CanonicalRepository).
+	Repositories []string
+	// Builders names the builders allowed to sign caches of this scope.
+	Builders []string
+	// Threshold is how many distinct allowed builders must have signed.
+	// It defaults to 1.
+	Threshold int
+	// Level defaults to LevelStrict.
+	Level Level
+	// OnUntrusted defaults to ActionDrop.
+	OnUntrusted Action
+	// MaxAge is how old a signature may be to count; 0 means no limit.
+	MaxAge time.Duration
+	// Annotations maps a signed annotation key to a glob its value must
+	// match (doublestar syntax, "/" separates segments).
+	Annotations map[string]string
+	// AcceptUnboundBundles lets a sigstore bundle whose signed annotations do
+	// not name the repository count. Default false: such a bundle could have
+	// been copied from another repository.
+	AcceptUnboundBundles bool
+	// Line is the line of the scope in the policy file.
+	Line int
+}
+
+// Policy is a parsed and validated trust policy.
+type Policy struct {
+	// File is the policy's path as given to ParsePolicy or LoadPolicy.
+	File string
+	// Digest is "sha256:<hex>" of the file's bytes.
+	Digest  string
+	Version int
+	// Builders in file order; names and key ids are unique.
+	Builders []Builder
+	// Scopes in file order; a repository pattern appears in one scope only.
+	Scopes []Scope
+	// Revoked key ids are never accepted, whichever builder lists them.
+	Revoked []string
+	// AllowUnsignedTypes are cache types that registry signatures cannot
+	// cover (local, gha, s3, azblob) and that builds may keep unverified.
+	AllowUnsignedTypes []string
+	// SignatureFormat is what `sign` writes by default: SignatureFormatLegacy
+	// or SignatureFormatBundle.
+	SignatureFormat string
+}
+
+// unsignedTypes are the cache types AllowUnsignedTypes may name.
+var unsignedTypes = []string{"local", "gha", "s3", "azblob"}
+
+// LoadPolicy reads and parses the policy file at path.
+func LoadPolicy(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy %q: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading policy %q: %w", path, err)
+	}
+	if len(data) > maxPolicySize {
+		return nil, fmt.Errorf("reading policy %q: larger than %d bytes", path, maxPolicySize)
+	}
+	return ParsePolicy(path, data)
+}
+
+// ParsePolicy parses and validates a policy file. name is the file's path:
+// it names the file in errors, and relative key files are read from its
+// directory. On failure the error lists every problem found, each a
+// *PolicyError (see PolicyErrors), joined with errors.Join.
+func ParsePolicy(name string, data []byte) (*Policy, error) {
+	p, err := parsePolicy(name, data)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	p.Digest = "sha256:" + hex.EncodeToString(sum[:])
+	return p, nil
+}
+
+// Builder returns the builder with the given name.
+func (p *Policy) Builder(name string) (*Builder, bool) {
+	for i := range p.Builders {
+		if p.Builders[i].Name == name {
+			return &p.Builders[i], true
+		}
+	}
+	return nil, false
+}
+
+// KeyOwner returns the builder that holds the key with the given id, and
+// the key. Revoked keys are returned too; check IsRevoked.
+func (p *Policy) KeyOwner(keyID string) (*Builder, *Key, bool) {
+	for i := range p.Builders {
+		b := &p.Builders[i]
+		for j := range b.Keys {
+			if b.Keys[j].ID == keyID {
+				return b, &b.Keys[j], true
+			}
+		}
+	}
+	return nil, nil, false
+}
+
+// IsRevoked reports whether the policy revokes the key id.
+func (p *Policy) IsRevoked(keyID string) bool {
+	return slices.Contains(p.Revoked, keyID)
+}
+
+// AllowsUnsigned reports whether builds may keep caches of the given type
+// (local, gha, s3, azblob), which registry signatures cannot cover.
+func (p *Policy) AllowsUnsigned(cacheType string) bool {
+	return slices.Contains(p.AllowUnsignedTypes, cacheType)
+}
+
+// PolicyError is one problem in a policy file. Line and Column are 1-based;
+// 0 means unknown. Field is the path of the field, such as
+// "scopes[1].threshold" (indexes count from 0); empty when the problem is
+// not in one field (a YAML syntax error).
+type PolicyError struct {
+	File         string
+	Line, Column int
+	Field, Msg   string
+}
+
+// Error formats the problem as "file:line:column: field: message", leaving
+// out the parts that are unknown.
+func (e *PolicyError) Error() string {
+	s := e.File
+	if e.Line > 0 {
+		s += ":" + strconv.Itoa(e.Line)
+		if e.Column > 0 {
+			s += ":" + strconv.Itoa(e.Column)
+		}
+	}
+	if e.Field != "" {
+		s += ": " + e.Field
+	}
+	return s + ": " + e.Msg
+}
+
+// PolicyErrors returns every *PolicyError in err, which may be joined
+// (errors.Join), in order.
+func PolicyErrors(err error) []*PolicyError {
+	var out []*PolicyError
+	var walk func(error)
+	walk = func(err error) {
+		if pe, ok := err.(*PolicyError); ok {
+			out = append(out, pe)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if e := u.Unwrap(); e != nil {
+				walk(e)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+var _ error = (*PolicyError)(nil)
+
+// errorsJoin is errors.Join of the problems, or nil.
+func errorsJoin(errs []*PolicyError) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	list := make([]error, len(errs))
+	for i, e := range errs {
+		list[i] = e
+	}
+	return errors.Join(list...)
+}

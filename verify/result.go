@@ -1,0 +1,70 @@
+package verify
+
+import (
+	"strings"
+)
+
+// Verdict is the outcome of verifying one reference.
+type Verdict string
+
+// Verdicts. Untrusted is a verdict about the signatures (missing, bad, not
+// enough); Inconclusive means the registry or network failed before a
+// verdict could be reached. A build may run without a cache on either; it
+// never uses one on either.
+const (
+	VerdictTrusted      Verdict = "trusted"
+	VerdictUntrusted    Verdict = "untrusted"
+	VerdictInconclusive Verdict = "inconclusive"
+	VerdictSkipped      Verdict = "skipped" // the scope's level is skip: not verified
+)
+
+// Signer is one allowed builder whose signature counted.
+type Signer struct {
+	Builder     string            `json:"builder"`
+	KeyID       string            `json:"keyId"`
+	SignedAt    string            `json:"signedAt,omitempty"` // RFC 3339, when the signature says
+	Format      string            `json:"format"`             // legacy (.sig tag) or bundle
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Result is the verification result of one reference. The text and JSON
+// output of "docker trustcache verify" both render it.
+type Result struct {
+	Reference   string   `json:"reference"`
+	Repository  string   `json:"repository"`
+	Digest      string   `json:"digest"`
+	Trusted     bool     `json:"trusted"`
+	Verdict     Verdict  `json:"verdict"`
+	Level       Level    `json:"level"`
+	OnUntrusted Action   `json:"onUntrusted"`
+	Scope       string   `json:"scope,omitempty"` // the repository pattern that matched
+	Threshold   int      `json:"threshold,omitempty"`
+	Signers     []Signer `json:"signers"`
+	Reasons     []string `json:"reasons"`
+	// FromLedger is true when the verdict came from the local ledger of
+	// digests this host verified before, without fetching signatures.
+	FromLedger bool `json:"fromLedger,omitempty"`
+}
+
+// Pinned returns REPOSITORY@DIGEST, the reference to import, or "" when no
+// digest was resolved.
+func (r *Result) Pinned() string {
+	if r.Digest == "" {
+		return ""
+	}
+	return r.Repository + "@" + r.Digest
+}
+
+// Enforced reports whether the result blocks the reference: it is not
+// trusted and the scope's level is strict. Audit results are reported but
+// not enforced; skipped references are not verified at all.
+func (r *Result) Enforced() bool {
+	return !r.Trusted && r.Level != LevelAudit && r.Level != LevelSkip
+}
+
+// Reason returns the reasons as one line.
+func (r *Result) Reason() string {
+	return strings.Join(r.Reasons, "; ")
+}
+
+func (r *Result) addReason(s string) { r.Reasons = append(r.Reasons, s) }

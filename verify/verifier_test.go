@@ -1,0 +1,492 @@
+package verify
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/keys"
+)
+
+// testRegistry is a real in-memory registry over httptest. Handlers in
+// fault, when set, answer a request before the registry does.
+type testRegistry struct {
+	host     string
+	requests atomic.Int64
+	fault    atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
+}
+
+func newTestRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	tr := &testRegistry{}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tr.requests.Add(1)
+		if f := tr.fault.Load(); f != nil && (*f)(w, r) {
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	tr.host = strings.TrimPrefix(srv.URL, "http://")
+	return tr
+}
+
+// failWhen makes the registry answer 500 to requests whose path contains
+// substr.
+func (tr *testRegistry) failWhen(substr string) {
+	f := func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, substr) {
+			http.Error(w, "injected fault", http.StatusInternalServerError)
+			return true
+		}
+		return false
+	}
+	tr.fault.Store(&f)
+}
+
+func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
+	t.Helper()
+	r, err := name.NewRepository(tr.host + "/" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// pushImage pushes a random image to repo:tag and returns its digest.
+func pushImage(t *testing.T, repo name.Repository, tag string) v1.Hash {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(repo.Tag(tag), img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type testKey struct {
+	priv    *ecdsa.PrivateKey
+	pubPath string
+}
+
+// newKey generates a key and writes its public key to dir/NAME.pub.
+func newKey(t *testing.T, dir, name string) testKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := keys.MarshalPublicKeyPEM(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(p, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return testKey{priv: priv, pubPath: p}
+}
+
+func (k testKey) id(t *testing.T) string {
+	t.Helper()
+	id, err := keys.ID(k.priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// sign signs digest in repo as builder with key k, created at "at".
+func sign(t *testing.T, k testKey, builder string, repo name.Repository, d v1.Hash, at time.Time, ann map[string]string) {
+	t.Helper()
+	s := signature.Signer{Key: k.priv, Builder: builder, Now: func() time.Time { return at }}
+	if _, err := s.Sign(context.Background(), repo, d, ann); err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+}
+
+// writePolicy writes a policy file into dir and parses it.
+func writePolicy(t *testing.T, dir, text string) *Policy {
+	t.Helper()
+	p := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := LoadPolicy(p)
+	if err != nil {
+		t.Fatalf("LoadPolicy: %v\n%s", err, text)
+	}
+	return pol
+}
+
+// copyTag copies the manifest at src to dst (same or another repository).
+func copyTag(t *testing.T, src, dst name.Reference) {
+	t.Helper()
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dst, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// fixture is one registry, three keys and a policy over them:
+// ci (allowed for team/*), release (allowed for team/*, and alone for
+// team/release-cache), other (a builder in the policy, allowed nowhere in
+// team/), and a stranger key that is in no policy.
+type fixture struct {
+	reg                           *testRegistry
+	dir                           string
+	ci, ci2, release, other, rand testKey
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	return &fixture{
+		reg:     newTestRegistry(t),
+		dir:     dir,
+		ci:      newKey(t, dir, "ci"),
+		ci2:     newKey(t, dir, "ci2"),
+		release: newKey(t, dir, "release"),
+		other:   newKey(t, dir, "other"),
+		rand:    newKey(t, dir, "stranger"),
+	}
+}
+
+func (f *fixture) policy(t *testing.T, scopeExtra string, extra string) *Policy {
+	t.Helper()
+	return writePolicy(t, f.dir, fmt.Sprintf(`version: 1
+builders:
+  - name: ci
+    keys: [ci.pub, ci2.pub]
+  - name: release
+    key: release.pub
+  - name: other
+    key: other.pub
+scopes:
+  - repositories: ["%[1]s/team/*"]
+    builders: [ci, release]
+%[2]s
+  - repositories: ["%[1]s/team/release-cache"]
+    builders: [release]
+  - repositories: ["%[1]s/elsewhere/**"]
+    builders: [other]
+%[3]s`, f.reg.host, scopeExtra, extra))
+}
+
+func (f *fixture) verify(t *testing.T, p *Policy, ref string) *Result {
+	t.Helper()
+	res, err := New(p, WithClock(func() time.Time { return now })).Verify(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Verify(%q) error: %v", ref, err)
+	}
+	return res
+}
+
+func wantVerdict(t *testing.T, res *Result, want Verdict, reason string) {
+	t.Helper()
+	if res.Verdict != want {
+		t.Errorf("Verify(%q) = %s (%s); want %s", res.Reference, res.Verdict, res.Reason(), want)
+	}
+	if (want == VerdictTrusted) != res.Trusted {
+		t.Errorf("Verify(%q).Trusted = %v; want %v", res.Reference, res.Trusted, want == VerdictTrusted)
+	}
+	if reason != "" && !strings.Contains(res.Reason(), reason) {
+		t.Errorf("Verify(%q) reasons = %q; want one containing %q", res.Reference, res.Reason(), reason)
+	}
+}
+
+func TestVerifyTrusted(t *testing.T) {
+	f := newFixture(t)
+	p := f.policy(t, "", "")
+	repo := f.reg.repo(t, "team/app-cache")
+	d := pushImage(t, repo, "main")
+	sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), nil)
+
+	res := f.verify(t, p, repo.Tag("main").String())
+	wantVerdict(t, res, VerdictTrusted, "")
+	if res.Digest != d.String() {
+		t.Errorf("Verify digest = %s; want %s", res.Digest, d)
+	}
+	if res.Pinned() != repo.Name()+"@"+d.String() {
+		t.Errorf("Pinned() = %s; want %s@%s", res.Pinned(), repo.Name(), d)
+	}
+	if len(res.Signers) != 1 || res.Signers[0].Builder != "ci" || res.Signers[0].KeyID != f.ci.id(t) {
+		t.Errorf("Signers = %+v; want ci with %s", res.Signers, f.ci.id(t))
+	}
+	if res.Signers[0].SignedAt != now.Add(-time.Hour).Format(time.RFC3339) {
+		t.Errorf("SignedAt = %q", res.Signers[0].SignedAt)
+	}
+	// A digest reference verifies the same way.
+	wantVerdict(t, f.verify(t, p, repo.Digest(d.String()).String()), VerdictTrusted, "")
+}
+
+func TestVerifyRules(t *testing.T) {
+	tests := []struct {
+		name   string
+		scope  string // extra scope lines for team/*
+		extra  string // extra top-level policy
+		setup  func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash)
+		repo   string
+		want   Verdict
+		reason string
+	}{{
+		name:   "unsigned",
+		setup:  func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {},
+		want:   VerdictUntrusted,
+		reason: "no signatures found",
+	}, {
+		name: "key not in the policy",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.rand, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "not signed by any key in the policy",
+	}, {
+		name: "builder of another scope",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.other, "other", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "builder other, which is not allowed",
+	}, {
+		name:  "revoked key",
+		extra: "revoked: [REVOKED]",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "revoked key",
+	}, {
+		name:  "rotated key of the same builder still counts",
+		extra: "revoked: [REVOKED]",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci2, "ci", repo, d, now, nil)
+		},
+		want: VerdictTrusted,
+	}, {
+		name: "signature copied from another digest",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			other := pushImage(t, repo, "other")
+			sign(t, f.ci, "ci", repo, other, now, nil)
+			copyTag(t, signature.SigTag(repo, other), signature.SigTag(repo, d))
+		},
+		want:   VerdictUntrusted,
+		reason: "copied from another manifest",
+	}, {
+		name: "cache and signature copied from another repository",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			src := f.reg.repo(t, "team/source-cache")
+			copyTag(t, repo.Tag("main"), src.Tag("main"))
+			sign(t, f.ci, "ci", src, d, now, nil)
+			copyTag(t, signature.SigTag(src, d), signature.SigTag(repo, d))
+		},
+		want:   VerdictUntrusted,
+		reason: "copied from another repository",
+	}, {
+		name:  "threshold 2 with one signer",
+		scope: "    threshold: 2",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "1 of the 2 required",
+	}, {
+		name:  "threshold 2 with one builder signing twice",
+		scope: "    threshold: 2",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+			sign(t, f.ci2, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "1 of the 2 required",
+	}, {
+		name:  "threshold 2 with two builders",
+		scope: "    threshold: 2",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+			sign(t, f.release, "release", repo, d, now, nil)
+		},
+		want: VerdictTrusted,
+	}, {
+		name: "no scope matches",
+		repo: "nowhere/cache",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "no policy scope matches",
+	}, {
+		name: "most specific scope wins",
+		repo: "team/release-cache",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil) // ci is allowed by team/*, not by team/release-cache
+		},
+		want:   VerdictUntrusted,
+		reason: "builder ci, which is not allowed",
+	}, {
+		name:  "older than maxAge",
+		scope: "    maxAge: 24h",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now.Add(-25*time.Hour), nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "older than maxAge",
+	}, {
+		name:  "within maxAge",
+		scope: "    maxAge: 24h",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now.Add(-23*time.Hour), nil)
+		},
+		want: VerdictTrusted,
+	}, {
+		name: "signed in the future",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now.Add(time.Hour), nil)
+		},
+		want:   VerdictUntrusted,
+		reason: "in the future",
+	}, {
+		name:  "required annotation does not match",
+		scope: "    annotations:\n      ref: refs/heads/main",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, map[string]string{"ref": "refs/pull/7/merge"})
+		},
+		want:   VerdictUntrusted,
+		reason: `ref="refs/pull/7/merge" does not match`,
+	}, {
+		name:  "required annotation missing",
+		scope: "    annotations:\n      ref: refs/heads/main",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+		},
+		want:   VerdictUntrusted,
+		reason: `"ref" is missing`,
+	}, {
+		name:  "required annotation glob matches",
+		scope: "    annotations:\n      ref: refs/heads/main\n      repo: github.com/acme/*",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, map[string]string{"ref": "refs/heads/main", "repo": "github.com/acme/app"})
+		},
+		want: VerdictTrusted,
+	}, {
+		name: "registry fails fetching signatures",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+			f.reg.failWhen("/manifests/sha256-")
+		},
+		want:   VerdictInconclusive,
+		reason: "500",
+	}, {
+		name: "registry fails fetching the payload",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+			f.reg.failWhen("/blobs/")
+		},
+		want:   VerdictInconclusive,
+		reason: "500",
+	}, {
+		name: "registry fails resolving the tag",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			sign(t, f.ci, "ci", repo, d, now, nil)
+			f.reg.failWhen("/manifests/main")
+		},
+		want:   VerdictInconclusive,
+		reason: "500",
+	}, {
+		name: "tag does not exist",
+		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
+			if err := remote.Delete(repo.Tag("main")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		want:   VerdictUntrusted,
+		reason: "not found",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			extra := strings.ReplaceAll(tc.extra, "REVOKED", f.ci.id(t))
+			p := f.policy(t, tc.scope, extra)
+			path := tc.repo
+			if path == "" {
+				path = "team/app-cache"
+			}
+			repo := f.reg.repo(t, path)
+			d := pushImage(t, repo, "main")
+			tc.setup(t, f, repo, d)
+			res := f.verify(t, p, repo.Tag("main").String())
+			wantVerdict(t, res, tc.want, tc.reason)
+		})
+	}
+}
+
+func TestVerifyLevels(t *testing.T) {
+	f := newFixture(t)
+	repo := f.reg.repo(t, "team/app-cache")
+	pushImage(t, repo, "main")
+
+	audit := f.verify(t, f.policy(t, "    level: audit", ""), repo.Tag("main").String())
+	wantVerdict(t, audit, VerdictUntrusted, "no signatures found")
+	if audit.Enforced() {
+		t.Errorf("audit result Enforced() = true; want false")
+	}
+	if audit.Digest == "" {
+		t.Errorf("audit result has no digest; the build pins audited caches")
+	}
+
+	before := f.reg.requests.Load()
+	skip := f.verify(t, f.policy(t, "    level: skip", ""), repo.Tag("main").String())
+	wantVerdict(t, skip, VerdictSkipped, "skip")
+	if skip.Enforced() {
+		t.Errorf("skip result Enforced() = true; want false")
+	}
+	if n := f.reg.requests.Load() - before; n != 0 {
+		t.Errorf("skip level made %d registry requests; want 0", n)
+	}
+
+	strict := f.verify(t, f.policy(t, "    onUntrusted: fail", ""), repo.Tag("main").String())
+	if !strict.Enforced() || strict.OnUntrusted != ActionFail {
+		t.Errorf("strict result Enforced() = %v, OnUntrusted = %s; want true, fail", strict.Enforced(), strict.OnUntrusted)
+	}
+}
+
+func TestVerifyBadReference(t *testing.T) {
+	f := newFixture(t)
+	_, err := New(f.policy(t, "", "")).Verify(context.Background(), "Not A Ref!")
+	var re *ReferenceError
+	if err == nil || !errors.As(err, &re) {
+		t.Fatalf("Verify(bad ref) error = %v; want *ReferenceError", err)
+	}
+}
