@@ -65,6 +65,12 @@ func GenerateKeyPair(password []byte) (privatePEM, publicPEM []byte, err error) 
 // (N=2^16, r=8, p=1), in a PEM block of type SigstorePrivateKeyPEMType.
 // ECDSA, Ed25519 and RSA keys are accepted.
 func EncryptPrivateKey(key crypto.Signer, password []byte) ([]byte, error) {
+	return encryptPrivateKey(key, password, encrypted.Standard)
+}
+
+// encryptPrivateKey is EncryptPrivateKey with the scrypt strength chosen;
+// tests use the cheaper encrypted.Legacy.
+func encryptPrivateKey(key crypto.Signer, password []byte, strength encrypted.KDFParameterStrength) ([]byte, error) {
 	if err := checkPrivateKey(key); err != nil {
 		return nil, err
 	}
@@ -76,7 +82,7 @@ func EncryptPrivateKey(key crypto.Signer, password []byte) ([]byte, error) {
 	if password == nil {
 		password = []byte{}
 	}
-	envelope, err := encrypted.Encrypt(der, password)
+	envelope, err := encrypted.EncryptWithCustomKDFParameters(der, password, strength)
 	if err != nil {
 		return nil, fmt.Errorf("encrypting private key: %w", err)
 	}

@@ -15,22 +15,9 @@ import (
 
 func TestLoadSigner(t *testing.T) {
 	password := []byte("hunter2")
-	privPEM, pubPEM, err := GenerateKeyPair(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantPub, err := ParsePublicKeyPEM(pubPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	emptyPriv, emptyPub, err := GenerateKeyPair(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantEmptyPub, err := ParsePublicKeyPEM(emptyPub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx, empty := fixtureKeyPair(t, string(password)), fixtureKeyPair(t, "")
+	privPEM, emptyPriv := fx.privPEM, empty.privPEM
+	wantPub, wantEmptyPub := fx.key.Public(), empty.key.Public()
 	der, err := x509.MarshalPKCS8PrivateKey(mustECDSA(t, elliptic.P256()))
 	if err != nil {
 		t.Fatal(err)
@@ -148,12 +135,8 @@ func TestLoadSigner(t *testing.T) {
 
 // TestLoadSignerWithoutWarnings checks that warnings are dropped by default.
 func TestLoadSignerWithoutWarnings(t *testing.T) {
-	privPEM, _, err := GenerateKeyPair(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "open.key")
-	if err := os.WriteFile(p, privPEM, 0o644); err != nil {
+	if err := os.WriteFile(p, fixtureKeyPair(t, "").privPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadSigner(p, nil); err != nil {

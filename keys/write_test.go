@@ -131,11 +131,8 @@ func TestWriteKeyPairRace(t *testing.T) {
 
 func TestWriteKeyPairGenerated(t *testing.T) {
 	password := []byte("pw")
-	privPEM, pubPEM, err := GenerateKeyPair(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	privPath, pubPath, err := WriteKeyPair(t.TempDir(), "builder", privPEM, pubPEM)
+	fx := fixtureKeyPair(t, string(password))
+	privPath, pubPath, err := WriteKeyPair(t.TempDir(), "builder", fx.privPEM, fx.pubPEM)
 	if err != nil {
 		t.Fatalf("WriteKeyPair(generated) = %v; want nil error", err)
 	}

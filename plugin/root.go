@@ -39,6 +39,7 @@ digest-pinned caches on to BuildKit.`,
 // subcommands lists the commands of "docker trustcache".
 func subcommands(dockerCLI command.Cli) []*cobra.Command {
 	return []*cobra.Command{
+		newBuildCommand(dockerCLI),
 		newSignCommand(dockerCLI),
 		newVerifyCommand(dockerCLI),
 		newKeysCommand(dockerCLI),

@@ -130,7 +130,8 @@ func checkPolicyInvariants(t *testing.T, p *Policy, data []byte) {
 		if s.OnUntrusted != ActionDrop && s.OnUntrusted != ActionFail {
 			t.Fatalf("scope %d onUntrusted = %q", i, s.OnUntrusted)
 		}
-		if s.Threshold < 1 || (len(s.Builders) > 0 && s.Threshold > len(s.Builders)) {
+		skipAll := s.Level == LevelSkip && len(s.Builders) == 0 && s.Threshold == 1
+		if s.Threshold < 1 || (s.Threshold > len(s.Builders) && !skipAll) {
 			t.Fatalf("scope %d threshold %d with %d builders", i, s.Threshold, len(s.Builders))
 		}
 		if s.MaxAge < 0 {

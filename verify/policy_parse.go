@@ -240,8 +240,9 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 
 // keyOwner remembers where a key was first listed.
 type keyOwner struct {
-	builder string
-	line    int
+	index int    // of the builder
+	name  string // of the builder
+	line  int
 }
 
 // builders reads the builders list, adding every builder name to names
@@ -303,14 +304,14 @@ func (ps *parser) builders(f field, names map[string]bool) []Builder {
 				continue
 			}
 			if o, dup := owners[k.ID]; dup {
-				if o.builder == b.Name {
+				if o.index == i {
 					ps.errorf(rn, refPaths[j], "key %s (%s) is listed twice for this builder (line %d)", k.Display(), k.ID, o.line)
 				} else {
-					ps.errorf(rn, refPaths[j], "key %s (%s) already belongs to builder %q (line %d): a key belongs to one builder", k.Display(), k.ID, o.builder, o.line)
+					ps.errorf(rn, refPaths[j], "key %s (%s) already belongs to builder %q (line %d): a key belongs to one builder", k.Display(), k.ID, o.name, o.line)
 				}
 				continue
 			}
-			owners[k.ID] = keyOwner{builder: b.Name, line: rn.Line}
+			owners[k.ID] = keyOwner{index: i, name: b.Name, line: rn.Line}
 			b.Keys = append(b.Keys, k)
 		}
 		out = append(out, b)
@@ -462,8 +463,9 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 			}
 		}
 
-		// A skip scope verifies nothing, so it may list no builders; any
-		// other scope needs threshold builders.
+		// A skip scope verifies nothing, so it may list no builders (and
+		// then keeps the default threshold); any other scope needs
+		// threshold builders.
 		if len(s.Builders) == 0 && s.Level != LevelSkip {
 			at := n
 			if hasBuilders {
@@ -477,7 +479,7 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 				switch {
 				case t < 1:
 					ps.errorf(tf.key, path+".threshold", "threshold %d is less than 1", t)
-				case t > len(s.Builders) && len(s.Builders) > 0:
+				case t > len(s.Builders) && (len(s.Builders) > 0 || s.Level == LevelSkip):
 					ps.errorf(tf.key, path+".threshold", "threshold %d exceeds the %d builders of this scope", t, len(s.Builders))
 				}
 			}

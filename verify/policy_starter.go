@@ -27,8 +27,8 @@ scopes:
                       # skip: do not verify
     onUntrusted: drop # drop: build without the cache | fail: fail the build
     maxAge: 30d       # signatures older than this do not count
-    # annotations:    # signed annotations whose values must match (globs)
-    #   ref: refs/heads/main
+    annotations:      # signed annotations whose values must match (globs):
+      ref: refs/heads/main  # only caches signed by a build of main
 
 # Key ids that are never accepted, whichever builder lists them
 # (docker trustcache keys id FILE prints a key's id).

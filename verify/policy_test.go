@@ -612,6 +612,11 @@ func TestParsePolicyErrors(t *testing.T) {
 			want: []string{"policy.yaml:12:5: scopes[1].threshold: threshold 3 exceeds the 2 builders of this scope"},
 		},
 		{
+			name: "threshold on a skip scope without builders",
+			text: policyHeader + "  - repositories: [registry.example.com/x]\n    level: skip\n    threshold: 2\n",
+			want: []string{"policy.yaml:10:5: scopes[0].threshold: threshold 2 exceeds the 0 builders of this scope"},
+		},
+		{
 			name: "threshold zero",
 			text: policyHeader + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\n    threshold: 0\n",
 			want: []string{"policy.yaml:10:5: scopes[0].threshold: threshold 0 is less than 1"},

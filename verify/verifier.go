@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -97,13 +96,13 @@ func (v *Verifier) Verify(ctx context.Context, ref string) (*Result, error) {
 	if d, ok := r.(name.Digest); ok {
 		res.Digest = d.DigestStr()
 	}
-	scope, ok := v.policy.Match(repo)
-	if !ok {
+	scope, pattern, _ := v.policy.MatchExplain(repo)
+	if scope == nil {
 		res.addReason(fmt.Sprintf("no policy scope matches repository %s", repo))
 		return res, nil
 	}
 	res.Level, res.OnUntrusted, res.Threshold = scope.Level, scope.OnUntrusted, scope.Threshold
-	res.Scope = matchedPattern(scope, repo)
+	res.Scope = pattern
 	if scope.Level == LevelSkip {
 		res.Verdict = VerdictSkipped
 		res.addReason("scope level is skip: not verified")
@@ -209,8 +208,7 @@ func (v *Verifier) check(scope *Scope, repo string, digest v1.Hash, s signature.
 	if got := p.Digest(); got != digest {
 		return nil, fmt.Sprintf("signature is for digest %s, not %s (copied from another manifest)", got, digest)
 	}
-	signedRepo, err := CanonicalRepository(p.Critical.Identity.DockerReference)
-	if err != nil || signedRepo != repo {
+	if signedRepo, ok := identityRepository(p.Critical.Identity.DockerReference); !ok || signedRepo != repo {
 		return nil, fmt.Sprintf("signature is for repository %q, not %s (copied from another repository)", p.Critical.Identity.DockerReference, repo)
 	}
 	ann := p.Annotations()
@@ -287,14 +285,17 @@ func matchAnnotations(want, got map[string]string) string {
 	return ""
 }
 
-// matchedPattern returns the scope's repository pattern that matches repo.
-func matchedPattern(s *Scope, repo string) string {
-	for _, p := range s.Repositories {
-		if c, err := canonicalPattern(p); err == nil {
-			if ok, _ := doublestar.Match(c, repo); ok {
-				return p
-			}
-		}
+// identityRepository returns the canonical repository a payload's
+// docker-reference names. cosign writes the bare repository; older
+// signers may add a tag or digest, which does not change the repository.
+func identityRepository(ref string) (string, bool) {
+	if r, err := CanonicalRepository(ref); err == nil {
+		return r, true
 	}
-	return strings.Join(s.Repositories, ",")
+	parsed, err := name.ParseReference(ref)
+	if err != nil {
+		return "", false
+	}
+	r, err := CanonicalRepository(parsed.Context().Name())
+	return r, err == nil
 }

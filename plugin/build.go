@@ -1,0 +1,340 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+const buildHelp = `Usage:  docker trustcache build [OPTIONS] PATH | URL | -
+
+Run "docker buildx build" with every --cache-from verified against the trust
+policy first. Trusted registry caches are passed on pinned to the verified
+digest (type=registry,ref=REPO@sha256:…); untrusted or inconclusive ones are
+dropped with a warning, or stop the build (policy onUntrusted: fail). Cache
+types registry signatures cannot cover (local, gha, s3, azblob) are dropped
+unless the policy's allowUnsignedTypes lists them. Every other flag goes to
+buildx unchanged and in order.
+
+trustcache options:
+      --trust-policy FILE        Policy file (default: $TRUSTCACHE_POLICY,
+                                 .trustcache.yaml in the context's repository,
+                                 the docker config dir)
+      --sign                     After a successful build, sign the registry
+                                 cache (--cache-to type=registry) and pushed
+                                 images this build exported, by the digests
+                                 the build reported
+      --key KEY                  Private key for --sign: a file or env://VAR
+                                 (default $TRUSTCACHE_KEY)
+      --sign-annotation K=V      Extra signed annotation (repeatable)
+      --trust-report FILE        Write the trust report (caches used and
+                                 dropped, with why; what was signed) as JSON
+      --no-ledger                Verify without the local ledger of digests
+                                 verified before
+      --signature-format FORMAT  legacy or bundle, for --sign
+
+Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
+build for an untrusted or inconclusive cache; 2 for a usage or
+configuration error.
+
+docker buildx build options follow.
+`
+
+func newBuildCommand(dockerCLI command.Cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "build [OPTIONS] PATH | URL | -",
+		Short: "Build with only verified, digest-pinned caches (docker buildx build)",
+		Long: `Run "docker buildx build" with every --cache-from verified against the trust
+policy first; see "docker trustcache build --help".`,
+		// buildx's flags are parsed by internal/buildargs, exactly as buildx
+		// parses them, so they pass through byte for byte.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStatus(runBuild(cmd.Context(), dockerCLI, cmd.Root().Name(), args))
+		},
+	}
+}
+
+// cacheReport is what the build did with one --cache-from source.
+type cacheReport struct {
+	Source string         `json:"source"` // the source as given
+	Type   string         `json:"type"`
+	Action string         `json:"action"`           // used, dropped, passed (not verified), blocked
+	Pinned string         `json:"pinned,omitempty"` // what buildx imports, for used registry caches
+	Reason string         `json:"reason,omitempty"`
+	Result *verify.Result `json:"result,omitempty"`
+}
+
+// Report actions.
+const (
+	actionUsed    = "used"    // verified (or audited) and passed on pinned to its digest
+	actionPassed  = "passed"  // passed on as given: level skip, or a type the policy allows unsigned
+	actionDropped = "dropped" // removed; the build runs without it
+	actionBlocked = "blocked" // onUntrusted: fail; the build did not start
+)
+
+// trustReport is the trust report: --trust-report writes it as JSON.
+type trustReport struct {
+	Policy string         `json:"policy"`
+	Caches []cacheReport  `json:"caches"`
+	Signed []signedReport `json:"signed,omitempty"`
+	Built  bool           `json:"built"`
+}
+
+// signedReport is one digest --sign signed.
+type signedReport struct {
+	Reference string `json:"reference"` // REPO@DIGEST
+	Kind      string `json:"kind"`      // cache or image
+}
+
+func runBuild(ctx context.Context, dockerCLI command.Cli, pluginName string, args []string) error {
+	inv, err := buildargs.Parse(args)
+	if err != nil {
+		return usagef("docker trustcache build: %w", err)
+	}
+	bin, globals := dockerCommand(pluginName)
+	streams := buildStreams{in: dockerCLI.In(), out: dockerCLI.Out(), err: dockerCLI.Err()}
+	if inv.Help {
+		fmt.Fprint(dockerCLI.Out(), buildHelp)
+		return runDocker(ctx, bin, append(globals, "buildx", "build", "--help"), streams)
+	}
+
+	var signer *buildSigner
+	if inv.Trust.Sign {
+		if signer, err = newBuildSigner(dockerCLI, inv); err != nil {
+			return err
+		}
+	} else if inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0 {
+		return usagef("--key and --sign-annotation need --sign")
+	}
+
+	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context))
+	if err != nil {
+		return err
+	}
+	v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+	report := &trustReport{Policy: p.File}
+	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
+	for _, c := range report.Caches {
+		if c.Action == actionDropped || c.Action == actionBlocked {
+			fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s cache %s: %s\n", c.Action, c.Source, c.Reason)
+		}
+	}
+	if blocked != nil {
+		printReport(dockerCLI.Err(), report)
+		if err := writeReport(inv.Trust.Report, report); err != nil {
+			return err
+		}
+		return blocked
+	}
+
+	argv, err := inv.Rewrite(decisions)
+	if err != nil {
+		return err
+	}
+	pre := []string{"buildx", "build"}
+	if signer != nil {
+		if pre, err = signer.prepare(pre); err != nil {
+			return err
+		}
+		defer signer.cleanup()
+	}
+	buildErr := runDocker(ctx, bin, append(append(globals, pre...), argv...), streams)
+	report.Built = buildErr == nil
+	if buildErr == nil && signer != nil {
+		signed, err := signer.signExported(ctx)
+		report.Signed = signed
+		if err != nil {
+			printReport(dockerCLI.Err(), report)
+			_ = writeReport(inv.Trust.Report, report)
+			return fmt.Errorf("the build succeeded, but signing its exports failed: %w", err)
+		}
+	}
+	printReport(dockerCLI.Err(), report)
+	if err := writeReport(inv.Trust.Report, report); err != nil && buildErr == nil {
+		return err
+	}
+	return buildErr
+}
+
+// contextDir is where policy discovery starts: the build context when it
+// is a local directory, else the working directory.
+func contextDir(buildContext string) string {
+	if st, err := os.Stat(buildContext); err == nil && st.IsDir() {
+		return buildContext
+	}
+	return "."
+}
+
+// verifyConcurrency bounds the cache sources verified at once.
+const verifyConcurrency = 4
+
+// decideCaches verifies every cache source (concurrently, bounded) and
+// decides its fate. blocked is non-nil when the policy says the build must
+// not start.
+func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.CacheSource, report *trustReport) (map[int]buildargs.Decision, error) {
+	reports := make([]cacheReport, len(srcs))
+	decisions := make([]buildargs.Decision, len(srcs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, verifyConcurrency)
+	for i, src := range srcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			decisions[i], reports[i] = decideCache(ctx, v, src.Spec)
+		}()
+	}
+	wg.Wait()
+
+	out := make(map[int]buildargs.Decision, len(srcs))
+	var blocked error
+	for i := range srcs {
+		out[i] = decisions[i]
+		if reports[i].Action == actionBlocked {
+			code := ExitUntrusted
+			if reports[i].Result != nil && reports[i].Result.Verdict == verify.VerdictInconclusive {
+				code = ExitInconclusive
+			}
+			if blocked == nil || code == ExitUntrusted {
+				blocked = cli.StatusError{StatusCode: code, Status: fmt.Sprintf("trustcache: not building: cache %s is %s (policy onUntrusted: fail)", reports[i].Source, reports[i].Result.Verdict)}
+			}
+		}
+	}
+	report.Caches = reports
+	return out, blocked
+}
+
+// decideCache verifies one cache source and decides its fate.
+func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
+	rep := cacheReport{Source: spec.String(), Type: spec.Type}
+	drop := buildargs.Decision{Action: buildargs.Remove}
+	if spec.Type != "registry" {
+		if v.Policy().AllowsUnsigned(spec.Type) {
+			rep.Action, rep.Reason = actionPassed, "the policy allows unsigned "+spec.Type+" caches"
+			return buildargs.Decision{Action: buildargs.Keep}, rep
+		}
+		rep.Action = actionDropped
+		rep.Reason = fmt.Sprintf("type=%s caches cannot carry registry signatures (allowUnsignedTypes in the policy lets them through)", spec.Type)
+		return drop, rep
+	}
+	ref := spec.Ref()
+	if ref == "" {
+		rep.Action, rep.Reason = actionDropped, "registry cache without ref"
+		return drop, rep
+	}
+	res, err := v.Verify(ctx, ref)
+	rep.Result = res
+	if err != nil {
+		rep.Action, rep.Reason = actionDropped, err.Error()
+		return drop, rep
+	}
+	switch {
+	case res.Verdict == verify.VerdictSkipped:
+		rep.Action, rep.Reason = actionPassed, "scope level skip: not verified"
+		return buildargs.Decision{Action: buildargs.Keep}, rep
+	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
+		pinned := spec
+		pinned.Set("ref", res.Pinned())
+		rep.Action, rep.Pinned = actionUsed, res.Pinned()
+		if !res.Trusted {
+			rep.Reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
+		}
+		return buildargs.Decision{Action: buildargs.Replace, Spec: pinned}, rep
+	case res.Level == verify.LevelAudit:
+		rep.Action, rep.Reason = actionPassed, "level audit: no digest resolved ("+res.Reason()+")"
+		return buildargs.Decision{Action: buildargs.Keep}, rep
+	case res.OnUntrusted == verify.ActionFail:
+		rep.Action, rep.Reason = actionBlocked, string(res.Verdict)+": "+res.Reason()
+		return drop, rep
+	default:
+		rep.Action, rep.Reason = actionDropped, string(res.Verdict)+": "+res.Reason()
+		return drop, rep
+	}
+}
+
+// printReport writes the trust summary to w (stderr).
+func printReport(w io.Writer, r *trustReport) {
+	if len(r.Caches) == 0 && len(r.Signed) == 0 {
+		return
+	}
+	var b strings.Builder
+	b.WriteString("trustcache: summary\n")
+	for _, c := range r.Caches {
+		switch c.Action {
+		case actionUsed:
+			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", c.Source, c.Pinned)
+			if c.Result != nil && len(c.Result.Signers) > 0 {
+				names := make([]string, len(c.Result.Signers))
+				for i, s := range c.Result.Signers {
+					names[i] = s.Builder
+				}
+				fmt.Fprintf(&b, ", signed by %s", strings.Join(names, ", "))
+			}
+			if c.Reason != "" {
+				fmt.Fprintf(&b, "\n           %s", c.Reason)
+			}
+			b.WriteString("\n")
+		default:
+			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, c.Source, c.Reason)
+		}
+	}
+	for _, s := range r.Signed {
+		fmt.Fprintf(&b, "  signed   %s (%s)\n", s.Reference, s.Kind)
+	}
+	io.WriteString(w, b.String())
+}
+
+// writeReport writes the report as JSON to path (nothing when path is
+// empty), atomically.
+func writeReport(path string, r *trustReport) error {
+	if path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(data, '\n'), 0o644)
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory and a rename, so readers see the old file or the new one.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Chmod(mode)
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, werr)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+)
+
+// buildSigner signs what a build exported, by the digests the build itself
+// reported in its metadata file — never by resolving a tag afterwards,
+// which someone else may have moved meanwhile.
+type buildSigner struct {
+	cli          command.Cli
+	signer       signature.Signer
+	annotations  map[string]string
+	cacheRepo    *name.Repository // the one registry --cache-to, if any
+	pushes       bool
+	metadataFile string
+	tmpDir       string
+}
+
+// newBuildSigner checks the --sign options and loads the key before the
+// build starts, so a wrong password costs no build.
+func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation) (*buildSigner, error) {
+	bs := &buildSigner{cli: dockerCLI, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
+	var caches []string
+	for _, spec := range inv.CacheTo {
+		if spec.Type == "registry" {
+			caches = append(caches, spec.Ref())
+		}
+	}
+	switch len(caches) {
+	case 0:
+	case 1:
+		r, err := name.ParseReference(caches[0])
+		if err != nil {
+			return nil, usagef("--cache-to ref %q: %w", caches[0], err)
+		}
+		repo := r.Context()
+		bs.cacheRepo = &repo
+	default:
+		return nil, usagef("--sign signs one registry --cache-to per build (the build reports one cache digest); got %d", len(caches))
+	}
+	if bs.cacheRepo == nil && !bs.pushes {
+		return nil, usagef("--sign: this build exports nothing to sign; add --cache-to type=registry,ref=… or --push (with inline cache)")
+	}
+	for k := range inv.Trust.SignAnnotations {
+		for _, r := range reservedAnnotations {
+			if k == r {
+				return nil, usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
+			}
+		}
+	}
+	ann := sourceContext(getenv)
+	for k, v := range inv.Trust.SignAnnotations {
+		ann[k] = v
+	}
+	bs.annotations = ann
+	s, err := loadSigner(dockerCLI, inv.Trust.Key, "")
+	if err != nil {
+		return nil, err
+	}
+	bs.signer = s
+	return bs, nil
+}
+
+// prepare adds --metadata-file to the buildx arguments when the user gave
+// none, so the build reports what it exported.
+func (bs *buildSigner) prepare(pre []string) ([]string, error) {
+	if bs.metadataFile != "" {
+		return pre, nil
+	}
+	dir, err := os.MkdirTemp("", "trustcache-build-")
+	if err != nil {
+		return nil, err
+	}
+	bs.tmpDir = dir
+	bs.metadataFile = filepath.Join(dir, "metadata.json")
+	return append(pre, "--metadata-file", bs.metadataFile), nil
+}
+
+func (bs *buildSigner) cleanup() {
+	if bs.tmpDir != "" {
+		os.RemoveAll(bs.tmpDir)
+	}
+}
+
+// buildMetadata is the part of buildx's --metadata-file trustcache reads.
+type buildMetadata struct {
+	CacheManifest json.RawMessage `json:"cache.manifest"`        // a descriptor, or a JSON string holding one
+	ImageDigest   string          `json:"containerimage.digest"` // the pushed manifest or index
+	ImageName     string          `json:"image.name"`            // comma-separated names
+}
+
+// signExported signs the cache manifest and pushed images the build
+// reported.
+func (bs *buildSigner) signExported(ctx context.Context) ([]signedReport, error) {
+	data, err := os.ReadFile(bs.metadataFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the build metadata: %w", err)
+	}
+	var md buildMetadata
+	if err := json.Unmarshal(data, &md); err != nil {
+		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
+	}
+	type target struct {
+		repo   name.Repository
+		digest v1.Hash
+		kind   string
+	}
+	var targets []target
+	if bs.cacheRepo != nil {
+		d, err := cacheDigest(md.CacheManifest)
+		if err != nil {
+			return nil, fmt.Errorf("the build did not report the digest of the cache it exported to %s (%v); not signing by tag, which may have moved", bs.cacheRepo.Name(), err)
+		}
+		targets = append(targets, target{*bs.cacheRepo, d, "cache"})
+	}
+	if bs.pushes {
+		d, err := v1.NewHash(md.ImageDigest)
+		if err != nil || md.ImageName == "" {
+			return nil, fmt.Errorf("the build did not report the digest and name of the image it pushed (containerimage.digest, image.name); not signing by tag")
+		}
+		seen := map[string]bool{}
+		for _, n := range strings.Split(md.ImageName, ",") {
+			r, err := name.ParseReference(strings.TrimSpace(n))
+			if err != nil {
+				return nil, fmt.Errorf("image name %q reported by the build: %w", n, err)
+			}
+			if !seen[r.Context().Name()] {
+				seen[r.Context().Name()] = true
+				targets = append(targets, target{r.Context(), d, "image"})
+			}
+		}
+	}
+	ropts := registry.Options(ctx, nil, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
+	var signed []signedReport
+	for _, t := range targets {
+		if _, err := bs.signer.Sign(ctx, t.repo, t.digest, bs.annotations, ropts...); err != nil {
+			return signed, err
+		}
+		signed = append(signed, signedReport{Reference: t.repo.Name() + "@" + t.digest.String(), Kind: t.kind})
+	}
+	return signed, nil
+}
+
+// cacheDigest reads the digest of buildx's "cache.manifest" metadata: a
+// descriptor, written either as an object or as a JSON string holding one.
+func cacheDigest(raw json.RawMessage) (v1.Hash, error) {
+	if len(raw) == 0 {
+		return v1.Hash{}, fmt.Errorf("no cache.manifest in the build metadata")
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		raw = json.RawMessage(s)
+	}
+	var desc struct {
+		Digest string `json:"digest"`
+	}
+	if err := json.Unmarshal(raw, &desc); err != nil {
+		return v1.Hash{}, fmt.Errorf("cache.manifest: %w", err)
+	}
+	return v1.NewHash(desc.Digest)
+}
