@@ -104,7 +104,7 @@ func TestHelpGolden(t *testing.T) {
 	isolate(t)
 	for _, args := range [][]string{
 		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
-		{"policy"}, {"policy", "init"}, {"policy", "lint"},
+		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"},
 	} {
 		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
 		t.Run(name, func(t *testing.T) {
@@ -148,6 +148,7 @@ func scrub(s, host string) string {
 	s = strings.ReplaceAll(s, host, "REGISTRY")
 	s = regexp.MustCompile(`sha256([:-])[0-9a-f]{64}`).ReplaceAllString(s, "sha256${1}HEX")
 	s = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`).ReplaceAllString(s, "TIME")
+	s = regexp.MustCompile(`signed [0-9hms]+ ago`).ReplaceAllString(s, "signed AGE ago")
 	return s
 }
 
@@ -206,6 +207,17 @@ func TestTrustLoop(t *testing.T) {
 
 	res = run(t, "verify", bad, unsigned)
 	golden(t, "verify-untrusted.txt", scrub(res.stdout, host))
+
+	res = run(t, "policy", "explain", good)
+	if res.code != 0 {
+		t.Errorf("policy explain trusted = %d %q", res.code, res.stderr)
+	}
+	golden(t, "explain-trusted.txt", scrub(strings.ReplaceAll(res.stdout, dir, "DIR"), host))
+	res = run(t, "policy", "explain", bad)
+	if res.code != ExitUntrusted {
+		t.Errorf("policy explain untrusted = %d %q", res.code, res.stderr)
+	}
+	golden(t, "explain-untrusted.txt", scrub(strings.ReplaceAll(res.stdout, dir, "DIR"), host))
 }
 
 func TestExitCodes(t *testing.T) {

@@ -1,12 +1,16 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/docker/cli/cli/command"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
@@ -21,7 +25,7 @@ func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI))
+	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI), newPolicyExplainCommand(dockerCLI))
 	return cmd
 }
 
@@ -85,4 +89,94 @@ when the policy is valid, 2 when it is not.`,
 			return nil
 		},
 	}
+}
+
+func newPolicyExplainCommand(dockerCLI command.Cli) *cobra.Command {
+	var opts verifyOptions
+	cmd := &cobra.Command{
+		Use:   "explain [OPTIONS] REF",
+		Short: "Explain, rule by rule, why a cache is or is not trusted",
+		Long: `Verify REF and print every step of the decision: which scope matched (and
+which less specific ones also did), the digest, and for each signature every
+rule in order — key, revocation, allowed builder, digest, repository, age,
+annotations — with whether it held. Exit status as for verify.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.format != "text" && opts.format != "json" {
+				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
+			}
+			p, err := loadPolicy(opts.policy, ".")
+			if err != nil {
+				return withStatus(err)
+			}
+			v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+			res, err := v.Explain(cmd.Context(), args[0])
+			if err != nil {
+				return withStatus(asUsage(err))
+			}
+			if opts.format == "json" {
+				err = json.NewEncoder(dockerCLI.Out()).Encode(res)
+			} else {
+				err = renderExplanation(dockerCLI.Out(), p.File, res)
+			}
+			if err != nil {
+				return err
+			}
+			return verifyStatus([]*verify.Result{res})
+		},
+	}
+	cmd.Flags().StringVar(&opts.policy, "policy", "", "Policy file (default: as for verify)")
+	cmd.Flags().StringVar(&opts.format, "format", "text", `Output format: "text" or "json"`)
+	return cmd
+}
+
+// renderExplanation writes the rule-by-rule text form of an explained
+// result.
+func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "policy:      %s\n", policyFile)
+	fmt.Fprintf(&b, "reference:   %s\n", r.Reference)
+	fmt.Fprintf(&b, "repository:  %s\n", r.Repository)
+	if r.Scope == "" {
+		b.WriteString("scope:       none matches: untrusted\n")
+	} else {
+		fmt.Fprintf(&b, "scope:       %s (level %s, threshold %d, on untrusted %s)\n", r.Scope, r.Level, r.Threshold, r.OnUntrusted)
+		for _, o := range r.OtherScopes {
+			fmt.Fprintf(&b, "             also matches, less specific: %s\n", o)
+		}
+	}
+	if r.Digest != "" {
+		fmt.Fprintf(&b, "digest:      %s\n", r.Digest)
+	}
+	for _, sc := range r.Checks {
+		fmt.Fprintf(&b, "signature    %s (%s)\n", sc.Source, sc.Format)
+		for _, c := range sc.Checks {
+			mark := "ok  "
+			if !c.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(&b, "  %s %-12s %s\n", mark, c.Rule, c.Detail)
+		}
+		if sc.Signer != nil {
+			fmt.Fprintf(&b, "  => counts for builder %s\n", sc.Signer.Builder)
+		} else {
+			b.WriteString("  => does not count\n")
+		}
+	}
+	fmt.Fprintf(&b, "verdict:     %s", r.Verdict)
+	if len(r.Signers) > 0 {
+		names := make([]string, len(r.Signers))
+		for i, s := range r.Signers {
+			names[i] = s.Builder
+		}
+		fmt.Fprintf(&b, " (signed by %s)", strings.Join(names, ", "))
+	}
+	b.WriteString("\n")
+	for _, reason := range r.Reasons {
+		if !strings.Contains(reason, ".sig layer") {
+			fmt.Fprintf(&b, "             %s\n", reason)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

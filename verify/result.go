@@ -44,6 +44,11 @@ type Result struct {
 	// FromLedger is true when the verdict came from the local ledger of
 	// digests this host verified before, without fetching signatures.
 	FromLedger bool `json:"fromLedger,omitempty"`
+
+	// Explain only: every rule applied to every signature, and the scope
+	// patterns that matched but lost to a more specific one.
+	Checks      []SignatureCheck `json:"checks,omitempty"`
+	OtherScopes []string         `json:"otherScopes,omitempty"`
 }
 
 // Pinned returns REPOSITORY@DIGEST, the reference to import, or "" when no

@@ -84,6 +84,17 @@ func (v *Verifier) Policy() *Policy { return v.policy }
 // not parse. Registry and network failures are not errors: they give an
 // Inconclusive result.
 func (v *Verifier) Verify(ctx context.Context, ref string) (*Result, error) {
+	return v.verify(ctx, ref, false)
+}
+
+// Explain verifies ref like Verify and also records, in Result.Checks, every
+// rule applied to every signature, and in Result.OtherScopes the patterns
+// that matched the repository but lost to a more specific one.
+func (v *Verifier) Explain(ctx context.Context, ref string) (*Result, error) {
+	return v.verify(ctx, ref, true)
+}
+
+func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Result, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, &ReferenceError{Ref: ref, Err: err}
@@ -96,7 +107,10 @@ func (v *Verifier) Verify(ctx context.Context, ref string) (*Result, error) {
 	if d, ok := r.(name.Digest); ok {
 		res.Digest = d.DigestStr()
 	}
-	scope, pattern, _ := v.policy.MatchExplain(repo)
+	scope, pattern, others := v.policy.MatchExplain(repo)
+	if explain {
+		res.OtherScopes = others
+	}
 	if scope == nil {
 		res.addReason(fmt.Sprintf("no policy scope matches repository %s", repo))
 		return res, nil
@@ -132,7 +146,7 @@ func (v *Verifier) Verify(ctx context.Context, ref string) (*Result, error) {
 		res.addReason(err.Error())
 		return res, nil
 	}
-	v.decide(res, scope, digest, sigs)
+	v.decide(res, scope, digest, sigs, explain)
 	return res, nil
 }
 
@@ -150,14 +164,18 @@ func (v *Verifier) resolve(ctx context.Context, r name.Reference, ropts []remote
 }
 
 // decide checks each signature against the scope and fills in the verdict.
-func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []signature.Signature) {
+func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []signature.Signature, explain bool) {
 	if len(sigs) == 0 {
 		res.addReason("no signatures found")
 	}
 	signed := map[string]bool{} // allowed builders with a counting signature
 	inconclusive := false
 	for _, s := range sigs {
-		signer, why := v.check(scope, res.Repository, digest, s)
+		sc := v.evaluate(scope, res.Repository, digest, s)
+		if explain {
+			res.Checks = append(res.Checks, *sc)
+		}
+		signer, why := sc.Signer, sc.failed()
 		switch {
 		case signer != nil:
 			if !signed[signer.Builder] {
@@ -185,54 +203,130 @@ func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []sign
 	}
 }
 
-// check decides whether one signature counts for digest in repository repo
-// under scope. It returns the signer when it does, else the reason.
-func (v *Verifier) check(scope *Scope, repo string, digest v1.Hash, s signature.Signature) (*Signer, string) {
+// Check is one rule applied to one signature.
+type Check struct {
+	Rule   string `json:"rule"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// SignatureCheck is every rule applied to one signature, in order; the
+// rules after the first failure that later rules depend on are not
+// evaluated.
+type SignatureCheck struct {
+	Source string  `json:"source"`
+	Format string  `json:"format"`
+	Checks []Check `json:"checks"`
+	Signer *Signer `json:"signer,omitempty"` // set when the signature counts
+}
+
+// failed returns the first failed check's detail, or "".
+func (sc *SignatureCheck) failed() string {
+	for _, c := range sc.Checks {
+		if !c.OK {
+			return c.Detail
+		}
+	}
+	return ""
+}
+
+// evaluate applies the rules to one signature. The signature is verified
+// against the policy's keys before anything in its payload is read.
+func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signature.Signature) *SignatureCheck {
+	sc := &SignatureCheck{Source: s.Source, Format: string(s.Format)}
+	// rule records a check: passed when ok, with the detail that applies.
+	rule := func(name string, ok bool, pass, fail string) bool {
+		d := fail
+		if ok {
+			d = pass
+		}
+		sc.Checks = append(sc.Checks, Check{Rule: name, OK: ok, Detail: d})
+		return ok
+	}
 	if s.Err != nil {
-		return nil, s.Err.Error()
+		rule("readable", false, "", s.Err.Error())
+		return sc
 	}
 	b, key := v.keyFor(scope, s.Payload, s.Signature)
 	if b == nil {
-		return nil, "not signed by any key in the policy"
+		rule("key", false, "", "not signed by any key in the policy")
+		return sc
 	}
-	if v.policy.IsRevoked(key.ID) {
-		return nil, fmt.Sprintf("signed by builder %s with revoked key %s", b.Name, key.ID)
+	rule("key", true, fmt.Sprintf("signed with key %s of builder %s", key.ID, b.Name), "")
+	if !rule("revoked", !v.policy.IsRevoked(key.ID),
+		fmt.Sprintf("key %s is not revoked", key.ID),
+		fmt.Sprintf("signed by builder %s with revoked key %s", b.Name, key.ID)) {
+		return sc
 	}
-	if !slices.Contains(scope.Builders, b.Name) {
-		return nil, fmt.Sprintf("signed by builder %s, which is not allowed for %s", b.Name, repo)
+	if !rule("builder", slices.Contains(scope.Builders, b.Name),
+		fmt.Sprintf("builder %s is allowed for %s", b.Name, repo),
+		fmt.Sprintf("signed by builder %s, which is not allowed for %s", b.Name, repo)) {
+		return sc
 	}
 	p, err := signature.ParsePayload(s.Payload)
 	if err != nil {
-		return nil, fmt.Sprintf("signed payload is invalid: %v", err)
+		rule("payload", false, "", fmt.Sprintf("signed payload is invalid: %v", err))
+		return sc
 	}
-	if got := p.Digest(); got != digest {
-		return nil, fmt.Sprintf("signature is for digest %s, not %s (copied from another manifest)", got, digest)
+	rule("payload", true, "signed payload is a cosign simple-signing payload", "")
+	got := p.Digest()
+	if !rule("digest", got == digest,
+		"signature names digest "+digest.String(),
+		fmt.Sprintf("signature is for digest %s, not %s (copied from another manifest)", got, digest)) {
+		return sc
 	}
-	if signedRepo, ok := identityRepository(p.Critical.Identity.DockerReference); !ok || signedRepo != repo {
-		return nil, fmt.Sprintf("signature is for repository %q, not %s (copied from another repository)", p.Critical.Identity.DockerReference, repo)
+	signedRepo, ok := identityRepository(p.Critical.Identity.DockerReference)
+	if !rule("repository", ok && signedRepo == repo,
+		"signature names repository "+repo,
+		fmt.Sprintf("signature is for repository %q, not %s (copied from another repository)", p.Critical.Identity.DockerReference, repo)) {
+		return sc
 	}
 	ann := p.Annotations()
 	signer := &Signer{Builder: b.Name, KeyID: key.ID, Format: string(s.Format), Annotations: ann}
-	if created, ok := ann[signature.AnnotationCreated]; ok {
-		t, err := time.Parse(time.RFC3339, created)
-		if err != nil {
-			return nil, fmt.Sprintf("signed creation time %q is not RFC 3339", created)
-		}
-		signer.SignedAt = t.UTC().Format(time.RFC3339)
-		now := v.now()
-		if t.After(now.Add(ClockSkew)) {
-			return nil, fmt.Sprintf("signed creation time %s is in the future", signer.SignedAt)
-		}
-		if scope.MaxAge > 0 && now.Sub(t) > scope.MaxAge {
-			return nil, fmt.Sprintf("signed %s ago, older than maxAge %s", now.Sub(t).Round(time.Second), scope.MaxAge)
-		}
-	} else if scope.MaxAge > 0 {
-		return nil, "signature has no signed creation time, and the scope sets maxAge"
+	ageOK, ageDetail := v.checkTime(scope, ann, signer)
+	if !rule("age", ageOK, ageDetail, ageDetail) {
+		return sc
 	}
-	if why := matchAnnotations(scope.Annotations, ann); why != "" {
-		return nil, why
+	why := matchAnnotations(scope.Annotations, ann)
+	pass := "the scope requires no annotations"
+	if len(scope.Annotations) > 0 {
+		pass = "signed annotations match the scope's"
 	}
-	return signer, ""
+	if !rule("annotations", why == "", pass, why) {
+		return sc
+	}
+	sc.Signer = signer
+	return sc
+}
+
+// checkTime applies the creation-time rules: a parsable time, not in the
+// future beyond ClockSkew, and within the scope's maxAge. It sets
+// signer.SignedAt.
+func (v *Verifier) checkTime(scope *Scope, ann map[string]string, signer *Signer) (bool, string) {
+	created, ok := ann[signature.AnnotationCreated]
+	if !ok {
+		if scope.MaxAge > 0 {
+			return false, "signature has no signed creation time, and the scope sets maxAge"
+		}
+		return true, "no signed creation time; the scope sets no maxAge"
+	}
+	t, err := time.Parse(time.RFC3339, created)
+	if err != nil {
+		return false, fmt.Sprintf("signed creation time %q is not RFC 3339", created)
+	}
+	signer.SignedAt = t.UTC().Format(time.RFC3339)
+	now := v.now()
+	if t.After(now.Add(ClockSkew)) {
+		return false, fmt.Sprintf("signed creation time %s is in the future", signer.SignedAt)
+	}
+	age := now.Sub(t).Round(time.Second)
+	switch {
+	case scope.MaxAge > 0 && now.Sub(t) > scope.MaxAge:
+		return false, fmt.Sprintf("signed %s ago, older than maxAge %s", age, scope.MaxAge)
+	case scope.MaxAge > 0:
+		return true, fmt.Sprintf("signed %s ago, within maxAge %s", age, scope.MaxAge)
+	}
+	return true, fmt.Sprintf("signed %s ago; the scope sets no maxAge", age)
 }
 
 // keyFor finds the builder and key whose public key verifies sig over
