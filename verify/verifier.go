@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -43,6 +44,13 @@ type Verifier struct {
 	remote    []remote.Option
 	transport http.RoundTripper
 	now       func() time.Time
+
+	// One puller for the verifier's life: it keeps one authenticated
+	// transport per repository, so the registry is pinged once, not once
+	// per request, and connections are kept alive across references.
+	pullerOnce sync.Once
+	puller     *remote.Puller
+	pullerErr  error
 }
 
 // Option configures a Verifier.
@@ -123,7 +131,12 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 		return res, nil
 	}
 
-	ropts := registry.Options(ctx, v.transport, v.remote...)
+	ropts, err := v.remoteOptions(ctx)
+	if err != nil {
+		res.Verdict = VerdictInconclusive
+		res.addReason(err.Error())
+		return res, nil
+	}
 	digest, err := v.resolve(ctx, r, ropts)
 	if err != nil {
 		if registry.IsNotFound(err) {
@@ -148,6 +161,18 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 	v.decide(res, scope, digest, sigs, explain)
 	return res, nil
+}
+
+// remoteOptions returns the options for one Verify call: the shared
+// puller and ctx.
+func (v *Verifier) remoteOptions(ctx context.Context) ([]remote.Option, error) {
+	v.pullerOnce.Do(func() {
+		v.puller, v.pullerErr = remote.NewPuller(registry.Options(context.Background(), v.transport, v.remote...)...)
+	})
+	if v.pullerErr != nil {
+		return nil, v.pullerErr
+	}
+	return append(registry.Options(ctx, v.transport, v.remote...), remote.Reuse(v.puller)), nil
 }
 
 // resolve returns the manifest digest ref names: the digest itself for a

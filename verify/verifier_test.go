@@ -490,3 +490,37 @@ func TestVerifyBadReference(t *testing.T) {
 		t.Fatalf("Verify(bad ref) error = %v; want *ReferenceError", err)
 	}
 }
+
+// TestVerifyRoundTrips counts registry requests: a cold verify of a tag is
+// the ping, the tag's HEAD, the signature manifest and the payload; a
+// digest reference skips the HEAD; the ping is not repeated for further
+// references of the same repository.
+func TestVerifyRoundTrips(t *testing.T) {
+	f := newFixture(t)
+	p := f.policy(t, "", "")
+	repo := f.reg.repo(t, "team/app-cache")
+	d := pushImage(t, repo, "main")
+	sign(t, f.ci, "ci", repo, d, now, nil)
+	d2 := pushImage(t, repo, "second")
+	sign(t, f.ci, "ci", repo, d2, now, nil)
+
+	v := New(p, WithClock(func() time.Time { return now }))
+	count := func(ref string) int64 {
+		t.Helper()
+		before := f.reg.requests.Load()
+		res, err := v.Verify(context.Background(), ref)
+		if err != nil || !res.Trusted {
+			t.Fatalf("Verify(%q) = %+v, %v; want trusted", ref, res, err)
+		}
+		return f.reg.requests.Load() - before
+	}
+	if n := count(repo.Tag("main").String()); n != 4 {
+		t.Errorf("cold verify of a tag: %d requests; want 4 (ping, HEAD tag, GET .sig, GET payload)", n)
+	}
+	if n := count(repo.Tag("second").String()); n != 3 {
+		t.Errorf("verify of a second tag in the same repository: %d requests; want 3 (no second ping)", n)
+	}
+	if n := count(repo.Digest(d.String()).String()); n != 2 {
+		t.Errorf("verify of a digest reference: %d requests; want 2 (.sig, payload)", n)
+	}
+}
