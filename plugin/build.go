@@ -63,8 +63,9 @@ policy first; see "docker trustcache build --help".`,
 		// buildx's flags are parsed by internal/buildargs, exactly as buildx
 		// parses them, so they pass through byte for byte.
 		DisableFlagParsing: true,
+		Aliases:            []string{"b"}, // as buildx's: "docker builder b"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBuild(cmd.Context(), dockerCLI, cmd.Root().Name(), args))
+			return withStatus(runBuild(cmd.Context(), dockerCLI, args))
 		},
 	}
 }
@@ -101,7 +102,7 @@ type signedReport struct {
 	Kind      string `json:"kind"`      // cache or image
 }
 
-func runBuild(ctx context.Context, dockerCLI command.Cli, pluginName string, args []string) error {
+func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)

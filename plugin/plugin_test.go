@@ -104,7 +104,7 @@ func TestHelpGolden(t *testing.T) {
 	isolate(t)
 	for _, args := range [][]string{
 		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
-		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"},
+		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"install"}, {"uninstall"},
 	} {
 		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
 		t.Run(name, func(t *testing.T) {

@@ -9,10 +9,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// pluginName is the name the docker CLI runs the plugin under: the
+// "trustcache" of "docker trustcache".
+const pluginName = "trustcache"
+
 // NewRootCommand returns the "trustcache" command with all its subcommands.
 func NewRootCommand(dockerCLI command.Cli, version string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "trustcache",
+		Use:   pluginName,
 		Short: "Sign build caches and build only from verified ones",
 		Long: `Sign the build caches trusted builders export, and pass only verified,
 digest-pinned caches on to BuildKit.`,
@@ -37,12 +41,22 @@ digest-pinned caches on to BuildKit.`,
 }
 
 // subcommands lists the commands of "docker trustcache".
+// With the "builder" alias installed, "docker builder SUBCOMMAND" reaches
+// these: build is ours, the other buildx subcommands are forwarded.
 func subcommands(dockerCLI command.Cli) []*cobra.Command {
-	return []*cobra.Command{
+	cmds := []*cobra.Command{
 		newBuildCommand(dockerCLI),
 		newSignCommand(dockerCLI),
 		newVerifyCommand(dockerCLI),
 		newKeysCommand(dockerCLI),
 		newPolicyCommand(dockerCLI),
+		newInstallCommand(dockerCLI),
+		newUninstallCommand(dockerCLI),
 	}
+	taken := []string{"help", "completion"}
+	for _, c := range cmds {
+		taken = append(taken, c.Name())
+		taken = append(taken, c.Aliases...)
+	}
+	return append(cmds, newForwardCommands(dockerCLI, taken)...)
 }
