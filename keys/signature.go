@@ -16,11 +16,14 @@ import (
 // signature does not verify.
 var ErrInvalidSignature = errors.New("invalid signature")
 
-// Sign signs payload the way `cosign sign --key` does for the key's type, so
-// that cosign verifies the result with the public key:
+// Sign signs payload so that `cosign verify --key` accepts the signature. For
+// an ECDSA P-256 key, the kind `cosign generate-key-pair` makes, the result is
+// what `cosign sign --key` produces:
 //
-//   - ECDSA: ASN.1 DER signature over the SHA-256 digest of payload;
-//   - Ed25519: pure Ed25519 over payload itself;
+//   - ECDSA: ASN.1 DER signature over the SHA-256 digest of payload, for
+//     every curve (cosign verifies with SHA-256 unless told otherwise);
+//   - Ed25519: pure Ed25519 over payload itself (cosign v2 signs with
+//     Ed25519ph but verifies pure Ed25519 with --key);
 //   - RSA: PKCS #1 v1.5 over the SHA-256 digest.
 func Sign(signer crypto.Signer, payload []byte) ([]byte, error) {
 	if signer == nil {

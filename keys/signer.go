@@ -54,7 +54,6 @@ func LoadSigner(ref string, pass PasswordFunc, opts ...Option) (crypto.Signer, e
 		if err != nil {
 			return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
 		}
-		defer clear(password)
 	}
 	signer, err := decryptPrivateKey(envelope, password)
 	if err != nil {
