@@ -53,6 +53,12 @@ e2e: e2e-setup
 demo: e2e-setup install
 	. $(E2E_DIR)/env && bash e2e/demo.sh
 
+# Go benchmarks (request counts, cold vs warm), then the whole-process table against cosign and
+# plain buildx (e2e/bench.sh; needs the e2e services).
+bench: e2e-setup
+	$(GO) test -run '^$$' -bench . -benchmem ./verify/ ./internal/...
+	. $(E2E_DIR)/env && bash e2e/bench.sh
+
 # Each native fuzzer for FUZZTIME.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
