@@ -134,8 +134,8 @@ func (s CacheSpec) Get(key string) (string, bool) {
 	return "", false
 }
 
-// Ref returns the ref attribute: for type=registry the cache image, for
-// type=inline-style registry imports the image reference. It is "" when unset.
+// Ref returns the ref attribute (for type=registry, the image or cache
+// manifest to import), "" when unset.
 func (s CacheSpec) Ref() string {
 	v, _ := s.Get("ref")
 	return v

@@ -89,7 +89,8 @@ func (f Form) String() string {
 	return "Form(" + strconv.Itoa(int(f)) + ")"
 }
 
-// Token is one element of the command line.
+// Token is one element of the command line: Invocation.Tokens[i] is the
+// i-th argument given to Parse.
 type Token struct {
 	Arg  string // exactly as given
 	Kind Kind

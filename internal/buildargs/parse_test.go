@@ -286,8 +286,8 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--push"}, "requires exactly 1 argument", -1},
 		{[]string{".", "ctx2"}, "got 2", -1},
 		{[]string{"--", ".", "x"}, "got 2", -1},
-		{[]string{"--sign", "false", "."}, "got 2", -1},        // a boolean takes no separate value
-		{[]string{"--check", "false", "."}, "got 2", -1},       // nor does --check
+		{[]string{"--sign", "false", "."}, "got 2", -1},            // a boolean takes no separate value
+		{[]string{"--check", "false", "."}, "got 2", -1},           // nor does --check
 		{[]string{"--unknown", "."}, "unknown flag: --unknown", 0}, // we cannot tell whether it takes a value
 		{[]string{".", "--unknown", "x"}, "unknown flag: --unknown", 1},
 		{[]string{"-x", "."}, `unknown shorthand flag: 'x' in -x`, 0},
