@@ -232,6 +232,14 @@ func TestBuildHeadline(t *testing.T) {
 	if cached, total := cachedSteps(r.stderr); total == 0 || cached < total-1 {
 		t.Errorf("after the tag moved back: %d of %d RUN steps CACHED", cached, total)
 	}
+
+	// For the record: the same build with plain, unverified --cache-from.
+	e.prune(t)
+	start = time.Now()
+	args = append([]string{"buildx", "build"}, remoteBuildArgs()...)
+	args = append(args, "--cache-from", cache, "-o", "type=local,dest="+filepath.Join(e.dir, "out-plain"), ctx)
+	e.docker(t, args...).must(t)
+	t.Logf("plain docker buildx build with unverified --cache-from: %s", time.Since(start).Round(time.Millisecond))
 }
 
 // TestBuildTagMovedAfterVerification: the tag is moved to the attacker's
@@ -268,12 +276,15 @@ func TestBuildTagMovedAfterVerification(t *testing.T) {
 	if err := os.WriteFile(mover, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e.setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", mover)
 	e.prune(t)
 	out := filepath.Join(e.dir, "out-consumer")
-	args = append([]string{"build"}, remoteBuildArgs()...)
+	args = append([]string{"trustcache", "build"}, remoteBuildArgs()...)
 	args = append(args, "--trust-policy", policy, "--cache-from", cache, "-o", "type=local,dest="+out, ctx)
-	e.trustcache(t, args...).must(t)
+	// The docker CLI sets DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND to itself,
+	// so run the plugin binary directly, as the docker CLI would, with the
+	// tag-moving CLI in that variable.
+	plugin := filepath.Join(e.dockerConfig, "cli-plugins", "docker-trustcache")
+	e.runWith(t, map[string]string{"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": mover}, nil, plugin, args...).must(t)
 	if got := readResult(t, out); got != honest {
 		t.Errorf("consumer built %q; want the verified cache's %q (attacker's: %q)", got, honest, poison)
 	}
