@@ -19,8 +19,14 @@ func TestHarness(t *testing.T) {
 	}
 
 	r = e.docker(t, "buildx", "ls").must(t)
-	if !strings.Contains(r.stdout, cfg.builder) {
-		t.Errorf("docker buildx ls does not list builder %q:\n%s", cfg.builder, r.stdout)
+	reachable := false
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, cfg.buildkitAddr) && strings.Contains(line, "running") {
+			reachable = true
+		}
+	}
+	if !strings.Contains(r.stdout, cfg.builder) || !reachable {
+		t.Errorf("docker buildx ls: want builder %q running at %s:\n%s", cfg.builder, cfg.buildkitAddr, r.stdout)
 	}
 
 	e.trustcache(t, "--help").must(t)

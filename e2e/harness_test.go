@@ -67,6 +67,9 @@ type config struct {
 var (
 	cfg       config
 	pluginBin string // the docker-trustcache binary under test
+	// builderTemplate is a docker config dir in which `docker buildx create` made the remote
+	// builder once; newEnv copies its buildx/instances instead of running buildx per test.
+	builderTemplate string
 )
 
 func TestMain(m *testing.M) {
@@ -87,6 +90,11 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	if pluginBin, err = buildPlugin(tmp); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 2
+	}
+	builderTemplate = filepath.Join(tmp, "builder-template")
+	if err := createBuilder(builderTemplate); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 2
 	}
@@ -187,6 +195,27 @@ func buildPlugin(dir string) (string, error) {
 	return bin, nil
 }
 
+// createBuilder makes dockerConfig a docker config dir with the buildx plugin and the remote
+// builder cfg.builder in it.
+func createBuilder(dockerConfig string) error {
+	plugins := filepath.Join(dockerConfig, "cli-plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(cfg.buildx, filepath.Join(plugins, "docker-buildx")); err != nil {
+		return err
+	}
+	vars := cleanEnviron()
+	vars["DOCKER_CONFIG"] = dockerConfig
+	vars["DOCKER_HOST"] = cfg.dockerHost
+	cmd := exec.Command(cfg.docker, "buildx", "create", "--driver", "remote", "--name", cfg.builder, cfg.buildkitAddr)
+	cmd.Env = flatten(vars)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("creating the buildx builder: %s: %w\n%s", cmd, err, out)
+	}
+	return nil
+}
+
 // env is one test's isolated client side: its own HOME and DOCKER_CONFIG (holding the plugin
 // under test, the buildx plugin and the remote builder), sharing the daemons from setup.sh.
 type env struct {
@@ -197,7 +226,8 @@ type env struct {
 	unset        map[string]bool
 }
 
-// newEnv makes a fresh env for t; everything in it is removed when t ends.
+// newEnv makes a fresh env for t, with the plugin under test, the buildx plugin and the remote
+// builder cfg.builder in its docker config; everything in it is removed when t ends.
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
@@ -220,7 +250,12 @@ func newEnv(t *testing.T) *env {
 	if err := os.Symlink(cfg.buildx, filepath.Join(plugins, "docker-buildx")); err != nil {
 		t.Fatal(err)
 	}
-	e.docker(t, "buildx", "create", "--driver", "remote", "--name", cfg.builder, cfg.buildkitAddr).must(t)
+	// What `docker buildx create` wrote in the template (the builder's definition), without
+	// paying for a buildx process per test. TestHarness checks that buildx sees it.
+	instances := filepath.Join("buildx", "instances")
+	if err := os.CopyFS(filepath.Join(e.dockerConfig, instances), os.DirFS(filepath.Join(builderTemplate, instances))); err != nil {
+		t.Fatalf("copying the buildx builder: %v", err)
+	}
 	return e
 }
 
@@ -236,8 +271,9 @@ func (e *env) unsetenv(key string) {
 	e.unset[key] = true
 }
 
-// leakyExact and leakyPrefixes name variables of the outer environment that would change what the commands under test
-// do (docker/buildx/cosign/trustcache settings, CI detection); commands start without them.
+// leakyExact and leakyPrefixes name variables of the outer environment that would change what
+// the commands under test do (docker, buildx, cosign, trustcache settings, proxies, CI
+// detection); commands start without them.
 var leakyExact = map[string]bool{
 	"DOCKER_CONFIG": true, "DOCKER_CONTEXT": true, "DOCKER_CERT_PATH": true, "DOCKER_TLS_VERIFY": true,
 	"BUILDKIT_HOST": true, "TUF_ROOT": true, "CI": true, "HOME": true, "DOCKER_HOST": true,
@@ -247,7 +283,8 @@ var leakyPrefixes = []string{
 	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy",
 }
 
-// environ is the environment of a command run in e, with extra applied last.
+// environ is the environment of a command run in e: the clean outer environment, e's
+// defaults, then extra (per command), then what setenv and unsetenv said.
 func (e *env) environ(extra map[string]string) []string {
 	vars := cleanEnviron()
 	vars["HOME"] = e.home

@@ -24,15 +24,15 @@ die() {
 	exit 1
 }
 
-# step NAME FUNC [ARGS...]: runs FUNC and logs one line with its duration.
-# FUNC prints "skipped" or a short note on stdout-less fd 3 via `note`.
+# step NAME FUNC [ARGS...]: runs FUNC and logs one line with its duration. FUNC may describe
+# what it did with `note` (e.g. "skipped (...)") and move the start time back via STEP_START.
 step() {
 	local name=$1
 	shift
-	local start=$SECONDS
+	STEP_START=$SECONDS
 	STEP_NOTE=done
 	"$@"
-	log "$name: $STEP_NOTE ($((SECONDS - start))s)"
+	log "$name: $STEP_NOTE ($((SECONDS - STEP_START))s)"
 }
 note() { STEP_NOTE=$*; }
 

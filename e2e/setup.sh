@@ -52,7 +52,9 @@ apt_packages() {
 		DEBIAN_FRONTEND=noninteractive apt-get update -q &&
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 	} >"$STATE/logs/apt.log" 2>&1 || rc=$?
-	[[ -n $made_policy ]] && rm -f /usr/sbin/policy-rc.d
+	if [[ -n $made_policy ]]; then
+		rm -f /usr/sbin/policy-rc.d
+	fi
 	if ((rc != 0)); then
 		tail -n 30 "$STATE/logs/apt.log" >&2
 		die "apt-get failed (log: $STATE/logs/apt.log)"
@@ -65,31 +67,6 @@ apt_packages() {
 mod_version() {
 	[[ -x $1 ]] || return 0
 	go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'
-}
-
-# Each installer runs in the background, logs to logs/install-NAME.log and prints its own
-# one-line timing when it finishes.
-INSTALL_PIDS=()
-INSTALL_NAMES=()
-bg_install() {
-	local name=$1
-	shift
-	(
-		start=$SECONDS
-		rc=0
-		# A plain background job, so `set -e` holds inside the installer functions.
-		("$@") >"$STATE/logs/install-$name.log" 2>&1 &
-		wait "$!" || rc=$?
-		if ((rc == 0)); then
-			log "tool $name: built ($((SECONDS - start))s)"
-		else
-			log "tool $name: FAILED (exit $rc) after $((SECONDS - start))s; last lines of $STATE/logs/install-$name.log:"
-			tail -n 25 "$STATE/logs/install-$name.log" >&2
-		fi
-		exit "$rc"
-	) &
-	INSTALL_PIDS+=("$!")
-	INSTALL_NAMES+=("$name")
 }
 
 go_install_to() { # GOBIN_DIR PKG@VERSION
@@ -109,7 +86,7 @@ install_buildkit() {
 	# exclude directives. Build inside a writable copy of the downloaded module instead.
 	local tmp dir
 	tmp=$(mktemp -d)
-	dir=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" |
+	dir=$(cd "$tmp" && go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" |
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	[[ -n $dir && -d $dir ]] || die "go mod download of buildkit $BUILDKIT_VERSION gave no Dir"
 	cp -r "$dir" "$tmp/src"
@@ -121,56 +98,95 @@ install_buildkit() {
 	rm -rf "$tmp"
 }
 
-buildkit_version_ok() {
-	[[ -x $TOOLS/buildkitd && -x $TOOLS/buildctl ]] &&
-		"$TOOLS/buildkitd" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION" &&
-		"$TOOLS/buildctl" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION"
+# tool_ok NAME: the pinned version of NAME is installed in $TOOLS.
+tool_ok() {
+	case $1 in
+	buildx) [[ $(mod_version "$TOOLS/buildx" github.com/docker/buildx) == "$BUILDX_VERSION" ]] ;;
+	buildkit)
+		[[ -x $TOOLS/buildkitd && -x $TOOLS/buildctl ]] &&
+			"$TOOLS/buildkitd" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION" &&
+			"$TOOLS/buildctl" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION"
+		;;
+	registry) [[ $(mod_version "$TOOLS/registry" github.com/distribution/distribution/v3) == "$REGISTRY_VERSION" ]] ;;
+	cosign) [[ $(mod_version "$TOOLS/cosign" github.com/sigstore/cosign/v2) == "$COSIGN_VERSION" ]] ;;
+	cosign3) [[ $(mod_version "$TOOLS/cosign3" github.com/sigstore/cosign/v3) == "$COSIGN3_VERSION" ]] ;;
+	crane) [[ $(mod_version "$TOOLS/crane" github.com/google/go-containerregistry) == "$CRANE_VERSION" ]] ;;
+	*) die "unknown tool $1" ;;
+	esac
 }
 
-tools() {
+install_tool() {
+	case $1 in
+	buildx) go_install_to "$TOOLS" "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION" ;;
+	buildkit) install_buildkit ;;
+	registry) go_install_to "$TOOLS" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ;;
+	cosign) go_install_to "$TOOLS" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" ;;
+	cosign3) install_cosign3 ;;
+	crane) go_install_to "$TOOLS" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" ;;
+	esac
+}
+
+# Two build lanes run in parallel; each builds its tools one after the other, so a tool reuses
+# the build cache of the one before it (buildx after buildkit, cosign v3 after v2). Concurrent
+# go commands compiling the same dependencies would each compile them: on 2 cores that made
+# six parallel installs slower than two lanes.
+LANES=("buildkit buildx registry" "crane cosign cosign3")
+LANE_PIDS=()
+TOOLS_WANT=()
+TOOLS_START=0
+
+# lane NAME...: builds each NAME (logging one line per tool); fails if any failed.
+lane() {
+	local name rc failed=0 start
+	for name in "$@"; do
+		start=$SECONDS
+		rc=0
+		# A plain background job, so `set -e` holds inside the installer functions.
+		(install_tool "$name") >"$STATE/logs/install-$name.log" 2>&1 &
+		wait "$!" || rc=$?
+		if ((rc == 0)) && tool_ok "$name"; then
+			log "tool $name: built ($((SECONDS - start))s)"
+		else
+			log "tool $name: FAILED (exit $rc) after $((SECONDS - start))s; last lines of $STATE/logs/install-$name.log:"
+			tail -n 25 "$STATE/logs/install-$name.log" >&2
+			failed=1
+		fi
+	done
+	return "$failed"
+}
+
+# tools_start starts the lanes for the tools that are missing, in the background.
+tools_start() {
 	command -v go >/dev/null || die "go is not on PATH"
-	local want=()
-	if [[ $(mod_version "$TOOLS/buildx" github.com/docker/buildx) != "$BUILDX_VERSION" ]]; then
-		want+=(buildx)
-		bg_install buildx go_install_to "$TOOLS" "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
+	TOOLS_START=$SECONDS
+	local spec name todo
+	for spec in "${LANES[@]}"; do
+		todo=()
+		for name in $spec; do
+			tool_ok "$name" || todo+=("$name")
+		done
+		((${#todo[@]} > 0)) || continue
+		TOOLS_WANT+=("${todo[@]}")
+		lane "${todo[@]}" &
+		LANE_PIDS+=("$!")
+	done
+	if ((${#TOOLS_WANT[@]} > 0)); then
+		log "tools: building ${TOOLS_WANT[*]} into $TOOLS (logs: $STATE/logs/install-*.log)"
 	fi
-	if ! buildkit_version_ok; then
-		want+=(buildkit)
-		bg_install buildkit install_buildkit
-	fi
-	if [[ $(mod_version "$TOOLS/registry" github.com/distribution/distribution/v3) != "$REGISTRY_VERSION" ]]; then
-		want+=(registry)
-		bg_install registry go_install_to "$TOOLS" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
-	fi
-	if [[ $(mod_version "$TOOLS/cosign" github.com/sigstore/cosign/v2) != "$COSIGN_VERSION" ]]; then
-		want+=(cosign)
-		bg_install cosign go_install_to "$TOOLS" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
-	fi
-	if [[ $(mod_version "$TOOLS/cosign3" github.com/sigstore/cosign/v3) != "$COSIGN3_VERSION" ]]; then
-		want+=(cosign3)
-		bg_install cosign3 install_cosign3
-	fi
-	if [[ $(mod_version "$TOOLS/crane" github.com/google/go-containerregistry) != "$CRANE_VERSION" ]]; then
-		want+=(crane)
-		bg_install crane go_install_to "$TOOLS" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
-	fi
-	if ((${#want[@]} == 0)); then
-		note "skipped (all pinned versions present in $TOOLS)"
+}
+
+tools_wait() {
+	STEP_START=$TOOLS_START
+	if ((${#TOOLS_WANT[@]} == 0)); then
+		note "skipped (pinned versions present in $TOOLS)"
 		return
 	fi
-	log "tools: building ${want[*]} in parallel into $TOOLS (logs: $STATE/logs/install-*.log)"
-	wait_installs
-	note "built ${want[*]}"
-}
-
-wait_installs() {
-	local i failed=()
-	for i in "${!INSTALL_PIDS[@]}"; do
-		wait "${INSTALL_PIDS[$i]}" || failed+=("${INSTALL_NAMES[$i]}")
+	local pid failed=0
+	for pid in "${LANE_PIDS[@]}"; do
+		wait "$pid" || failed=1
 	done
-	INSTALL_PIDS=()
-	INSTALL_NAMES=()
-	((${#failed[@]} == 0)) || die "tool builds failed: ${failed[*]} (logs in $STATE/logs/)"
+	((failed == 0)) || die "tool builds failed (logs: $STATE/logs/install-*.log)"
+	note "built ${TOOLS_WANT[*]}"
 }
 
 # ---------------------------------------------------------------- services
@@ -243,7 +259,14 @@ start_dockerd() {
 	note "started (pid $(<"$pidfile"), engine $("$DOCKER" version -f '{{.Server.Version}}'))"
 }
 
-registry_ready() { curl -fsS --noproxy '*' -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
+# registry_ready: GET /v2/ answers 200 (plain bash: a bare Debian has no curl).
+registry_ready() {
+	(
+		exec 3<>"/dev/tcp/${REGISTRY_ADDR%:*}/${REGISTRY_ADDR##*:}" || exit 1
+		printf 'GET /v2/ HTTP/1.0\r\nHost: %s\r\n\r\n' "$REGISTRY_ADDR" >&3
+		IFS= read -r -t 5 status <&3 && [[ $status == "HTTP/1."?" 200"* ]]
+	) 2>/dev/null
+}
 
 start_registry() {
 	local pidfile=$STATE/run/registry.pid logfile=$STATE/logs/registry.log
@@ -270,6 +293,7 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: $REGISTRY_ADDR
+  secret: trustcache-e2e-loopback-only
 EOF
 	if ! pid_alive "$pidfile" registry; then
 		# OTEL_TRACES_EXPORTER=none: distribution v3 otherwise tries to export traces.
@@ -409,11 +433,11 @@ smoke() {
 }
 
 DOCKER=$(docker_cli)
+tools_start
 step "apt (docker.io, busybox-static)" apt_packages
 [[ $(docker_cli) == "$DOCKER" ]] || die "docker CLI changed after apt install: $(docker_cli)"
-"$DOCKER" version -f '{{.Client.Version}}' 2>/dev/null | grep -q '^2[89]\.' ||
-	log "warning: docker CLI $DOCKER is not 28.x/29.x"
-step "tools (buildx, buildkit, registry, cosign, cosign3, crane)" tools
+log "docker CLI: $DOCKER ($("$DOCKER" --version))"
+step "tools (buildkit, buildx, registry, crane, cosign, cosign3)" tools_wait
 step "env file" write_env
 step "dockerd" start_dockerd
 step "registry" start_registry

@@ -41,5 +41,7 @@ stop() {
 stop buildkitd "$STATE/run/buildkitd.pid"
 stop registry "$STATE/run/registry.pid"
 # dockerd's own pid file, or the launcher's if setup.sh stopped before dockerd wrote its own.
-stop dockerd "$STATE/run/dockerd.launch.pid" 30
+if [[ -e $STATE/run/dockerd.launch.pid ]]; then
+	stop dockerd "$STATE/run/dockerd.launch.pid" 30
+fi
 stop dockerd "$STATE/run/dockerd.pid" 30

@@ -13,7 +13,6 @@ import (
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
@@ -127,7 +126,8 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+	v, done := newVerifier(dockerCLI, p, inv.Trust.NoLedger)
+	defer done()
 	report := &trustReport{Policy: p.File}
 	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
 	for _, c := range report.Caches {

@@ -145,7 +145,7 @@ func (bs *buildSigner) signExported(ctx context.Context) ([]signedReport, error)
 			}
 		}
 	}
-	ropts := registry.Options(ctx, nil, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
+	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport
 	for _, t := range targets {
 		if _, err := bs.signer.Sign(ctx, t.repo, t.digest, bs.annotations, ropts...); err != nil {

@@ -18,11 +18,7 @@ import (
 func useDockerConfig(t *testing.T) string {
 	t.Helper()
 	isolate(t)
-	dir := os.Getenv("DOCKER_CONFIG")
-	prev := config.Dir()
-	config.SetDir(dir)
-	t.Cleanup(func() { config.SetDir(prev) })
-	return filepath.Join(dir, config.ConfigFileName)
+	return filepath.Join(config.Dir(), config.ConfigFileName)
 }
 
 // writeConfig writes a docker config file (and its dir) for a test.

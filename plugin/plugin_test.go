@@ -16,6 +16,7 @@ import (
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
+	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -73,6 +74,10 @@ func isolate(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	t.Setenv("DOCKER_CONFIG", filepath.Join(dir, "docker-config"))
+	// config.Dir reads DOCKER_CONFIG once per process: set it per test.
+	prev := config.Dir()
+	config.SetDir(filepath.Join(dir, "docker-config"))
+	t.Cleanup(func() { config.SetDir(prev) })
 	t.Setenv("TRUSTCACHE_PASSWORD", "test-password")
 	t.Setenv("TRUSTCACHE_POLICY", "")
 	t.Chdir(dir)
@@ -104,7 +109,7 @@ func TestHelpGolden(t *testing.T) {
 	isolate(t)
 	for _, args := range [][]string{
 		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
-		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"install"}, {"uninstall"},
+		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"install"}, {"uninstall"}, {"ledger"}, {"ledger", "ls"}, {"ledger", "prune"},
 	} {
 		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
 		t.Run(name, func(t *testing.T) {

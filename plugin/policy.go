@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/docker/cli/cli/command"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
@@ -109,7 +108,8 @@ annotations — with whether it held. Exit status as for verify.`,
 			if err != nil {
 				return withStatus(err)
 			}
-			v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+			v, done := newVerifier(dockerCLI, p, true) // explain reads every signature
+			defer done()
 			res, err := v.Explain(cmd.Context(), args[0])
 			if err != nil {
 				return withStatus(asUsage(err))

@@ -50,6 +50,7 @@ func subcommands(dockerCLI command.Cli) []*cobra.Command {
 		newVerifyCommand(dockerCLI),
 		newKeysCommand(dockerCLI),
 		newPolicyCommand(dockerCLI),
+		newLedgerCommand(dockerCLI),
 		newInstallCommand(dockerCLI),
 		newUninstallCommand(dockerCLI),
 	}

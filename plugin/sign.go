@@ -68,7 +68,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	if err != nil {
 		return err
 	}
-	ropts := registry.Options(ctx, nil, remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))
+	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))
 
 	// Resolve every ref before writing anything.
 	type target struct {

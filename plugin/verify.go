@@ -16,8 +16,9 @@ import (
 )
 
 type verifyOptions struct {
-	policy string
-	format string
+	policy   string
+	format   string
+	noLedger bool
 }
 
 func newVerifyCommand(dockerCLI command.Cli) *cobra.Command {
@@ -41,14 +42,32 @@ REF without a verdict; 2 for a usage or configuration error.`,
 			if err != nil {
 				return withStatus(err)
 			}
-			v := verify.New(p, verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI})))
+			v, done := newVerifier(dockerCLI, p, opts.noLedger)
+			defer done()
 			return runVerify(cmd.Context(), dockerCLI.Out(), v, opts, args)
 		},
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
 	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json" (one JSON object per line)`)
+	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")
 	return cmd
+}
+
+// newVerifier returns a verifier for policy p with the user's registry
+// credentials and, unless noLedger, the verification ledger. A ledger that
+// cannot be opened costs only its cache hits: a warning, and verification
+// goes on without it. done releases the ledger.
+func newVerifier(dockerCLI command.Cli, p *verify.Policy, noLedger bool) (*verify.Verifier, func()) {
+	opts := []verify.Option{verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))}
+	l, err := openLedger(noLedger)
+	if err != nil {
+		fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: verifying without the ledger: %v\n", err)
+	}
+	if l == nil {
+		return verify.New(p, opts...), func() {}
+	}
+	return verify.New(p, append(opts, verify.WithLedger(l))...), func() { l.Close() }
 }
 
 // runVerify verifies refs and renders one result each; the error carries

@@ -43,7 +43,9 @@ type Verifier struct {
 	policy    *Policy
 	remote    []remote.Option
 	transport http.RoundTripper
+	timeout   time.Duration
 	now       func() time.Time
+	ledger    *Ledger // WithLedger (verify/ledger.go); nil: none
 
 	// One puller for the verifier's life: it keeps one authenticated
 	// transport per repository, so the registry is pinged once, not once
@@ -67,6 +69,12 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 // wrapped in the body-size limit. Default: remote.DefaultTransport.
 func WithTransport(t http.RoundTripper) Option {
 	return func(v *Verifier) { v.transport = t }
+}
+
+// WithRequestTimeout bounds each registry request, body included.
+// Default: registry.DefaultTimeout (30s).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(v *Verifier) { v.timeout = d }
 }
 
 // WithClock sets the clock maxAge is measured against. Default: time.Now.
@@ -148,18 +156,27 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 		return res, nil
 	}
 	res.Digest = digest.String()
-
-	sigs, err := signature.ReadLegacy(ctx, r.Context(), digest, ropts...)
-	if err != nil {
-		if errors.Is(err, signature.ErrTooManySignatures) {
-			res.addReason(err.Error())
-			return res, nil
-		}
-		res.Verdict = VerdictInconclusive
-		res.addReason(err.Error())
+	// Ledger (verify/ledger.go): a digest verified before under the same
+	// policy needs no signature fetch. Explain reports every rule: no ledger.
+	if v.ledger != nil && !explain && v.fromLedger(ctx, res, scope) {
 		return res, nil
 	}
+
+	sigs, listErrs := v.signatures(ctx, r.Context(), scope, repo, digest, ropts, explain)
 	v.decide(res, scope, digest, sigs, explain)
+	if !res.Trusted {
+		// A signature list that could not be read may have held what was
+		// missing: no verdict, unless the list was refused as too long.
+		for _, err := range listErrs {
+			res.addReason(err.Error())
+			if !errors.Is(err, signature.ErrTooManySignatures) {
+				res.Verdict = VerdictInconclusive
+			}
+		}
+	}
+	if v.ledger != nil {
+		v.remember(ctx, res, scope) // trusted results only; a failure is ignored
+	}
 	return res, nil
 }
 
@@ -167,12 +184,43 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 // puller and ctx.
 func (v *Verifier) remoteOptions(ctx context.Context) ([]remote.Option, error) {
 	v.pullerOnce.Do(func() {
-		v.puller, v.pullerErr = remote.NewPuller(registry.Options(context.Background(), v.transport, v.remote...)...)
+		v.puller, v.pullerErr = remote.NewPuller(registry.Options(context.Background(), v.transport, v.timeout, v.remote...)...)
 	})
 	if v.pullerErr != nil {
 		return nil, v.pullerErr
 	}
-	return append(registry.Options(ctx, v.transport, v.remote...), remote.Reuse(v.puller)), nil
+	return append(registry.Options(ctx, v.transport, v.timeout, v.remote...), remote.Reuse(v.puller)), nil
+}
+
+// signatures reads the signatures attached to digest: the .sig tag scheme
+// first, then the sigstore bundle referrers — only when the .sig tag does
+// not already make the digest trusted, which spares the common case the
+// referrers requests (explain reads both). It returns the errors of
+// reading each list.
+func (v *Verifier) signatures(ctx context.Context, repo name.Repository, scope *Scope, canon string, digest v1.Hash, ropts []remote.Option, all bool) ([]signature.Signature, []error) {
+	legacy, lerr := signature.ReadLegacy(ctx, repo, digest, ropts...)
+	if lerr == nil && !all && v.counted(scope, canon, digest, legacy) >= scope.Threshold {
+		return legacy, nil
+	}
+	bundles, berr := signature.ReadBundles(ctx, repo, digest, ropts...)
+	var errs []error
+	for _, err := range []error{lerr, berr} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return append(legacy, bundles...), errs
+}
+
+// counted returns how many distinct allowed builders sigs count for.
+func (v *Verifier) counted(scope *Scope, repo string, digest v1.Hash, sigs []signature.Signature) int {
+	builders := map[string]bool{}
+	for _, s := range sigs {
+		if sc := v.evaluate(scope, repo, digest, s); sc.Signer != nil {
+			builders[sc.Signer.Builder] = true
+		}
+	}
+	return len(builders)
 }
 
 // resolve returns the manifest digest ref names: the digest itself for a
@@ -272,7 +320,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 		rule("readable", false, "", s.Err.Error())
 		return sc
 	}
-	b, key := v.keyFor(scope, s.Payload, s.Signature)
+	b, key := v.keyFor(scope, s.SignedBytes(), s.Signature)
 	if b == nil {
 		rule("key", false, "", "not signed by any key in the policy")
 		return sc
@@ -288,25 +336,21 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 		fmt.Sprintf("signed by builder %s, which is not allowed for %s", b.Name, repo)) {
 		return sc
 	}
-	p, err := signature.ParsePayload(s.Payload)
+	signed, err := parseSigned(s)
 	if err != nil {
 		rule("payload", false, "", fmt.Sprintf("signed payload is invalid: %v", err))
 		return sc
 	}
-	rule("payload", true, "signed payload is a cosign simple-signing payload", "")
-	got := p.Digest()
-	if !rule("digest", got == digest,
+	rule("payload", true, "signed payload is a "+signed.kind, "")
+	if !rule("digest", signed.digest == digest,
 		"signature names digest "+digest.String(),
-		fmt.Sprintf("signature is for digest %s, not %s (copied from another manifest)", got, digest)) {
+		fmt.Sprintf("signature is for digest %s, not %s (copied from another manifest)", signed.digest, digest)) {
 		return sc
 	}
-	signedRepo, ok := identityRepository(p.Critical.Identity.DockerReference)
-	if !rule("repository", ok && signedRepo == repo,
-		"signature names repository "+repo,
-		fmt.Sprintf("signature is for repository %q, not %s (copied from another repository)", p.Critical.Identity.DockerReference, repo)) {
+	if !v.checkRepository(scope, repo, signed, rule) {
 		return sc
 	}
-	ann := p.Annotations()
+	ann := signed.annotations
 	signer := &Signer{Builder: b.Name, KeyID: key.ID, Format: string(s.Format), Annotations: ann}
 	ageOK, ageDetail := v.checkTime(scope, ann, signer)
 	if !rule("age", ageOK, ageDetail, ageDetail) {
@@ -322,6 +366,48 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	}
 	sc.Signer = signer
 	return sc
+}
+
+// signedContent is what a verified signature says, whatever its format.
+type signedContent struct {
+	kind        string // for messages
+	digest      v1.Hash
+	identity    string // the repository it names, as written; "" for none
+	annotations map[string]string
+}
+
+// parseSigned reads the signed content of a signature whose signature has
+// already been verified.
+func parseSigned(s signature.Signature) (*signedContent, error) {
+	if s.Format == signature.FormatBundle {
+		st, err := signature.ParseStatement(s.Payload)
+		if err != nil {
+			return nil, err
+		}
+		id, _ := st.Identity()
+		return &signedContent{kind: "sigstore bundle (in-toto statement)", digest: st.Digest(), identity: id, annotations: st.Annotations()}, nil
+	}
+	p, err := signature.ParsePayload(s.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return &signedContent{kind: "cosign simple-signing payload", digest: p.Digest(), identity: p.Critical.Identity.DockerReference, annotations: p.Annotations()}, nil
+}
+
+// checkRepository applies the repository rule: the signed content names the
+// repository being verified. cosign's bundles name none (a bundle copied
+// into another repository stays valid for cosign); such a bundle counts
+// only where the scope sets acceptUnboundBundles.
+func (v *Verifier) checkRepository(scope *Scope, repo string, signed *signedContent, rule func(string, bool, string, string) bool) bool {
+	if signed.identity == "" {
+		return rule("repository", scope.AcceptUnboundBundles,
+			"the bundle names no repository; the scope sets acceptUnboundBundles",
+			"the bundle names no repository (a bundle copied from another repository would look the same); the scope does not set acceptUnboundBundles")
+	}
+	signedRepo, ok := identityRepository(signed.identity)
+	return rule("repository", ok && signedRepo == repo,
+		"signature names repository "+repo,
+		fmt.Sprintf("signature is for repository %q, not %s (copied from another repository)", signed.identity, repo))
 }
 
 // checkTime applies the creation-time rules: a parsable time, not in the

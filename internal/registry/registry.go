@@ -24,53 +24,77 @@ const MaxResponseBody = 4 << 20
 // DefaultTimeout bounds one registry request, headers and body.
 const DefaultTimeout = 30 * time.Second
 
+// RetryBackoff is how requests that fail with a transient error (a
+// network error, 408, 429, 5xx) are retried: 3 tries, 250 ms then 500 ms
+// apart. A verification should cost a build little even when the registry
+// is down.
+var RetryBackoff = remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}
+
 // ErrBodyTooLarge reports a response body above MaxResponseBody.
 var ErrBodyTooLarge = errors.New("registry response body exceeds the size limit")
 
 // Options returns remote options for talking to registries as the user:
-// credentials from the docker config and its credential helpers, a bounded
-// body size, and a per-request timeout. extra options are appended.
-func Options(ctx context.Context, base http.RoundTripper, extra ...remote.Option) []remote.Option {
+// credentials from the docker config and its credential helpers, and a
+// transport that bounds body sizes and request times (see Transport). A
+// zero timeout means DefaultTimeout. extra options are appended.
+func Options(ctx context.Context, base http.RoundTripper, timeout time.Duration, extra ...remote.Option) []remote.Option {
 	if base == nil {
 		base = remote.DefaultTransport
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
 	}
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithTransport(LimitTransport(base, MaxResponseBody)),
+		remote.WithTransport(Transport(base, MaxResponseBody, timeout)),
 		remote.WithUserAgent("docker-trustcache"),
+		remote.WithRetryBackoff(RetryBackoff),
 	}
 	return append(opts, extra...)
 }
 
-// LimitTransport wraps base so that no response body yields more than max
-// bytes: a read past the limit fails with ErrBodyTooLarge instead of
-// buffering whatever a hostile registry sends.
-func LimitTransport(base http.RoundTripper, max int64) http.RoundTripper {
-	return &limitTransport{base: base, max: max}
+// Transport wraps base so that no response body yields more than max bytes
+// (a read past the limit fails with ErrBodyTooLarge instead of buffering
+// whatever a hostile registry sends) and no request, body included, takes
+// longer than timeout (a registry that trickles bytes or never answers
+// fails with context.DeadlineExceeded).
+func Transport(base http.RoundTripper, max int64, timeout time.Duration) http.RoundTripper {
+	return &boundedTransport{base: base, max: max, timeout: timeout}
 }
 
-type limitTransport struct {
-	base http.RoundTripper
-	max  int64
+type boundedTransport struct {
+	base    http.RoundTripper
+	max     int64
+	timeout time.Duration
 }
 
-func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	if err != nil || resp.Body == nil {
+func (t *boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
 		return resp, err
+	}
+	if resp.Body == nil {
+		cancel()
+		return resp, nil
 	}
 	if resp.ContentLength > t.max {
 		resp.Body.Close()
+		cancel()
 		return nil, fmt.Errorf("%s %s: %w (%d > %d bytes)", req.Method, req.URL.Redacted(), ErrBodyTooLarge, resp.ContentLength, t.max)
 	}
-	resp.Body = &limitedBody{rc: resp.Body, left: t.max}
+	resp.Body = &limitedBody{rc: resp.Body, left: t.max, cancel: cancel}
 	return resp, nil
 }
 
+// limitedBody yields at most left bytes and releases the request's timeout
+// when closed.
 type limitedBody struct {
-	rc   io.ReadCloser
-	left int64
+	rc     io.ReadCloser
+	left   int64
+	cancel context.CancelFunc
 }
 
 func (b *limitedBody) Read(p []byte) (int, error) {
@@ -91,7 +115,11 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *limitedBody) Close() error { return b.rc.Close() }
+func (b *limitedBody) Close() error {
+	err := b.rc.Close()
+	b.cancel()
+	return err
+}
 
 // IsNotFound reports whether err is the registry saying that a manifest,
 // blob or repository does not exist — an answer, not a failure.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type Signature struct {
 	Source    string // where it was found, for messages
 	Payload   []byte
 	Signature []byte
+	// Signed is what Signature signs when that is not Payload itself: for
+	// FormatBundle, the DSSE PAE of the statement. Verify with SignedBytes.
+	Signed []byte
 	// Err is set when this entry could not be read because of a registry or
 	// network failure; Payload and Signature are then empty.
 	Err error
@@ -70,7 +74,7 @@ func SigTag(repo name.Repository, digest v1.Hash) name.Tag {
 // payload is recorded in that Signature's Err.
 func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
 	tag := SigTag(repo, digest)
-	desc, err := remote.Get(tag, append(opts, remote.WithContext(ctx))...)
+	desc, err := remote.Get(tag, append(slices.Clip(opts), remote.WithContext(ctx))...)
 	if registry.IsNotFound(err) {
 		return nil, nil
 	}
@@ -145,7 +149,7 @@ func fetchPayloads(ctx context.Context, repo name.Repository, sigs []Signature, 
 // its digest.
 func fetchBlob(ctx context.Context, repo name.Repository, digest v1.Hash, opts []remote.Option) ([]byte, error) {
 	ref := repo.Digest(digest.String())
-	l, err := remote.Layer(ref, append(opts, remote.WithContext(ctx))...)
+	l, err := remote.Layer(ref, append(slices.Clip(opts), remote.WithContext(ctx))...)
 	if err != nil {
 		return nil, fmt.Errorf("fetching payload %s: %w", digest, err)
 	}
@@ -188,7 +192,7 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 		ao.Attempts = 10
 	}
 	tag := SigTag(repo, digest)
-	opts = append(opts, remote.WithContext(ctx))
+	opts = append(slices.Clip(opts), remote.WithContext(ctx))
 	layer := static.NewLayer(payload, ctypes.SimpleSigningMediaType)
 	ld, err := layer.Digest()
 	if err != nil {
