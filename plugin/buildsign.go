@@ -27,6 +27,7 @@ type buildSigner struct {
 	annotations  map[string]string
 	cacheRepo    *name.Repository // the one registry --cache-to, if any
 	pushes       bool
+	format       signature.Format
 	metadataFile string
 	tmpDir       string
 }
@@ -68,6 +69,11 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation) (*buildSig
 		ann[k] = v
 	}
 	bs.annotations = ann
+	format, err := signatureFormat(inv.Trust.SignatureFormat, inv.Trust.Policy, contextDir(inv.Context))
+	if err != nil {
+		return nil, err
+	}
+	bs.format = format
 	s, err := loadSigner(dockerCLI, inv.Trust.Key, "")
 	if err != nil {
 		return nil, err
@@ -148,7 +154,7 @@ func (bs *buildSigner) signExported(ctx context.Context) ([]signedReport, error)
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport
 	for _, t := range targets {
-		if _, err := bs.signer.Sign(ctx, t.repo, t.digest, bs.annotations, ropts...); err != nil {
+		if _, err := bs.signer.SignFormat(ctx, bs.format, t.repo, t.digest, bs.annotations, ropts...); err != nil {
 			return signed, err
 		}
 		signed = append(signed, signedReport{Reference: t.repo.Name() + "@" + t.digest.String(), Kind: t.kind})

@@ -17,12 +17,15 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
 type signOptions struct {
 	key         string
 	builderName string
 	annotations []string
+	format      string
+	policy      string
 }
 
 func newSignCommand(dockerCLI command.Cli) *cobra.Command {
@@ -51,6 +54,8 @@ then asked for on a terminal.`,
 	flags.StringVar(&opts.key, "key", "", "Private key: a file, env://VAR (default $TRUSTCACHE_KEY)")
 	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the key file's base name)")
 	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
+	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
+	flags.StringVar(&opts.policy, "policy", "", "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
 	return cmd
 }
 
@@ -63,6 +68,10 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		if _, ok := ann[k]; !ok {
 			ann[k] = v
 		}
+	}
+	format, err := signatureFormat(opts.format, opts.policy, ".")
+	if err != nil {
+		return err
 	}
 	signer, err := loadSigner(dockerCLI, opts.key, opts.builderName)
 	if err != nil {
@@ -88,7 +97,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		targets[i] = target{r.Context(), d}
 	}
 	for _, t := range targets {
-		added, err := signer.Sign(ctx, t.repo, t.digest, ann, ropts...)
+		added, err := signer.SignFormat(ctx, format, t.repo, t.digest, ann, ropts...)
 		if err != nil {
 			return err
 		}
@@ -98,6 +107,33 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		fmt.Fprintf(dockerCLI.Out(), "%s@%s\n", t.repo.Name(), t.digest)
 	}
 	return nil
+}
+
+// signatureFormat is the format to sign in: the flag, else the policy's
+// signatureFormat when a policy is found (signing needs none), else legacy.
+func signatureFormat(flag, policyFlag, startDir string) (signature.Format, error) {
+	switch flag {
+	case "legacy", "bundle":
+		return signature.Format(flag), nil
+	case "":
+	default:
+		return "", usagef("--signature-format %q: want legacy or bundle", flag)
+	}
+	path, err := findPolicy(policyFlag, startDir)
+	if err != nil {
+		if policyFlag != "" {
+			return "", asUsage(err)
+		}
+		return signature.FormatLegacy, nil
+	}
+	p, err := verify.LoadPolicy(path)
+	if err != nil {
+		return "", asUsage(fmt.Errorf("policy: %w", err))
+	}
+	if p.SignatureFormat == "" {
+		return signature.FormatLegacy, nil
+	}
+	return signature.Format(p.SignatureFormat), nil
 }
 
 // resolveDigest returns the manifest digest of r: r's own digest, or the

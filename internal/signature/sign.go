@@ -63,3 +63,16 @@ func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, 
 	}
 	return AppendLegacy(ctx, repo, digest, payload, sig, AppendOptions{Same: same}, opts...)
 }
+
+// SignFormat signs digest in repo in the given format: FormatLegacy (the
+// .sig tag, cosign v2's default) or FormatBundle (a sigstore bundle
+// referrer, cosign v3's default).
+func (s Signer) SignFormat(ctx context.Context, format Format, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+	switch format {
+	case FormatLegacy, "":
+		return s.Sign(ctx, repo, digest, annotations, opts...)
+	case FormatBundle:
+		return s.SignBundle(ctx, repo, digest, annotations, opts...)
+	}
+	return false, fmt.Errorf("unknown signature format %q (want legacy or bundle)", format)
+}
