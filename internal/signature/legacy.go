@@ -212,37 +212,62 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 		}
 	}
 
-	const confirmations = 3
-	seen := 0
-	for attempt := 0; attempt < ao.Attempts; {
-		base, present, err := readSigImage(tag, ld, opts)
-		if err != nil {
-			return false, err
-		}
-		if present {
-			seen++
-			if seen >= confirmations {
-				return true, nil
-			}
-			sleep(ctx, 50*time.Millisecond, 150*time.Millisecond)
-			continue
-		}
-		seen = 0
-		attempt++
+	var base v1.Image
+	present := func() (bool, error) {
+		img, ok, err := readSigImage(tag, ld, opts)
+		base = img
+		return ok, err
+	}
+	write := func() error {
 		img, err := mutate.Append(base, mutate.Addendum{
 			Layer:       layer,
 			MediaType:   ctypes.SimpleSigningMediaType,
 			Annotations: map[string]string{SignatureAnnotation: b64},
 		})
 		if err != nil {
-			return false, fmt.Errorf("adding signature layer: %w", err)
+			return fmt.Errorf("adding signature layer: %w", err)
 		}
 		if err := remote.Write(tag, img, opts...); err != nil {
-			return false, fmt.Errorf("writing signatures %s: %w", tag, err)
+			return fmt.Errorf("writing signatures %s: %w", tag, err)
+		}
+		return nil
+	}
+	if err := writeUntilKept(ctx, ao.Attempts, present, write); err != nil {
+		return false, fmt.Errorf("%s: %w", tag, err)
+	}
+	return true, nil
+}
+
+// writeUntilKept writes what present does not yet see, then reads it back
+// until it is seen in place several times in a row, writing again (at most
+// attempts times in all) whenever a concurrent read-modify-write replaced
+// it. The registry API has no compare-and-swap; the repeated sightings,
+// spaced wider than a writer's read-to-write window, are what make
+// concurrent signers all stay.
+func writeUntilKept(ctx context.Context, attempts int, present func() (bool, error), write func() error) error {
+	const confirmations = 3
+	seen := 0
+	for attempt := 0; attempt < attempts; {
+		ok, err := present()
+		if err != nil {
+			return err
+		}
+		if ok {
+			seen++
+			if seen >= confirmations {
+				return nil
+			}
+			sleep(ctx, 50*time.Millisecond, 150*time.Millisecond)
+			continue
+		}
+		seen = 0
+		attempt++
+		if err := write(); err != nil {
+			return err
 		}
 		sleep(ctx, 10*time.Millisecond, 100*time.Millisecond)
 	}
-	return false, fmt.Errorf("%s: %w (after %d attempts)", tag, ErrLostRace, ao.Attempts)
+	return fmt.Errorf("%w (after %d attempts)", ErrLostRace, attempts)
 }
 
 // readSigImage returns the current signature image at tag (an empty one if

@@ -291,29 +291,17 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 	}
 	ref := repo.Digest(m.digest.String())
 
-	const confirmations = 3
-	seen := 0
-	for attempt := 0; attempt < ao.Attempts; {
-		present, err := listsReferrer(subject, m.digest, opts)
-		if err != nil {
-			return false, err
-		}
-		if present {
-			seen++
-			if seen >= confirmations {
-				return true, nil
-			}
-			sleep(ctx, 50*time.Millisecond, 150*time.Millisecond)
-			continue
-		}
-		seen = 0
-		attempt++
+	present := func() (bool, error) { return listsReferrer(subject, m.digest, opts) }
+	write := func() error {
 		if err := remote.Put(ref, m, opts...); err != nil {
-			return false, fmt.Errorf("writing bundle referrer %s: %w", ref, err)
+			return fmt.Errorf("writing bundle referrer %s: %w", ref, err)
 		}
-		sleep(ctx, 10*time.Millisecond, 100*time.Millisecond)
+		return nil
 	}
-	return false, fmt.Errorf("referrers of %s: %w (after %d attempts)", subject, ErrLostRace, ao.Attempts)
+	if err := writeUntilKept(ctx, ao.Attempts, present, write); err != nil {
+		return false, fmt.Errorf("referrers of %s: %w", subject, err)
+	}
+	return true, nil
 }
 
 // listsReferrer reports whether subject's referrers list holds manifest.
@@ -378,18 +366,7 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIMani
 // bundle by the same key over the same digest and annotations (whatever its
 // time) already there makes it a no-op: added=false.
 func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
-	now := time.Now
-	if s.Now != nil {
-		now = s.Now
-	}
-	ann := maps.Clone(annotations)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	if s.Builder != "" {
-		ann[AnnotationBuilder] = s.Builder
-	}
-	ann[AnnotationCreated] = now().UTC().Format(time.RFC3339)
+	ann := s.annotations(annotations)
 	ann[AnnotationIdentity] = repo.Name()
 	statement, err := NewStatement(digest, ann)
 	if err != nil {

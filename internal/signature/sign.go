@@ -21,17 +21,14 @@ type Signer struct {
 	Now     func() time.Time // the "created" annotation; nil: time.Now
 }
 
-// Sign signs digest in repo with the signer's key and attaches the signature
-// in the .sig tag scheme, with annotations (builder and created are added).
-// A signature by the same key over the same digest, repository and
-// annotations (whatever its time) already there makes it a no-op:
-// added=false.
-func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+// annotations returns the signed annotations: a copy of extra plus builder
+// and created.
+func (s Signer) annotations(extra map[string]string) map[string]string {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	ann := maps.Clone(annotations)
+	ann := maps.Clone(extra)
 	if ann == nil {
 		ann = map[string]string{}
 	}
@@ -39,6 +36,16 @@ func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, 
 		ann[AnnotationBuilder] = s.Builder
 	}
 	ann[AnnotationCreated] = now().UTC().Format(time.RFC3339)
+	return ann
+}
+
+// Sign signs digest in repo with the signer's key and attaches the signature
+// in the .sig tag scheme, with annotations (builder and created are added).
+// A signature by the same key over the same digest, repository and
+// annotations (whatever its time) already there makes it a no-op:
+// added=false.
+func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+	ann := s.annotations(annotations)
 	payload, err := NewPayload(repo.Name(), digest, ann)
 	if err != nil {
 		return false, err
