@@ -14,9 +14,10 @@ command -v hyperfine >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get instal
 
 work=$(mktemp -d /tmp/trustcache-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/docker-config/cli-plugins" "$work/home"
+# Build with the caller's Go caches, before HOME moves.
+(cd "$root" && go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
 export DOCKER_CONFIG=$work/docker-config HOME=$work/home
-mkdir -p "$DOCKER_CONFIG/cli-plugins" "$HOME"
-(cd "$root" && go build -trimpath -ldflags '-s -w' -o "$DOCKER_CONFIG/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
 plugin=$DOCKER_CONFIG/cli-plugins/docker-trustcache
 bash "$here/builder.sh" "$DOCKER_CONFIG" >/dev/null
 export TRUSTCACHE_PASSWORD=bench COSIGN_PASSWORD=bench BUILDKIT_PROGRESS=plain DOCKER_CLI_HINTS=false

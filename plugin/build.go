@@ -181,9 +181,6 @@ func contextDir(buildContext string) string {
 	return "."
 }
 
-// verifyConcurrency bounds the cache sources verified at once.
-const verifyConcurrency = 4
-
 // decideCaches verifies every cache source (concurrently, bounded) and
 // decides its fate. blocked is non-nil when the policy says the build must
 // not start.

@@ -51,13 +51,13 @@ func sourceContext(getenv func(string) string) map[string]string {
 	switch {
 	case getenv("GITHUB_ACTIONS") == "true":
 		server := strings.TrimSuffix(getenv("GITHUB_SERVER_URL"), "/")
+		// GitHub always sets GITHUB_SERVER_URL; without it the host (github.com
+		// or an Enterprise Server) is unknown, and repo and run are left out
+		// rather than guessed.
 		host := strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
-		if host == "" {
-			host = "github.com"
-		}
-		if repo := getenv("GITHUB_REPOSITORY"); repo != "" {
+		if repo := getenv("GITHUB_REPOSITORY"); repo != "" && host != "" {
 			set("repo", host+"/"+repo)
-			if id := getenv("GITHUB_RUN_ID"); id != "" && server != "" {
+			if id := getenv("GITHUB_RUN_ID"); id != "" {
 				set("run", server+"/"+repo+"/actions/runs/"+id)
 			}
 		}

@@ -3,9 +3,11 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
@@ -59,6 +61,9 @@ REF without a verdict; 2 for a usage or configuration error.`,
 // cannot be opened costs only its cache hits: a warning, and verification
 // goes on without it. done releases the ledger.
 func newVerifier(dockerCLI command.Cli, p *verify.Policy, noLedger bool) (*verify.Verifier, func()) {
+	// Load the docker config now: ConfigFile loads it lazily, unguarded, on
+	// first use, and build verifies its caches concurrently.
+	dockerCLI.ConfigFile()
 	opts := []verify.Option{verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))}
 	l, err := openLedger(noLedger)
 	if err != nil {
@@ -73,13 +78,9 @@ func newVerifier(dockerCLI command.Cli, p *verify.Policy, noLedger bool) (*verif
 // runVerify verifies refs and renders one result each; the error carries
 // the exit code of the worst result.
 func runVerify(ctx context.Context, out io.Writer, v *verify.Verifier, opts verifyOptions, refs []string) error {
-	results := make([]*verify.Result, len(refs))
-	for i, ref := range refs {
-		res, err := v.Verify(ctx, ref)
-		if err != nil {
-			return withStatus(asUsage(err))
-		}
-		results[i] = res
+	results, err := verifyAll(ctx, v, refs)
+	if err != nil {
+		return withStatus(asUsage(err))
 	}
 	for _, res := range results {
 		var err error
@@ -93,6 +94,30 @@ func runVerify(ctx context.Context, out io.Writer, v *verify.Verifier, opts veri
 		}
 	}
 	return verifyStatus(results)
+}
+
+// verifyConcurrency bounds the references verified at once.
+const verifyConcurrency = 8
+
+// verifyAll verifies refs concurrently (at most verifyConcurrency at once)
+// and returns their results in order. The error is the first reference
+// that does not parse.
+func verifyAll(ctx context.Context, v *verify.Verifier, refs []string) ([]*verify.Result, error) {
+	results := make([]*verify.Result, len(refs))
+	errs := make([]error, len(refs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, verifyConcurrency)
+	for i, ref := range refs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i], errs[i] = v.Verify(ctx, ref)
+		}()
+	}
+	wg.Wait()
+	return results, errors.Join(errs...)
 }
 
 // verifyStatus maps results to the exit code: untrusted wins over

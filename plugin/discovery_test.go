@@ -1,0 +1,241 @@
+package plugin
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker/cli/cli/config"
+)
+
+// discoveryLayout is a test's filesystem for policy discovery:
+//
+//	DIR/outside/.trustcache.yaml        beyond the repository root: never found
+//	DIR/outside/repo/.git               the repository root
+//	DIR/outside/repo/.trustcache.yaml
+//	DIR/outside/repo/sub/deeper/        the working directory
+//	DIR/flag.yaml, DIR/env.yaml
+//	$DOCKER_CONFIG/trustcache/policy.yaml
+//
+// Every one is a valid policy; which one was used shows in the
+// "PATH: ok" of policy lint.
+type discoveryLayout struct {
+	dir, outside, repo, deeper          string
+	flag, env, repoPolicy, configPolicy string
+}
+
+// discoveryPolicy is a valid policy whose builder key is the absolute path
+// pub, so it loads from wherever it is.
+func discoveryPolicy(pub string) string {
+	return "version: 1\nbuilders:\n  - name: ci\n    key: " + pub +
+		"\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"
+}
+
+func writeDiscoveryKey(t *testing.T, path string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeDiscoveryFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newDiscoveryLayout isolates the test, writes every policy of the layout
+// (all but none, when none) and changes into the deeper directory.
+func newDiscoveryLayout(t *testing.T, none bool) discoveryLayout {
+	t.Helper()
+	dir := isolate(t)
+	// isolate's temp dir may resolve through symbolic links; discovery
+	// prints absolute paths from the working directory as the OS reports it.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := discoveryLayout{
+		dir:          dir,
+		outside:      filepath.Join(dir, "outside"),
+		repo:         filepath.Join(dir, "outside", "repo"),
+		deeper:       filepath.Join(dir, "outside", "repo", "sub", "deeper"),
+		flag:         filepath.Join(dir, "flag.yaml"),
+		env:          filepath.Join(dir, "env.yaml"),
+		repoPolicy:   filepath.Join(dir, "outside", "repo", ".trustcache.yaml"),
+		configPolicy: filepath.Join(config.Dir(), "trustcache", "policy.yaml"),
+	}
+	if err := os.MkdirAll(filepath.Join(l.repo, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(l.deeper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The test dir is a repository root too, so that nothing above it (a
+	// stray /tmp/.trustcache.yaml) is ever found.
+	if err := os.MkdirAll(filepath.Join(dir, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "ci.pub")
+	writeDiscoveryKey(t, pub)
+	if !none {
+		for _, p := range []string{l.flag, l.env, l.repoPolicy, l.configPolicy, filepath.Join(l.outside, ".trustcache.yaml")} {
+			writeDiscoveryFile(t, p, discoveryPolicy(pub))
+		}
+	}
+	t.Chdir(l.deeper)
+	return l
+}
+
+func wantDiscoveryLint(t *testing.T, res cmdResult, path string) {
+	t.Helper()
+	if want := path + ": ok\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("policy lint = exit %d, stdout %q, stderr %q; want exit 0 and %q", res.code, res.stdout, res.stderr, want)
+	}
+}
+
+// TestDiscoveryOrder: the --policy flag (here lint's FILE argument), then
+// TRUSTCACHE_POLICY, then .trustcache.yaml from the working directory up to
+// the repository root, then $DOCKER_CONFIG/trustcache/policy.yaml.
+func TestDiscoveryOrder(t *testing.T) {
+	t.Run("flag beats everything", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		t.Setenv("TRUSTCACHE_POLICY", l.env)
+		wantDiscoveryLint(t, run(t, "policy", "lint", l.flag), l.flag)
+	})
+	t.Run("TRUSTCACHE_POLICY beats .trustcache.yaml", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		t.Setenv("TRUSTCACHE_POLICY", l.env)
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.env)
+	})
+	t.Run(".trustcache.yaml at the repository root, from a subdirectory", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.repoPolicy)
+	})
+	t.Run("the nearest .trustcache.yaml wins", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		nearer := filepath.Join(l.repo, "sub", ".trustcache.yaml")
+		data, err := os.ReadFile(l.repoPolicy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeDiscoveryFile(t, nearer, string(data))
+		wantDiscoveryLint(t, run(t, "policy", "lint"), nearer)
+	})
+	t.Run("not beyond the directory holding .git", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		if err := os.Remove(l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		// outside/.trustcache.yaml is one level above the repository root.
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+	})
+	t.Run("a .git file (worktree, submodule) marks the root too", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		if err := os.Remove(l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(l.repo, ".git")); err != nil {
+			t.Fatal(err)
+		}
+		writeDiscoveryFile(t, filepath.Join(l.repo, ".git"), "gitdir: /elsewhere/.git/worktrees/repo\n")
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+	})
+	t.Run("without a repository, up to the filesystem root", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		if err := os.Remove(l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(l.repo, ".git")); err != nil {
+			t.Fatal(err)
+		}
+		wantDiscoveryLint(t, run(t, "policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
+	})
+	t.Run("the docker config dir last", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		for _, p := range []string{l.repoPolicy, filepath.Join(l.outside, ".trustcache.yaml")} {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+		// verify finds the same one: a policy, so it goes on to the
+		// registry (none here: inconclusive), not a configuration error.
+		if res := run(t, "verify", "--no-ledger", "127.0.0.1:1/team/cache:main"); res.code != ExitInconclusive {
+			t.Errorf("verify with the docker config dir's policy = %d %q; want %d", res.code, res.stderr, ExitInconclusive)
+		}
+	})
+}
+
+// TestDiscoveryNone: no policy anywhere is a configuration error whose
+// message lists every way to give one.
+func TestDiscoveryNone(t *testing.T) {
+	l := newDiscoveryLayout(t, true)
+	for _, args := range [][]string{
+		{"policy", "lint"},
+		{"verify", "127.0.0.1:1/team/cache:main"},
+		{"policy", "explain", "127.0.0.1:1/team/cache:main"},
+	} {
+		res := run(t, args...)
+		if res.code != ExitUsage {
+			t.Errorf("%s with no policy = exit %d %q; want %d", strings.Join(args, " "), res.code, res.stderr, ExitUsage)
+		}
+		for _, want := range []string{"no policy", "--policy", "TRUSTCACHE_POLICY", ".trustcache.yaml", l.configPolicy} {
+			if !strings.Contains(res.stderr, want) {
+				t.Errorf("%s with no policy: stderr %q does not mention %q", strings.Join(args, " "), res.stderr, want)
+			}
+		}
+		if res.stdout != "" {
+			t.Errorf("%s with no policy printed %q on stdout", strings.Join(args, " "), res.stdout)
+		}
+	}
+}
+
+// TestDiscoveryExplicitChoiceIsNotSkipped: a policy named by the flag or
+// TRUSTCACHE_POLICY that is missing or invalid is an error naming it; the
+// search does not go on to a policy the user did not choose.
+func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
+	t.Run("flag names a missing file", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		missing := filepath.Join(l.dir, "missing.yaml")
+		res := run(t, "policy", "lint", missing)
+		if res.code != ExitUsage || !strings.Contains(res.stderr, missing) || res.stdout != "" {
+			t.Errorf("policy lint %s = exit %d %q %q; want exit %d naming it", missing, res.code, res.stdout, res.stderr, ExitUsage)
+		}
+	})
+	t.Run("TRUSTCACHE_POLICY names a missing file", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		missing := filepath.Join(l.dir, "missing.yaml")
+		t.Setenv("TRUSTCACHE_POLICY", missing)
+		res := run(t, "policy", "lint")
+		if res.code != ExitUsage || !strings.Contains(res.stderr, missing) || res.stdout != "" {
+			t.Errorf("policy lint with TRUSTCACHE_POLICY=%s = exit %d %q %q; want exit %d naming it", missing, res.code, res.stdout, res.stderr, ExitUsage)
+		}
+	})
+	t.Run("an invalid .trustcache.yaml is not skipped for the docker config dir's", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		writeDiscoveryFile(t, l.repoPolicy, "version: 1\nbuilders: []\nscopes:\n  - repositories: [\"**\"]\n    builders: [nobody]\n")
+		res := run(t, "policy", "lint")
+		if res.code != ExitUsage || !strings.Contains(res.stderr, l.repoPolicy) || res.stdout != "" {
+			t.Errorf("policy lint with an invalid %s = exit %d %q %q; want exit %d naming it", l.repoPolicy, res.code, res.stdout, res.stderr, ExitUsage)
+		}
+	})
+}
