@@ -4,8 +4,11 @@
 package main
 
 import (
-	cliplugin "github.com/docker/cli/cli-plugins/plugin"
+	"encoding/json"
+	"os"
+
 	"github.com/docker/cli/cli-plugins/metadata"
+	cliplugin "github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
@@ -15,14 +18,28 @@ import (
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+var meta = metadata.Metadata{
+	SchemaVersion:    "0.1.0",
+	Vendor:           "docker-trustcache",
+	Version:          version,
+	ShortDescription: "Sign build caches and build only from verified ones",
+	URL:              "https://github.com/docker-trustcache/docker-trustcache",
+}
+
 func main() {
+	// The docker CLI runs every plugin's metadata command on each
+	// "docker --help": answer it without setting up a docker CLI, exactly
+	// as the plugin framework would.
+	if len(os.Args) == 2 && os.Args[1] == metadata.MetadataSubcommandName {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "     ")
+		if err := enc.Encode(meta); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	cliplugin.Run(func(dockerCLI command.Cli) *cobra.Command {
 		return plugin.NewRootCommand(dockerCLI, version)
-	}, metadata.Metadata{
-		SchemaVersion:    "0.1.0",
-		Vendor:           "docker-trustcache",
-		Version:          version,
-		ShortDescription: "Sign build caches and build only from verified ones",
-		URL:              "https://github.com/docker-trustcache/docker-trustcache",
-	})
+	}, meta)
 }
