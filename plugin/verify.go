@@ -62,7 +62,7 @@ REF without a verdict; 2 for a usage or configuration error.`,
 // goes on without it. done releases the ledger.
 func newVerifier(dockerCLI command.Cli, p *verify.Policy, noLedger bool) (*verify.Verifier, func()) {
 	// Load the docker config now: ConfigFile loads it lazily, unguarded, on
-	// first use, and build verifies its caches concurrently.
+	// first use, and references are verified concurrently.
 	dockerCLI.ConfigFile()
 	opts := []verify.Option{verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))}
 	l, err := openLedger(noLedger)
