@@ -113,18 +113,18 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		return runDocker(ctx, bin, append(globals, "buildx", "build", "--help"), streams)
 	}
 
-	var signer *buildSigner
-	if inv.Trust.Sign {
-		if signer, err = newBuildSigner(dockerCLI, inv); err != nil {
-			return err
-		}
-	} else if inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0 {
+	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0) {
 		return usagef("--key and --sign-annotation need --sign")
 	}
-
 	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context))
 	if err != nil {
 		return err
+	}
+	var signer *buildSigner
+	if inv.Trust.Sign {
+		if signer, err = newBuildSigner(dockerCLI, inv, p); err != nil {
+			return err
+		}
 	}
 	v, done := newVerifier(dockerCLI, p, inv.Trust.NoLedger)
 	defer done()

@@ -16,6 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
 // buildSigner signs what a build exported, by the digests the build itself
@@ -34,7 +35,7 @@ type buildSigner struct {
 
 // newBuildSigner checks the --sign options and loads the key before the
 // build starts, so a wrong password costs no build.
-func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation) (*buildSigner, error) {
+func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.Policy) (*buildSigner, error) {
 	bs := &buildSigner{cli: dockerCLI, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
 	var caches []string
 	for _, spec := range inv.CacheTo {
@@ -69,12 +70,12 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation) (*buildSig
 		ann[k] = v
 	}
 	bs.annotations = ann
-	format, err := signatureFormat(inv.Trust.SignatureFormat, inv.Trust.Policy, contextDir(inv.Context))
+	format, err := signatureFormat(inv.Trust.SignatureFormat, p)
 	if err != nil {
 		return nil, err
 	}
 	bs.format = format
-	s, err := loadSigner(dockerCLI, inv.Trust.Key, "")
+	s, err := loadSigner(dockerCLI, inv.Trust.Key, "", p)
 	if err != nil {
 		return nil, err
 	}

@@ -262,3 +262,36 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("sign with a wrong password = %d %q", res.code, res.stderr)
 	}
 }
+
+// TestSignBuilderName: the builder recorded in a signature is the name the
+// policy gives the key (not the key file's or variable's name), unless
+// --builder-name says otherwise.
+func TestSignBuilderName(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "k1")
+	pem, err := os.ReadFile(filepath.Join(dir, "k1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRUSTCACHE_KEY_PEM", string(pem))
+	os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte("version: 1\nbuilders:\n  - name: release\n    key: k1.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [release]\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--key", "env://TRUSTCACHE_KEY_PEM"}, "release"},
+		{[]string{"--key", "k1.key"}, "release"},
+		{[]string{"--key", "k1.key", "--builder-name", "nightly"}, "nightly"},
+	} {
+		ref := host + "/team/cache:" + tc.want
+		pushRandom(t, ref)
+		if res := run(t, append(append([]string{"sign"}, tc.args...), ref)...); res.code != 0 {
+			t.Fatalf("sign %v: %s", tc.args, res.stderr)
+		}
+		res := run(t, "verify", "--format", "json", "--no-ledger", ref)
+		if !strings.Contains(res.stdout, `"builder":"`+tc.want+`"`) {
+			t.Errorf("sign %v recorded builder %s; want %q", tc.args, res.stdout, tc.want)
+		}
+	}
+}

@@ -39,7 +39,8 @@ before anything is written; the cosign-compatible signature is attached to
 that digest in the sha256-<hex>.sig tag, next to any signatures already
 there. Prints each signed REPOSITORY@DIGEST.
 
-Signed annotations: builder (--builder-name, default the key file's name),
+Signed annotations: builder (--builder-name; default: the name the policy
+gives the key, else the key file's name),
 created (RFC 3339), the source repo, ref, commit and run that CI variables
 tell, and every --annotation.
 
@@ -69,11 +70,15 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 			ann[k] = v
 		}
 	}
-	format, err := signatureFormat(opts.format, opts.policy, ".")
+	p, err := signingPolicy(opts.policy, ".")
 	if err != nil {
 		return err
 	}
-	signer, err := loadSigner(dockerCLI, opts.key, opts.builderName)
+	format, err := signatureFormat(opts.format, p)
+	if err != nil {
+		return err
+	}
+	signer, err := loadSigner(dockerCLI, opts.key, opts.builderName, p)
 	if err != nil {
 		return err
 	}
@@ -109,9 +114,28 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	return nil
 }
 
+// signingPolicy returns the policy signing takes its defaults from (the
+// signature format, the builder name of the key), or nil when none is
+// found: signing needs none. A policy named by --policy must exist, and a
+// policy found must be valid.
+func signingPolicy(flag, startDir string) (*verify.Policy, error) {
+	path, err := findPolicy(flag, startDir)
+	if err != nil {
+		if flag != "" {
+			return nil, asUsage(err)
+		}
+		return nil, nil
+	}
+	p, err := verify.LoadPolicy(path)
+	if err != nil {
+		return nil, asUsage(fmt.Errorf("policy: %w", err))
+	}
+	return p, nil
+}
+
 // signatureFormat is the format to sign in: the flag, else the policy's
-// signatureFormat when a policy is found (signing needs none), else legacy.
-func signatureFormat(flag, policyFlag, startDir string) (signature.Format, error) {
+// signatureFormat, else legacy.
+func signatureFormat(flag string, p *verify.Policy) (signature.Format, error) {
 	switch flag {
 	case "legacy", "bundle":
 		return signature.Format(flag), nil
@@ -119,18 +143,7 @@ func signatureFormat(flag, policyFlag, startDir string) (signature.Format, error
 	default:
 		return "", usagef("--signature-format %q: want legacy or bundle", flag)
 	}
-	path, err := findPolicy(policyFlag, startDir)
-	if err != nil {
-		if policyFlag != "" {
-			return "", asUsage(err)
-		}
-		return signature.FormatLegacy, nil
-	}
-	p, err := verify.LoadPolicy(path)
-	if err != nil {
-		return "", asUsage(fmt.Errorf("policy: %w", err))
-	}
-	if p.SignatureFormat == "" {
+	if p == nil || p.SignatureFormat == "" {
 		return signature.FormatLegacy, nil
 	}
 	return signature.Format(p.SignatureFormat), nil
@@ -154,7 +167,10 @@ func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
 
 // loadSigner loads the private key named by the flag (or TRUSTCACHE_KEY);
 // every failure is a configuration error.
-func loadSigner(dockerCLI command.Cli, keyRef, builderName string) (signature.Signer, error) {
+//
+// The builder name recorded in signatures is builderName, else the name
+// policy p gives the key, else the key file's base name.
+func loadSigner(dockerCLI command.Cli, keyRef, builderName string, p *verify.Policy) (signature.Signer, error) {
 	if keyRef == "" {
 		keyRef = getenv(envKey)
 	}
@@ -167,6 +183,13 @@ func loadSigner(dockerCLI command.Cli, keyRef, builderName string) (signature.Si
 	}))
 	if err != nil {
 		return signature.Signer{}, asUsage(err)
+	}
+	if builderName == "" && p != nil {
+		if id, err := keys.ID(key.Public()); err == nil {
+			if b, _, ok := p.KeyOwner(id); ok {
+				builderName = b.Name
+			}
+		}
 	}
 	if builderName == "" {
 		builderName = defaultBuilderName(keyRef)
