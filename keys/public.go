@@ -7,6 +7,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -35,8 +36,10 @@ func ID(pub crypto.PublicKey) (string, error) {
 }
 
 // ParsePublicKeyPEM parses the first PEM block of data as a PKIX public key
-// ("PUBLIC KEY"), the format cosign writes to cosign.pub. ECDSA, Ed25519 and
-// RSA keys are accepted.
+// ("PUBLIC KEY"), the format cosign writes to cosign.pub. ECDSA (P-256,
+// P-384, P-521), Ed25519 and RSA (2048 bits or more) keys are accepted: the
+// kinds a private key may be (a policy cannot trust a weaker key than one
+// trustcache would sign with).
 func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
@@ -49,8 +52,19 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing PKIX public key: %w", err)
 	}
-	switch pub.(type) {
-	case *ecdsa.PublicKey, ed25519.PublicKey, *rsa.PublicKey:
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return pub, nil
+		}
+		return nil, fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("RSA key is %d bits, want at least %d", bits, minRSABits)
+		}
+		return pub, nil
+	case ed25519.PublicKey:
 		return pub, nil
 	default:
 		return nil, fmt.Errorf("unsupported public key type %T", pub)

@@ -3,6 +3,8 @@ package plugin
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
@@ -51,15 +53,30 @@ func withStatus(err error) error {
 	if errors.As(err, &ue) {
 		code = ExitUsage
 	}
-	return cli.StatusError{Cause: err, StatusCode: code}
+	st = cli.StatusError{Cause: err, StatusCode: code}
+	if msg := err.Error(); strings.Contains(msg, "-----BEGIN") {
+		st.Status = redactPEM(msg)
+	}
+	return st
 }
 
 // flagError turns a flag parsing error into a usage error.
 func flagError(cmd *cobra.Command, err error) error {
 	return cli.StatusError{
-		Status:     fmt.Sprintf("%s\n\nUsage:  %s\n\nRun '%s --help' for more information", err, cmd.UseLine(), cmd.CommandPath()),
+		Status:     fmt.Sprintf("%s\n\nUsage:  %s\n\nRun '%s --help' for more information", redactPEM(err.Error()), cmd.UseLine(), cmd.CommandPath()),
 		StatusCode: ExitUsage,
 	}
+}
+
+// pemText matches PEM text, from its BEGIN line to its END line or the end
+// of the string, as written or quoted.
+var pemText = regexp.MustCompile(`-----BEGIN [^\n"]*?-----(?s:.*?)(?:-----END [^\n"]*?-----|$)`)
+
+// redactPEM hides the PEM text in an error message: key material given in
+// the wrong place (a key as an argument, a flag value) is quoted back by
+// the errors about it, and keys are never printed.
+func redactPEM(msg string) string {
+	return pemText.ReplaceAllString(msg, "[PEM text not shown]")
 }
 
 // exactArgs, minArgs and maxArgs validate positional arguments with usage

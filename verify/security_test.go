@@ -439,35 +439,67 @@ func TestSignatureListAtTheLimit(t *testing.T) {
 	wantVerdict(t, f.verify(t, p, repo.Tag("main").String()), VerdictTrusted, "")
 }
 
-// TestSlowRetrievalBound: a registry that stalls every payload fetch until
-// the request timeout. Payloads are fetched signature.fetchConcurrency (8)
-// at a time, each bounded by the request timeout, so n stalled entries cost
-// about n/8 timeouts — a decision, never a hang — and a valid signature
-// among them still counts. docs/SECURITY.md gives the worst case.
+// TestSlowRetrievalBound: a registry that stalls every payload fetch. Each
+// request is bounded by the request timeout; payloads are fetched 4 at a
+// time (signature.fetchConcurrency is 8, go-containerregistry's puller
+// runs 4 jobs), so n stalled entries cost about n/4 timeouts, and a valid
+// signature among them still counts. Past a few, the verification's own
+// deadline (WithVerifyTimeout, DefaultVerifyTimeout) ends it: inconclusive,
+// whether the registry never answers or answers 503 just before each
+// timeout (which is retried). docs/SECURITY.md gives the bounds.
 func TestSlowRetrievalBound(t *testing.T) {
-	const junk, timeout = 31, 300 * time.Millisecond // 32 entries: 4 rounds of 8
-	for _, valid := range []bool{true, false} {
-		t.Run(fmt.Sprintf("valid signature %v", valid), func(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	stall := func(w http.ResponseWriter, r *http.Request) {
+		select { // never answers
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	unavailable := func(w http.ResponseWriter, r *http.Request) {
+		select { // 503 just before the request timeout: retried
+		case <-r.Context().Done():
+			return
+		case <-time.After(timeout - 50*time.Millisecond):
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	tests := []struct {
+		name  string
+		junk  int
+		valid bool
+		total time.Duration // WithVerifyTimeout; 0: the default
+		fault func(w http.ResponseWriter, r *http.Request)
+		want  Verdict
+		why   string
+		bound time.Duration
+	}{
+		{"31 stalled next to a valid signature", 31, true, 0, stall, VerdictTrusted, "", 8*timeout + 2*time.Second},
+		{"31 stalled, no valid signature", 31, false, 0, stall, VerdictInconclusive, "deadline", 8*timeout + 2*time.Second},
+		{"255 stalled, verification deadline", signature.MaxSignatures - 1, false, time.Second, stall, VerdictInconclusive, "did not finish within 1s", 3 * time.Second},
+		{"255 answering 503 before the timeout, verification deadline", signature.MaxSignatures - 1, false, time.Second, unavailable, VerdictInconclusive, "did not finish within 1s", 3 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
 			repo := f.reg.repo(t, "team/app-cache")
 			d := pushImage(t, repo, "main")
 			k := f.ci
-			if !valid {
+			if !tc.valid {
 				k = f.rand
 			}
 			sign(t, k, "ci", repo, d, now, nil)
-			// Distinct junk payload blobs, each stalled.
+			// Distinct junk payload blobs, each answered by the fault.
 			m := sigManifest(t, repo, d)
-			junkDigests := map[string]bool{}
-			for i := range junk {
+			junk := map[string]bool{}
+			for i := range tc.junk {
 				l := static.NewLayer([]byte(fmt.Sprintf(`{"junk":%d}`, i)), "application/vnd.dev.cosign.simplesigning.v1+json")
 				ld, _ := l.Digest()
+				size, _ := l.Size()
 				if err := remote.WriteLayer(repo, l); err != nil {
 					t.Fatal(err)
 				}
-				junkDigests[ld.String()] = true
-				size, _ := l.Size()
+				junk[ld.String()] = true
 				// A well-formed (base64) signature, so that the entry is
 				// fetched: a malformed one is refused before.
 				m.Layers = append(m.Layers, v1.Descriptor{MediaType: "application/vnd.dev.cosign.simplesigning.v1+json", Size: size, Digest: ld,
@@ -476,31 +508,24 @@ func TestSlowRetrievalBound(t *testing.T) {
 			putSigManifest(t, repo, d, m)
 			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
 				i := strings.LastIndex(r.URL.Path, "/blobs/")
-				if i < 0 || !junkDigests[r.URL.Path[i+len("/blobs/"):]] {
+				if i < 0 || !junk[r.URL.Path[i+len("/blobs/"):]] {
 					return false
 				}
-				select { // never answers
-				case <-r.Context().Done():
-				case <-time.After(10 * time.Second):
-				}
+				tc.fault(w, r)
 				return true
 			})
 			start := time.Now()
-			res, err := New(p, WithClock(func() time.Time { return now }), WithRequestTimeout(timeout)).Verify(t.Context(), repo.Tag("main").String())
+			v := New(p, WithClock(func() time.Time { return now }), WithRequestTimeout(timeout), WithVerifyTimeout(tc.total))
+			res, err := v.Verify(t.Context(), repo.Tag("main").String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			el := time.Since(start)
-			if valid {
-				wantVerdict(t, res, VerdictTrusted, "")
-			} else {
-				wantVerdict(t, res, VerdictInconclusive, "deadline")
+			wantVerdict(t, res, tc.want, tc.why)
+			if el > tc.bound {
+				t.Errorf("Verify with %d stalled payloads took %s; want under %s", tc.junk, el, tc.bound)
 			}
-			// 4 rounds of stalled fetches, plus slack for the other requests.
-			if bound := 4*timeout + 2*time.Second; el > bound {
-				t.Errorf("Verify with %d stalled payloads took %s; want under %s", junk, el, bound)
-			}
-			t.Logf("%d stalled payloads, request timeout %s: decision in %s", junk, timeout, el.Round(time.Millisecond))
+			t.Logf("%d stalled payloads, request timeout %s: decision in %s", tc.junk, timeout, el.Round(time.Millisecond))
 		})
 	}
 }

@@ -29,6 +29,13 @@ import (
 // (the signer's clock ahead of ours) before the signature stops counting.
 const ClockSkew = 5 * time.Minute
 
+// DefaultVerifyTimeout bounds one verification, every registry request and
+// retry included. The request timeout alone bounds each of up to a few
+// hundred requests; a registry that answers each one just before it could
+// otherwise hold a build for hours. A verification that runs out of time
+// is inconclusive.
+const DefaultVerifyTimeout = 2 * time.Minute
+
 // ReferenceError reports a reference that cannot be parsed: a usage error.
 type ReferenceError struct {
 	Ref string
@@ -44,6 +51,7 @@ type Verifier struct {
 	remote    []remote.Option
 	transport http.RoundTripper
 	timeout   time.Duration
+	total     time.Duration // WithVerifyTimeout
 	now       func() time.Time
 	ledger    *Ledger // WithLedger (verify/ledger.go); nil: none
 
@@ -75,6 +83,12 @@ func WithTransport(t http.RoundTripper) Option {
 // Default: registry.DefaultTimeout (30s).
 func WithRequestTimeout(d time.Duration) Option {
 	return func(v *Verifier) { v.timeout = d }
+}
+
+// WithVerifyTimeout bounds one Verify or Explain call, all its registry
+// requests and retries included. Default: DefaultVerifyTimeout.
+func WithVerifyTimeout(d time.Duration) Option {
+	return func(v *Verifier) { v.total = d }
 }
 
 // WithClock sets the clock maxAge is measured against. Default: time.Now.
@@ -139,6 +153,19 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 		return res, nil
 	}
 
+	total := v.total
+	if total <= 0 {
+		total = DefaultVerifyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, total)
+	defer cancel()
+	defer func() {
+		if !res.Trusted && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.Verdict = VerdictInconclusive
+			res.addReason(fmt.Sprintf("verification did not finish within %s", total))
+		}
+	}()
+
 	ropts, err := v.remoteOptions(ctx)
 	if err != nil {
 		res.Verdict = VerdictInconclusive
@@ -163,6 +190,9 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 
 	sigs, listErrs := v.signatures(ctx, r.Context(), scope, repo, digest, ropts, explain)
+	if len(sigs) == 0 && len(listErrs) == 0 {
+		res.addReason("no signatures found")
+	}
 	v.decide(res, scope, digest, sigs, explain)
 	if !res.Trusted {
 		// A signature list that could not be read may have held what was
@@ -238,9 +268,6 @@ func (v *Verifier) resolve(ctx context.Context, r name.Reference, ropts []remote
 
 // decide checks each signature against the scope and fills in the verdict.
 func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []signature.Signature, explain bool) {
-	if len(sigs) == 0 {
-		res.addReason("no signatures found")
-	}
 	signed := map[string]bool{} // allowed builders with a counting signature
 	inconclusive := false
 	for _, s := range sigs {
