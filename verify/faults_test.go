@@ -166,7 +166,7 @@ func TestRegistryFaults(t *testing.T) {
 				t.Fatalf("Verify under fault %q = trusted; a fault must never let a cache in", tc.name)
 			}
 			wantVerdict(t, res, tc.want, tc.why)
-			if el := time.Since(start); el > 4*time.Second {
+			if el := time.Since(start); el > 15*time.Second { // a bound (3 tries of 1 s and backoff), with room for a loaded machine
 				t.Errorf("Verify under fault %q took %s; want a decision within the request timeout", tc.name, el)
 			}
 		})

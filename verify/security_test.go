@@ -413,7 +413,7 @@ func TestOversizedPayloads(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantVerdict(t, res, tc.want, tc.why)
-			if el := time.Since(start); el > 5*time.Second {
+			if el := time.Since(start); el > 15*time.Second { // a bound, with room for a loaded machine
 				t.Errorf("Verify took %s; want a bounded decision", el)
 			}
 			if n := fetches.Load(); n != 0 {

@@ -129,7 +129,7 @@ func TestTransportBounds(t *testing.T) {
 					t.Errorf("read %d bytes; the limit is %d", len(b), max)
 				}
 			}
-			if el := time.Since(start); el > timeout+time.Second {
+			if el := time.Since(start); el > timeout+5*time.Second { // a bound, with room for a loaded machine
 				t.Errorf("took %s; the request timeout is %s", el, timeout)
 			}
 		})
