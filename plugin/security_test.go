@@ -34,6 +34,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 
@@ -622,5 +623,112 @@ func TestBuildBadInputBuildsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(argsFile); err == nil {
 		t.Errorf("docker buildx build ran despite a usage error")
+	}
+}
+
+// TestBuildUnsignedCacheTypes: cache types registry signatures cannot
+// cover are dropped unless the policy's allowUnsignedTypes lists them.
+func TestBuildUnsignedCacheTypes(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "allowUnsignedTypes: [local]\n")
+	argsFile := fakeDocker(t, dir, 0)
+	res := run(t, "build", "--no-ledger", "--cache-from", "type=local,src=/tmp/c", "--cache-from", "type=gha,scope=x",
+		"--cache-from", "type=s3,bucket=b", "--cache-from", "type=azblob,name=n", ".")
+	if res.code != 0 {
+		t.Fatalf("build = %d %s", res.code, res.stderr)
+	}
+	want := []string{"buildx", "build", "--cache-from", "type=local,src=/tmp/c", "."}
+	if diff := cmp.Diff(want, readArgs(t, argsFile)); diff != "" {
+		t.Errorf("buildx argv (-want +got):\n%s", diff)
+	}
+	for _, typ := range []string{"gha", "s3", "azblob"} {
+		if !strings.Contains(res.stderr, "dropped cache type="+typ) {
+			t.Errorf("no warning for the dropped type=%s cache:\n%s", typ, res.stderr)
+		}
+	}
+}
+
+// TestMalformedDockerConfig: a docker config.json that does not parse
+// gives no credentials (the docker CLI warns and goes on with none):
+// verification still decides, on what an anonymous client can read.
+func TestMalformedDockerConfig(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "")
+	ref := host + "/team/cache:main"
+	pushRandom(t, ref)
+	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	cfg := filepath.Join(dir, "docker-config", "config.json")
+	os.MkdirAll(filepath.Dir(cfg), 0o700)
+	if err := os.WriteFile(cfg, []byte(`{"auths": {"`+host+`": {"auth": "c2VjcmV0OnBhc3N3b3Jk"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, "verify", ref)
+	if res.code != 0 {
+		t.Errorf("verify with a malformed docker config = %d %q %q; want 0", res.code, res.stdout, res.stderr)
+	}
+	if strings.Contains(res.stdout+res.stderr, "c2VjcmV0OnBhc3N3b3Jk") || strings.Contains(res.stdout+res.stderr, "password") {
+		t.Errorf("verify printed the credentials of the docker config:\n%s%s", res.stdout, res.stderr)
+	}
+	t.Logf("stderr: %s", res.stderr)
+}
+
+// TestBuildSignsReportedDigest: an attacker races the trusted builder's
+// push and moves the cache tag to their own cache between the export and
+// the signing. --sign signs the digest the build reported (buildx's
+// metadata file), never the tag re-resolved; a build that reports no
+// digest signs nothing.
+func TestBuildSignsReportedDigest(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "")
+	cache := host + "/team/cache:main"
+	built := pushRandom(t, cache) // what the build exported
+	evil := pushRandom(t, cache)  // the tag, moved by the attacker since
+	repo, _ := name.NewRepository(host + "/team/cache")
+
+	// The docker CLI the plugin runs: writes the metadata buildx would.
+	script := filepath.Join(dir, "docker")
+	writeDocker := func(metadata string) {
+		body := "#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --metadata-file ]; then f=\"$2\"; fi; shift; done\n" +
+			"printf '%s' '" + metadata + "' > \"$f\"\n"
+		if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", script)
+	args := []string{"build", "--no-ledger", "--sign", "--key", "ci.key", "--trust-report", "report.json",
+		"--cache-to", "type=registry,ref=" + cache + ",mode=max", "."}
+
+	writeDocker(`{"buildx.build.ref":"x"}`)
+	res := run(t, args...)
+	if res.code == 0 || !strings.Contains(res.stderr, "not signing by tag") {
+		t.Errorf("build --sign without a reported digest = %d %q; want a failure saying it does not sign by tag", res.code, res.stderr)
+	}
+	for _, d := range []v1.Hash{built, evil} {
+		if _, err := remote.Head(signature.SigTag(repo, d)); err == nil {
+			t.Fatalf("a build that reported no digest signed %s", d)
+		}
+	}
+
+	writeDocker(`{"cache.manifest":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"` + built.String() + `","size":1}}`)
+	res = run(t, args...)
+	if res.code != 0 {
+		t.Fatalf("build --sign = %d %s", res.code, res.stderr)
+	}
+	if _, err := remote.Head(signature.SigTag(repo, built)); err != nil {
+		t.Errorf("the reported digest %s was not signed: %v", built, err)
+	}
+	if _, err := remote.Head(signature.SigTag(repo, evil)); err == nil {
+		t.Errorf("the digest the tag was moved to (%s) was signed", evil)
+	}
+	if res := run(t, "verify", cache); res.code != ExitUntrusted {
+		t.Errorf("verify of the moved tag = %d %s; want %d", res.code, res.stdout, ExitUntrusted)
 	}
 }
