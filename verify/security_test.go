@@ -473,10 +473,13 @@ func TestSlowRetrievalBound(t *testing.T) {
 		why   string
 		bound time.Duration
 	}{
-		{"31 stalled next to a valid signature", 31, true, 0, stall, VerdictTrusted, "", 8*timeout + 2*time.Second},
-		{"31 stalled, no valid signature", 31, false, 0, stall, VerdictInconclusive, "deadline", 8*timeout + 2*time.Second},
-		{"255 stalled, verification deadline", signature.MaxSignatures - 1, false, time.Second, stall, VerdictInconclusive, "did not finish within 1s", 3 * time.Second},
-		{"255 answering 503 before the timeout, verification deadline", signature.MaxSignatures - 1, false, time.Second, unavailable, VerdictInconclusive, "did not finish within 1s", 3 * time.Second},
+		// Bounds leave room for a loaded machine; without the verification
+		// deadline the 255-entry cases take 64 rounds of the request
+		// timeout (19 s), or of three tries and two pauses (96 s).
+		{"31 stalled next to a valid signature", 31, true, 0, stall, VerdictTrusted, "", 8*timeout + 4*time.Second},
+		{"31 stalled, no valid signature", 31, false, 0, stall, VerdictInconclusive, "deadline", 8*timeout + 4*time.Second},
+		{"255 stalled, verification deadline", signature.MaxSignatures - 1, false, time.Second, stall, VerdictInconclusive, "did not finish within 1s", 6 * time.Second},
+		{"255 answering 503 before the timeout, verification deadline", signature.MaxSignatures - 1, false, time.Second, unavailable, VerdictInconclusive, "did not finish within 1s", 6 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
