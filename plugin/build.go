@@ -203,6 +203,8 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 	out := make(map[int]buildargs.Decision, len(srcs))
 	var blocked error
 	for i := range srcs {
+		// Key material given as a cache by mistake is never echoed.
+		reports[i].Reason = redactPEM(reports[i].Reason)
 		out[i] = decisions[i]
 		if reports[i].Action == actionBlocked {
 			code := ExitUntrusted
@@ -220,7 +222,7 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 
 // decideCache verifies one cache source and decides its fate.
 func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
-	rep := cacheReport{Source: spec.String(), Type: spec.Type}
+	rep := cacheReport{Source: redactPEM(spec.String()), Type: spec.Type}
 	drop := buildargs.Decision{Action: buildargs.Remove}
 	if spec.Type != "registry" {
 		if v.Policy().AllowsUnsigned(spec.Type) {

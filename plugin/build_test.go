@@ -173,3 +173,23 @@ func TestBuildUsageErrors(t *testing.T) {
 		t.Errorf("docker buildx build ran despite a usage error")
 	}
 }
+
+// TestBuildRedactsKeyMaterial: a private key pasted as a --cache-from value
+// by mistake is not echoed in the build's warnings or trust report.
+func TestBuildRedactsKeyMaterial(t *testing.T) {
+	dir := isolate(t)
+	run(t, "keys", "generate", "--name", "ci")
+	os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"), 0o644)
+	key, err := os.ReadFile(filepath.Join(dir, "ci.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fakeDocker(t, dir, 0)
+	res := run(t, "build", "--trust-report", "report.json", "--cache-from", "type=local,src="+string(key), ".")
+	report, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+	for _, out := range []string{res.stdout, res.stderr, string(report)} {
+		if strings.Contains(out, "PRIVATE KEY") {
+			t.Errorf("key material echoed (exit %d):\n%s", res.code, out)
+		}
+	}
+}
