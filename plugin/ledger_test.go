@@ -1,59 +1,18 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
-
-// runLedger runs "docker trustcache ledger ARGS" like run does, with the
-// ledger command as the root, so that it does not depend on where
-// NewRootCommand registers it.
-func runLedger(t *testing.T, args ...string) cmdResult {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	dockerCLI, err := command.NewDockerCli(
-		command.WithInputStream(io.NopCloser(strings.NewReader(""))),
-		command.WithOutputStream(&out),
-		command.WithErrorStream(&errOut),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := newLedgerCommand(dockerCLI)
-	cmd.SilenceErrors, cmd.SilenceUsage = true, true
-	cmd.SetFlagErrorFunc(flagError)
-	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	err = cmd.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		var st cli.StatusError
-		if errors.As(err, &st) {
-			code = st.StatusCode
-		} else {
-			code = 1
-		}
-		if msg := err.Error(); msg != "" {
-			errOut.WriteString(msg + "\n")
-		}
-	}
-	return cmdResult{out.String(), errOut.String(), code}
-}
 
 func ledgerTestEntry(digit string, expires time.Time) verify.LedgerEntry {
 	return verify.LedgerEntry{
@@ -86,7 +45,7 @@ func TestLedgerPath(t *testing.T) {
 
 func TestLedgerLsPrune(t *testing.T) {
 	isolate(t)
-	if res := runLedger(t, "ls"); res.code != 0 || res.stdout != "REFERENCE  SIGNERS  EXPIRES  STATUS\n" {
+	if res := run(t, "ledger", "ls"); res.code != 0 || res.stdout != "REFERENCE  SIGNERS  EXPIRES  STATUS\n" {
 		t.Errorf("ledger ls (empty) = %d %q %q; want the header alone", res.code, res.stdout, res.stderr)
 	}
 
@@ -103,7 +62,7 @@ func TestLedgerLsPrune(t *testing.T) {
 		}
 	}
 
-	res := runLedger(t, "ls")
+	res := run(t, "ledger", "ls")
 	if res.code != 0 {
 		t.Fatalf("ledger ls = %d %q", res.code, res.stderr)
 	}
@@ -121,7 +80,7 @@ func TestLedgerLsPrune(t *testing.T) {
 		t.Errorf("ledger ls (-want +got):\n%s\n%s", diff, res.stdout)
 	}
 
-	res = runLedger(t, "ls", "--format", "json")
+	res = run(t, "ledger", "ls", "--format", "json")
 	if res.code != 0 {
 		t.Fatalf("ledger ls --format json = %d %q", res.code, res.stderr)
 	}
@@ -142,23 +101,23 @@ func TestLedgerLsPrune(t *testing.T) {
 		t.Errorf("ledger ls --format json = %s; want status and the signers' key ids", res.stdout)
 	}
 
-	if res := runLedger(t, "ls", "--format", "yaml"); res.code != ExitUsage {
+	if res := run(t, "ledger", "ls", "--format", "yaml"); res.code != ExitUsage {
 		t.Errorf("ledger ls --format yaml = %d; want %d", res.code, ExitUsage)
 	}
-	if res := runLedger(t, "ls", "extra"); res.code != ExitUsage {
+	if res := run(t, "ledger", "ls", "extra"); res.code != ExitUsage {
 		t.Errorf("ledger ls extra = %d; want %d", res.code, ExitUsage)
 	}
 
-	if res := runLedger(t, "prune"); res.code != 0 || res.stdout != "removed 1 entry\n" {
+	if res := run(t, "ledger", "prune"); res.code != 0 || res.stdout != "removed 1 entry\n" {
 		t.Errorf("ledger prune = %d %q %q; want removed 1 entry", res.code, res.stdout, res.stderr)
 	}
-	if res := runLedger(t, "ls"); strings.Contains(res.stdout, expired.Pinned()) || !strings.Contains(res.stdout, valid.Pinned()) {
+	if res := run(t, "ledger", "ls"); strings.Contains(res.stdout, expired.Pinned()) || !strings.Contains(res.stdout, valid.Pinned()) {
 		t.Errorf("ledger ls after prune = %q; want the valid entry alone", res.stdout)
 	}
-	if res := runLedger(t, "prune", "--all"); res.code != 0 || res.stdout != "removed 1 entry\n" {
+	if res := run(t, "ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 1 entry\n" {
 		t.Errorf("ledger prune --all = %d %q %q; want removed 1 entry", res.code, res.stdout, res.stderr)
 	}
-	if res := runLedger(t, "prune", "--all"); res.code != 0 || res.stdout != "removed 0 entries\n" {
+	if res := run(t, "ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 0 entries\n" {
 		t.Errorf("ledger prune --all (empty) = %d %q %q", res.code, res.stdout, res.stderr)
 	}
 }
@@ -171,14 +130,14 @@ func TestLedgerLsCorrupt(t *testing.T) {
 	if err := os.WriteFile(ledgerPath(), []byte("not a ledger"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res := runLedger(t, "ls")
+	res := run(t, "ledger", "ls")
 	if res.code != 0 || !strings.Contains(res.stderr, "warning: ledger") || !strings.Contains(res.stderr, "moved aside") {
 		t.Errorf("ledger ls on a corrupt ledger = %d %q %q; want 0 and a warning", res.code, res.stdout, res.stderr)
 	}
 	if aside, _ := filepath.Glob(ledgerPath() + ".corrupt-*"); len(aside) != 1 {
 		t.Errorf("moved aside: %v; want one file", aside)
 	}
-	if res := runLedger(t, "ls"); res.code != 0 || res.stderr != "" {
+	if res := run(t, "ledger", "ls"); res.code != 0 || res.stderr != "" {
 		t.Errorf("ledger ls on the rebuilt ledger = %d %q", res.code, res.stderr)
 	}
 }
