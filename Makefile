@@ -15,12 +15,17 @@ E2E_DIR       ?= $(or $(TRUSTCACHE_E2E_DIR),/tmp/trustcache-e2e)
 E2E_TIMEOUT   ?= 60m
 FUZZTIME      ?= 30s
 
-.PHONY: all build install uninstall test unit vet e2e e2e-setup e2e-teardown demo bench fuzz clean
+.PHONY: all build build-kms install uninstall test unit vet e2e e2e-setup e2e-teardown demo bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
+
+# The plugin with sigstore's cloud KMS providers (awskms://, gcpkms://, azurekms://, hashivault://
+# keys): a larger binary with a slower start (docs/performance.md), so not the default.
+build-kms:
+	$(GO) build -tags kms -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
 
 install: build
 	mkdir -p $(DOCKER_CONFIG)/cli-plugins
@@ -36,10 +41,12 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+	$(GO) vet -tags kms ./keys
 
 # Unit tests, race detector on; fuzz seed corpora run as ordinary tests.
 unit: vet
 	$(GO) test -race -count=1 ./...
+	$(GO) test -tags kms -count=1 -run 'KMS|LoadSigner' ./keys
 
 e2e-setup:
 	bash e2e/setup.sh

@@ -8,10 +8,20 @@ import (
 
 // ErrKMSNotSupported is returned (wrapped) for a key reference naming a key in
 // a KMS, which this build cannot use.
-var ErrKMSNotSupported = errors.New("KMS keys are not supported in this build")
+var ErrKMSNotSupported = errors.New("KMS keys are not supported in this build (build with -tags kms)")
 
 // kmsSchemes are the KMS key reference schemes cosign understands.
 var kmsSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
+
+// isKMSRef reports whether ref names a key in a KMS.
+func isKMSRef(ref string) bool {
+	for _, s := range kmsSchemes {
+		if strings.HasPrefix(ref, s) {
+			return true
+		}
+	}
+	return false
+}
 
 // hasScheme reports whether ref looks like SCHEME://… (other than env://),
 // so that it is not mistaken for a file path.

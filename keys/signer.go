@@ -27,13 +27,17 @@ func WithWarnings(warn func(msg string)) Option {
 // means the empty password, as in cosign).
 //
 // ref is a file path, env://VAR (the PEM text is in the environment variable
-// VAR) or inline PEM text. KMS URIs give an error wrapping
-// ErrKMSNotSupported. A key file that group or others can read still loads,
+// VAR), inline PEM text, or a KMS URI (awskms://, gcpkms://, azurekms://,
+// hashivault://): signed through sigstore's KMS providers in a build with
+// -tags kms, else an error wrapping ErrKMSNotSupported. A key file that group or others can read still loads,
 // with a warning naming the file and its mode (see WithWarnings).
 func LoadSigner(ref string, pass PasswordFunc, opts ...Option) (crypto.Signer, error) {
 	o := options{warn: func(string) {}}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if isKMSRef(ref) {
+		return kmsSigner(ref)
 	}
 	data, err := readKeyRef(ref, "")
 	if err != nil {

@@ -82,6 +82,9 @@ func TestLoadSigner(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if KMSSupported && errors.Is(tt.wantErrIs, ErrKMSNotSupported) {
+				t.Skip("this build signs with KMS keys (-tags kms): kms_test.go covers it")
+			}
 			var warnings []string
 			asked := false
 			pass := tt.pass

@@ -67,8 +67,14 @@ func checkKeyName(name string) error {
 		return fmt.Errorf("key name %q starts with a dot", name)
 	case strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, filepath.Separator):
 		return fmt.Errorf("key name %q contains a path separator; use the directory argument for the directory", name)
-	case strings.ContainsRune(name, 0):
-		return fmt.Errorf("key name %q contains a NUL byte", name)
+	case len(name) > 128:
+		return fmt.Errorf("key name is %d characters long; at most 128", len(name))
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			// The name is not quoted: it may be anything pasted by mistake.
+			return fmt.Errorf("key name contains %q; use letters, digits, '.', '_' and '-'", r)
+		}
 	}
 	return nil
 }
