@@ -38,7 +38,11 @@ func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return withStatus(writeNewFile(path, verify.StarterPolicy(), 0o644))
+			if err := writeNewFile(path, verify.StarterPolicy(), 0o644); err != nil {
+				return withStatus(err)
+			}
+			fmt.Fprintf(dockerCLI.Err(), "Wrote %s: add your builders' public keys and cache repositories, then run docker trustcache policy lint\n", path)
+			return nil
 		},
 	}
 }
