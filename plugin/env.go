@@ -6,17 +6,16 @@ import (
 )
 
 // Environment variables docker trustcache reads. They are read here and
-// nowhere else in the plugin (keys reads env:// key references it is given).
+// nowhere else in the plugin. The key password (TRUSTCACHE_PASSWORD, then
+// COSIGN_PASSWORD) is read by keys.Password through lookupEnv, env:// key
+// references by keys, and DOCKER_CONFIG by the docker CLI's config package.
 const (
-	envPassword       = "TRUSTCACHE_PASSWORD" // private key password, first choice
-	envCosignPassword = "COSIGN_PASSWORD"     // private key password, second choice
-	envPolicy         = "TRUSTCACHE_POLICY"   // policy file, when --policy is not given
-	envKey            = "TRUSTCACHE_KEY"      // signing key, when --key is not given
-	envDockerConfig   = "DOCKER_CONFIG"       // the docker config dir (default ~/.docker)
+	envPolicy = "TRUSTCACHE_POLICY" // policy file, when --policy is not given
+	envKey    = "TRUSTCACHE_KEY"    // signing key, when --key is not given
 )
 
-// getenv is the process environment; tests replace it through the command
-// options, never globally.
+// getenv reads the process environment (tests set it with t.Setenv;
+// sourceContext takes it as a parameter).
 func getenv(name string) string { return os.Getenv(name) }
 
 // lookupEnv reports whether name is set, even to the empty string.
