@@ -244,8 +244,8 @@ func TestBuildHeadline(t *testing.T) {
 
 // TestBuildTagMovedAfterVerification: the tag is moved to the attacker's
 // cache after trustcache verified it and before BuildKit imports it (the
-// docker CLI the plugin runs moves it first). The build imports the verified
-// digest anyway.
+// buildx plugin the build runs moves it first). The build imports the
+// verified digest anyway.
 func TestBuildTagMovedAfterVerification(t *testing.T) {
 	e := trustEnv(t)
 	ctx := e.project(t)
@@ -270,21 +270,22 @@ func TestBuildTagMovedAfterVerification(t *testing.T) {
 	e.docker(t, args...).must(t)
 	poison := readResult(t, filepath.Join(e.dir, "out-x"))
 
-	// The docker CLI the plugin execs: move the tag, then run the real one.
-	mover := filepath.Join(e.dir, "docker-moving-the-tag")
-	script := "#!/bin/sh\n" + cfg.crane + " copy " + repo + ":evil " + cache + " >/dev/null 2>&1 || exit 99\nexec " + cfg.docker + " \"$@\"\n"
+	// The buildx plugin the build runs: move the tag when it is run to
+	// build (the docker CLI also runs it for its metadata), then run the
+	// real one.
+	mover := filepath.Join(e.dockerConfig, "cli-plugins", "docker-buildx")
+	script := "#!/bin/sh\ncase \" $* \" in *\" buildx build \"*)\n\t" + cfg.crane + " copy " + repo + ":evil " + cache + " >/dev/null 2>&1 || exit 99 ;;\nesac\nexec " + cfg.buildx + " \"$@\"\n"
+	if err := os.Remove(mover); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(mover, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	e.prune(t)
 	out := filepath.Join(e.dir, "out-consumer")
-	args = append([]string{"trustcache", "build"}, remoteBuildArgs()...)
+	args = append([]string{"build"}, remoteBuildArgs()...)
 	args = append(args, "--trust-policy", policy, "--cache-from", cache, "-o", "type=local,dest="+out, ctx)
-	// The docker CLI sets DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND to itself,
-	// so run the plugin binary directly, as the docker CLI would, with the
-	// tag-moving CLI in that variable.
-	plugin := filepath.Join(e.dockerConfig, "cli-plugins", "docker-trustcache")
-	e.runWith(t, map[string]string{"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": mover}, nil, plugin, args...).must(t)
+	e.trustcache(t, args...).must(t)
 	if got := readResult(t, out); got != honest {
 		t.Errorf("consumer built %q; want the verified cache's %q (attacker's: %q)", got, honest, poison)
 	}

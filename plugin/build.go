@@ -106,11 +106,11 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
 	}
-	bin, globals := dockerCommand(pluginName)
+	bin, buildx := buildxCommand(dockerCLI.ConfigFile())
 	streams := buildStreams{in: dockerCLI.In(), out: dockerCLI.Out(), err: dockerCLI.Err()}
 	if inv.Help {
 		fmt.Fprint(dockerCLI.Out(), buildHelp)
-		return runDocker(ctx, bin, append(globals, "buildx", "build", "--help"), streams)
+		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
 	}
 
 	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0) {
@@ -147,14 +147,14 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	pre := []string{"buildx", "build"}
+	pre := []string{"build"}
 	if signer != nil {
 		if pre, err = signer.prepare(pre); err != nil {
 			return err
 		}
 		defer signer.cleanup()
 	}
-	buildErr := runDocker(ctx, bin, append(append(globals, pre...), argv...), streams)
+	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
 	report.Built = buildErr == nil
 	if buildErr == nil && signer != nil {
 		signed, err := signer.signExported(ctx)

@@ -8,18 +8,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 )
 
-// fakeDocker installs a script as the docker CLI the plugin re-executes: it
-// records its arguments (one per line) and exits with code.
+// fakeDocker installs scripts as the docker CLI the plugin re-executes and as
+// the docker-buildx plugin it runs builds with: both record their arguments
+// (one per line) in argsFile and exit with code.
 func fakeDocker(t *testing.T, dir string, code int) (argsFile string) {
 	t.Helper()
 	argsFile = filepath.Join(dir, "docker-args")
-	script := filepath.Join(dir, "docker")
 	body := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > " + argsFile + "\nexit " + strconv.Itoa(code) + "\n"
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+	script := filepath.Join(dir, "docker")
+	buildx := filepath.Join(config.Dir(), "cli-plugins", "docker-buildx")
+	if err := os.MkdirAll(filepath.Dir(buildx), 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range []string{script, buildx} {
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", script)
 	return argsFile

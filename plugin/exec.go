@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli-plugins/metadata"
+	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
 )
 
 // dockerCommand returns the docker CLI that invoked the plugin (or "docker")
@@ -36,14 +39,61 @@ func dockerCommand(pluginName string) (string, []string) {
 	return bin, globals
 }
 
+// systemPluginDirs are the docker CLI's platform plugin directories, searched
+// after the config's extra directories and $DOCKER_CONFIG/cli-plugins
+// (docker/cli cli-plugins/manager; Linux and macOS). A variable for tests.
+var systemPluginDirs = []string{
+	"/usr/local/lib/docker/cli-plugins",
+	"/usr/local/libexec/docker/cli-plugins",
+	"/usr/lib/docker/cli-plugins",
+	"/usr/libexec/docker/cli-plugins",
+}
+
+// buildxPlugin returns the docker-buildx plugin the docker CLI would run for
+// "docker buildx", found in the docker CLI's plugin directories in its
+// order: the config's cliPluginsExtraDirs, $DOCKER_CONFIG/cli-plugins, the
+// system directories. The build runs it directly, with the argv the docker
+// CLI would give it (global options, "buildx", the command): going through
+// the docker CLI again costs a second docker CLI start-up plus the buildx
+// metadata command the CLI runs before every plugin, about 150 ms on a
+// fully cached build (docs/performance.md). Not found: false, and the build
+// goes through the docker CLI, which says what is missing.
+func buildxPlugin(cfg *configfile.ConfigFile) (string, bool) {
+	var dirs []string
+	if cfg != nil {
+		dirs = append(dirs, cfg.CLIPluginsExtraDirs...)
+	}
+	dirs = append(dirs, filepath.Join(config.Dir(), "cli-plugins"))
+	for _, d := range append(dirs, systemPluginDirs...) {
+		path := filepath.Join(d, metadata.NamePrefix+"buildx")
+		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return path, true
+		}
+	}
+	return "", false
+}
+
+// buildxCommand returns the program and the argv prefix (up to and including
+// "buildx") that run "docker buildx": the buildx plugin itself when it is
+// found (see buildxPlugin), else the docker CLI.
+func buildxCommand(cfg *configfile.ConfigFile) (string, []string) {
+	docker, globals := dockerCommand(pluginName)
+	bin := docker
+	if p, ok := buildxPlugin(cfg); ok {
+		bin = p
+	}
+	return bin, append(globals, "buildx")
+}
+
 // buildStreams are the streams a build runs with.
 type buildStreams struct {
 	in       io.Reader
 	out, err io.Writer
 }
 
-// runDocker runs the docker CLI with args, directly (never through a
-// shell), with the given streams. SIGINT and SIGTERM received meanwhile are
+// runDocker runs bin (the docker CLI, or a docker CLI plugin run as the
+// docker CLI runs it) with args, directly (never through a shell), with the
+// given streams. SIGINT and SIGTERM received meanwhile are
 // passed on to it; the plugin waits for it to stop. A non-zero exit comes
 // back as a cli.StatusError with the same code (128+N for a signal).
 func runDocker(ctx context.Context, bin string, args []string, s buildStreams) error {

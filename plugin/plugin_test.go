@@ -78,6 +78,10 @@ func isolate(t *testing.T) string {
 	prev := config.Dir()
 	config.SetDir(filepath.Join(dir, "docker-config"))
 	t.Cleanup(func() { config.SetDir(prev) })
+	// Never find this machine's docker-buildx: builds run the test's fake.
+	prevDirs := systemPluginDirs
+	systemPluginDirs = nil
+	t.Cleanup(func() { systemPluginDirs = prevDirs })
 	t.Setenv("TRUSTCACHE_PASSWORD", "test-password")
 	t.Setenv("TRUSTCACHE_POLICY", "")
 	t.Chdir(dir)

@@ -1,0 +1,98 @@
+package plugin
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
+	"github.com/google/go-cmp/cmp"
+)
+
+// writeExecutable writes a script at path (creating its directory) with mode.
+func writeExecutable(t *testing.T, path, body string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBuildxPluginSearchOrder: the docker CLI's order — the config's extra
+// directories, $DOCKER_CONFIG/cli-plugins, the system directories — and only
+// executable files count.
+func TestBuildxPluginSearchOrder(t *testing.T) {
+	dir := isolate(t)
+	extra := filepath.Join(dir, "extra")
+	system := filepath.Join(dir, "system")
+	systemPluginDirs = []string{filepath.Join(dir, "missing"), system}
+	cfg := &configfile.ConfigFile{CLIPluginsExtraDirs: []string{extra}}
+	inConfig := filepath.Join(config.Dir(), "cli-plugins", "docker-buildx")
+	inExtra := filepath.Join(extra, "docker-buildx")
+	inSystem := filepath.Join(system, "docker-buildx")
+
+	if p, ok := buildxPlugin(cfg); ok {
+		t.Fatalf("buildxPlugin with none installed = %q; want not found", p)
+	}
+	writeExecutable(t, inSystem, "#!/bin/sh\n", 0o755)
+	writeExecutable(t, inConfig, "#!/bin/sh\n", 0o644) // not executable: skipped
+	if p, _ := buildxPlugin(cfg); p != inSystem {
+		t.Errorf("buildxPlugin = %q; want the system one %q (the config one is not executable)", p, inSystem)
+	}
+	if err := os.Chmod(inConfig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := buildxPlugin(cfg); p != inConfig {
+		t.Errorf("buildxPlugin = %q; want %q before the system directories", p, inConfig)
+	}
+	if err := os.MkdirAll(inExtra, 0o755); err != nil { // a directory: skipped
+		t.Fatal(err)
+	}
+	if p, _ := buildxPlugin(cfg); p != inConfig {
+		t.Errorf("buildxPlugin = %q; want %q (a directory named docker-buildx is no plugin)", p, inConfig)
+	}
+	os.Remove(inExtra)
+	writeExecutable(t, inExtra, "#!/bin/sh\n", 0o755)
+	if p, _ := buildxPlugin(cfg); p != inExtra {
+		t.Errorf("buildxPlugin = %q; want %q (cliPluginsExtraDirs come first)", p, inExtra)
+	}
+}
+
+// TestBuildRunsBuildxPluginDirectly: with docker-buildx installed the build
+// runs it as the docker CLI would ("buildx", "build", ...) and never starts
+// a second docker CLI; without it, the build goes through the docker CLI.
+func TestBuildRunsBuildxPluginDirectly(t *testing.T) {
+	dir := isolate(t)
+	record := func(file string) string {
+		return "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > " + file + "\n"
+	}
+	dockerArgs, buildxArgs := filepath.Join(dir, "docker-args"), filepath.Join(dir, "buildx-args")
+	writeExecutable(t, filepath.Join(dir, "docker"), record(dockerArgs), 0o755)
+	t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", filepath.Join(dir, "docker"))
+	run(t, "keys", "generate", "--name", "ci")
+	os.WriteFile("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"), 0o644)
+	os.WriteFile("Dockerfile", []byte("FROM scratch\n"), 0o644)
+
+	if res := run(t, "build", "--trust-policy", "policy.yaml", "-t", "app", "."); res.code != 0 {
+		t.Fatalf("build without docker-buildx = %d %s", res.code, res.stderr)
+	}
+	want := []string{"buildx", "build", "-t", "app", "."}
+	if diff := cmp.Diff(want, readArgs(t, dockerArgs)); diff != "" {
+		t.Errorf("without docker-buildx, docker CLI argv (-want +got):\n%s", diff)
+	}
+	os.Remove(dockerArgs)
+
+	writeExecutable(t, filepath.Join(config.Dir(), "cli-plugins", "docker-buildx"), record(buildxArgs), 0o755)
+	if res := run(t, "build", "--trust-policy", "policy.yaml", "-t", "app", "."); res.code != 0 {
+		t.Fatalf("build with docker-buildx = %d %s", res.code, res.stderr)
+	}
+	if diff := cmp.Diff(want, readArgs(t, buildxArgs)); diff != "" {
+		t.Errorf("docker-buildx argv (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(dockerArgs); err == nil {
+		t.Errorf("the docker CLI was run although docker-buildx is installed")
+	}
+}
