@@ -73,22 +73,31 @@ func buildxPlugin(cfg *configfile.ConfigFile) (string, bool) {
 	return "", false
 }
 
-// buildxCommand returns the program and the argv prefix (up to and including
-// "buildx") that run "docker buildx": the buildx plugin itself when it is
-// found (see buildxPlugin), else the docker CLI.
-func buildxCommand(cfg *configfile.ConfigFile) (string, []string) {
+// buildxCommand returns the program, the argv prefix (up to and including
+// "buildx") and the extra environment that run "docker buildx": the buildx
+// plugin itself when it is found (see buildxPlugin), else the docker CLI.
+// A plugin tells the docker CLI ran it from DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND
+// (without it buildx runs standalone and parses another command line): set
+// when the plugin itself was not run by the docker CLI.
+func buildxCommand(cfg *configfile.ConfigFile) (string, []string, []string) {
 	docker, globals := dockerCommand(pluginName)
-	bin := docker
-	if p, ok := buildxPlugin(cfg); ok {
-		bin = p
+	argv := append(globals, "buildx")
+	p, ok := buildxPlugin(cfg)
+	if !ok {
+		return docker, argv, nil
 	}
-	return bin, append(globals, "buildx")
+	var env []string
+	if os.Getenv(metadata.ReexecEnvvar) == "" {
+		env = []string{metadata.ReexecEnvvar + "=" + docker}
+	}
+	return p, argv, env
 }
 
-// buildStreams are the streams a build runs with.
+// buildStreams are the streams (and extra environment) a build runs with.
 type buildStreams struct {
 	in       io.Reader
 	out, err io.Writer
+	env      []string // KEY=VALUE, added to the plugin's environment
 }
 
 // runDocker runs bin (the docker CLI, or a docker CLI plugin run as the
@@ -99,6 +108,9 @@ type buildStreams struct {
 func runDocker(ctx context.Context, bin string, args []string, s buildStreams) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.in, s.out, s.err
+	if s.env != nil {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)

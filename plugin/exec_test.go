@@ -95,4 +95,22 @@ func TestBuildRunsBuildxPluginDirectly(t *testing.T) {
 	if _, err := os.Stat(dockerArgs); err == nil {
 		t.Errorf("the docker CLI was run although docker-buildx is installed")
 	}
+
+	// buildx reads DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND to know the docker
+	// CLI runs it: kept when the docker CLI ran the plugin, else set.
+	env := filepath.Join(dir, "buildx-env")
+	writeExecutable(t, filepath.Join(config.Dir(), "cli-plugins", "docker-buildx"),
+		"#!/bin/sh\nprintf '%s' \"${DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND-unset}\" > "+env+"\n", 0o755)
+	for _, c := range []struct{ set, want string }{{filepath.Join(dir, "docker"), filepath.Join(dir, "docker")}, {"", "docker"}} {
+		t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", c.set)
+		if c.set == "" {
+			os.Unsetenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND")
+		}
+		if res := run(t, "build", "--trust-policy", "policy.yaml", "."); res.code != 0 {
+			t.Fatalf("build = %d %s", res.code, res.stderr)
+		}
+		if got, _ := os.ReadFile(env); string(got) != c.want {
+			t.Errorf("with DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=%q, docker-buildx ran with %q; want %q", c.set, got, c.want)
+		}
+	}
 }
