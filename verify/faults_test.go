@@ -156,6 +156,10 @@ func TestRegistryFaults(t *testing.T) {
 			repo := f.reg.repo(t, "team/app-cache")
 			d := pushImage(t, repo, "main")
 			sign(t, f.ci, "ci", repo, d, now, nil)
+			// As cosign writes it, without the payload embedded, so that
+			// the payload blob is fetched and its faults apply (embedded
+			// payloads: TestVerifyInlineData).
+			stripData(t, repo, d)
 			f.reg.setFault(tc.fault)
 			start := time.Now()
 			res, err := New(p, WithClock(func() time.Time { return now }), WithRequestTimeout(time.Second)).Verify(t.Context(), repo.Tag("main").String())

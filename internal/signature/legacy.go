@@ -71,7 +71,10 @@ func SigTag(repo name.Repository, digest v1.Hash) name.Tag {
 // ReadLegacy returns the signatures attached to digest in repo through
 // the .sig tag scheme. No tag means no signatures (nil, nil). A registry
 // failure fetching the list is returned as an error; a failure fetching one
-// payload is recorded in that Signature's Err.
+// payload is recorded in that Signature's Err. A payload embedded in its
+// layer descriptor is used, and its blob not fetched, only when it is the
+// content the descriptor names (inlineContent); otherwise the blob is
+// fetched as for a descriptor without data.
 func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
 	tag := SigTag(repo, digest)
 	desc, err := remote.Get(tag, append(slices.Clip(opts), remote.WithContext(ctx))...)
@@ -104,6 +107,9 @@ func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts 
 			s.Err = errMalformed{fmt.Errorf("payload of %d bytes exceeds the %d-byte limit", l.Size, MaxPayloadSize)}
 		}
 		s.Signature = sig
+		if s.Err == nil {
+			s.Payload, _ = inlineContent(l)
+		}
 		sigs = append(sigs, s)
 		blobs = append(blobs, l.Digest)
 	}
@@ -125,13 +131,14 @@ func IsMalformed(err error) bool {
 }
 
 // fetchPayloads fills each entry's payload from blob blobs[i], fetching up
-// to fetchConcurrency at once.
+// to fetchConcurrency at once. Entries that failed already, or hold their
+// payload already (embedded in the manifest), are not fetched.
 func fetchPayloads(ctx context.Context, repo name.Repository, sigs []Signature, blobs []v1.Hash, opts []remote.Option) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, fetchConcurrency)
 	for i := range sigs {
 		s := &sigs[i]
-		if s.Err != nil {
+		if s.Err != nil || s.Payload != nil {
 			continue
 		}
 		wg.Add(1)
@@ -183,7 +190,10 @@ type AppendOptions struct {
 var ErrLostRace = errors.New("signature was not kept: concurrent writers replaced the signature tag every time")
 
 // AppendLegacy adds a signature to digest's .sig tag in repo, keeping every
-// signature already there. The tag is read, extended and written; then it
+// signature already there (their descriptors as they are). The payload is
+// pushed as a blob and, when at most MaxInlineSize bytes, also embedded in
+// the new layer descriptor's data, which spares trustcache's readers the
+// blob fetch. The tag is read, extended and written; then it
 // is read back until the new signature is seen in place several times in a
 // row, and merged again if a concurrent writer replaced it. It returns
 // added=false when Same found an equivalent signature.
@@ -193,7 +203,7 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 	}
 	tag := SigTag(repo, digest)
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	layer := static.NewLayer(payload, ctypes.SimpleSigningMediaType)
+	layer := withInlineContent(static.NewLayer(payload, ctypes.SimpleSigningMediaType), payload)
 	ld, err := layer.Digest()
 	if err != nil {
 		return false, err

@@ -53,7 +53,9 @@ const MaxReferrerManifestSize = 64 << 10
 // serves it, else through the referrers tag. Each entry has Format
 // FormatBundle, the statement as Payload, the DSSE signature, and the PAE
 // it signs as Signed (see Signature.SignedBytes); the statement is not
-// parsed (see ParseStatement).
+// parsed (see ParseStatement). A bundle embedded in its layer descriptor is
+// used, and its blob not fetched, only when it is the content the
+// descriptor names (inlineContent).
 //
 // Bounds: referrers that are not OCI image manifests (nested indexes) are
 // not followed; referrers of another artifactType, and those marked as
@@ -178,9 +180,12 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 	if l.Size > MaxBundleSize || l.Size < 0 {
 		return malformed("bundle of %d bytes exceeds the %d-byte limit", l.Size, MaxBundleSize)
 	}
-	data, err := fetchLimited(ctx, repo, l.Digest, MaxBundleSize, opts)
-	if err != nil {
-		return Signature{Format: FormatBundle, Source: src, Err: err}, true
+	data, ok := inlineContent(l)
+	if !ok {
+		var err error
+		if data, err = fetchLimited(ctx, repo, l.Digest, MaxBundleSize, opts); err != nil {
+			return Signature{Format: FormatBundle, Source: src, Err: err}, true
+		}
 	}
 	b, err := ParseBundle(data)
 	if err != nil {
@@ -227,13 +232,16 @@ func fetchLimited(ctx context.Context, repo name.Repository, digest v1.Hash, max
 // AppendBundle attaches bundle (see NewBundle) to digest in repo as an OCI
 // 1.1 referrer the way cosign v3 does: the empty config and the bundle
 // blob, then an image manifest with artifactType BundleMediaType and
-// subject digest's descriptor. Where the registry has no referrers API,
-// go-containerregistry adds the manifest to the referrers tag
-// "sha256-<hex>" — a read-modify-write that concurrent signers can undo —
-// so the referrers list is read back until the manifest is seen there
-// several times in a row, and the manifest written again (which re-adds
-// it) if it went missing, at most ao.Attempts times. ao.Same, if set, makes
-// an equivalent bundle already attached a no-op: added=false.
+// subject digest's descriptor; a bundle of at most MaxInlineSize bytes is
+// also embedded in its layer descriptor's data (trustcache's readers then
+// need no blob fetch; other readers fetch the blob as before). Where the
+// registry has no referrers API, go-containerregistry adds the manifest to
+// the referrers tag "sha256-<hex>" — a read-modify-write that concurrent
+// signers can undo — so the referrers list is read back until the manifest
+// is seen there several times in a row, and the manifest written again
+// (which re-adds it) if it went missing, at most ao.Attempts times.
+// ao.Same, if set, makes an equivalent bundle already attached a no-op:
+// added=false.
 func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte, ao AppendOptions, opts ...remote.Option) (added bool, err error) {
 	if ao.Attempts <= 0 {
 		ao.Attempts = 10
@@ -273,6 +281,9 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 		}
 	}
 	descs[0].ArtifactType = BundleMediaType // as cosign writes it
+	if len(bundle) <= MaxInlineSize {
+		descs[1].Data = bundle // spares trustcache's readers the blob fetch
+	}
 	m, err := newRawManifest(v1.Manifest{
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
