@@ -521,3 +521,37 @@ func TestVerify5000JunkBounded(t *testing.T) {
 		check(t, &be.requests, func() *Result { return be.verifyOnce(t) })
 	})
 }
+
+// BenchmarkVerifyWarmWire: a new verifier (a new process) verifying a tag
+// whose verdict, and the registry's ping, are in the ledger. Besides the
+// requests the registry served (requests/op) it counts every request sent
+// (wire-requests/op), which includes the https ping go-containerregistry
+// tries first against a plain-http loopback registry: the registry never
+// serves that one, but it costs a connection and a round trip. With the
+// ping remembered (internal/registry/pingcache.go) both are 1: the HEAD.
+//
+//	go test -run '^$' -bench VerifyWarm ./verify
+func BenchmarkVerifyWarmWire(b *testing.B) {
+	env := newBenchEnv(b)
+	l := newLedger(b)
+	var wire atomic.Int64
+	base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		wire.Add(1)
+		return remote.DefaultTransport.RoundTrip(req)
+	})
+	opts := []Option{WithLedger(l), WithTransport(base), WithClock(func() time.Time { return now })}
+	if res, _ := New(env.policy, opts...).Verify(context.Background(), env.tag); !res.Trusted {
+		b.Fatalf("Verify(%q) = %s (%s)", env.tag, res.Verdict, res.Reason())
+	}
+	wire.Store(0)
+	env.requests.Store(0)
+	n := 0
+	for b.Loop() {
+		if res, _ := New(env.policy, opts...).Verify(context.Background(), env.tag); !res.Trusted {
+			b.Fatalf("Verify(%q) = %s", env.tag, res.Verdict)
+		}
+		n++
+	}
+	b.ReportMetric(float64(env.requests.Load())/float64(n), "requests/op")
+	b.ReportMetric(float64(wire.Load())/float64(n), "wire-requests/op")
+}

@@ -23,6 +23,8 @@ import (
 	"github.com/gofrs/flock"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 )
 
 // DefaultLedgerTTL is how long a ledger entry stays valid when the scope
@@ -41,6 +43,7 @@ const ledgerLockTimeout = 3 * time.Second
 const (
 	ledgerBucket       = "entries.v1"
 	ledgerExpiryBucket = "expiry.v1" // expiryKey → nothing
+	ledgerPingBucket   = "pings.v1"  // pingKey → registry ping outcome (see ledgerPings)
 )
 
 // ErrLedgerClosed is returned by the methods of a closed Ledger.
@@ -202,7 +205,11 @@ func (l *Ledger) Record(ctx context.Context, e LedgerEntry) error {
 	if err != nil {
 		return fmt.Errorf("recording %s in the ledger: %w", key, err)
 	}
-	return l.write(ctx, func(b, idx *bolt.Bucket) error {
+	return l.write(ctx, func(tx *bolt.Tx) error {
+		b, idx, err := entryBuckets(tx)
+		if err != nil {
+			return err
+		}
 		if old := b.Get([]byte(key)); old != nil {
 			oe, err := decodeLedgerEntry(key, old)
 			if err != nil {
@@ -218,19 +225,28 @@ func (l *Ledger) Record(ctx context.Context, e LedgerEntry) error {
 		if err := idx.Put(expiryKey(e.Expires, key), []byte{}); err != nil {
 			return err
 		}
-		_, err := pruneExpired(b, idx, e.VerifiedAt)
+		_, err = pruneExpired(b, idx, e.VerifiedAt)
 		return err
 	})
 }
 
 // Prune removes the entries expired at now, or every entry when all is
 // set, and returns how many it removed. It reads every entry: one that
-// does not decode makes the ledger corrupt (see LedgerCorruptError).
+// does not decode makes the ledger corrupt (see LedgerCorruptError). The
+// remembered registry pings expired at now (all: every one) go too,
+// uncounted.
 func (l *Ledger) Prune(ctx context.Context, now time.Time, all bool) (int, error) {
 	n := 0
-	err := l.write(ctx, func(b, idx *bolt.Bucket) error {
+	err := l.write(ctx, func(tx *bolt.Tx) error {
+		b, idx, err := entryBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := prunePings(tx, now, all); err != nil {
+			return err
+		}
 		var drop []*LedgerEntry
-		err := b.ForEach(func(k, v []byte) error {
+		err = b.ForEach(func(k, v []byte) error {
 			e, err := decodeLedgerEntry(string(k), v)
 			if err != nil {
 				return err
@@ -301,6 +317,11 @@ func pruneExpired(b, idx *bolt.Bucket, now time.Time) (int, error) {
 // or bucket is an empty ledger (fn is not called). A corrupt file is
 // rebuilt under the exclusive lock.
 func (l *Ledger) read(ctx context.Context, fn func(*bolt.Bucket) error) error {
+	return l.readBucket(ctx, ledgerBucket, fn)
+}
+
+// readBucket is read on the named bucket.
+func (l *Ledger) readBucket(ctx context.Context, bucket string, fn func(*bolt.Bucket) error) error {
 	if l.closed.Load() {
 		return ErrLedgerClosed
 	}
@@ -308,7 +329,7 @@ func (l *Ledger) read(ctx context.Context, fn func(*bolt.Bucket) error) error {
 	if err != nil {
 		return err
 	}
-	err = l.view(false, fn)
+	err = l.view(false, bucket, fn)
 	unlock()
 	if isCorrupt(err) {
 		return l.rebuild(ctx)
@@ -316,11 +337,12 @@ func (l *Ledger) read(ctx context.Context, fn func(*bolt.Bucket) error) error {
 	return err
 }
 
-// write runs fn on the entries bucket and the expiry index in one
-// read-write transaction under the exclusive lock. A corrupt file (found
-// before mapping it writable, or by fn) is moved aside, and fn runs again
-// on a new one; the *LedgerCorruptError is returned after.
-func (l *Ledger) write(ctx context.Context, fn func(entries, expiry *bolt.Bucket) error) error {
+// write runs fn in one read-write transaction under the exclusive lock
+// (entryBuckets gives it the entries bucket and the expiry index). A
+// corrupt file (found before mapping it writable, or by fn) is moved
+// aside, and fn runs again on a new one; the *LedgerCorruptError is
+// returned after.
+func (l *Ledger) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if l.closed.Load() {
 		return ErrLedgerClosed
 	}
@@ -329,7 +351,7 @@ func (l *Ledger) write(ctx context.Context, fn func(entries, expiry *bolt.Bucket
 		return err
 	}
 	defer unlock()
-	err = l.view(false, nil)
+	err = l.view(false, ledgerBucket, nil)
 	if err == nil {
 		err = l.update(fn)
 	}
@@ -348,25 +370,27 @@ func (l *Ledger) write(ctx context.Context, fn func(entries, expiry *bolt.Bucket
 
 // update opens the file read-write (creating it) and runs fn in one
 // transaction. The caller holds the exclusive lock.
-func (l *Ledger) update(fn func(entries, expiry *bolt.Bucket) error) error {
+func (l *Ledger) update(fn func(tx *bolt.Tx) error) error {
 	return safely(func() error {
 		db, err := bolt.Open(l.path, 0o600, &bolt.Options{Timeout: ledgerLockTimeout})
 		if err != nil {
 			return fmt.Errorf("opening ledger %s: %w", l.path, err)
 		}
 		defer db.Close()
-		return db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte(ledgerBucket))
-			if err != nil {
-				return err
-			}
-			idx, err := tx.CreateBucketIfNotExists([]byte(ledgerExpiryBucket))
-			if err != nil {
-				return err
-			}
-			return fn(b, idx)
-		})
+		return db.Update(fn)
 	})
+}
+
+// entryBuckets returns the entries bucket and the expiry index, creating
+// them. tx is writable.
+func entryBuckets(tx *bolt.Tx) (entries, expiry *bolt.Bucket, err error) {
+	if entries, err = tx.CreateBucketIfNotExists([]byte(ledgerBucket)); err != nil {
+		return nil, nil, err
+	}
+	if expiry, err = tx.CreateBucketIfNotExists([]byte(ledgerExpiryBucket)); err != nil {
+		return nil, nil, err
+	}
+	return entries, expiry, nil
 }
 
 // rebuild takes the exclusive lock, checks the file again (another
@@ -379,7 +403,7 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	err = l.view(true, func(b *bolt.Bucket) error {
+	err = l.view(true, ledgerBucket, func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
 			_, err := decodeLedgerEntry(string(k), v)
 			return err
@@ -392,7 +416,10 @@ func (l *Ledger) rebuild(ctx context.Context) error {
 	if corrupt.MovedTo != "" {
 		// Create the new, empty ledger now; a failure here only means the
 		// next write creates it.
-		_ = l.update(func(_, _ *bolt.Bucket) error { return nil })
+		_ = l.update(func(tx *bolt.Tx) error {
+			_, _, err := entryBuckets(tx)
+			return err
+		})
 	}
 	return corrupt
 }
@@ -411,10 +438,10 @@ func (l *Ledger) moveAside(cause error) *LedgerCorruptError {
 }
 
 // view opens the file read-only (the caller holds the lock) and runs fn, if
-// not nil, on the entries bucket. Everything wrong with the file's contents
-// is an errCorrupt; full also runs bbolt's consistency check over every
-// page.
-func (l *Ledger) view(full bool, fn func(*bolt.Bucket) error) error {
+// not nil, on the named bucket, if there is one. Everything wrong with the
+// file's contents is an errCorrupt; full also runs bbolt's consistency
+// check over every page.
+func (l *Ledger) view(full bool, bucket string, fn func(*bolt.Bucket) error) error {
 	fi, err := os.Stat(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -460,7 +487,7 @@ func (l *Ledger) view(full bool, fn func(*bolt.Bucket) error) error {
 					return corruptf("consistency check: %v", first)
 				}
 			}
-			b := tx.Bucket([]byte(ledgerBucket))
+			b := tx.Bucket([]byte(bucket))
 			if b == nil || fn == nil {
 				return nil
 			}
@@ -568,6 +595,152 @@ func ledgerChecksum(key string, payload []byte) [sha256.Size]byte {
 	return sum
 }
 
+// Registry pings (internal/registry/pingcache.go): the outcome of
+// go-containerregistry's GET /v2/ for each registry and scheme, so that a
+// new process verifying a tag whose verdict is in the ledger makes one
+// request (the HEAD), not two. They are stored here, in their own bucket,
+// for the ledger's locking and corruption handling; only a status code and
+// the WWW-Authenticate challenges, never credentials or tokens. They serve
+// the verifier only when it has a ledger (not with --no-ledger).
+
+// ledgerPings is the ledger as a registry.PingStore.
+type ledgerPings struct {
+	l   *Ledger
+	now func() time.Time
+}
+
+// pingSchemes are the schemes a ping is stored under.
+var pingSchemes = []string{"https", "http"}
+
+// pingKey is the key of a stored ping: SCHEME://HOST.
+func pingKey(scheme, host string) string { return scheme + "://" + host }
+
+// pingEntry is a stored ping outcome and what it is for.
+type pingEntry struct {
+	Registry string `json:"registry"` // host[:port]
+	Scheme   string `json:"scheme"`
+	registry.PingOutcome
+}
+
+// LoadPings returns the outcomes stored for host. An entry that does not
+// decode is left out, and reported by the error (registry.PingCache then
+// writes over it): unlike a verdict entry, it does not make the file
+// corrupt. A corrupt file is rebuilt as Lookup does.
+func (p ledgerPings) LoadPings(ctx context.Context, host string) (map[string]registry.PingOutcome, error) {
+	out := map[string]registry.PingOutcome{}
+	var bad []error
+	err := p.l.readBucket(ctx, ledgerPingBucket, func(b *bolt.Bucket) error {
+		for _, scheme := range pingSchemes {
+			key := pingKey(scheme, host)
+			v := b.Get([]byte(key))
+			if v == nil {
+				continue
+			}
+			e, err := decodePingEntry(key, v)
+			if err != nil {
+				bad = append(bad, err)
+				continue
+			}
+			out[scheme] = e.PingOutcome
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, errors.Join(bad...)
+}
+
+// SavePings replaces the outcomes stored for host, and removes the stored
+// pings of every registry that have expired (or do not decode).
+func (p ledgerPings) SavePings(ctx context.Context, host string, outcomes map[string]registry.PingOutcome) error {
+	vals := map[string][]byte{}
+	for scheme, o := range outcomes {
+		if !slices.Contains(pingSchemes, scheme) {
+			return fmt.Errorf("storing a ping of %s: unknown scheme %q", host, scheme)
+		}
+		key := pingKey(scheme, host)
+		v, err := encodePingEntry(key, &pingEntry{Registry: host, Scheme: scheme, PingOutcome: o})
+		if err != nil {
+			return fmt.Errorf("storing a ping of %s: %w", key, err)
+		}
+		vals[key] = v
+	}
+	return p.l.write(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(ledgerPingBucket))
+		if err != nil {
+			return err
+		}
+		for _, scheme := range pingSchemes {
+			if err := b.Delete([]byte(pingKey(scheme, host))); err != nil {
+				return err
+			}
+		}
+		for k, v := range vals {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return prunePings(tx, p.now(), false)
+	})
+}
+
+// prunePings removes the stored pings expired at now (all: every one) and
+// those that do not decode. tx is writable.
+func prunePings(tx *bolt.Tx, now time.Time, all bool) error {
+	b := tx.Bucket([]byte(ledgerPingBucket))
+	if b == nil {
+		return nil
+	}
+	var drop [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if e, err := decodePingEntry(string(k), v); all || err != nil || !now.Before(e.Expires) {
+			drop = append(drop, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// encodePingEntry returns the stored value, laid out as a ledger entry's:
+// the SHA-256 of key, a zero byte and the JSON, followed by the JSON.
+func encodePingEntry(key string, e *pingEntry) ([]byte, error) {
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	sum := ledgerChecksum(key, payload)
+	return append(sum[:], payload...), nil
+}
+
+// decodePingEntry checks and decodes a stored ping.
+func decodePingEntry(key string, v []byte) (*pingEntry, error) {
+	if len(v) < sha256.Size {
+		return nil, fmt.Errorf("ping %s: value too short", key)
+	}
+	payload := v[sha256.Size:]
+	sum := ledgerChecksum(key, payload)
+	if !bytes.Equal(sum[:], v[:sha256.Size]) {
+		return nil, fmt.Errorf("ping %s: checksum mismatch", key)
+	}
+	var e pingEntry
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return nil, fmt.Errorf("ping %s: %v", key, err)
+	}
+	if pingKey(e.Scheme, e.Registry) != key {
+		return nil, fmt.Errorf("ping %s names %s", key, pingKey(e.Scheme, e.Registry))
+	}
+	return &e, nil
+}
+
 // Fingerprint identifies everything a verdict under scope depends on: the
 // policy file's digest, every builder's name and key ids (key files are
 // outside the policy file), the revoked key ids and the scope's settings.
@@ -616,8 +789,11 @@ func (p *Policy) Fingerprint(scope *Scope) string {
 // WithLedger makes the verifier consult l before fetching signatures and
 // record every fresh trusted result in it: a digest verified before under
 // the same policy fingerprint, and not expired, is trusted again without
-// its signatures (Result.FromLedger). Explain never reads the ledger.
-// Default: no ledger.
+// its signatures (Result.FromLedger). Explain never takes a verdict from
+// the ledger.
+// The verifier also remembers each registry's ping in l for
+// registry.PingTTL, so that a new process's first request to a registry
+// is not preceded by it (see ledgerPings). Default: no ledger.
 func WithLedger(l *Ledger) Option {
 	return func(v *Verifier) { v.ledger = l }
 }

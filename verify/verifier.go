@@ -57,10 +57,20 @@ type Verifier struct {
 
 	// One puller for the verifier's life: it keeps one authenticated
 	// transport per repository, so the registry is pinged once, not once
-	// per request, and connections are kept alive across references.
-	pullerOnce sync.Once
-	puller     *remote.Puller
-	pullerErr  error
+	// per request, and connections are kept alive across references. It is
+	// replaced only when a remembered registry ping turned out stale (see
+	// verify).
+	pullerMu sync.Mutex
+	puller   *pullerState
+	pings    *registry.PingCache // with a ledger: registry pings remembered in it
+}
+
+// pullerState is one puller and the ping-cache session (nil without a
+// ledger) under its transports.
+type pullerState struct {
+	puller  *remote.Puller
+	err     error
+	session *registry.PingSession
 }
 
 // Option configures a Verifier.
@@ -166,30 +176,55 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 		}
 	}()
 
-	ropts, err := v.remoteOptions(ctx)
+	start := *res
+	p := v.currentPuller()
+	v.check(ctx, r, res, scope, explain, p)
+	// Remembered registry ping (internal/registry/pingcache.go): a result
+	// that is not trusted is not given on the strength of a remembered
+	// ping. The registry is pinged for real (once per process); if it now
+	// answers otherwise (say it started requiring a token), the
+	// verification runs again once, with a new puller that talks to it the
+	// new way. A trusted result needs no such check: the remembered ping
+	// only chose the scheme and the auth handshake, and signatures are
+	// verified against the policy's keys whatever the transport.
+	if !res.Trusted && ctx.Err() == nil && p.session != nil {
+		if reg := r.Context().Registry; p.session.Served(reg.RegistryStr()) && p.session.Recheck(ctx, reg, v.timeout) {
+			*res = start
+			res.Signers, res.Reasons = []Signer{}, []string{}
+			v.check(ctx, r, res, scope, explain, v.renewPuller(p))
+		}
+	}
+	return res, nil
+}
+
+// check does verify's registry part: resolve r, then the ledger or the
+// signatures, and the verdict, into res.
+func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, scope *Scope, explain bool, p *pullerState) {
+	ref := res.Reference
+	ropts, err := v.remoteOptions(ctx, p)
 	if err != nil {
 		res.Verdict = VerdictInconclusive
 		res.addReason(err.Error())
-		return res, nil
+		return
 	}
 	digest, err := v.resolve(ctx, r, ropts)
 	if err != nil {
 		if registry.IsNotFound(err) {
 			res.addReason(fmt.Sprintf("%s not found in the registry", ref))
-			return res, nil
+			return
 		}
 		res.Verdict = VerdictInconclusive
 		res.addReason(fmt.Sprintf("resolving %s: %v", ref, err))
-		return res, nil
+		return
 	}
 	res.Digest = digest.String()
 	// Ledger (verify/ledger.go): a digest verified before under the same
 	// policy needs no signature fetch. Explain reports every rule: no ledger.
 	if v.ledger != nil && !explain && v.fromLedger(ctx, res, scope) {
-		return res, nil
+		return
 	}
 
-	sigs, listErrs := v.signatures(ctx, r.Context(), scope, repo, digest, ropts, explain)
+	sigs, listErrs := v.signatures(ctx, r.Context(), scope, res.Repository, digest, ropts, explain)
 	if len(sigs) == 0 && len(listErrs) == 0 {
 		res.addReason("no signatures found")
 	}
@@ -207,19 +242,63 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	if v.ledger != nil {
 		v.remember(ctx, res, scope) // trusted results only; a failure is ignored
 	}
-	return res, nil
 }
 
-// remoteOptions returns the options for one Verify call: the shared
-// puller and ctx.
-func (v *Verifier) remoteOptions(ctx context.Context) ([]remote.Option, error) {
-	v.pullerOnce.Do(func() {
-		v.puller, v.pullerErr = remote.NewPuller(registry.Options(context.Background(), v.transport, v.timeout, v.remote...)...)
-	})
-	if v.pullerErr != nil {
-		return nil, v.pullerErr
+// remoteOptions returns the options for one Verify call: p's puller and
+// ctx.
+func (v *Verifier) remoteOptions(ctx context.Context, p *pullerState) ([]remote.Option, error) {
+	if p.err != nil {
+		return nil, p.err
 	}
-	return append(registry.Options(ctx, v.transport, v.timeout, v.remote...), remote.Reuse(v.puller)), nil
+	return append(registry.Options(ctx, p.base(v.transport), v.timeout, v.remote...), remote.Reuse(p.puller)), nil
+}
+
+// currentPuller returns the shared puller, making it on first use.
+func (v *Verifier) currentPuller() *pullerState {
+	v.pullerMu.Lock()
+	defer v.pullerMu.Unlock()
+	if v.puller == nil {
+		v.puller = v.newPuller()
+	}
+	return v.puller
+}
+
+// renewPuller replaces old, unless another verification did already, and
+// returns the current puller.
+func (v *Verifier) renewPuller(old *pullerState) *pullerState {
+	v.pullerMu.Lock()
+	defer v.pullerMu.Unlock()
+	if v.puller == old {
+		v.puller = v.newPuller()
+	}
+	return v.puller
+}
+
+// newPuller makes a puller. With a ledger, its transport remembers
+// registry pings in the ledger (internal/registry/pingcache.go): the base
+// transport goes under a ping-cache session, inside the bounded
+// transport, under go-containerregistry's retry and auth transports,
+// where it sees the ping as the registry would. The caller holds
+// pullerMu.
+func (v *Verifier) newPuller() *pullerState {
+	p := &pullerState{}
+	if v.ledger != nil {
+		if v.pings == nil {
+			v.pings = registry.NewPingCache(ledgerPings{l: v.ledger, now: v.now}, v.now)
+		}
+		p.session = v.pings.Session(v.transport)
+	}
+	p.puller, p.err = remote.NewPuller(registry.Options(context.Background(), p.base(v.transport), v.timeout, v.remote...)...)
+	return p
+}
+
+// base is the transport p's requests go through: the ping-cache session,
+// or t (nil: remote.DefaultTransport).
+func (p *pullerState) base(t http.RoundTripper) http.RoundTripper {
+	if p.session != nil {
+		return p.session
+	}
+	return t
 }
 
 // signatures reads the signatures attached to digest: the .sig tag scheme

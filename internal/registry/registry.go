@@ -48,7 +48,7 @@ func Options(ctx context.Context, base http.RoundTripper, timeout time.Duration,
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithTransport(Transport(base, MaxResponseBody, timeout)),
-		remote.WithUserAgent("docker-trustcache"),
+		remote.WithUserAgent(UserAgent),
 		remote.WithRetryBackoff(RetryBackoff),
 	}
 	return append(opts, extra...)
