@@ -43,7 +43,10 @@ again without fetching its signatures, under the same policy (any change to
 the policy, its keys or revocations invalidates the entries) and until the
 entry expires: when its oldest signature passes the scope's maxAge, or a day
 after the verification when the scope sets no maxAge. A tag is still
-resolved to its digest. --no-ledger (verify, build) bypasses it.`,
+resolved to its digest. It also remembers, for an hour, how each registry
+answered the unauthenticated /v2/ ping (status and auth challenge, never
+credentials or tokens), so a warm verification of a tag is one request.
+--no-ledger (verify, build) bypasses it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmd.Help()
@@ -142,8 +145,9 @@ func newLedgerPruneCommand(dockerCLI command.Cli) *cobra.Command {
 		Use:   "prune [OPTIONS]",
 		Short: "Remove expired entries from the ledger",
 		Long: `Remove the expired entries from the ledger, or every entry with --all: the
-next verification of each digest fetches its signatures again. Prints how
-many entries were removed.`,
+next verification of each digest fetches its signatures again. Remembered
+registry pings are pruned too (not counted). Prints how many entries were
+removed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withStatus(runLedgerPrune(cmd.Context(), dockerCLI.Out(), dockerCLI.Err(), opts, time.Now()))
