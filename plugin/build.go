@@ -42,8 +42,8 @@ trustcache options:
       --sign-annotation K=V      Extra signed annotation (repeatable)
       --trust-report FILE        Write the trust report (caches used and
                                  dropped, with why; what was signed) as JSON
-      --no-ledger                Verify without the local ledger of digests
-                                 verified before
+      --no-ledger                Neither use nor update the local ledger of
+                                 digests verified (or signed) before
       --signature-format FORMAT  legacy or bundle, for --sign
 
 Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
@@ -157,7 +157,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
 	report.Built = buildErr == nil
 	if buildErr == nil && signer != nil {
-		signed, err := signer.signExported(ctx)
+		signed, err := signer.signExported(ctx, v)
 		report.Signed = signed
 		if err != nil {
 			printReport(dockerCLI.Err(), report)

@@ -113,7 +113,7 @@ type buildMetadata struct {
 
 // signExported signs the cache manifest and pushed images the build
 // reported.
-func (bs *buildSigner) signExported(ctx context.Context) ([]signedReport, error) {
+func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
 	data, err := os.ReadFile(bs.metadataFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the build metadata: %w", err)
@@ -155,10 +155,13 @@ func (bs *buildSigner) signExported(ctx context.Context) ([]signedReport, error)
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport
 	for _, t := range targets {
-		if _, err := bs.signer.SignFormat(ctx, bs.format, t.repo, t.digest, bs.annotations, ropts...); err != nil {
+		sig, _, err := bs.signer.Attach(ctx, bs.format, t.repo, t.digest, bs.annotations, ropts...)
+		if err != nil {
 			return signed, err
 		}
-		signed = append(signed, signedReport{Reference: t.repo.Name() + "@" + t.digest.String(), Kind: t.kind})
+		ref := t.repo.Name() + "@" + t.digest.String()
+		signed = append(signed, signedReport{Reference: ref, Kind: t.kind})
+		recordSigned(ctx, bs.cli.Err(), v, ref, sig)
 	}
 	return signed, nil
 }

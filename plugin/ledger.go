@@ -37,8 +37,9 @@ func newLedgerCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ledger",
 		Short: "List and prune the digests this host verified",
-		Long: `The ledger is the list of cache digests this host verified as trusted, kept
-in trustcache/ledger.db in the docker config dir. A digest in it is trusted
+		Long: `The ledger is the list of cache digests this host verified as trusted, or
+signed itself (sign, build --sign) and its policy trusts on that signature,
+kept in trustcache/ledger.db in the docker config dir. A digest in it is trusted
 again without fetching its signatures, under the same policy (any change to
 the policy, its keys or revocations invalidates the entries) and until the
 entry expires: when its oldest signature passes the scope's maxAge, or a day

@@ -141,3 +141,54 @@ func TestLedgerLsCorrupt(t *testing.T) {
 		t.Errorf("ledger ls on the rebuilt ledger = %d %q", res.code, res.stderr)
 	}
 }
+
+// TestSignRecordsInLedger: "sign" records the digests it signed in the
+// ledger when the policy trusts them on that signature (then this host's
+// next verification fetches no signature), says so when the policy does
+// not, and records nothing with --no-ledger or without a policy.
+func TestSignRecordsInLedger(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	run(t, "keys", "generate", "--name", "attacker")
+	trustPolicy(t, dir, host, "")
+	refs := map[string]string{}
+	for _, tag := range []string{"main", "pr", "unrecorded", "nopolicy"} {
+		ref := host + "/team/cache:" + tag
+		refs[tag] = host + "/team/cache@" + pushRandom(t, ref).String()
+	}
+	ledgerHas := func(pinned string) bool {
+		t.Helper()
+		res := run(t, "ledger", "ls")
+		return strings.Contains(res.stdout, pinned+" ")
+	}
+
+	if res := run(t, "sign", "--key", "ci.key", host+"/team/cache:main"); res.code != 0 || res.stderr != "" {
+		t.Fatalf("sign = %d %q %q", res.code, res.stdout, res.stderr)
+	}
+	if !ledgerHas(refs["main"]) {
+		t.Errorf("the digest signed with an allowed key is not in the ledger")
+	}
+	if res := run(t, "verify", host+"/team/cache:main"); res.code != 0 || !strings.Contains(res.stdout, "verified before on this host (ledger)") {
+		t.Errorf("verify after sign = %d %q; want it from the ledger", res.code, res.stdout)
+	}
+
+	res := run(t, "sign", "--key", "attacker.key", host+"/team/cache:pr")
+	if want := "note: " + refs["pr"] + " is not trusted by "; res.code != 0 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "not signed by any key in the policy") {
+		t.Errorf("sign with a key the policy does not allow = %d %q; want %q and why", res.code, res.stderr, want)
+	}
+	if ledgerHas(refs["pr"]) {
+		t.Errorf("a digest the policy does not trust was recorded")
+	}
+
+	if res := run(t, "sign", "--no-ledger", "--key", "ci.key", host+"/team/cache:unrecorded"); res.code != 0 || ledgerHas(refs["unrecorded"]) {
+		t.Errorf("sign --no-ledger = %d %q; recorded %v", res.code, res.stderr, ledgerHas(refs["unrecorded"]))
+	}
+
+	if err := os.Remove(filepath.Join(dir, ".trustcache.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(t, "sign", "--key", "ci.key", host+"/team/cache:nopolicy"); res.code != 0 || res.stderr != "" || ledgerHas(refs["nopolicy"]) {
+		t.Errorf("sign without a policy = %d %q; recorded %v", res.code, res.stderr, ledgerHas(refs["nopolicy"]))
+	}
+}

@@ -731,4 +731,14 @@ func TestBuildSignsReportedDigest(t *testing.T) {
 	if res := run(t, "verify", cache); res.code != ExitUntrusted {
 		t.Errorf("verify of the moved tag = %d %s; want %d", res.code, res.stdout, ExitUntrusted)
 	}
+
+	// With the ledger, the digest the build signed is recorded: this
+	// host's next verification of it fetches no signature.
+	pinned := repo.Name() + "@" + built.String()
+	if res := run(t, append([]string{"build"}, args[2:]...)...); res.code != 0 {
+		t.Fatalf("build --sign (ledger) = %d %s", res.code, res.stderr)
+	}
+	if res := run(t, "verify", pinned); res.code != 0 || !strings.Contains(res.stdout, "verified before on this host (ledger)") {
+		t.Errorf("verify of the digest the build signed = %d %q; want it from the ledger", res.code, res.stdout)
+	}
 }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,6 +27,7 @@ type signOptions struct {
 	annotations []string
 	format      string
 	policy      string
+	noLedger    bool
 }
 
 func newSignCommand(dockerCLI command.Cli) *cobra.Command {
@@ -38,6 +40,11 @@ the builder's private key. Each tag is resolved to its manifest digest once,
 before anything is written; the cosign-compatible signature is attached to
 that digest in the sha256-<hex>.sig tag, next to any signatures already
 there. Prints each signed REPOSITORY@DIGEST.
+
+With a policy, each signed digest the policy trusts on this signature is
+recorded in the ledger (see "docker trustcache ledger"), so this host's next
+build imports it without fetching the signature; one it does not trust is
+reported on stderr (builds under that policy would drop it).
 
 Signed annotations: builder (--builder-name; default: the name the policy
 gives the key, else the key file's name),
@@ -57,6 +64,7 @@ then asked for on a terminal.`,
 	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
 	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
 	flags.StringVar(&opts.policy, "policy", "", "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
+	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Do not record the signed digests in the local ledger")
 	return cmd
 }
 
@@ -101,17 +109,40 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		}
 		targets[i] = target{r.Context(), d}
 	}
+	var v *verify.Verifier
+	if p != nil {
+		var done func()
+		v, done = newVerifier(dockerCLI, p, opts.noLedger)
+		defer done()
+	}
 	for _, t := range targets {
-		added, err := signer.SignFormat(ctx, format, t.repo, t.digest, ann, ropts...)
+		sig, added, err := signer.Attach(ctx, format, t.repo, t.digest, ann, ropts...)
 		if err != nil {
 			return err
 		}
+		ref := t.repo.Name() + "@" + t.digest.String()
 		if !added {
-			fmt.Fprintf(dockerCLI.Err(), "%s@%s: already signed by this key with these annotations\n", t.repo.Name(), t.digest)
+			fmt.Fprintf(dockerCLI.Err(), "%s: already signed by this key with these annotations\n", ref)
 		}
-		fmt.Fprintf(dockerCLI.Out(), "%s@%s\n", t.repo.Name(), t.digest)
+		fmt.Fprintf(dockerCLI.Out(), "%s\n", ref)
+		if v != nil {
+			recordSigned(ctx, dockerCLI.Err(), v, ref, sig)
+		}
 	}
 	return nil
+}
+
+// recordSigned records a digest this host has just signed in the ledger when
+// the policy trusts it on that signature (verify.Verifier.RecordSigned), so
+// that the next build here imports it without fetching the signature. When
+// the policy does not, it says so: a build under that policy would not use
+// what was signed.
+func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref string, sig signature.Signature) {
+	res, err := v.RecordSigned(ctx, ref, []signature.Signature{sig})
+	if err != nil || res.Trusted || res.Verdict == verify.VerdictSkipped {
+		return
+	}
+	fmt.Fprintf(errOut, "note: %s is not trusted by %s on this signature: %s\n", ref, v.Policy().File, strings.Join(res.Reasons, "; "))
 }
 
 // signingPolicy returns the policy signing takes its defaults from (the

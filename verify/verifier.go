@@ -134,14 +134,18 @@ func (v *Verifier) Explain(ctx context.Context, ref string) (*Result, error) {
 	return v.verify(ctx, ref, true)
 }
 
-func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Result, error) {
+// prepare parses ref and finds the scope of its repository: the Result so
+// far, the reference, and the scope (nil: no scope matches, and res says
+// so). A reference that does not parse is an error (*ReferenceError); a
+// skip scope gives a Skipped result.
+func (v *Verifier) prepare(ref string, explain bool) (*Result, name.Reference, *Scope, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
-		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, &ReferenceError{Ref: ref, Err: err}
+		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, nil, nil, &ReferenceError{Ref: ref, Err: err}
 	}
 	repo, err := CanonicalRepository(r.Context().Name())
 	if err != nil {
-		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, &ReferenceError{Ref: ref, Err: err}
+		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, nil, nil, &ReferenceError{Ref: ref, Err: err}
 	}
 	res := &Result{Reference: ref, Repository: repo, Verdict: VerdictUntrusted, Level: LevelStrict, OnUntrusted: ActionDrop, Signers: []Signer{}, Reasons: []string{}}
 	if d, ok := r.(name.Digest); ok {
@@ -153,14 +157,21 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 	if scope == nil {
 		res.addReason(fmt.Sprintf("no policy scope matches repository %s", repo))
-		return res, nil
+		return res, r, nil, nil
 	}
 	res.Level, res.OnUntrusted, res.Threshold = scope.Level, scope.OnUntrusted, scope.Threshold
 	res.Scope = pattern
 	if scope.Level == LevelSkip {
 		res.Verdict = VerdictSkipped
 		res.addReason("scope level is skip: not verified")
-		return res, nil
+	}
+	return res, r, scope, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Result, error) {
+	res, r, scope, err := v.prepare(ref, explain)
+	if err != nil || scope == nil || scope.Level == LevelSkip {
+		return res, err
 	}
 
 	total := v.total

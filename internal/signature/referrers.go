@@ -377,16 +377,26 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIMani
 // bundle by the same key over the same digest and annotations (whatever its
 // time) already there makes it a no-op: added=false.
 func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+	_, added, err = s.signBundle(ctx, repo, digest, annotations, opts...)
+	return added, err
+}
+
+func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
 	ann := s.annotations(annotations)
 	ann[AnnotationIdentity] = repo.Name()
 	statement, err := NewStatement(digest, ann)
 	if err != nil {
-		return false, err
+		return Signature{}, false, err
 	}
 	bundle, err := NewBundle(statement, s.Key)
 	if err != nil {
-		return false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
+		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
 	}
+	b, err := ParseBundle(bundle)
+	if err != nil {
+		return Signature{}, false, fmt.Errorf("signing %s@%s: the bundle made does not parse: %w", repo.Name(), digest, err)
+	}
+	kept := bundleSignature(b, "bundle (signed here)")
 	same := func(existing Signature) bool {
 		if existing.Format != FormatBundle || keys.VerifySignature(s.Key.Public(), existing.SignedBytes(), existing.Signature) != nil {
 			return false
@@ -399,7 +409,12 @@ func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.
 		delete(got, AnnotationCreated)
 		want := maps.Clone(ann)
 		delete(want, AnnotationCreated)
-		return maps.Equal(got, want)
+		if !maps.Equal(got, want) {
+			return false
+		}
+		kept = existing
+		return true
 	}
-	return AppendBundle(ctx, repo, digest, bundle, AppendOptions{Same: same}, opts...)
+	added, err := AppendBundle(ctx, repo, digest, bundle, AppendOptions{Same: same}, opts...)
+	return kept, added, err
 }

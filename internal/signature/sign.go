@@ -45,15 +45,21 @@ func (s Signer) annotations(extra map[string]string) map[string]string {
 // annotations (whatever its time) already there makes it a no-op:
 // added=false.
 func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+	_, added, err = s.signLegacy(ctx, repo, digest, annotations, opts...)
+	return added, err
+}
+
+func (s Signer) signLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
 	ann := s.annotations(annotations)
 	payload, err := NewPayload(repo.Name(), digest, ann)
 	if err != nil {
-		return false, err
+		return Signature{}, false, err
 	}
 	sig, err := keys.Sign(s.Key, payload)
 	if err != nil {
-		return false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
+		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
 	}
+	kept := Signature{Format: FormatLegacy, Source: SigTag(repo, digest).TagStr() + " (signed here)", Payload: payload, Signature: sig}
 	same := func(existing Signature) bool {
 		if keys.VerifySignature(s.Key.Public(), existing.Payload, existing.Signature) != nil {
 			return false
@@ -66,20 +72,34 @@ func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, 
 		delete(got, AnnotationCreated)
 		want := maps.Clone(ann)
 		delete(want, AnnotationCreated)
-		return maps.Equal(got, want)
+		if !maps.Equal(got, want) {
+			return false
+		}
+		kept = existing
+		return true
 	}
-	return AppendLegacy(ctx, repo, digest, payload, sig, AppendOptions{Same: same}, opts...)
+	added, err := AppendLegacy(ctx, repo, digest, payload, sig, AppendOptions{Same: same}, opts...)
+	return kept, added, err
 }
 
 // SignFormat signs digest in repo in the given format: FormatLegacy (the
 // .sig tag, cosign v2's default) or FormatBundle (a sigstore bundle
 // referrer, cosign v3's default).
 func (s Signer) SignFormat(ctx context.Context, format Format, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
+	_, added, err = s.Attach(ctx, format, repo, digest, annotations, opts...)
+	return added, err
+}
+
+// Attach signs digest in repo in the given format, as SignFormat does, and
+// returns the signature that stands for this signer there: the new one, or
+// the equivalent one already attached (added=false) — what a reader of the
+// registry gets (verify.Verifier.RecordSigned checks it against a policy).
+func (s Signer) Attach(ctx context.Context, format Format, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (sig Signature, added bool, err error) {
 	switch format {
 	case FormatLegacy, "":
-		return s.Sign(ctx, repo, digest, annotations, opts...)
+		return s.signLegacy(ctx, repo, digest, annotations, opts...)
 	case FormatBundle:
-		return s.SignBundle(ctx, repo, digest, annotations, opts...)
+		return s.signBundle(ctx, repo, digest, annotations, opts...)
 	}
-	return false, fmt.Errorf("unknown signature format %q (want legacy or bundle)", format)
+	return Signature{}, false, fmt.Errorf("unknown signature format %q (want legacy or bundle)", format)
 }
