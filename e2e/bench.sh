@@ -17,6 +17,11 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/docker-config/cli-plugins" "$work/home"
 # Build with the caller's Go caches, before HOME moves.
 (cd "$root" && go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
+# The start-up floor of a Go program on this machine: one that prints and exits.
+mkdir "$work/hello"
+printf 'module hello\n\ngo 1.21\n' >"$work/hello/go.mod"
+printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("{}\\n") }\n' >"$work/hello/main.go"
+(cd "$work/hello" && GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$work/hello-go" .)
 export DOCKER_CONFIG=$work/docker-config HOME=$work/home
 plugin=$DOCKER_CONFIG/cli-plugins/docker-trustcache
 bash "$here/builder.sh" "$DOCKER_CONFIG" >/dev/null
@@ -70,6 +75,8 @@ t_docker=$(hf viadocker "$docker trustcache verify --no-ledger $ref")
 t_50=$(hf fifty "$plugin trustcache verify --no-ledger ${refs[*]}")
 t_meta=$(hf metadata "$plugin docker-cli-plugin-metadata")
 t_help=$(hf help "$plugin trustcache --help")
+t_hello=$(hf hello "$work/hello-go")
+t_bxmeta=$(hf bxmeta "$DOCKER_CONFIG/cli-plugins/docker-buildx docker-cli-plugin-metadata")
 m_cold=$(peak "$plugin" trustcache verify --no-ledger "$ref")
 m_cosign=$(peak "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
 
@@ -92,7 +99,8 @@ table=$(
 | verify 1 ref, warm (ledger) vs cold | $(ms "$t_warm") | $(ms "$t_cold") | $(ratio "$t_warm" "$t_cold") |
 | verify 1 ref through the docker CLI (\`docker trustcache verify\`) | $(ms "$t_docker") | $(ms "$t_cold") | $(ratio "$t_docker" "$t_cold") |
 | verify 50 refs vs 1 ref (cold) | $(ms "$t_50") | $(ms "$t_cold") | $(ratio "$t_50" "$t_cold") |
-| \`docker-cli-plugin-metadata\` | $(ms "$t_meta") | | |
+| \`docker-cli-plugin-metadata\` vs buildx's (the docker CLI runs it before every plugin command) | $(ms "$t_meta") | $(ms "$t_bxmeta") | buildx's is $(ratio "$t_bxmeta" "$t_meta")× slower |
+| \`docker-cli-plugin-metadata\` vs a Go program that prints and exits (start-up floor) | $(ms "$t_meta") | $(ms "$t_hello") | $(ratio "$t_meta" "$t_hello") |
 | \`docker trustcache --help\` (plugin binary) | $(ms "$t_help") | | |
 | fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
 | same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
