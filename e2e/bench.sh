@@ -16,12 +16,12 @@ work=$(mktemp -d /tmp/trustcache-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/docker-config/cli-plugins" "$work/home"
 # Build with the caller's Go caches, before HOME moves.
-(cd "$root" && go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
 # The start-up floor of a Go program on this machine: one that prints and exits.
 mkdir "$work/hello"
 printf 'module hello\n\ngo 1.21\n' >"$work/hello/go.mod"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("{}\\n") }\n' >"$work/hello/main.go"
-(cd "$work/hello" && GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$work/hello-go" .)
+(cd "$work/hello" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$work/hello-go" .)
 export DOCKER_CONFIG=$work/docker-config HOME=$work/home
 plugin=$DOCKER_CONFIG/cli-plugins/docker-trustcache
 bash "$here/builder.sh" "$DOCKER_CONFIG" >/dev/null

@@ -184,7 +184,9 @@ func buildPlugin(dir string) (string, error) {
 		return filepath.Abs(bin)
 	}
 	bin := filepath.Join(dir, "docker-trustcache")
-	cmd := exec.Command("go", "build", "-o", bin, "../cmd/docker-trustcache")
+	// As the Makefile builds it: static.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../cmd/docker-trustcache")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	start := time.Now()
