@@ -150,3 +150,49 @@ func TestBuildSignalPassThrough(t *testing.T) {
 		t.Errorf("the interrupted build exported its result")
 	}
 }
+
+// TestBuildStdinLeftOpen: a build run from a terminal (stdin open, nothing
+// typed) ends when buildx ends. The plugin gives buildx its own stdin
+// rather than copying it through a pipe; a copy would keep the plugin
+// waiting for a keystroke after the build.
+func TestBuildStdinLeftOpen(t *testing.T) {
+	e := trustEnv(t)
+	e.genKey(t, "ci")
+	policy := e.writePolicy(t, "policy.yaml", []builder{{"ci", []string{"ci.pub"}}},
+		[]scope{{repos: []string{"**"}, builders: []string{"ci"}}})
+	dir := filepath.Join(e.dir, "quick")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+cfg.baseImage+"\nRUN echo "+randomHex(t, 8)+" > /r\n"), 0o644)
+	args := append([]string{"trustcache", "build"}, remoteBuildArgs()...)
+	args = append(args, "--trust-policy", policy, "-o", "type=local,dest="+filepath.Join(e.dir, "out"), dir)
+
+	stdin, keep, err := os.Pipe() // keep is never written to nor closed while the build runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	cmd := exec.Command(cfg.docker, args...)
+	cmd.Env = e.environ(nil)
+	cmd.Dir = e.dir
+	cmd.Stdin = stdin
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("build with stdin left open: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the build did not end within 90 s with stdin left open:\n%s", stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "out", "r")); err != nil {
+		t.Errorf("the build exported nothing: %v", err)
+	}
+}

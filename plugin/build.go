@@ -107,7 +107,8 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		return usagef("docker trustcache build: %w", err)
 	}
 	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
-	streams := buildStreams{in: dockerCLI.In(), out: dockerCLI.Out(), err: dockerCLI.Err(), env: env}
+	streams := cliStreams(dockerCLI)
+	streams.env = env
 	if inv.Help {
 		fmt.Fprint(dockerCLI.Out(), buildHelp)
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli-plugins/metadata"
+	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 )
@@ -98,6 +99,22 @@ type buildStreams struct {
 	in       io.Reader
 	out, err io.Writer
 	env      []string // KEY=VALUE, added to the plugin's environment
+}
+
+// cliStreams returns the docker CLI's streams for a child process. When
+// they are this process's own (the plugin framework makes them of
+// os.Stdin, os.Stdout and os.Stderr when the docker CLI runs the plugin),
+// the child gets those files themselves, as the docker CLI gives its
+// plugins: a terminal stays a terminal (buildx shows its interactive
+// progress), and nothing copies between pipes — a copy from a terminal's
+// stdin would keep the plugin waiting for a keystroke after the child has
+// exited. Streams of anything else (tests' buffers, whose FD is 0) are
+// passed as they are.
+func cliStreams(dockerCLI command.Cli) buildStreams {
+	if dockerCLI.Out().FD() == os.Stdout.Fd() && dockerCLI.Err().FD() == os.Stderr.Fd() {
+		return buildStreams{in: os.Stdin, out: os.Stdout, err: os.Stderr}
+	}
+	return buildStreams{in: dockerCLI.In(), out: dockerCLI.Out(), err: dockerCLI.Err()}
 }
 
 // runDocker runs bin (the docker CLI, or a docker CLI plugin run as the

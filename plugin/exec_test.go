@@ -1,10 +1,14 @@
 package plugin
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/google/go-cmp/cmp"
@@ -112,5 +116,32 @@ func TestBuildRunsBuildxPluginDirectly(t *testing.T) {
 		if got, _ := os.ReadFile(env); string(got) != c.want {
 			t.Errorf("with DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=%q, docker-buildx ran with %q; want %q", c.set, got, c.want)
 		}
+	}
+}
+
+// TestCLIStreams: a child gets the process's own standard files when the
+// docker CLI's streams are them (a terminal stays a terminal, no copy from
+// stdin outlives the child), and the streams as they are otherwise.
+func TestCLIStreams(t *testing.T) {
+	std, err := command.NewDockerCli(command.WithStandardStreams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cliStreams(std)
+	if s.in != os.Stdin || s.out != os.Stdout || s.err != os.Stderr {
+		t.Errorf("cliStreams(standard streams) = %T %T %T; want os.Stdin, os.Stdout, os.Stderr", s.in, s.out, s.err)
+	}
+	var out, errOut bytes.Buffer
+	buffered, err := command.NewDockerCli(
+		command.WithInputStream(io.NopCloser(strings.NewReader(""))),
+		command.WithOutputStream(&out),
+		command.WithErrorStream(&errOut),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = cliStreams(buffered)
+	if s.in == io.Reader(os.Stdin) || s.out == io.Writer(os.Stdout) || s.err == io.Writer(os.Stderr) {
+		t.Errorf("cliStreams(buffers) passed a standard file on")
 	}
 }

@@ -97,5 +97,5 @@ comes here.`,
 func runForward(ctx context.Context, dockerCLI command.Cli, plugin, sub string, args []string) error {
 	bin, globals := dockerCommand(plugin)
 	argv := append(append(globals, "buildx", sub), args...)
-	return runDocker(ctx, bin, argv, buildStreams{in: dockerCLI.In(), out: dockerCLI.Out(), err: dockerCLI.Err()})
+	return runDocker(ctx, bin, argv, cliStreams(dockerCLI))
 }
