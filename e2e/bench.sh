@@ -86,10 +86,30 @@ printf 'FROM %s\nRUN echo bench > /bench.txt\n' "$E2E_BASE_IMAGE" >project/Docke
 flags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
 "$docker" trustcache build $flags --sign --key ci.key --cache-to "type=registry,ref=$repo:buildcache,mode=max" -o type=local,dest=out project >/dev/null 2>&1
 cdigest=$("$E2E_CRANE" digest "$repo:buildcache")
-t_plain=$(hf plain "$docker buildx build $flags --cache-from type=registry,ref=$repo@$cdigest -o type=local,dest=out project")
-t_tc=$(hf tcbuild "$docker trustcache build $flags --cache-from $repo:buildcache -o type=local,dest=out project")
+# BuildKit's state drifts over a run (its cache metadata grows), which skews commands measured one
+# after the other: the three builds are run in turn, round after round, and each one's median taken.
+plain=("$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$cdigest" -o type=local,dest=out project)
+tcbuild=("$docker" trustcache build $flags --cache-from "$repo:buildcache" -o type=local,dest=out project)
 # The floor: the buildx plugin run directly, as the docker CLI runs it (trustcache build runs it so).
-t_direct=$(hf direct "env DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=$docker $DOCKER_CONFIG/cli-plugins/docker-buildx buildx build $flags --cache-from type=registry,ref=$repo@$cdigest -o type=local,dest=out project")
+direct=(env "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=$docker" "$DOCKER_CONFIG/cli-plugins/docker-buildx" buildx build $flags --cache-from "type=registry,ref=$repo@$cdigest" -o type=local,dest=out project)
+timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
+	local start end
+	start=$(date +%s%N)
+	"$@" >/dev/null 2>&1 </dev/null
+	end=$(date +%s%N)
+	awk -v a="$start" -v b="$end" 'BEGIN{printf "%.6f\n", (b-a)/1e9}'
+}
+median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+for _ in 1 2; do "${plain[@]}" >/dev/null 2>&1 && "${tcbuild[@]}" >/dev/null 2>&1 && "${direct[@]}" >/dev/null 2>&1; done # warm-up
+: >plain.times >tcbuild.times >direct.times
+for _ in $(seq 1 "$runs"); do
+	timed "${plain[@]}" >>plain.times
+	timed "${tcbuild[@]}" >>tcbuild.times
+	timed "${direct[@]}" >>direct.times
+done
+t_plain=$(median <plain.times)
+t_tc=$(median <tcbuild.times)
+t_direct=$(median <direct.times)
 
 table=$(
 	cat <<TABLE
