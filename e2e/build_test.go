@@ -81,6 +81,9 @@ type trustReport struct {
 		Action string `json:"action"`
 		Pinned string `json:"pinned"`
 		Reason string `json:"reason"`
+		Result *struct {
+			FromLedger bool `json:"fromLedger"`
+		} `json:"result"`
 	} `json:"caches"`
 	Signed []struct {
 		Reference string `json:"reference"`
@@ -117,16 +120,23 @@ func TestBuildHeadline(t *testing.T) {
 	fail := e.writePolicy(t, "fail.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
 		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: "    onUntrusted: fail"}})
 
-	// consume builds on a pruned builder with --cache-from the tag.
-	consume := func(t *testing.T, policy, out string) (result, trustReport) {
+	// consumeWith builds on a pruned builder with --cache-from the tag and
+	// extra flags; consume does so as a fresh host would: without this
+	// host's ledger, which holds what builder A signed here.
+	consumeWith := func(t *testing.T, policy, out string, extra ...string) (result, trustReport) {
 		t.Helper()
 		e.prune(t)
 		report := filepath.Join(e.dir, filepath.Base(out)+"-report.json")
 		args := append([]string{"build"}, remoteBuildArgs()...)
+		args = append(args, extra...)
 		args = append(args, "--trust-policy", policy, "--trust-report", report, "--cache-from", cache,
 			"-o", "type=local,dest="+out, ctx)
 		r := e.trustcache(t, args...)
 		return r, readReport(t, report)
+	}
+	consume := func(t *testing.T, policy, out string) (result, trustReport) {
+		t.Helper()
+		return consumeWith(t, policy, out, "--no-ledger")
 	}
 
 	// Builder A builds, exports its cache and signs it.
@@ -159,6 +169,9 @@ func TestBuildHeadline(t *testing.T) {
 	if len(rep.Caches) != 1 || rep.Caches[0].Action != "used" || rep.Caches[0].Pinned != signedCache {
 		t.Errorf("trust report %+v; want the cache used, pinned to %s", rep.Caches, signedCache)
 	}
+	if rep.Caches[0].Result == nil || rep.Caches[0].Result.FromLedger {
+		t.Errorf("the fresh builder's verification came from a ledger: %+v", rep.Caches[0])
+	}
 	if !strings.Contains(r.stderr, signedCache) {
 		t.Errorf("the build did not import the pinned digest %s:\n%s", signedCache, r.stderr)
 	}
@@ -166,6 +179,14 @@ func TestBuildHeadline(t *testing.T) {
 	t.Logf("consumer: %d of %d RUN steps CACHED", cached, total)
 	if total == 0 || cached < total-1 {
 		t.Errorf("consumer: %d of %d RUN steps CACHED; want all (BuildKit may realize the last from its cached layers)", cached, total)
+	}
+
+	// Builder A's own host: the ledger recorded the digest it signed, so
+	// its next build verifies the cache without fetching the signature.
+	r, rep = consumeWith(t, drop, filepath.Join(e.dir, "out-a-again"))
+	r.must(t)
+	if len(rep.Caches) != 1 || rep.Caches[0].Pinned != signedCache || rep.Caches[0].Result == nil || !rep.Caches[0].Result.FromLedger {
+		t.Errorf("builder A's next build: trust report %+v; want the cache used from the ledger, pinned to %s", rep.Caches, signedCache)
 	}
 
 	// The attacker builds on its own state and pushes its cache to the same
