@@ -553,10 +553,29 @@ func safely(fn func() error) (err error) {
 	return fn()
 }
 
-// encodeLedgerEntry returns the stored value: the SHA-256 of key, a zero
-// byte and the JSON, followed by the JSON.
+// encodeLedgerEntry returns the stored value of e (see seal).
 func encodeLedgerEntry(key string, e *LedgerEntry) ([]byte, error) {
-	payload, err := json.Marshal(e)
+	return seal(key, e)
+}
+
+// decodeLedgerEntry checks and decodes a stored value; every failure is an
+// errCorrupt.
+func decodeLedgerEntry(key string, v []byte) (*LedgerEntry, error) {
+	var e LedgerEntry
+	if err := unseal(key, v, &e); err != nil {
+		return nil, corruptf("entry %s: %v", key, err)
+	}
+	if e.Pinned() != key {
+		return nil, corruptf("entry %s names %s", key, e.Pinned())
+	}
+	return &e, nil
+}
+
+// seal returns the value stored under key for v: the SHA-256 of key, a
+// zero byte and v's JSON, followed by that JSON. The checksum binds the
+// value to its key, so a value copied under another key does not decode.
+func seal(key string, v any) ([]byte, error) {
+	payload, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
@@ -564,25 +583,17 @@ func encodeLedgerEntry(key string, e *LedgerEntry) ([]byte, error) {
 	return append(sum[:], payload...), nil
 }
 
-// decodeLedgerEntry checks and decodes a stored value; every failure is an
-// errCorrupt.
-func decodeLedgerEntry(key string, v []byte) (*LedgerEntry, error) {
-	if len(v) < sha256.Size {
-		return nil, corruptf("entry %s: value too short", key)
+// unseal checks a value seal stored under key and decodes its JSON into v.
+func unseal(key string, stored []byte, v any) error {
+	if len(stored) < sha256.Size {
+		return errors.New("value too short")
 	}
-	payload := v[sha256.Size:]
+	payload := stored[sha256.Size:]
 	sum := ledgerChecksum(key, payload)
-	if !bytes.Equal(sum[:], v[:sha256.Size]) {
-		return nil, corruptf("entry %s: checksum mismatch", key)
+	if !bytes.Equal(sum[:], stored[:sha256.Size]) {
+		return errors.New("checksum mismatch")
 	}
-	var e LedgerEntry
-	if err := json.Unmarshal(payload, &e); err != nil {
-		return nil, corruptf("entry %s: %v", key, err)
-	}
-	if e.Pinned() != key {
-		return nil, corruptf("entry %s names %s", key, e.Pinned())
-	}
-	return &e, nil
+	return json.Unmarshal(payload, v)
 }
 
 func ledgerChecksum(key string, payload []byte) [sha256.Size]byte {
@@ -710,29 +721,16 @@ func prunePings(tx *bolt.Tx, now time.Time, all bool) error {
 	return nil
 }
 
-// encodePingEntry returns the stored value, laid out as a ledger entry's:
-// the SHA-256 of key, a zero byte and the JSON, followed by the JSON.
+// encodePingEntry returns the stored value of e, laid out as a ledger
+// entry's (see seal).
 func encodePingEntry(key string, e *pingEntry) ([]byte, error) {
-	payload, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	sum := ledgerChecksum(key, payload)
-	return append(sum[:], payload...), nil
+	return seal(key, e)
 }
 
 // decodePingEntry checks and decodes a stored ping.
 func decodePingEntry(key string, v []byte) (*pingEntry, error) {
-	if len(v) < sha256.Size {
-		return nil, fmt.Errorf("ping %s: value too short", key)
-	}
-	payload := v[sha256.Size:]
-	sum := ledgerChecksum(key, payload)
-	if !bytes.Equal(sum[:], v[:sha256.Size]) {
-		return nil, fmt.Errorf("ping %s: checksum mismatch", key)
-	}
 	var e pingEntry
-	if err := json.Unmarshal(payload, &e); err != nil {
+	if err := unseal(key, v, &e); err != nil {
 		return nil, fmt.Errorf("ping %s: %v", key, err)
 	}
 	if pingKey(e.Scheme, e.Registry) != key {
