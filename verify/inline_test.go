@@ -40,41 +40,6 @@ func stripData(t *testing.T, repo name.Repository, d v1.Hash) {
 	putSigManifest(t, repo, d, m)
 }
 
-// TestVerifyRoundTripsWithoutData: signatures without embedded payloads
-// (cosign's) cost one payload fetch more than trustcache's own
-// (TestVerifyRoundTrips).
-func TestVerifyRoundTripsWithoutData(t *testing.T) {
-	f := newFixture(t)
-	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
-	sign(t, f.ci, "ci", repo, d, now, nil)
-	stripData(t, repo, d)
-	d2 := pushImage(t, repo, "second")
-	sign(t, f.ci, "ci", repo, d2, now, nil)
-	stripData(t, repo, d2)
-
-	v := New(p, WithClock(func() time.Time { return now }))
-	count := func(ref string) int64 {
-		t.Helper()
-		before := f.reg.requests.Load()
-		res, err := v.Verify(context.Background(), ref)
-		if err != nil || !res.Trusted {
-			t.Fatalf("Verify(%q) = %+v, %v; want trusted", ref, res, err)
-		}
-		return f.reg.requests.Load() - before
-	}
-	if n := count(repo.Tag("main").String()); n != 4 {
-		t.Errorf("cold verify of a tag: %d requests; want 4 (ping, HEAD tag, GET .sig, GET payload)", n)
-	}
-	if n := count(repo.Tag("second").String()); n != 3 {
-		t.Errorf("verify of a second tag in the same repository: %d requests; want 3 (no second ping)", n)
-	}
-	if n := count(repo.Digest(d.String()).String()); n != 2 {
-		t.Errorf("verify of a digest reference: %d requests; want 2 (.sig, payload)", n)
-	}
-}
-
 // blobWatch counts the registry's blob GETs and, when serve is set, answers
 // GETs of that blob with body instead of the registry.
 type blobWatch struct {

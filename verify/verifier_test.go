@@ -497,33 +497,51 @@ func TestVerifyBadReference(t *testing.T) {
 // payload in its layer descriptor's data (no blob fetch); a digest
 // reference skips the HEAD; the ping is not repeated for further
 // references of the same repository. A signature without data (as cosign
-// writes it) costs the payload fetch on top: TestVerifyRoundTripsWithoutData.
+// writes it) costs the payload fetch on top.
 func TestVerifyRoundTrips(t *testing.T) {
-	f := newFixture(t)
-	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
-	sign(t, f.ci, "ci", repo, d, now, nil)
-	d2 := pushImage(t, repo, "second")
-	sign(t, f.ci, "ci", repo, d2, now, nil)
+	for _, tc := range []struct {
+		name                    string
+		strip                   bool // as cosign writes signatures: no embedded payload
+		tag, secondTag, digest  int64
+		tagWhy, secondWhy, dWhy string
+	}{
+		{"payload embedded (trustcache's signatures)", false, 3, 2, 1,
+			"ping, HEAD tag, GET .sig", "no second ping", ".sig"},
+		{"payload as a blob only (cosign's signatures)", true, 4, 3, 2,
+			"ping, HEAD tag, GET .sig, GET payload", "no second ping", ".sig, payload"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			p := f.policy(t, "", "")
+			repo := f.reg.repo(t, "team/app-cache")
+			d := pushImage(t, repo, "main")
+			d2 := pushImage(t, repo, "second")
+			for _, dd := range []v1.Hash{d, d2} {
+				sign(t, f.ci, "ci", repo, dd, now, nil)
+				if tc.strip {
+					stripData(t, repo, dd)
+				}
+			}
 
-	v := New(p, WithClock(func() time.Time { return now }))
-	count := func(ref string) int64 {
-		t.Helper()
-		before := f.reg.requests.Load()
-		res, err := v.Verify(context.Background(), ref)
-		if err != nil || !res.Trusted {
-			t.Fatalf("Verify(%q) = %+v, %v; want trusted", ref, res, err)
-		}
-		return f.reg.requests.Load() - before
-	}
-	if n := count(repo.Tag("main").String()); n != 3 {
-		t.Errorf("cold verify of a tag: %d requests; want 3 (ping, HEAD tag, GET .sig)", n)
-	}
-	if n := count(repo.Tag("second").String()); n != 2 {
-		t.Errorf("verify of a second tag in the same repository: %d requests; want 2 (no second ping)", n)
-	}
-	if n := count(repo.Digest(d.String()).String()); n != 1 {
-		t.Errorf("verify of a digest reference: %d requests; want 1 (.sig)", n)
+			v := New(p, WithClock(func() time.Time { return now }))
+			count := func(ref string) int64 {
+				t.Helper()
+				before := f.reg.requests.Load()
+				res, err := v.Verify(context.Background(), ref)
+				if err != nil || !res.Trusted {
+					t.Fatalf("Verify(%q) = %+v, %v; want trusted", ref, res, err)
+				}
+				return f.reg.requests.Load() - before
+			}
+			if n := count(repo.Tag("main").String()); n != tc.tag {
+				t.Errorf("cold verify of a tag: %d requests; want %d (%s)", n, tc.tag, tc.tagWhy)
+			}
+			if n := count(repo.Tag("second").String()); n != tc.secondTag {
+				t.Errorf("verify of a second tag in the same repository: %d requests; want %d (%s)", n, tc.secondTag, tc.secondWhy)
+			}
+			if n := count(repo.Digest(d.String()).String()); n != tc.digest {
+				t.Errorf("verify of a digest reference: %d requests; want %d (%s)", n, tc.digest, tc.dWhy)
+			}
+		})
 	}
 }
