@@ -29,72 +29,32 @@ func attach(t *testing.T, k testKey, builder string, format signature.Format, re
 // only when the policy trusts it on that signature, by the same rules as a
 // verification; recorded, the next verification here fetches no signature.
 func TestRecordSigned(t *testing.T) {
+	ci := func(f *fixture) testKey { return f.ci }
 	for _, tc := range []struct {
-		name   string
-		extra  string // policy scopes/revocations, REVOKED = ci's key id
-		repo   string
-		sign   func(t *testing.T, f *fixture, repo name.Repository, d, other v1.Hash) signature.Signature
-		want   Verdict
-		reason string
-	}{{
-		name: "allowed key, legacy",
-		repo: "team/app-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatLegacy, repo, d)
-		},
-		want: VerdictTrusted,
-	}, {
-		name: "allowed key, bundle (repository bound by the identity annotation)",
-		repo: "team/app-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatBundle, repo, d)
-		},
-		want: VerdictTrusted,
-	}, {
-		name: "key the policy does not know",
-		repo: "team/app-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.rand, "ci", signature.FormatLegacy, repo, d)
-		},
-		want:   VerdictUntrusted,
-		reason: "not signed by any key in the policy",
-	}, {
-		name: "builder of another scope",
-		repo: "team/release-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatLegacy, repo, d)
-		},
-		want:   VerdictUntrusted,
-		reason: "not allowed",
-	}, {
-		name:  "revoked key",
-		extra: "revoked: [REVOKED]",
-		repo:  "team/app-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatLegacy, repo, d)
-		},
-		want:   VerdictUntrusted,
-		reason: "revoked key",
-	}, {
-		name: "signature of another digest",
-		repo: "team/app-cache",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, _, other v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatLegacy, repo, other)
-		},
-		want:   VerdictUntrusted,
-		reason: "copied from another manifest",
-	}, {
-		name: "one builder of the two the scope requires",
-		extra: `  - repositories: ["HOST/team/two-builders"]
+		name    string
+		extra   string // policy scopes/revocations, REVOKED = ci's key id
+		repo    string
+		key     func(f *fixture) testKey // signs as builder "ci"
+		format  signature.Format
+		ofOther bool // the signature is of another digest
+		want    Verdict
+		reason  string
+	}{
+		{name: "allowed key, legacy", repo: "team/app-cache", key: ci, format: signature.FormatLegacy, want: VerdictTrusted},
+		{name: "allowed key, bundle (repository bound by the identity annotation)", repo: "team/app-cache", key: ci, format: signature.FormatBundle, want: VerdictTrusted},
+		{name: "key the policy does not know", repo: "team/app-cache", key: func(f *fixture) testKey { return f.rand }, format: signature.FormatLegacy,
+			want: VerdictUntrusted, reason: "not signed by any key in the policy"},
+		{name: "builder of another scope", repo: "team/release-cache", key: ci, format: signature.FormatLegacy,
+			want: VerdictUntrusted, reason: "not allowed"},
+		{name: "revoked key", extra: "revoked: [REVOKED]", repo: "team/app-cache", key: ci, format: signature.FormatLegacy,
+			want: VerdictUntrusted, reason: "revoked key"},
+		{name: "signature of another digest", repo: "team/app-cache", key: ci, format: signature.FormatLegacy, ofOther: true,
+			want: VerdictUntrusted, reason: "copied from another manifest"},
+		{name: "one builder of the two the scope requires", extra: `  - repositories: ["HOST/team/two-builders"]
     builders: [ci, release]
-    threshold: 2`,
-		repo: "team/two-builders",
-		sign: func(t *testing.T, f *fixture, repo name.Repository, d, _ v1.Hash) signature.Signature {
-			return attach(t, f.ci, "ci", signature.FormatLegacy, repo, d)
-		},
-		want:   VerdictUntrusted,
-		reason: "1 of the 2 required allowed builders signed",
-	}} {
+    threshold: 2`, repo: "team/two-builders", key: ci, format: signature.FormatLegacy,
+			want: VerdictUntrusted, reason: "1 of the 2 required allowed builders signed"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			extra := strings.ReplaceAll(strings.ReplaceAll(tc.extra, "REVOKED", f.ci.id(t)), "HOST", f.reg.host)
@@ -107,7 +67,11 @@ func TestRecordSigned(t *testing.T) {
 			repo := f.reg.repo(t, tc.repo)
 			d := pushImage(t, repo, "main")
 			other := pushImage(t, repo, "other")
-			sig := tc.sign(t, f, repo, d, other)
+			signed := d
+			if tc.ofOther {
+				signed = other
+			}
+			sig := attach(t, tc.key(f), "ci", tc.format, repo, signed)
 			l := newLedger(t)
 			ref := repo.Digest(d.String()).String()
 
