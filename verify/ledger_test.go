@@ -332,13 +332,19 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 // checksum.
 func rawPut(t *testing.T, path, key string, value []byte) {
 	t.Helper()
+	rawPutIn(t, path, ledgerBucket, key, value)
+}
+
+// rawPutIn writes a value into bucket of the ledger file directly.
+func rawPutIn(t *testing.T, path, bucket, key string, value []byte) {
+	t.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	if err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(ledgerBucket))
+		b, err := tx.CreateBucketIfNotExists([]byte(bucket))
 		if err != nil {
 			return err
 		}

@@ -266,20 +266,7 @@ func TestLedgerPingUntrusted(t *testing.T) {
 // rawPutPing writes a value into the ledger file's ping bucket directly.
 func rawPutPing(t *testing.T, path, key string, value []byte) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(ledgerPingBucket))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(key), value)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rawPutIn(t, path, ledgerPingBucket, key, value)
 }
 
 // A damaged ping entry is ignored (a real ping) and written over; it does
