@@ -92,7 +92,9 @@ type trustReport struct {
 	Policy string         `json:"policy"`
 	Caches []cacheReport  `json:"caches"`
 	Signed []signedReport `json:"signed,omitempty"`
-	Built  bool           `json:"built"`
+	// NotSigned says why a build asked to --sign signed nothing.
+	NotSigned string `json:"notSigned,omitempty"`
+	Built     bool   `json:"built"`
 }
 
 // signedReport is one digest --sign signed.
@@ -117,7 +119,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0) {
 		return usagef("--key and --sign-annotation need --sign")
 	}
-	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context))
+	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context), dockerCLI.Err())
 	if err != nil {
 		return err
 	}
@@ -133,7 +135,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
 	for _, c := range report.Caches {
 		if c.Action == actionDropped || c.Action == actionBlocked {
-			fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s cache %s: %s\n", c.Action, c.Source, c.Reason)
+			fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s cache %s: %s\n", c.Action, printable(c.Source), printable(c.Reason))
 		}
 	}
 	if blocked != nil {
@@ -142,6 +144,17 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 			return err
 		}
 		return blocked
+	}
+
+	if signer != nil {
+		if why := unverifiedImports(report.Caches); why != "" {
+			report.NotSigned = why
+			printReport(dockerCLI.Err(), report)
+			if err := writeReport(inv.Trust.Report, report); err != nil {
+				return err
+			}
+			return cli.StatusError{StatusCode: ExitUntrusted, Status: "trustcache: not building: " + why}
+		}
 	}
 
 	argv, err := inv.Rewrite(decisions)
@@ -269,34 +282,62 @@ func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSp
 	}
 }
 
+// unverifiedImports says why a signing build must not run: the caches it
+// would import without a trusted verdict (an audit scope's untrusted
+// cache, a skip scope's, an unsigned type the policy allows). A build that
+// imported one and signed its own export would hand the trusted key's
+// signature to content built from a cache nobody vouched for. It returns
+// "" when every imported cache was verified trusted.
+func unverifiedImports(caches []cacheReport) string {
+	var bad []string
+	for _, c := range caches {
+		switch {
+		case c.Action == actionPassed,
+			c.Action == actionUsed && (c.Result == nil || !c.Result.Trusted):
+			bad = append(bad, c.Source+" ("+c.Reason+")")
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return "not signing a build that imports caches not verified trusted: " + strings.Join(bad, "; ") +
+		". A signing build imports only trusted caches: remove these --cache-from, or make their scopes strict so they are dropped"
+}
+
 // printReport writes the trust summary to w (stderr).
 func printReport(w io.Writer, r *trustReport) {
-	if len(r.Caches) == 0 && len(r.Signed) == 0 {
+	if len(r.Caches) == 0 && len(r.Signed) == 0 && r.NotSigned == "" {
 		return
 	}
 	var b strings.Builder
 	b.WriteString("trustcache: summary\n")
+	if r.Policy != "" {
+		fmt.Fprintf(&b, "  policy   %s\n", printable(r.Policy))
+	}
 	for _, c := range r.Caches {
 		switch c.Action {
 		case actionUsed:
-			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", c.Source, c.Pinned)
+			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", printable(c.Source), printable(c.Pinned))
 			if c.Result != nil && len(c.Result.Signers) > 0 {
 				names := make([]string, len(c.Result.Signers))
 				for i, s := range c.Result.Signers {
 					names[i] = s.Builder
 				}
-				fmt.Fprintf(&b, ", signed by %s", strings.Join(names, ", "))
+				fmt.Fprintf(&b, ", signed by %s", printable(strings.Join(names, ", ")))
 			}
 			if c.Reason != "" {
-				fmt.Fprintf(&b, "\n           %s", c.Reason)
+				fmt.Fprintf(&b, "\n           %s", printable(c.Reason))
 			}
 			b.WriteString("\n")
 		default:
-			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, c.Source, c.Reason)
+			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, printable(c.Source), printable(c.Reason))
 		}
 	}
 	for _, s := range r.Signed {
-		fmt.Fprintf(&b, "  signed   %s (%s)\n", s.Reference, s.Kind)
+		fmt.Fprintf(&b, "  signed   %s (%s)\n", printable(s.Reference), s.Kind)
+	}
+	if r.NotSigned != "" {
+		fmt.Fprintf(&b, "  nothing signed: %s\n", printable(r.NotSigned))
 	}
 	io.WriteString(w, b.String())
 }

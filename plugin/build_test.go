@@ -93,7 +93,7 @@ scopes:
 	if diff := cmp.Diff(want, readArgs(t, argsFile)); diff != "" {
 		t.Errorf("buildx argv (-want +got):\n%s", diff)
 	}
-	for _, w := range []string{"dropped cache type=registry,ref=" + bad, "not signed by any key in the policy", "dropped cache type=local", "pinned to " + host + "/team/cache@" + dGood.String()} {
+	for _, w := range []string{"  policy   policy.yaml\n", "dropped cache type=registry,ref=" + bad, "not signed by any key in the policy", "dropped cache type=local", "pinned to " + host + "/team/cache@" + dGood.String()} {
 		if !strings.Contains(res.stderr, w) {
 			t.Errorf("build stderr lacks %q:\n%s", w, res.stderr)
 		}

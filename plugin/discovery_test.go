@@ -179,8 +179,12 @@ func TestDiscoveryOrder(t *testing.T) {
 		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
 		// verify finds the same one: a policy, so it goes on to the
 		// registry (none here: inconclusive), not a configuration error.
-		if res := run(t, "verify", "--no-ledger", "127.0.0.1:1/team/cache:main"); res.code != ExitInconclusive {
+		res := run(t, "verify", "--no-ledger", "127.0.0.1:1/team/cache:main")
+		if res.code != ExitInconclusive {
 			t.Errorf("verify with the docker config dir's policy = %d %q; want %d", res.code, res.stderr, ExitInconclusive)
+		}
+		if want := "  policy:  " + l.configPolicy + "\n"; !strings.Contains(res.stdout, want) {
+			t.Errorf("verify's text output %q does not name the policy used (%q)", res.stdout, want)
 		}
 	})
 }
@@ -238,4 +242,118 @@ func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
 			t.Errorf("policy lint with an invalid %s = exit %d %q %q; want exit %d naming it", l.repoPolicy, res.code, res.stdout, res.stderr, ExitUsage)
 		}
 	})
+}
+
+// TestDiscoveryBounds: the search for .trustcache.yaml stops at the
+// repository root, the user's home directory and a filesystem boundary;
+// it never takes a policy that someone else could have written (a file
+// owned by another user, or in a directory others can write, such as
+// /tmp), and never follows a policy that is a symbolic link out of the
+// directory it was found in. Skipped files are named on stderr.
+func TestDiscoveryBounds(t *testing.T) {
+	noRepo := func(t *testing.T, l discoveryLayout) {
+		t.Helper()
+		for _, p := range []string{l.repoPolicy, filepath.Join(l.repo, ".git")} {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("not above the home directory", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		noRepo(t, l)
+		t.Setenv("HOME", l.repo)
+		// outside/.trustcache.yaml is above $HOME.
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+	})
+	t.Run("the home directory itself is searched", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		noRepo(t, l)
+		t.Setenv("HOME", l.outside)
+		wantDiscoveryLint(t, run(t, "policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
+	})
+	t.Run("not in a directory others can write", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		noRepo(t, l)
+		// A shared directory like /tmp: world-writable, sticky.
+		if err := os.Chmod(l.outside, 0o1777); err != nil {
+			t.Fatal(err)
+		}
+		res := run(t, "policy", "lint")
+		wantDiscoveryLint(t, res, l.configPolicy)
+		if want := filepath.Join(l.outside, ".trustcache.yaml"); !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "writable by others") {
+			t.Errorf("stderr %q does not say why %s was skipped", res.stderr, want)
+		}
+	})
+	t.Run("not a file owned by another user", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to give a file to another user")
+		}
+		l := newDiscoveryLayout(t, false)
+		noRepo(t, l)
+		p := filepath.Join(l.outside, ".trustcache.yaml")
+		if err := os.Chown(p, 12345, 12345); err != nil {
+			t.Fatal(err)
+		}
+		res := run(t, "policy", "lint")
+		wantDiscoveryLint(t, res, l.configPolicy)
+		if !strings.Contains(res.stderr, p) || !strings.Contains(res.stderr, "owned by") {
+			t.Errorf("stderr %q does not say why %s was skipped", res.stderr, p)
+		}
+	})
+	t.Run("a symbolic link out of its directory is refused, its target never quoted", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		secret := filepath.Join(l.dir, "git-credentials")
+		writeDiscoveryFile(t, secret, "https://user:s3cret-token@github.example\n")
+		if err := os.Remove(l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(secret, l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"policy", "lint"}, {"verify", "127.0.0.1:1/team/cache:main"}} {
+			res := run(t, args...)
+			if res.code != ExitUsage || !strings.Contains(res.stderr, l.repoPolicy) || !strings.Contains(res.stderr, "symbolic link") {
+				t.Errorf("%v with a symlinked policy = exit %d %q; want %d naming %s", args, res.code, res.stderr, ExitUsage, l.repoPolicy)
+			}
+			if strings.Contains(res.stdout+res.stderr, "s3cret") {
+				t.Errorf("%v quoted the symlink's target: %q %q", args, res.stdout, res.stderr)
+			}
+		}
+	})
+	t.Run("a symbolic link within its directory is followed", func(t *testing.T) {
+		l := newDiscoveryLayout(t, false)
+		target := filepath.Join(l.repo, "policies", "ci.yaml")
+		writeDiscoveryFile(t, target, string(mustRead(t, l.repoPolicy)))
+		if err := os.Remove(l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("policies", "ci.yaml"), l.repoPolicy); err != nil {
+			t.Fatal(err)
+		}
+		wantDiscoveryLint(t, run(t, "policy", "lint"), l.repoPolicy)
+	})
+}
+
+// TestPolicyErrorsQuoteNoContent: a file that is not a policy at all (a
+// credentials file given or linked by mistake) gets an error naming the
+// file, line and column and what was expected, never its content.
+func TestPolicyErrorsQuoteNoContent(t *testing.T) {
+	dir := isolate(t)
+	for name, content := range map[string]string{
+		"scalar":      "https://user:s3cret-token@github.example\n",
+		"list":        "- s3cret-token\n",
+		"unknown key": "s3cret-token: 1\n",
+		"odd key":     "\"https://user:s3cret-token@github.example\": 1\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		writeDiscoveryFile(t, p, content)
+		res := run(t, "policy", "lint", p)
+		if res.code != ExitUsage || !strings.Contains(res.stderr, p+":1:") {
+			t.Errorf("policy lint %s = exit %d %q; want %d naming %s:1:COLUMN", name, res.code, res.stderr, ExitUsage, p)
+		}
+		if strings.Contains(res.stdout+res.stderr, "s3cret") {
+			t.Errorf("policy lint %s quoted the file's content: %q", name, res.stderr)
+		}
+	}
 }

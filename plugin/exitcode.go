@@ -54,8 +54,10 @@ func withStatus(err error) error {
 		code = ExitUsage
 	}
 	st = cli.StatusError{Cause: err, StatusCode: code}
-	if msg := err.Error(); strings.Contains(msg, "-----BEGIN") {
-		st.Status = redactPEM(msg)
+	// Errors may quote a registry's answer: shown escaped, key material
+	// never.
+	if msg := err.Error(); strings.Contains(msg, "-----BEGIN") || printableLines(msg) != msg {
+		st.Status = printableLines(redactPEM(msg))
 	}
 	return st
 }

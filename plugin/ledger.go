@@ -119,7 +119,7 @@ func runLedgerLs(ctx context.Context, out, errOut io.Writer, opts ledgerLsOption
 		for i, s := range r.Signers {
 			signers[i] = s.Builder
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Pinned(), strings.Join(signers, ","), r.Expires.UTC().Format(time.RFC3339), r.Status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(r.Pinned()), printable(strings.Join(signers, ",")), r.Expires.UTC().Format(time.RFC3339), r.Status)
 	}
 	return tw.Flush()
 }

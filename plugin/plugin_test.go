@@ -206,7 +206,7 @@ func TestTrustLoop(t *testing.T) {
 	if res.code != 0 {
 		t.Errorf("verify trusted = %d %q %q", res.code, res.stdout, res.stderr)
 	}
-	golden(t, "verify-trusted.txt", scrub(res.stdout, host))
+	golden(t, "verify-trusted.txt", strings.ReplaceAll(scrub(res.stdout, host), dir, "DIR"))
 
 	res = run(t, "verify", "--format", "json", good, bad, unsigned)
 	if res.code != ExitUntrusted {
@@ -215,7 +215,7 @@ func TestTrustLoop(t *testing.T) {
 	golden(t, "verify-mixed.json", scrub(res.stdout, host))
 
 	res = run(t, "verify", bad, unsigned)
-	golden(t, "verify-untrusted.txt", scrub(res.stdout, host))
+	golden(t, "verify-untrusted.txt", strings.ReplaceAll(scrub(res.stdout, host), dir, "DIR"))
 
 	res = run(t, "policy", "explain", good)
 	if res.code != 0 {

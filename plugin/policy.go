@@ -81,7 +81,7 @@ when the policy is valid, 2 when it is not.`,
 			if len(args) == 1 {
 				flag = args[0]
 			}
-			path, err := findPolicy(flag, ".")
+			path, err := findPolicy(flag, ".", dockerCLI.Err())
 			if err != nil {
 				return withStatus(asUsage(err))
 			}
@@ -108,7 +108,7 @@ annotations — with whether it held. Exit status as for verify.`,
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(opts.policy, ".")
+			p, err := loadPolicy(opts.policy, ".", dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
@@ -138,31 +138,31 @@ annotations — with whether it held. Exit status as for verify.`,
 // result.
 func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "policy:      %s\n", policyFile)
-	fmt.Fprintf(&b, "reference:   %s\n", r.Reference)
-	fmt.Fprintf(&b, "repository:  %s\n", r.Repository)
+	fmt.Fprintf(&b, "policy:      %s\n", printable(policyFile))
+	fmt.Fprintf(&b, "reference:   %s\n", printable(r.Reference))
+	fmt.Fprintf(&b, "repository:  %s\n", printable(r.Repository))
 	if r.Scope == "" {
 		b.WriteString("scope:       none matches: untrusted\n")
 	} else {
-		fmt.Fprintf(&b, "scope:       %s (level %s, threshold %d, on untrusted %s)\n", r.Scope, r.Level, r.Threshold, r.OnUntrusted)
+		fmt.Fprintf(&b, "scope:       %s (level %s, threshold %d, on untrusted %s)\n", printable(r.Scope), r.Level, r.Threshold, r.OnUntrusted)
 		for _, o := range r.OtherScopes {
-			fmt.Fprintf(&b, "             also matches, less specific: %s\n", o)
+			fmt.Fprintf(&b, "             also matches, less specific: %s\n", printable(o))
 		}
 	}
 	if r.Digest != "" {
-		fmt.Fprintf(&b, "digest:      %s\n", r.Digest)
+		fmt.Fprintf(&b, "digest:      %s\n", printable(r.Digest))
 	}
 	for _, sc := range r.Checks {
-		fmt.Fprintf(&b, "signature    %s (%s)\n", sc.Source, sc.Format)
+		fmt.Fprintf(&b, "signature    %s (%s)\n", printable(sc.Source), printable(sc.Format))
 		for _, c := range sc.Checks {
 			mark := "ok  "
 			if !c.OK {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(&b, "  %s %-12s %s\n", mark, c.Rule, c.Detail)
+			fmt.Fprintf(&b, "  %s %-12s %s\n", mark, c.Rule, printable(c.Detail))
 		}
 		if sc.Signer != nil {
-			fmt.Fprintf(&b, "  => counts for builder %s\n", sc.Signer.Builder)
+			fmt.Fprintf(&b, "  => counts for builder %s\n", printable(sc.Signer.Builder))
 		} else {
 			b.WriteString("  => does not count\n")
 		}
@@ -173,12 +173,12 @@ func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
 		for i, s := range r.Signers {
 			names[i] = s.Builder
 		}
-		fmt.Fprintf(&b, " (signed by %s)", strings.Join(names, ", "))
+		fmt.Fprintf(&b, " (signed by %s)", printable(strings.Join(names, ", ")))
 	}
 	b.WriteString("\n")
 	for _, reason := range r.Reasons {
 		if !strings.Contains(reason, ".sig layer") {
-			fmt.Fprintf(&b, "             %s\n", reason)
+			fmt.Fprintf(&b, "             %s\n", printable(reason))
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -742,3 +742,137 @@ func TestBuildSignsReportedDigest(t *testing.T) {
 		t.Errorf("verify of the digest the build signed = %d %q; want it from the ledger", res.code, res.stdout)
 	}
 }
+
+// TestBuildSignRefusesUnverifiedImports: a signing build must not import a
+// cache that was not verified trusted (an audit scope's untrusted cache, a
+// skip scope's, an unsigned type the policy allows) and then sign what it
+// exported with the trusted key: every strict consumer would trust a cache
+// built from the attacker's. The build does not start, nothing is signed,
+// and the report says why.
+func TestBuildSignRefusesUnverifiedImports(t *testing.T) {
+	for _, tc := range []struct {
+		name, cacheFrom, why string
+	}{
+		{"audit scope, unsigned cache", "type=registry,ref=HOST/audit/cache:main", "level audit"},
+		{"skip scope", "type=registry,ref=HOST/skip/cache:main", "level skip"},
+		{"unsigned type the policy allows", "type=local,src=/tmp/cache", "allows unsigned local"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := isolate(t)
+			host := newRegistry(t)
+			run(t, "keys", "generate", "--name", "ci")
+			policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nallowUnsignedTypes: [local]\nscopes:\n" +
+				"  - repositories: [\"" + host + "/team/*\"]\n    builders: [ci]\n" +
+				"  - repositories: [\"" + host + "/audit/*\"]\n    builders: [ci]\n    level: audit\n" +
+				"  - repositories: [\"" + host + "/skip/*\"]\n    builders: [ci]\n    level: skip\n"
+			if err := os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte(policy), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			pushRandom(t, host+"/audit/cache:main") // the attacker's, unsigned
+			pushRandom(t, host+"/skip/cache:main")
+			cache := host + "/team/cache:main"
+			argsFile := fakeDocker(t, dir, 0)
+			res := run(t, "build", "--no-ledger", "--sign", "--key", "ci.key", "--trust-report", "report.json",
+				"--cache-from", strings.ReplaceAll(tc.cacheFrom, "HOST", host),
+				"--cache-to", "type=registry,ref="+cache+",mode=max", ".")
+			if res.code != ExitUntrusted {
+				t.Errorf("build --sign importing an unverified cache = exit %d; want %d\n%s", res.code, ExitUntrusted, res.stderr)
+			}
+			if _, err := os.Stat(argsFile); err == nil {
+				t.Errorf("the build ran: %v", readArgs(t, argsFile))
+			}
+			for _, w := range []string{"not signing", tc.why} {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
+				}
+			}
+			var rep trustReport
+			if err := json.Unmarshal(mustRead(t, filepath.Join(dir, "report.json")), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Built || len(rep.Signed) != 0 || !strings.Contains(rep.NotSigned, tc.why) {
+				t.Errorf("report: built %v, signed %v, notSigned %q; want not built, nothing signed, and why (%q)", rep.Built, rep.Signed, rep.NotSigned, tc.why)
+			}
+		})
+	}
+	// The control: a cache verified trusted does not stop a signing build.
+	t.Run("trusted cache", func(t *testing.T) {
+		dir := isolate(t)
+		host := newRegistry(t)
+		run(t, "keys", "generate", "--name", "ci")
+		trustPolicy(t, dir, host, "")
+		good := host + "/team/cache:main"
+		pushRandom(t, good)
+		if res := run(t, "sign", "--key", "ci.key", good); res.code != 0 {
+			t.Fatal(res.stderr)
+		}
+		argsFile := fakeDocker(t, dir, 0)
+		res := run(t, "build", "--no-ledger", "--sign", "--key", "ci.key", "--cache-from", good,
+			"--cache-to", "type=registry,ref="+good+",mode=max", ".")
+		if _, err := os.Stat(argsFile); err != nil || strings.Contains(res.stderr, "not signing a build") {
+			t.Errorf("a signing build importing only trusted caches did not run: %d %s", res.code, res.stderr)
+		}
+	})
+}
+
+// TestRegistryTextIsEscaped: a hostile registry answers the signature
+// fetch with an error body that carries a carriage return, ANSI escapes
+// and a newline, to erase the "dropped" line and print a forged "used …
+// signed by ci" line. Text output shows such strings escaped, on the line
+// they belong to; JSON keeps them exact.
+func TestRegistryTextIsEscaped(t *testing.T) {
+	dir := isolate(t)
+	const forged = "\r\x1b[2K\x1b[1A  used     evil\n           pinned to evil, signed by ci\u202e"
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/sha256-") || strings.Contains(r.URL.Path, "/referrers/") {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, forged)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "")
+	cache := host + "/team/cache:main"
+	pushRandom(t, cache)
+
+	clean := func(what, s string) {
+		t.Helper()
+		for _, bad := range []string{"\r", "\x1b", "\u202e", "\n  used     evil", "\n           pinned to evil"} {
+			if strings.Contains(s, bad) {
+				t.Errorf("%s carries %q from the registry raw:\n%q", what, bad, s)
+			}
+		}
+		if !strings.Contains(s, `\x1b[2K`) {
+			t.Errorf("%s does not show the registry's text escaped:\n%q", what, s)
+		}
+	}
+	res := run(t, "verify", "--no-ledger", cache)
+	if res.code != ExitInconclusive {
+		t.Errorf("verify = %d; want %d (%q)", res.code, ExitInconclusive, res.stdout)
+	}
+	clean("verify text output", res.stdout+res.stderr)
+
+	res = run(t, "verify", "--no-ledger", "--format", "json", cache)
+	var out struct{ Reasons []string }
+	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
+		t.Fatalf("verify --format json: %v\n%s", err, res.stdout)
+	}
+	if !strings.Contains(strings.Join(out.Reasons, "\n"), forged) {
+		t.Errorf("verify --format json reasons %q do not keep the registry's text exact", out.Reasons)
+	}
+
+	fakeDocker(t, dir, 0)
+	res = run(t, "build", "--no-ledger", "--trust-report", "report.json", "--cache-from", cache, ".")
+	clean("build output", res.stdout+res.stderr)
+	if !strings.Contains(string(mustRead(t, filepath.Join(dir, "report.json"))), `\r\u001b[2K`) {
+		t.Errorf("the trust report does not keep the registry's text exact")
+	}
+
+	res = run(t, "policy", "explain", cache)
+	clean("policy explain output", res.stdout+res.stderr)
+}

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -78,7 +79,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 			ann[k] = v
 		}
 	}
-	p, err := signingPolicy(opts.policy, ".")
+	p, err := signingPolicy(opts.policy, ".", dockerCLI.Err())
 	if err != nil {
 		return err
 	}
@@ -142,17 +143,18 @@ func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref
 	if err != nil || res.Trusted || res.Verdict == verify.VerdictSkipped {
 		return
 	}
-	fmt.Fprintf(errOut, "note: %s is not trusted by %s on this signature: %s\n", ref, v.Policy().File, strings.Join(res.Reasons, "; "))
+	fmt.Fprintf(errOut, "note: %s is not trusted by %s on this signature: %s\n", printable(ref), v.Policy().File, printable(strings.Join(res.Reasons, "; ")))
 }
 
 // signingPolicy returns the policy signing takes its defaults from (the
 // signature format, the builder name of the key), or nil when none is
 // found: signing needs none. A policy named by --policy must exist, and a
 // policy found must be valid.
-func signingPolicy(flag, startDir string) (*verify.Policy, error) {
-	path, err := findPolicy(flag, startDir)
+func signingPolicy(flag, startDir string, warn io.Writer) (*verify.Policy, error) {
+	path, err := findPolicy(flag, startDir, warn)
 	if err != nil {
-		if flag != "" {
+		var ue usageError
+		if flag != "" || errors.As(err, &ue) {
 			return nil, asUsage(err)
 		}
 		return nil, nil

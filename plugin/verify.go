@@ -40,7 +40,7 @@ REF without a verdict; 2 for a usage or configuration error.`,
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(opts.policy, ".")
+			p, err := loadPolicy(opts.policy, ".", dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
@@ -87,7 +87,7 @@ func runVerify(ctx context.Context, out io.Writer, v *verify.Verifier, opts veri
 		if opts.format == "json" {
 			err = json.NewEncoder(out).Encode(res)
 		} else {
-			err = renderResult(out, res)
+			err = renderResult(out, v.Policy().File, res)
 		}
 		if err != nil {
 			return err
@@ -141,28 +141,30 @@ func verifyStatus(results []*verify.Result) error {
 	return cli.StatusError{StatusCode: code}
 }
 
-// renderResult writes the text form of a result.
-func renderResult(w io.Writer, r *verify.Result) error {
+// renderResult writes the text form of a result under the policy in
+// policyFile.
+func renderResult(w io.Writer, policyFile string, r *verify.Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s\n", r.Reference, r.Verdict)
+	fmt.Fprintf(&b, "%s: %s\n", printable(r.Reference), r.Verdict)
+	fmt.Fprintf(&b, "  policy:  %s\n", printable(policyFile))
 	if r.Digest != "" {
-		fmt.Fprintf(&b, "  digest:  %s\n", r.Digest)
+		fmt.Fprintf(&b, "  digest:  %s\n", printable(r.Digest))
 	}
 	if r.Scope != "" {
-		fmt.Fprintf(&b, "  scope:   %s (level %s, threshold %d, on untrusted %s)\n", r.Scope, r.Level, r.Threshold, r.OnUntrusted)
+		fmt.Fprintf(&b, "  scope:   %s (level %s, threshold %d, on untrusted %s)\n", printable(r.Scope), r.Level, r.Threshold, r.OnUntrusted)
 	}
 	for _, s := range r.Signers {
-		fmt.Fprintf(&b, "  signer:  %s %s", s.Builder, s.KeyID)
+		fmt.Fprintf(&b, "  signer:  %s %s", printable(s.Builder), printable(s.KeyID))
 		if s.SignedAt != "" {
-			fmt.Fprintf(&b, " at %s", s.SignedAt)
+			fmt.Fprintf(&b, " at %s", printable(s.SignedAt))
 		}
 		if ctx := signedContext(s.Annotations); ctx != "" {
-			fmt.Fprintf(&b, " (%s)", ctx)
+			fmt.Fprintf(&b, " (%s)", printable(ctx))
 		}
 		b.WriteString("\n")
 	}
 	for _, reason := range r.Reasons {
-		fmt.Fprintf(&b, "  reason:  %s\n", reason)
+		fmt.Fprintf(&b, "  reason:  %s\n", printable(reason))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

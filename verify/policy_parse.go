@@ -143,16 +143,23 @@ func (ps *parser) fields(n *yaml.Node, path string, known ...string) map[string]
 			ps.errorf(k, path, "field names must be strings, not %s", describeNode(k))
 			continue
 		}
+		if !slices.Contains(known, k.Value) {
+			// The name is shown only as a near miss of a known field: a
+			// file that is no policy (a credentials file given or linked by
+			// mistake) is never quoted.
+			if hint := suggest(k.Value, known); hint != "" {
+				ps.errorf(k, join(path, k.Value), "unknown field%s", hint)
+			} else {
+				ps.errorf(k, path, "unknown field: want one of %s", strings.Join(known, ", "))
+			}
+			continue
+		}
 		fp := join(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
 			ps.errorf(k, fp, "given twice (first at line %d)", first.Line)
 			continue
 		}
 		seen[k.Value] = k
-		if !slices.Contains(known, k.Value) {
-			ps.errorf(k, fp, "unknown field%s", suggest(k.Value, known))
-			continue
-		}
 		if isNull(v) {
 			continue
 		}
@@ -660,6 +667,9 @@ func isNull(n *yaml.Node) bool {
 }
 
 // describeNode names the kind of a node for "must be X, not Y" messages.
+// It never quotes the node's value: the file may be no policy at all (a
+// credentials file given or linked by mistake); the line and column that
+// every error carries point at it.
 func describeNode(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -671,26 +681,17 @@ func describeNode(n *yaml.Node) string {
 		case "!!null":
 			return "null"
 		case "!!str":
-			return fmt.Sprintf("the string %q", truncate(n.Value))
+			return "a string"
 		case "!!int", "!!float":
-			return "the number " + truncate(n.Value)
+			return "a number"
 		case "!!bool":
-			return n.Value
+			return "true or false"
 		}
-		return fmt.Sprintf("%s %q", n.ShortTag(), truncate(n.Value))
+		return "a " + strings.TrimPrefix(n.ShortTag(), "!!") + " value"
 	case yaml.AliasNode:
 		return "an alias"
 	}
 	return "nothing"
-}
-
-// truncate shortens a value quoted in a message.
-func truncate(s string) string {
-	const max = 40
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }
 
 // join appends a mapping key to a field path.

@@ -430,7 +430,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{
 			name: "version is a string",
 			text: "version: \"1\"\n" + policyHeader[len("version: 1\n"):] + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\n",
-			want: []string{`policy.yaml:1:1: version: must be an integer, not the string "1"`},
+			want: []string{`policy.yaml:1:1: version: must be an integer, not a string`},
 		},
 		{
 			name: "builders missing",
@@ -624,7 +624,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{
 			name: "threshold not a number",
 			text: policyHeader + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\n    threshold: two\n",
-			want: []string{`policy.yaml:10:5: scopes[0].threshold: must be an integer, not the string "two"`},
+			want: []string{`policy.yaml:10:5: scopes[0].threshold: must be an integer, not a string`},
 		},
 		{
 			name: "threshold overflows",
@@ -674,7 +674,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{
 			name: "acceptUnboundBundles not a bool",
 			text: policyHeader + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\n    acceptUnboundBundles: \"yes\"\n",
-			want: []string{`policy.yaml:10:5: scopes[0].acceptUnboundBundles: must be true or false, not the string "yes"`},
+			want: []string{`policy.yaml:10:5: scopes[0].acceptUnboundBundles: must be true or false, not a string`},
 		},
 		{
 			name: "revoked not a key id",
