@@ -3,7 +3,7 @@ package plugin
 import (
 	"context"
 	"encoding/json"
-
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,7 +27,9 @@ digest (type=registry,ref=REPO@sha256:…); untrusted or inconclusive ones are
 dropped with a warning, or stop the build (policy onUntrusted: fail). Cache
 types registry signatures cannot cover (local, gha, s3, azblob) are dropped
 unless the policy's allowUnsignedTypes lists them. Every other flag goes to
-buildx unchanged and in order.
+buildx unchanged and in order. A build that imports no cache needs no
+policy: without one it runs exactly as docker buildx build. A signing build
+(--sign) imports only caches verified trusted, or does not start.
 
 trustcache options:
       --trust-policy FILE        Policy file (default: $TRUSTCACHE_POLICY,
@@ -119,7 +121,17 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0) {
 		return usagef("--key and --sign-annotation need --sign")
 	}
+	// A build that imports no cache has nothing to verify and needs no
+	// policy: through the alias, a project without one builds exactly as
+	// with docker buildx build.
 	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context), dockerCLI.Err())
+	var none *noPolicyError
+	if errors.As(err, &none) {
+		none.flag = "--trust-policy"
+		if len(inv.CacheFrom) == 0 {
+			p, err = nil, nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -129,9 +141,14 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 			return err
 		}
 	}
-	v, done := newVerifier(dockerCLI, p, inv.Trust.NoLedger)
-	defer done()
-	report := &trustReport{Policy: p.File}
+	report := &trustReport{}
+	var v *verify.Verifier
+	if p != nil {
+		var done func()
+		v, done = newVerifier(dockerCLI, p, inv.Trust.NoLedger)
+		defer done()
+		report.Policy = p.File
+	}
 	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
 	for _, c := range report.Caches {
 		if c.Action == actionDropped || c.Action == actionBlocked {
@@ -313,6 +330,8 @@ func printReport(w io.Writer, r *trustReport) {
 	b.WriteString("trustcache: summary\n")
 	if r.Policy != "" {
 		fmt.Fprintf(&b, "  policy   %s\n", printable(r.Policy))
+	} else {
+		b.WriteString("  policy   none found: no cache was imported, and what was signed is not recorded in the ledger\n")
 	}
 	for _, c := range r.Caches {
 		switch c.Action {

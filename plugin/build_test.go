@@ -201,3 +201,64 @@ func TestBuildRedactsKeyMaterial(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildWithoutPolicy: a build that imports no cache needs no policy:
+// it runs buildx with its arguments unchanged and exits with its code
+// (through the alias, a project without a policy builds exactly as with
+// docker buildx build); --sign signs and says that no policy recorded the
+// result. A build that does import a cache and finds no policy fails
+// closed, naming the flag build takes (--trust-policy).
+func TestBuildWithoutPolicy(t *testing.T) {
+	t.Run("no cache, no policy", func(t *testing.T) {
+		dir := isolate(t)
+		os.MkdirAll(filepath.Join(dir, ".git"), 0o755) // nothing above the test dir
+		for _, code := range []int{0, 7} {
+			argsFile := fakeDocker(t, dir, code)
+			res := run(t, "build", "-t", "app:dev", "--cache-to", "type=inline", ".")
+			if res.code != code {
+				t.Errorf("build without a policy, buildx exit %d = exit %d %q; want %d", code, res.code, res.stderr, code)
+			}
+			if res.stderr != "" || res.stdout != "" {
+				t.Errorf("build without a policy printed %q %q; want only what buildx prints", res.stdout, res.stderr)
+			}
+			want := []string{"buildx", "build", "-t", "app:dev", "--cache-to", "type=inline", "."}
+			if diff := cmp.Diff(want, readArgs(t, argsFile)); diff != "" {
+				t.Errorf("buildx argv (-want +got):\n%s", diff)
+			}
+		}
+	})
+	t.Run("a cache to import, no policy", func(t *testing.T) {
+		dir := isolate(t)
+		os.MkdirAll(filepath.Join(dir, ".git"), 0o755)
+		argsFile := fakeDocker(t, dir, 0)
+		res := run(t, "build", "--cache-from", "127.0.0.1:1/team/cache:main", ".")
+		if res.code != ExitUsage || !strings.Contains(res.stderr, "--trust-policy FILE") || strings.Contains(res.stderr, "--policy FILE") {
+			t.Errorf("build importing a cache without a policy = exit %d %q; want %d naming --trust-policy", res.code, res.stderr, ExitUsage)
+		}
+		if _, err := os.Stat(argsFile); err == nil {
+			t.Errorf("the build ran without a policy to verify its cache")
+		}
+	})
+	t.Run("--sign, no policy", func(t *testing.T) {
+		dir := isolate(t)
+		os.MkdirAll(filepath.Join(dir, ".git"), 0o755)
+		host := newRegistry(t)
+		run(t, "keys", "generate", "--name", "ci")
+		cache := host + "/team/cache:main"
+		built := pushRandom(t, cache)
+		script := filepath.Join(dir, "docker")
+		body := "#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --metadata-file ]; then f=\"$2\"; fi; shift; done\n" +
+			"printf '%s' '{\"cache.manifest\":{\"digest\":\"" + built.String() + "\"}}' > \"$f\"\n"
+		if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", script)
+		res := run(t, "build", "--sign", "--key", "ci.key", "--cache-to", "type=registry,ref="+cache+",mode=max", ".")
+		if res.code != 0 {
+			t.Fatalf("build --sign without a policy = %d %s", res.code, res.stderr)
+		}
+		if !strings.Contains(res.stderr, "signed   "+host+"/team/cache@"+built.String()) || !strings.Contains(res.stderr, "policy   none found") {
+			t.Errorf("build --sign without a policy: stderr %q; want it signed and the missing policy said", res.stderr)
+		}
+	})
+}

@@ -161,7 +161,9 @@ func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]
 		}
 		ref := t.repo.Name() + "@" + t.digest.String()
 		signed = append(signed, signedReport{Reference: ref, Kind: t.kind})
-		recordSigned(ctx, bs.cli.Err(), v, ref, sig)
+		if v != nil {
+			recordSigned(ctx, bs.cli.Err(), v, ref, sig)
+		}
 	}
 	return signed, nil
 }

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -39,8 +38,19 @@ func findPolicy(flag, startDir string, warn io.Writer) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	return "", errors.New("no policy: pass --policy FILE, set " + envPolicy + ", add " + policyFileName +
-		" at the root of your repository, or put one at " + p + " (docker trustcache policy init writes a starter)")
+	return "", &noPolicyError{flag: "--policy", configPolicy: p}
+}
+
+// noPolicyError reports that no policy was given or found. Its message
+// lists every way to give one, with the flag of the command that failed.
+type noPolicyError struct {
+	flag         string // --policy, or --trust-policy for build
+	configPolicy string // where the docker config dir's policy would be
+}
+
+func (e *noPolicyError) Error() string {
+	return "no policy: pass " + e.flag + " FILE, set " + envPolicy + ", add " + policyFileName +
+		" at the root of your repository, or put one at " + e.configPolicy + " (docker trustcache policy init writes a starter)"
 }
 
 // discoverPolicy looks for .trustcache.yaml in startDir and its parents.
