@@ -44,6 +44,7 @@ func decodeConfig(t *testing.T, path string) map[string]any {
 // buildx again, keeping every other setting of the config.
 func TestAliasBuilder(t *testing.T) {
 	e := trustEnv(t)
+	e.unsetenv("DOCKER_BUILDKIT") // the alias's limit: TestAliasLegacyBuilderBypass
 	ctx := e.project(t)
 	e.genKey(t, "builder-a")
 	e.genKey(t, "attacker")
@@ -114,6 +115,10 @@ func TestAliasBuilder(t *testing.T) {
 	if again, _ := os.ReadFile(configPath); !bytes.Equal(again, data) {
 		t.Errorf("a second install rewrote the config:\n%s\nwas\n%s", again, data)
 	}
+	// The check agrees: alias set, BuildKit on, buildx found.
+	if r := e.trustcache(t, "install", "--check").must(t); !strings.Contains(r.stdout, "ok") {
+		t.Errorf("install --check after install: %v", r)
+	}
 
 	// docker build, docker image build and docker builder build reach
 	// docker trustcache build.
@@ -174,6 +179,78 @@ func TestAliasBuilder(t *testing.T) {
 	if got != poison {
 		t.Errorf("docker build after uninstall built %q; want plain buildx to import the poisoned cache (%q)", got, poison)
 	}
+}
+
+// TestAliasLegacyBuilderBypass proves the limit of the builder alias: with
+// DOCKER_BUILDKIT=0 the docker CLI picks the legacy builder before it looks
+// at the alias, so docker trustcache never runs, and "docker build
+// --cache-from IMAGE" reuses a pulled image nobody signed — the attacker's
+// RUN output ends up in the victim's image. install warns about it and
+// install --check exits 2 in that environment; without the variable (or
+// with DOCKER_BUILDKIT=1) the check passes.
+func TestAliasLegacyBuilderBypass(t *testing.T) {
+	e := trustEnv(t)
+	ctx := e.project(t)
+	e.genKey(t, "builder-a")
+	repo := uniqueRepo(t)
+	poisoned, victim := repo+":main", repo+":victim"
+	// The policy would drop the unsigned cache, were it asked.
+	policy := "version: 1\nbuilders:\n  - name: builder-a\n    key: " + filepath.Join(e.dir, "builder-a.pub") +
+		"\nscopes:\n  - repositories: [\"" + repo + "\"]\n    builders: [builder-a]\n"
+	if err := os.WriteFile(filepath.Join(ctx, ".trustcache.yaml"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	legacy := []string{"build", "--network", cfg.network}
+	e.setenv("DOCKER_BUILDKIT", "0")
+
+	// The attacker's image, built by the legacy builder and pushed to the
+	// cache tag, unsigned. Removing it locally removes its intermediate
+	// images too: whatever the victim reuses comes from the pull.
+	e.docker(t, append(legacy, "-t", poisoned, ctx)...).must(t)
+	e.docker(t, "push", poisoned).must(t)
+	poison := strings.TrimSpace(e.docker(t, "run", "--rm", "--network", "none", poisoned, "cat", "/result.txt").must(t).stdout)
+	if r := e.docker(t, "image", "rm", "-f", poisoned).must(t); strings.Count(r.stdout, "Deleted:") < 3 {
+		t.Fatalf("removing the attacker's image left its intermediate images: %v", r)
+	}
+
+	// install, run with DOCKER_BUILDKIT=0, warns; the check fails.
+	r := e.trustcache(t, "install", "--alias-builder").must(t)
+	if !strings.Contains(r.stderr, "WARNING: DOCKER_BUILDKIT=0 is set") {
+		t.Errorf("install --alias-builder with DOCKER_BUILDKIT=0 did not warn:\n%s", r.stderr)
+	}
+	r = e.trustcache(t, "install", "--check").wantCode(t, 2)
+	if !strings.Contains(r.stderr, "DOCKER_BUILDKIT=0") || !strings.Contains(r.stderr, "legacy builder") {
+		t.Errorf("install --check with DOCKER_BUILDKIT=0 does not name the problem:\n%s", r.stderr)
+	}
+
+	// The victim pulls the cache image and builds from it: the legacy
+	// builder, not docker trustcache, and the attacker's output.
+	e.docker(t, "pull", poisoned).must(t)
+	r = e.docker(t, append(legacy, "--cache-from", poisoned, "-t", victim, ctx)...).must(t)
+	if strings.Contains(r.stderr, "WARNING: trustcache:") || strings.Contains(r.stderr, "trustcache: summary") {
+		t.Errorf("docker build with DOCKER_BUILDKIT=0 ran trustcache after all:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "legacy builder") {
+		t.Errorf("docker build with DOCKER_BUILDKIT=0: no legacy builder warning from the docker CLI:\n%v", r)
+	}
+	if n := strings.Count(r.stdout, "Using cache"); n < 3 {
+		t.Errorf("docker build with DOCKER_BUILDKIT=0 --cache-from %s: %d steps from the cache; want the 3 RUN steps:\n%v", poisoned, n, r)
+	}
+	got := strings.TrimSpace(e.docker(t, "run", "--rm", "--network", "none", victim, "cat", "/result.txt").must(t).stdout)
+	if got != poison {
+		t.Errorf("docker build with DOCKER_BUILDKIT=0 built %q; want the attacker's %q (the limit this test documents)", got, poison)
+	}
+
+	// Without the variable, or with DOCKER_BUILDKIT=1, the check passes.
+	for _, set := range []bool{false, true} {
+		if set {
+			e.setenv("DOCKER_BUILDKIT", "1")
+		} else {
+			e.unsetenv("DOCKER_BUILDKIT")
+		}
+		e.trustcache(t, "install", "--check").must(t)
+	}
+	e.docker(t, "image", "rm", "-f", poisoned, victim).must(t)
 }
 
 // TestAliasMalformedConfig: install and uninstall refuse a config.json they

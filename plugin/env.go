@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +14,30 @@ const (
 	envPolicy = "TRUSTCACHE_POLICY" // policy file, when --policy is not given
 	envKey    = "TRUSTCACHE_KEY"    // signing key, when --key is not given
 )
+
+// envBuildKit is the docker CLI's switch between BuildKit and the legacy
+// builder. The docker CLI (cmd/docker/builder.go processBuilder, 28.x and
+// 29.x) reads it with strconv.ParseBool before it looks at the builder
+// alias: a false value sends docker build, docker image build and docker
+// builder build to the legacy builder, which never runs the alias (docker
+// bake excepted); a value ParseBool refuses fails every docker build.
+// install and install --check read it; docker build reads it where it runs.
+const envBuildKit = "DOCKER_BUILDKIT"
+
+// buildKitEnv returns DOCKER_BUILDKIT as the docker CLI reads it: the
+// value ("" when unset or empty: the docker CLI ignores it), whether it
+// turns BuildKit off, and the error the docker CLI would refuse it with.
+func buildKitEnv() (value string, off bool, err error) {
+	v := getenv(envBuildKit)
+	if v == "" {
+		return "", false, nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return v, false, err
+	}
+	return v, !on, nil
+}
 
 // getenv reads the process environment (tests set it with t.Setenv;
 // sourceContext takes it as a parameter).

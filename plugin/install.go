@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
 	"github.com/spf13/cobra"
 )
 
@@ -29,12 +30,13 @@ const (
 type installOptions struct {
 	aliasBuilder bool
 	force        bool
+	check        bool
 }
 
 func newInstallCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts installOptions
 	cmd := &cobra.Command{
-		Use:   "install --alias-builder [--force]",
+		Use:   "install (--alias-builder [--force] | --check)",
 		Short: `Route "docker build" through docker trustcache`,
 		Long: `Set "aliases": {"builder": "trustcache"} in the docker CLI config file
 ($DOCKER_CONFIG/config.json, default ~/.docker/config.json), so that
@@ -45,15 +47,32 @@ is not routed: it still runs buildx directly.
 
 Every other setting in the file is kept. A builder alias set to something
 else (e.g. "buildx", which "docker buildx install" sets) is refused unless
---force replaces it; uninstall does not put it back.`,
+--force replaces it; uninstall does not put it back. The file keeps its
+owner, group and mode (run as root on another user's config, it stays
+theirs); a symbolic link is followed to its target.
+
+The docker CLI reads DOCKER_BUILDKIT before the alias: where DOCKER_BUILDKIT=0
+(or false) is set, docker build runs the legacy builder, docker trustcache
+does not run, and --cache-from images are used unverified. install warns
+when it runs with such a value.
+
+--check changes nothing. It exits 0 when a docker build run in the same
+environment runs docker trustcache build — the builder alias is trustcache,
+DOCKER_BUILDKIT does not turn BuildKit off, the docker-buildx plugin is
+there — and 2, naming every problem and its fix, when not. Run it in CI in
+the job (and with the environment) that runs docker build.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.check {
+				return withStatus(runInstallCheck(dockerCLI.Out(), dockerConfigFile(), pluginName, opts))
+			}
 			return withStatus(runInstall(dockerCLI.Err(), dockerConfigFile(), pluginName, opts))
 		},
 	}
 	flags := cmd.Flags()
-	flags.BoolVar(&opts.aliasBuilder, "alias-builder", false, `Set the docker CLI's builder alias to trustcache (required)`)
+	flags.BoolVar(&opts.aliasBuilder, "alias-builder", false, `Set the docker CLI's builder alias to trustcache (required, unless --check)`)
 	flags.BoolVar(&opts.force, "force", false, "Replace a builder alias set to something else")
+	flags.BoolVar(&opts.check, "check", false, "Change nothing; exit 2 unless docker build here runs docker trustcache build")
 	return cmd
 }
 
@@ -89,7 +108,7 @@ func dockerConfigFile() string {
 // path. errOut gets what was done.
 func runInstall(errOut io.Writer, path, name string, opts installOptions) error {
 	if !opts.aliasBuilder {
-		return usagef("nothing to install: pass --alias-builder to route docker build through docker %s", name)
+		return usagef("nothing to install: pass --alias-builder to route docker build through docker %s (--check checks that it is)", name)
 	}
 	cfg, err := readDockerConfig(path)
 	if err != nil {
@@ -100,6 +119,7 @@ func runInstall(errOut io.Writer, path, name string, opts installOptions) error 
 	switch {
 	case ours:
 		fmt.Fprintf(errOut, "%s: the builder alias is already %q; nothing to do\n", path, name)
+		installNotes(errOut, name)
 		return nil
 	case set && !opts.force:
 		why := ""
@@ -118,6 +138,78 @@ func runInstall(errOut io.Writer, path, name string, opts installOptions) error 
 		fmt.Fprintf(errOut, "%s: set %q to %q\n", path, aliasesKey+"."+builderAliasKey, name)
 	}
 	fmt.Fprintf(errOut, "docker build, docker image build and docker builder build now run docker %s build\n", name)
+	installNotes(errOut, name)
+	return nil
+}
+
+// installNotes tells what the alias does not cover, and warns when
+// DOCKER_BUILDKIT here makes docker build skip it.
+func installNotes(errOut io.Writer, name string) {
+	fmt.Fprintf(errOut, "note: where DOCKER_BUILDKIT=0 (or false) is set, docker build runs the legacy builder instead, "+
+		"which ignores the alias and uses --cache-from images unverified; docker %s install --check tells whether docker build is routed\n", name)
+	if problem := buildKitProblem(name); problem != "" {
+		fmt.Fprintf(errOut, "WARNING: %s\n", problem)
+	}
+}
+
+// buildKitProblem says what DOCKER_BUILDKIT, as the docker CLI reads it
+// (see envBuildKit), does to the builder alias to name here, and how to fix
+// it; "" when nothing.
+func buildKitProblem(name string) string {
+	v, off, err := buildKitEnv()
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%s=%q is not a boolean: the docker CLI refuses to run docker build. Fix: unset %s or set %s=1",
+			envBuildKit, v, envBuildKit, envBuildKit)
+	case off:
+		return fmt.Sprintf("%s=%s is set: docker build runs the legacy builder, which ignores the builder alias: "+
+			"docker %s does not run and --cache-from images are used unverified. Fix: unset %s or set %s=1",
+			envBuildKit, v, name, envBuildKit, envBuildKit)
+	}
+	return ""
+}
+
+// runInstallCheck checks, changing nothing, that a docker build run in this
+// environment with the docker config file at path runs docker name build:
+// the builder alias is name, DOCKER_BUILDKIT does not turn BuildKit off, and
+// the docker-buildx plugin that build runs is there. out gets "ok"; every
+// problem found, with its fix, is in the usage error returned.
+func runInstallCheck(out io.Writer, path, name string, opts installOptions) error {
+	if opts.force {
+		return usagef("--check does not take --force: it changes nothing")
+	}
+	cfg, err := readDockerConfig(path)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	prev, set := cfg.builder()
+	switch {
+	case !set:
+		problems = append(problems, fmt.Sprintf("no builder alias: docker build runs buildx, never docker %s. Fix: docker %s install --alias-builder", name, name))
+	case !isJSONString(prev, name):
+		problems = append(problems, fmt.Sprintf("the builder alias is %s, not %q: docker build does not run docker %s. Fix: docker %s install --alias-builder --force", prev, name, name, name))
+	}
+	if problem := buildKitProblem(name); problem != "" {
+		problems = append(problems, problem)
+	}
+	plugins := cfg.pluginConfig()
+	buildx, found := buildxPlugin(plugins)
+	if !found {
+		dirs := append(append(plugins.CLIPluginsExtraDirs, filepath.Join(filepath.Dir(path), "cli-plugins")), systemPluginDirs...)
+		problems = append(problems, fmt.Sprintf("docker-buildx not found (looked in %s): docker %s build runs it, and fails without it. "+
+			"Fix: install the buildx plugin in one of those directories (https://docs.docker.com/go/buildx/)", strings.Join(dirs, ", "), name))
+	}
+	if len(problems) > 0 {
+		return usagef("%s: docker build does not run docker %s build here:\n  - %s", path, name, strings.Join(problems, "\n  - "))
+	}
+	bk, _, _ := buildKitEnv()
+	if bk == "" {
+		bk = "unset"
+	} else {
+		bk = envBuildKit + "=" + bk
+	}
+	fmt.Fprintf(out, "%s: ok: docker build runs docker %s build (builder alias %q, %s, %s)\n", path, name, name, bk, buildx)
 	return nil
 }
 
@@ -159,10 +251,9 @@ func runUninstall(errOut io.Writer, path, name string, opts uninstallOptions) er
 // builder alias needs: every other key keeps its value exactly, whether this
 // plugin (or this version of the docker CLI) knows it or not.
 type dockerConfig struct {
-	path    string      // as named, for messages
-	target  string      // path with symbolic links followed: where it is written
-	exists  bool        // false: the file is created
-	mode    os.FileMode // the file's permissions, kept on write
+	path    string // as named, for messages
+	target  string // path with symbolic links followed: where it is written
+	exists  bool   // false: the file is created
 	top     map[string]json.RawMessage
 	aliases map[string]json.RawMessage // nil: no "aliases" object (or null)
 }
@@ -176,7 +267,7 @@ func readDockerConfig(path string) (*dockerConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &dockerConfig{path: path, target: target, mode: 0o600, top: map[string]json.RawMessage{}}
+	cfg := &dockerConfig{path: path, target: target, top: map[string]json.RawMessage{}}
 	data, err := os.ReadFile(target)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -185,9 +276,6 @@ func readDockerConfig(path string) (*dockerConfig, error) {
 		return nil, fmt.Errorf("reading docker config: %w", err)
 	}
 	cfg.exists = true
-	if fi, err := os.Stat(target); err == nil {
-		cfg.mode = fi.Mode().Perm()
-	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return cfg, nil
@@ -209,6 +297,16 @@ func readDockerConfig(path string) (*dockerConfig, error) {
 		return nil, usagef("%s: %q: %w", path, aliasesKey, err) // unreachable: raw is valid JSON
 	}
 	return cfg, nil
+}
+
+// pluginConfig returns the part of the config the docker CLI finds plugins
+// with: cliPluginsExtraDirs (ignored when it is not a list of strings).
+func (c *dockerConfig) pluginConfig() *configfile.ConfigFile {
+	var dirs []string
+	if raw, ok := c.top["cliPluginsExtraDirs"]; ok && json.Unmarshal(raw, &dirs) != nil {
+		dirs = nil
+	}
+	return &configfile.ConfigFile{CLIPluginsExtraDirs: dirs}
 }
 
 // builder returns the builder alias as it is in the file (JSON text), and
@@ -248,8 +346,8 @@ func (c *dockerConfig) removeBuilder() (emptied bool) {
 }
 
 // write writes the config back atomically to the symbolic link's target,
-// indented with tabs as the docker CLI does, keeping the file's mode. Keys
-// come out sorted.
+// indented with tabs as the docker CLI does, keeping the file's owner,
+// group and mode (see saveConfigFile). Keys come out sorted.
 func (c *dockerConfig) write() error {
 	if c.aliases != nil {
 		raw, err := encodeJSON(c.aliases, "")
@@ -262,12 +360,78 @@ func (c *dockerConfig) write() error {
 	if err != nil {
 		return err
 	}
-	if !c.exists {
-		if err := os.MkdirAll(filepath.Dir(c.target), 0o700); err != nil {
+	return saveConfigFile(c.target, data)
+}
+
+// saveConfigFile writes data to the docker config file at target (symbolic
+// links followed) as the docker CLI's own ConfigFile.Save does: through a
+// temporary file in its directory and a rename, and an existing file's mode,
+// owner and group carry over — run as root on another user's config (sudo
+// with DOCKER_CONFIG=/home/u/.docker) the file stays the user's, who
+// would otherwise lose access to their own credentials. A new file gets
+// mode 0600, in a directory made with 0700 if there is none.
+//
+// Unlike the docker CLI, which ignores it, an owner that cannot be kept
+// stops the write and leaves the file as it was; and the mode and owner are
+// set on the open temporary file, never through its name, which whoever can
+// write the directory could have replaced with a link by then.
+func saveConfigFile(target string, data []byte) error {
+	dir := filepath.Dir(target)
+	mode, uid, gid, keepOwner := os.FileMode(0o600), 0, 0, false
+	switch fi, err := os.Stat(target); {
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("writing %s: not a regular file", target)
+	case err == nil:
+		mode = fi.Mode().Perm()
+		uid, gid, keepOwner = fileOwner(fi)
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("writing docker config: %w", err)
 		}
+	default:
+		return fmt.Errorf("writing docker config: %w", err)
 	}
-	return writeFileAtomic(c.target, data, c.mode)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", target, err)
+	}
+	tmp := f.Name()
+	werr := f.Chmod(mode)
+	if werr == nil && keepOwner {
+		werr = chownFile(f, uid, gid)
+	}
+	if werr == nil {
+		_, werr = f.Write(data)
+	}
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, target)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", target, werr)
+	}
+	return nil
+}
+
+// chownFile gives the open file f to uid and gid, unless it has them.
+func chownFile(f *os.File, uid, gid int) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if u, g, ok := fileOwner(fi); ok && u == uid && g == gid {
+		return nil
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		return fmt.Errorf("keeping the file's owner %d:%d (run as that user; nothing was changed): %w", uid, gid, err)
+	}
+	return nil
 }
 
 // encodeJSON encodes v without escaping <, > and & (values are copied, not
@@ -286,7 +450,9 @@ func encodeJSON(v any, indent string) ([]byte, error) {
 }
 
 // followLinks returns path with symbolic links followed, as far as they
-// lead: the last one may point at a file that does not exist yet.
+// lead: the last one may point at a file that does not exist yet. A link
+// owned by another user than the one running this (root under sudo) is
+// followed only to something of that user's (see checkLinkOwner).
 func followLinks(path string) (string, error) {
 	p := path
 	for range 40 {
@@ -305,9 +471,42 @@ func followLinks(path string) (string, error) {
 			}
 			link = filepath.Join(dir, link)
 		}
+		if err := checkLinkOwner(path, p, fi, link); err != nil {
+			return "", err
+		}
 		p = link
 	}
 	return "", usagef("%s: too many levels of symbolic links", path)
+}
+
+// checkLinkOwner refuses to follow the symbolic link p (met on the way from
+// path; fi its Lstat) to next when p belongs to a user other than root and
+// the one running this, and next (or, when it does not exist, its
+// directory) does not belong to that user too. That user could point their
+// config.json at a file of root's — a daemon.json that an "aliases" key
+// stops dockerd from starting with — or a new file in a directory of
+// root's, and install, run by root, would write there; the kernel's
+// protected_symlinks guards /tmp the same way.
+func checkLinkOwner(path, p string, fi fs.FileInfo, next string) error {
+	linkUID, _, ok := fileOwner(fi)
+	if !ok || linkUID == 0 || linkUID == os.Geteuid() {
+		return nil
+	}
+	what := next
+	ni, err := os.Lstat(next)
+	if errors.Is(err, fs.ErrNotExist) {
+		what = filepath.Dir(next)
+		ni, err = os.Stat(what)
+	}
+	if err != nil {
+		return fmt.Errorf("reading docker config: %w", err)
+	}
+	owner, _, ok := fileOwner(ni)
+	if !ok || owner == linkUID {
+		return nil
+	}
+	return usagef("%s: the symbolic link %s of uid %d leads to %s of uid %d: not followed as uid %d "+
+		"(run this as uid %d, or make %s a file)", path, p, linkUID, what, owner, os.Geteuid(), linkUID, p)
 }
 
 // isJSONString reports whether the JSON text raw is the string s.

@@ -381,3 +381,333 @@ func TestInstallThroughSymlink(t *testing.T) {
 		})
 	}
 }
+
+// statOwner returns the owner, group and permissions of path (symbolic
+// links followed), skipping the test where files have no owner.
+func statOwner(t *testing.T, path string) (uid, gid int, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, ok := fileOwner(fi)
+	if !ok {
+		t.Skip("files have no owner on this system")
+	}
+	return uid, gid, fi.Mode().Perm()
+}
+
+// needRoot skips a test that changes files' owners unless it runs as root,
+// as it does in CI.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to another user (CI runs the tests as root): run go test as root to run it")
+	}
+}
+
+// TestInstallKeepsOwnerAndMode: run as root on another user's docker config
+// (sudo with DOCKER_CONFIG=/home/u/.docker), install and uninstall keep the
+// file's owner, group and mode, as the docker CLI's own save does: the user
+// does not lose their credentials to root. Through a symbolic link (the
+// user's, to the user's file), the link stays a link and its target keeps
+// them.
+func TestInstallKeepsOwnerAndMode(t *testing.T) {
+	needRoot(t)
+	const uid, gid, mode = 12345, 12345, os.FileMode(0o640)
+	const before = `{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}}`
+	for _, link := range []bool{false, true} {
+		t.Run(map[bool]string{false: "file", true: "symlink"}[link], func(t *testing.T) {
+			path := useDockerConfig(t)
+			dir := filepath.Dir(path)
+			target := path
+			if link {
+				target = filepath.Join(filepath.Dir(dir), "dotfiles", "config.json")
+			}
+			writeConfig(t, target, before, mode)
+			for _, p := range []string{filepath.Dir(target), target} {
+				if err := os.Chown(p, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if link {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, path); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Lchown(path, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chown(dir, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []struct {
+				args []string
+				want string
+			}{
+				{[]string{"install", "--alias-builder"}, `{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}, "aliases": {"builder": "trustcache"}}`},
+				{[]string{"uninstall", "--alias-builder"}, before},
+			} {
+				if res := run(t, step.args...); res.code != 0 {
+					t.Fatalf("%v = exit %d, %q", step.args, res.code, res.stderr)
+				}
+				if gotUID, gotGID, gotMode := statOwner(t, target); gotUID != uid || gotGID != gid || gotMode != mode {
+					t.Errorf("after %v, %s is owned by %d:%d with mode %v; want %d:%d and %v kept", step.args, target, gotUID, gotGID, gotMode, uid, gid, mode)
+				}
+				got, err := os.ReadFile(target)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(jsonValue(t, []byte(step.want)), jsonValue(t, got)); diff != "" {
+					t.Errorf("after %v: config (-want +got):\n%s", step.args, diff)
+				}
+				if link {
+					if got, err := os.Readlink(path); err != nil || got != target {
+						t.Errorf("after %v, %s is no longer the link to %s: %q, %v", step.args, path, target, got, err)
+					}
+				}
+				assertNoTempFiles(t, filepath.Dir(target))
+			}
+		})
+	}
+}
+
+// TestInstallRefusesAnotherUsersLink: run as root, install and uninstall
+// follow a config.json that is another user's symbolic link only to a file
+// of that user's. The user could point it at a file of root's (a
+// daemon.json, which an "aliases" key would stop dockerd from starting) or
+// at a new file in a directory of root's, and root would write there.
+func TestInstallRefusesAnotherUsersLink(t *testing.T) {
+	needRoot(t)
+	const uid, gid = 12345, 12345
+	tests := []struct {
+		name   string
+		target *string // the file the link points at, root's; nil: none
+		args   []string
+	}{
+		{"install to root's file", func() *string { s := `{"debug": true}`; return &s }(), []string{"install", "--alias-builder"}},
+		{"install to a new file in root's directory", nil, []string{"install", "--alias-builder"}},
+		{"uninstall from root's file", func() *string { s := `{"aliases": {"builder": "trustcache"}}`; return &s }(), []string{"uninstall", "--alias-builder"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := useDockerConfig(t)
+			dir := filepath.Dir(path)
+			rootDir := filepath.Join(filepath.Dir(dir), "etc-docker")
+			if err := os.MkdirAll(rootDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			target := filepath.Join(rootDir, "daemon.json")
+			if tc.target != nil {
+				writeConfig(t, target, *tc.target, 0o644)
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{dir, path} {
+				if err := os.Lchown(p, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := run(t, tc.args...)
+			if res.code != ExitUsage || !strings.Contains(res.stderr, path) || !strings.Contains(res.stderr, "symbolic link") {
+				t.Errorf("%v through uid %d's link to root's %s = exit %d, %q; want exit %d naming the link", tc.args, uid, target, res.code, res.stderr, ExitUsage)
+			}
+			got, err := os.ReadFile(target)
+			switch {
+			case tc.target == nil && err == nil:
+				t.Errorf("%v created %s through uid %d's link: %q", tc.args, target, uid, got)
+			case tc.target != nil && string(got) != *tc.target:
+				t.Errorf("%v changed %s through uid %d's link to %q", tc.args, target, uid, got)
+			}
+			assertNoTempFiles(t, rootDir)
+		})
+	}
+}
+
+// setBuildKit sets DOCKER_BUILDKIT for the test, or unsets it (value nil).
+func setBuildKit(t *testing.T, value *string) {
+	t.Helper()
+	t.Setenv("DOCKER_BUILDKIT", "") // restored when the test ends
+	if value == nil {
+		os.Unsetenv("DOCKER_BUILDKIT")
+		return
+	}
+	t.Setenv("DOCKER_BUILDKIT", *value)
+}
+
+// TestInstallBuildKitWarning: the docker CLI reads DOCKER_BUILDKIT before
+// the builder alias, and a false value (as strconv.ParseBool reads it)
+// sends docker build to the legacy builder, which never runs docker
+// trustcache and reuses a pulled --cache-from image unverified. install
+// warns when it runs with such a value, naming the variable and what it
+// does, and every install says that DOCKER_BUILDKIT=0 bypasses the alias.
+func TestInstallBuildKitWarning(t *testing.T) {
+	str := func(s string) *string { return &s }
+	tests := []struct {
+		value *string // nil: unset
+		warn  string  // in stderr; "": no warning
+	}{
+		{nil, ""},
+		{str(""), ""}, // the docker CLI ignores an empty value
+		{str("1"), ""},
+		{str("true"), ""},
+		{str("0"), "WARNING: DOCKER_BUILDKIT=0 is set: docker build runs the legacy builder, which ignores the builder alias: " +
+			"docker trustcache does not run and --cache-from images are used unverified. Fix: unset DOCKER_BUILDKIT or set DOCKER_BUILDKIT=1"},
+		{str("false"), "WARNING: DOCKER_BUILDKIT=false is set: docker build runs the legacy builder"},
+		{str("F"), "WARNING: DOCKER_BUILDKIT=F is set: docker build runs the legacy builder"},
+		{str("off"), `WARNING: DOCKER_BUILDKIT="off" is not a boolean: the docker CLI refuses to run docker build`},
+	}
+	for _, tc := range tests {
+		name := "unset"
+		if tc.value != nil {
+			name = "DOCKER_BUILDKIT=" + *tc.value
+		}
+		for _, before := range []string{"", `{"aliases": {"builder": "trustcache"}}`} {
+			t.Run(name+"/"+map[bool]string{true: "new", false: "already installed"}[before == ""], func(t *testing.T) {
+				path := useDockerConfig(t)
+				if before != "" {
+					writeConfig(t, path, before, 0o600)
+				}
+				setBuildKit(t, tc.value)
+				res := run(t, "install", "--alias-builder")
+				if res.code != 0 {
+					t.Fatalf("install = exit %d, %q", res.code, res.stderr)
+				}
+				if tc.warn != "" && !strings.Contains(res.stderr, tc.warn) {
+					t.Errorf("install with %s: stderr %q; want a warning containing %q", name, res.stderr, tc.warn)
+				}
+				if tc.warn == "" && strings.Contains(res.stderr, "WARNING") {
+					t.Errorf("install with %s warned: %q", name, res.stderr)
+				}
+				if !strings.Contains(res.stderr, "DOCKER_BUILDKIT=0") || !strings.Contains(res.stderr, "install --check") {
+					t.Errorf("install with %s: stderr %q does not say that DOCKER_BUILDKIT=0 bypasses the alias and how to check", name, res.stderr)
+				}
+				if res.stdout != "" {
+					t.Errorf("install wrote %q on stdout; want nothing", res.stdout)
+				}
+			})
+		}
+	}
+}
+
+// TestInstallCheck: "install --check" exits 0 only when a docker build run
+// in the same environment reaches docker trustcache build — the builder
+// alias is trustcache, DOCKER_BUILDKIT does not turn BuildKit off, and the
+// docker-buildx plugin the build runs is there — and otherwise exits 2,
+// printing every problem with its fix. It writes nothing.
+func TestInstallCheck(t *testing.T) {
+	str := func(s string) *string { return &s }
+	const installed = `{"aliases": {"builder": "trustcache"}}`
+	tests := []struct {
+		name     string
+		config   *string // nil: no config file; %EXTRA% is a plugin dir
+		buildkit *string // nil: unset
+		buildx   string  // where docker-buildx is: "config" ($DOCKER_CONFIG/cli-plugins), "extra", "noexec" or "" (nowhere)
+		code     int
+		want     []string // in stdout when code is 0, else in stderr
+	}{
+		{name: "routed", config: str(installed), buildx: "config", want: []string{"ok"}},
+		{name: "routed with DOCKER_BUILDKIT=1", config: str(installed), buildkit: str("1"), buildx: "config", want: []string{"ok"}},
+		{name: "buildx in cliPluginsExtraDirs", config: str(`{"aliases": {"builder": "trustcache"}, "cliPluginsExtraDirs": ["%EXTRA%"]}`), buildx: "extra", want: []string{"ok"}},
+		{
+			name: "no config file", buildx: "config", code: ExitUsage,
+			want: []string{"no builder alias", "docker trustcache install --alias-builder"},
+		},
+		{
+			name: "no alias", config: str(`{"aliases": {"other": "x"}}`), buildx: "config", code: ExitUsage,
+			want: []string{"no builder alias", "docker trustcache install --alias-builder"},
+		},
+		{
+			name: "another alias", config: str(`{"aliases": {"builder": "buildx"}}`), buildx: "config", code: ExitUsage,
+			want: []string{`the builder alias is "buildx", not "trustcache"`, "docker trustcache install --alias-builder --force"},
+		},
+		{
+			name: "DOCKER_BUILDKIT=0", config: str(installed), buildkit: str("0"), buildx: "config", code: ExitUsage,
+			want: []string{"DOCKER_BUILDKIT=0", "legacy builder", "unverified", "unset DOCKER_BUILDKIT or set DOCKER_BUILDKIT=1"},
+		},
+		{
+			name: "DOCKER_BUILDKIT=false", config: str(installed), buildkit: str("false"), buildx: "config", code: ExitUsage,
+			want: []string{"DOCKER_BUILDKIT=false", "legacy builder"},
+		},
+		{
+			name: "DOCKER_BUILDKIT not a boolean", config: str(installed), buildkit: str("yes"), buildx: "config", code: ExitUsage,
+			want: []string{`DOCKER_BUILDKIT="yes" is not a boolean`, "unset DOCKER_BUILDKIT or set DOCKER_BUILDKIT=1"},
+		},
+		{
+			name: "no buildx", config: str(installed), code: ExitUsage,
+			want: []string{"docker-buildx", "not found", "https://docs.docker.com/go/buildx/"},
+		},
+		{
+			name: "buildx not executable", config: str(installed), buildx: "noexec", code: ExitUsage,
+			want: []string{"docker-buildx", "not found"},
+		},
+		{
+			name: "every problem at once", config: str(`{}`), buildkit: str("0"), code: ExitUsage,
+			want: []string{"no builder alias", "DOCKER_BUILDKIT=0", "docker-buildx"},
+		},
+		{
+			name: "malformed config", config: str(`{"aliases": [}`), buildx: "config", code: ExitUsage,
+			want: []string{"invalid JSON"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := useDockerConfig(t)
+			extra := filepath.Join(filepath.Dir(filepath.Dir(path)), "extra-plugins")
+			if tc.config != nil {
+				writeConfig(t, path, strings.ReplaceAll(*tc.config, "%EXTRA%", extra), 0o600)
+			}
+			before, _ := os.ReadFile(path)
+			switch tc.buildx {
+			case "config":
+				writeExecutable(t, filepath.Join(filepath.Dir(path), "cli-plugins", "docker-buildx"), "#!/bin/sh\n", 0o755)
+			case "extra":
+				writeExecutable(t, filepath.Join(extra, "docker-buildx"), "#!/bin/sh\n", 0o755)
+			case "noexec":
+				writeExecutable(t, filepath.Join(filepath.Dir(path), "cli-plugins", "docker-buildx"), "#!/bin/sh\n", 0o644)
+			}
+			setBuildKit(t, tc.buildkit)
+			res := run(t, "install", "--check")
+			if res.code != tc.code {
+				t.Errorf("install --check = exit %d, stdout %q, stderr %q; want exit %d", res.code, res.stdout, res.stderr, tc.code)
+			}
+			out := res.stderr
+			if tc.code == 0 {
+				out = res.stdout
+			} else if res.stdout != "" {
+				t.Errorf("install --check failing wrote %q on stdout; want nothing", res.stdout)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("install --check: %q does not contain %q", out, w)
+				}
+			}
+			if !strings.Contains(out, path) {
+				t.Errorf("install --check: %q does not name %s", out, path)
+			}
+			after, err := os.ReadFile(path)
+			if tc.config == nil && err == nil {
+				t.Errorf("install --check created %s", path)
+			}
+			if !bytes.Equal(after, before) {
+				t.Errorf("install --check changed %s to %q", path, after)
+			}
+		})
+	}
+}
+
+// TestInstallCheckFlags: --check only checks; it does not take --force.
+func TestInstallCheckFlags(t *testing.T) {
+	useDockerConfig(t)
+	res := run(t, "install", "--check", "--force")
+	if res.code != ExitUsage || !strings.Contains(res.stderr, "--check does not take --force") {
+		t.Errorf("install --check --force = exit %d, %q; want exit %d naming both flags", res.code, res.stderr, ExitUsage)
+	}
+}
