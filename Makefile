@@ -3,8 +3,9 @@ SHELL := /bin/bash
 #
 #   make demo      set up a local Docker engine, BuildKit, registry and cosign (e2e/setup.sh),
 #                  install the plugin, and run the headline scenario
-#   make test      unit tests (race detector) + the e2e suite against real servers
+#   make test      unit tests (race detector), release-check, then the e2e suite against real servers
 #   make install   build and install the plugin into $DOCKER_CONFIG/cli-plugins (default ~/.docker)
+#   make release   static binaries for every platform in PLATFORMS, and their checksums, in dist/
 
 GO            ?= go
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -18,8 +19,12 @@ DOCKER_CONFIG ?= $(HOME)/.docker
 E2E_DIR       ?= $(or $(TRUSTCACHE_E2E_DIR),/tmp/trustcache-e2e)
 E2E_TIMEOUT   ?= 60m
 FUZZTIME      ?= 30s
+DIST          := dist
+PLATFORMS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# The version LDFLAGS stamps: VERSION itself asks git again on every use.
+STAMPED       := $(patsubst main.version=%,%,$(filter main.version=%,$(LDFLAGS)))
 
-.PHONY: all build build-kms install uninstall test unit vet e2e e2e-setup e2e-teardown demo bench fuzz clean
+.PHONY: all build build-kms install uninstall release release-check test unit vet e2e e2e-setup e2e-teardown demo bench fuzz clean
 
 all: build
 
@@ -38,8 +43,29 @@ install: build
 uninstall:
 	rm -f $(DOCKER_CONFIG)/cli-plugins/docker-trustcache
 
+# Release files, named as compose names its own (one flat file per platform, the same name in every
+# release); installing is renaming to docker-trustcache[.exe] (README, Install):
+#   dist/docker-trustcache-<os>-<arch>[.exe]   dist/checksums.txt (sha256sum format)
+release:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=$(DIST)/docker-trustcache-$$os-$$arch; \
+	  if [ $$os = windows ]; then out=$$out.exe; fi; \
+	  echo "$(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache"; \
+	  $(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache; \
+	done
+	cd $(DIST) && sha256sum docker-trustcache-* > checksums.txt
+
+# Builds the release and checks it as a user would receive it: the checksums verify, every binary is
+# a static build for its platform stamped with the version, and the host's one reports that version
+# (cmd/docker-trustcache/release_test.go).
+release-check: release
+	cd $(DIST) && sha256sum --strict -c checksums.txt
+	$(GO) test -count=1 -run '^TestRelease$$' ./cmd/docker-trustcache \
+	  -args -dist '$(abspath $(DIST))' -platforms '$(PLATFORMS)' -version '$(STAMPED)'
+
 # The whole suite: what CI runs.
-test: unit e2e
+test: unit release-check e2e
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -78,4 +104,4 @@ fuzz:
 	  done; done
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

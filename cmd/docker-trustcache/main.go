@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"runtime/debug"
 
 	"github.com/docker/cli/cli-plugins/metadata"
 	cliplugin "github.com/docker/cli/cli-plugins/plugin"
@@ -15,13 +16,15 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/plugin"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
+// version is set at build time with -ldflags "-X main.version=…" (make
+// build, make release). Without it, the module version "go install
+// …@VERSION" records is reported.
 var version = "dev"
 
 var meta = metadata.Metadata{
 	SchemaVersion:    "0.1.0",
 	Vendor:           "docker-trustcache",
-	Version:          version,
+	Version:          pluginVersion(version, moduleVersion()),
 	ShortDescription: "Sign build caches and build only from verified ones",
 	URL:              "https://github.com/docker-trustcache/docker-trustcache",
 }
@@ -40,6 +43,24 @@ func main() {
 		return
 	}
 	cliplugin.Run(func(dockerCLI command.Cli) *cobra.Command {
-		return plugin.NewRootCommand(dockerCLI, version)
+		return plugin.NewRootCommand(dockerCLI, meta.Version)
 	}, meta)
+}
+
+// pluginVersion is the version the plugin reports: the one stamped at build
+// time, else the main module's version from the build information ("go
+// install …@v1.2.3" records v1.2.3), else "dev".
+func pluginVersion(stamped, module string) string {
+	if stamped != "dev" || module == "" || module == "(devel)" {
+		return stamped
+	}
+	return module
+}
+
+// moduleVersion is the main module's version recorded in the binary.
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,13 +13,18 @@ import (
 	"testing"
 )
 
+// testVersion is the version the tests' plugin binary is stamped with, as
+// "make build" stamps it.
+const testVersion = "v9.9.9-test"
+
 var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
 )
 
-// pluginBinary builds the plugin once for this package's tests.
+// pluginBinary builds the plugin once for this package's tests, stamped with
+// testVersion.
 func pluginBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -28,7 +34,7 @@ func pluginBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "docker-trustcache")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+testVersion, "-o", binPath, ".").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
@@ -44,6 +50,64 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
 	os.Exit(code)
+}
+
+// TestVersionStamp: the version "-ldflags -X main.version=…" stamps reaches
+// the plugin metadata (initialised from it at package init) and --version.
+func TestVersionStamp(t *testing.T) {
+	checkVersion(t, pluginBinary(t), testVersion)
+}
+
+func TestPluginVersion(t *testing.T) {
+	for _, tt := range []struct{ stamped, module, want string }{
+		{"v1.2.3", "v1.0.0", "v1.2.3"}, // make build, make release
+		{"dev", "v1.0.0", "v1.0.0"},    // go install …@v1.0.0
+		{"dev", "v0.0.0-20260101000000-0123456789ab+dirty", "v0.0.0-20260101000000-0123456789ab+dirty"},
+		{"dev", "(devel)", "dev"}, // go build in a checkout without version control information
+		{"dev", "", "dev"},
+	} {
+		if got := pluginVersion(tt.stamped, tt.module); got != tt.want {
+			t.Errorf("pluginVersion(%q, %q) = %q; want %q", tt.stamped, tt.module, got, tt.want)
+		}
+	}
+}
+
+// checkVersion runs the plugin binary bin as the docker CLI does and checks
+// that it reports version in its metadata, on the fast path and through the
+// plugin framework, and in "docker trustcache --version".
+func checkVersion(t *testing.T, bin, version string) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"docker-cli-plugin-metadata"},
+		{"--log-level", "error", "docker-cli-plugin-metadata"},
+	} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+		out, err := cmd.Output()
+		if err != nil {
+			t.Errorf("%s %s: %v", bin, strings.Join(args, " "), err)
+			continue
+		}
+		var meta struct{ SchemaVersion, Vendor, Version string }
+		if err := json.Unmarshal(out, &meta); err != nil {
+			t.Errorf("%s %s: %v in %s", bin, strings.Join(args, " "), err, out)
+			continue
+		}
+		if meta.SchemaVersion == "" || meta.Vendor != "docker-trustcache" || meta.Version != version {
+			t.Errorf("%s %s = %+v; want schema version set, vendor docker-trustcache, version %s",
+				bin, strings.Join(args, " "), meta, version)
+		}
+	}
+
+	cmd := exec.Command(bin, "trustcache", "--version")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s trustcache --version: %v", bin, err)
+	}
+	if got, want := string(out), "docker-trustcache "+version+"\n"; got != want {
+		t.Errorf("%s trustcache --version = %q; want %q", bin, got, want)
+	}
 }
 
 // TestMetadataFastPath: the metadata the fast path prints is byte for byte
