@@ -73,12 +73,20 @@ policy first; see "docker trustcache build --help".`,
 
 // cacheReport is what the build did with one --cache-from source.
 type cacheReport struct {
-	Source string         `json:"source"` // the source as given
-	Type   string         `json:"type"`
-	Action string         `json:"action"`           // used, dropped, passed (not verified), blocked
-	Pinned string         `json:"pinned,omitempty"` // what buildx imports, for used registry caches
-	Reason string         `json:"reason,omitempty"`
-	Result *verify.Result `json:"result,omitempty"`
+	Source string `json:"source"` // the source as given
+	Type   string `json:"type"`
+	Action string `json:"action"`           // used, dropped, passed (not verified), blocked
+	Pinned string `json:"pinned,omitempty"` // the verified REPO@DIGEST, for used registry caches
+	// Guarantee is how a used registry cache reached BuildKit:
+	// verified-bytes (through the verified content endpoint) or
+	// digest-pin (the pinned registry reference only).
+	Guarantee string `json:"guarantee,omitempty"`
+	// Refused is what the verified content endpoint kept from BuildKit
+	// (content that did not match its digest, or that the registry did not
+	// serve), so BuildKit ran without it.
+	Refused []string       `json:"refused,omitempty"`
+	Reason  string         `json:"reason,omitempty"`
+	Result  *verify.Result `json:"result,omitempty"`
 }
 
 // Report actions.
@@ -174,6 +182,17 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		}
 	}
 
+	ep, err := serveVerified(ctx, dockerCLI, inv, p, report, decisions)
+	if err != nil {
+		printReport(dockerCLI.Err(), report)
+		if werr := writeReport(inv.Trust.Report, report); werr != nil {
+			return werr
+		}
+		return err
+	}
+	if ep != nil {
+		defer ep.Close()
+	}
 	argv, err := inv.Rewrite(decisions)
 	if err != nil {
 		return err
@@ -187,6 +206,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 	}
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
 	report.Built = buildErr == nil
+	noteRefused(dockerCLI.Err(), ep, report)
 	if buildErr == nil && signer != nil {
 		signed, err := signer.signExported(ctx, v)
 		report.Signed = signed
@@ -337,6 +357,12 @@ func printReport(w io.Writer, r *trustReport) {
 		switch c.Action {
 		case actionUsed:
 			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", printable(c.Source), printable(c.Pinned))
+			switch c.Guarantee {
+			case guaranteeVerifiedBytes:
+				b.WriteString(" (verified bytes)")
+			case guaranteeDigestPin:
+				b.WriteString(" (digest pin only)")
+			}
 			if c.Result != nil && len(c.Result.Signers) > 0 {
 				names := make([]string, len(c.Result.Signers))
 				for i, s := range c.Result.Signers {
@@ -346,6 +372,9 @@ func printReport(w io.Writer, r *trustReport) {
 			}
 			if c.Reason != "" {
 				fmt.Fprintf(&b, "\n           %s", printable(c.Reason))
+			}
+			for _, r := range c.Refused {
+				fmt.Fprintf(&b, "\n           not passed on to BuildKit: %s", printable(r))
 			}
 			b.WriteString("\n")
 		default:

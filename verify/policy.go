@@ -125,6 +125,11 @@ type Policy struct {
 	// SignatureFormat is what `sign` writes by default: SignatureFormatLegacy
 	// or SignatureFormatBundle.
 	SignatureFormat string
+	// RequireVerifiedBytes refuses to build when a verified cache cannot
+	// reach BuildKit through the verified content endpoint (a builder whose
+	// BuildKit cannot reach this host's loopback), instead of passing it on
+	// pinned by digest only.
+	RequireVerifiedBytes bool
 }
 
 // unsignedTypes are the cache types AllowUnsignedTypes may name.

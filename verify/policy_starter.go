@@ -41,6 +41,13 @@ allowUnsignedTypes: []
 # What docker trustcache sign writes: legacy (cosign v2 .sig tag) or
 # bundle (sigstore bundle as an OCI 1.1 referrer, cosign v3).
 signatureFormat: legacy
+
+# Verified caches reach BuildKit through a local endpoint that serves only
+# bytes whose digests trustcache checked. A builder whose BuildKit cannot
+# reach this host's loopback (docker-container, kubernetes, a remote host)
+# gets the cache pinned by digest only, with a warning; true refuses to
+# build instead.
+requireVerifiedBytes: false
 `
 
 // StarterPolicyKeyRef is the key file the starter policy names, relative

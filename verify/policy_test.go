@@ -109,6 +109,7 @@ scopes:
 revoked: ["REVOKED"]
 allowUnsignedTypes: [local, gha, local]
 signatureFormat: bundle
+requireVerifiedBytes: true
 `
 
 func TestParsePolicy(t *testing.T) {
@@ -158,9 +159,10 @@ func TestParsePolicy(t *testing.T) {
 				Line:         22,
 			},
 		},
-		Revoked:            []string{ks["rotated"].ID},
-		AllowUnsignedTypes: []string{"local", "gha"},
-		SignatureFormat:    SignatureFormatBundle,
+		Revoked:              []string{ks["rotated"].ID},
+		AllowUnsignedTypes:   []string{"local", "gha"},
+		SignatureFormat:      SignatureFormatBundle,
+		RequireVerifiedBytes: true,
 	}
 	// Public keys are checked through their ids.
 	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool {
@@ -670,6 +672,11 @@ func TestParsePolicyErrors(t *testing.T) {
 			name: "annotation without value",
 			text: policyHeader + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\n    annotations:\n      ref:\n",
 			want: []string{"policy.yaml:11:7: scopes[0].annotations.ref: want a glob the signed value must match, not null"},
+		},
+		{
+			name: "requireVerifiedBytes not a bool",
+			text: policyHeader + "  - repositories: [registry.example.com/x]\n    builders: [ci-main]\nrequireVerifiedBytes: 1\n",
+			want: []string{`policy.yaml:10:1: requireVerifiedBytes: must be true or false, not a number`},
 		},
 		{
 			name: "acceptUnboundBundles not a bool",
