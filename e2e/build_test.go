@@ -77,11 +77,13 @@ func cachedSteps(stderr string) (cached, total int) {
 // trustReport is the part of --trust-report the tests read.
 type trustReport struct {
 	Caches []struct {
-		Source string `json:"source"`
-		Action string `json:"action"`
-		Pinned string `json:"pinned"`
-		Reason string `json:"reason"`
-		Result *struct {
+		Source    string   `json:"source"`
+		Action    string   `json:"action"`
+		Pinned    string   `json:"pinned"`
+		Guarantee string   `json:"guarantee"`
+		Refused   []string `json:"refused"`
+		Reason    string   `json:"reason"`
+		Result    *struct {
 			FromLedger bool `json:"fromLedger"`
 		} `json:"result"`
 	} `json:"caches"`
