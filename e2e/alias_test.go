@@ -163,6 +163,27 @@ func TestAliasBuilder(t *testing.T) {
 		t.Errorf("docker image build with the alias: no pinned cache in the trustcache summary:\n%s", r.stderr)
 	}
 
+	// A project without a policy builds through the alias exactly as with
+	// docker buildx build: no trustcache output, the same exit code.
+	plain := filepath.Join(e.dir, "plain")
+	if err := os.MkdirAll(filepath.Join(plain, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, dockerfile string }{
+		{"builds", "FROM " + cfg.baseImage + "\nRUN echo plain > /result.txt\n"},
+		{"fails", "FROM " + cfg.baseImage + "\nRUN exit 3\n"},
+	} {
+		if err := os.WriteFile(filepath.Join(plain, "Dockerfile"), []byte(tc.dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := append(remoteBuildArgs(), "-o", "type=local,dest="+filepath.Join(e.dir, "out-plain-"+tc.name), plain)
+		viaAlias := e.docker(t, append([]string{"build"}, args...)...)
+		direct := e.docker(t, append([]string{"buildx", "build"}, args...)...)
+		if viaAlias.code != direct.code || strings.Contains(viaAlias.stderr, "trustcache:") || strings.Contains(viaAlias.stderr, "no policy") {
+			t.Errorf("docker build (%s) in a project without a policy through the alias = %v; want what docker buildx build gave: %v", tc.name, viaAlias, direct)
+		}
+	}
+
 	// Uninstall: the config is what it was.
 	e.trustcache(t, "uninstall", "--alias-builder").must(t)
 	if after := decodeConfig(t, configPath); !reflect.DeepEqual(after, before) {

@@ -172,8 +172,14 @@ func TestVerifiedBytesLyingRegistry(t *testing.T) {
 			args := append([]string{"buildx", "build"}, remoteBuildArgs()...)
 			args = append(args, "--cache-from", "type=registry,ref="+repo+"@"+signed, "-o", "type=local,dest="+outCtl, ctx)
 			e.docker(t, args...).must(t)
-			if got := readResult(t, outCtl); got != poison {
-				t.Logf("control: BuildKit told %s@%s built %q (attacker's %q, honest %q): the registry's lie was not imported", repo, signed, got, poison, honest)
+			// Without the endpoint BuildKit may import the lie (it reads
+			// the manifest unchecked: seen here for the manifest, not on
+			// every run, as BuildKit's own state varies): logged, not
+			// asserted; what is asserted is below.
+			if got := readResult(t, outCtl); got == poison {
+				t.Logf("control: BuildKit told %s@%s imported the attacker's cache (%q): the attack is real", repo, signed, poison)
+			} else {
+				t.Logf("control: BuildKit told %s@%s built %q (attacker's %q, honest %q): the lie was not imported this time", repo, signed, got, poison, honest)
 			}
 
 			// Through trustcache: verified, served through the endpoint,

@@ -138,6 +138,7 @@ func runInstall(errOut io.Writer, path, name string, opts installOptions) error 
 		fmt.Fprintf(errOut, "%s: set %q to %q\n", path, aliasesKey+"."+builderAliasKey, name)
 	}
 	fmt.Fprintf(errOut, "docker build, docker image build and docker builder build now run docker %s build\n", name)
+	fmt.Fprintf(errOut, "note: a build that imports no cache (no --cache-from) needs no policy: in a project without one, docker build works exactly as docker buildx build\n")
 	installNotes(errOut, name)
 	return nil
 }
