@@ -73,7 +73,8 @@ policy first; see "docker trustcache build --help".`,
 
 // cacheReport is what the build did with one --cache-from source.
 type cacheReport struct {
-	Source string `json:"source"` // the source as given
+	Source string `json:"source"`           // the source as given
+	Target string `json:"target,omitempty"` // the bake target importing it (bake only)
 	Type   string `json:"type"`
 	Action string `json:"action"`           // used, dropped, passed (not verified), blocked
 	Pinned string `json:"pinned,omitempty"` // the verified REPO@DIGEST, for used registry caches
@@ -182,7 +183,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		}
 	}
 
-	ep, err := serveVerified(ctx, dockerCLI, inv, p, report, decisions)
+	ep, err := serveVerified(ctx, dockerCLI, inv.Builder, p, report, decisions)
 	if err != nil {
 		printReport(dockerCLI.Err(), report)
 		if werr := writeReport(inv.Trust.Report, report); werr != nil {
@@ -354,9 +355,13 @@ func printReport(w io.Writer, r *trustReport) {
 		b.WriteString("  policy   none found: no cache was imported, and what was signed is not recorded in the ledger\n")
 	}
 	for _, c := range r.Caches {
+		src := printable(c.Source)
+		if c.Target != "" {
+			src = "target " + printable(c.Target) + ": " + src
+		}
 		switch c.Action {
 		case actionUsed:
-			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", printable(c.Source), printable(c.Pinned))
+			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", src, printable(c.Pinned))
 			switch c.Guarantee {
 			case guaranteeVerifiedBytes:
 				b.WriteString(" (verified bytes)")
@@ -378,7 +383,7 @@ func printReport(w io.Writer, r *trustReport) {
 			}
 			b.WriteString("\n")
 		default:
-			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, printable(c.Source), printable(c.Reason))
+			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, src, printable(c.Reason))
 		}
 	}
 	for _, s := range r.Signed {

@@ -58,29 +58,38 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.
 	if bs.cacheRepo == nil && !bs.pushes {
 		return nil, usagef("--sign: this build exports nothing to sign; add --cache-to type=registry,ref=… or --push (with inline cache)")
 	}
-	for k := range inv.Trust.SignAnnotations {
+	if err := bs.loadKey(inv.Trust, p); err != nil {
+		return nil, err
+	}
+	return bs, nil
+}
+
+// loadKey checks the signing options (annotations, signature format) and
+// loads the key.
+func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
+	for k := range opts.SignAnnotations {
 		for _, r := range reservedAnnotations {
 			if k == r {
-				return nil, usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
+				return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
 			}
 		}
 	}
 	ann := sourceContext(getenv)
-	for k, v := range inv.Trust.SignAnnotations {
+	for k, v := range opts.SignAnnotations {
 		ann[k] = v
 	}
 	bs.annotations = ann
-	format, err := signatureFormat(inv.Trust.SignatureFormat, p)
+	format, err := signatureFormat(opts.SignatureFormat, p)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bs.format = format
-	s, err := loadSigner(dockerCLI, inv.Trust.Key, "", p)
+	s, err := loadSigner(bs.cli, opts.Key, "", p)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bs.signer = s
-	return bs, nil
+	return nil
 }
 
 // prepare adds --metadata-file to the buildx arguments when the user gave
@@ -122,6 +131,11 @@ func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]
 	if err := json.Unmarshal(data, &md); err != nil {
 		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
 	}
+	return bs.signMetadata(ctx, v, md)
+}
+
+// signMetadata signs the cache manifest and pushed images md reports.
+func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildMetadata) ([]signedReport, error) {
 	type target struct {
 		repo   name.Repository
 		digest v1.Hash

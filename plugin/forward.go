@@ -19,9 +19,10 @@ import (
 // (commands/root.go), plus "debug", which buildx adds only with
 // BUILDX_EXPERIMENTAL=1 (without it, buildx says it does not know it). Left
 // out on purpose:
-//   - build, and its alias "b": "docker builder build" must reach
-//     "docker trustcache build", which verifies the caches; forwarding "b"
-//     to buildx would bypass it.
+//   - build and bake, and their aliases "b" and "f": "docker builder
+//     build" and "docker bake" must reach "docker trustcache build" and
+//     "docker trustcache bake", which verify the caches; forwarding them
+//     to buildx would bypass that.
 //   - install and uninstall (hidden in buildx): "docker buildx install"
 //     sets the builder alias to buildx; trustcache has its own.
 //   - every name trustcache itself uses (newForwardCommands' taken):
@@ -31,7 +32,6 @@ var buildxSubcommands = []struct {
 	name    string
 	aliases []string
 }{
-	{"bake", []string{"f"}},
 	{"create", nil},
 	{"dap", nil},
 	{"debug", nil},
@@ -51,9 +51,10 @@ var buildxSubcommands = []struct {
 }
 
 // neverForwarded are names no forwarding command may take, whatever taken
-// says: buildx's build command and its alias (builds go through
-// "docker trustcache build"), and cobra's own.
-var neverForwarded = []string{"build", "b", "help", "completion"}
+// says: buildx's build and bake commands and their aliases (builds go
+// through "docker trustcache build" and "docker trustcache bake"), and
+// cobra's own.
+var neverForwarded = []string{"build", "b", "bake", "f", "help", "completion"}
 
 // newForwardCommands returns hidden commands that run "docker buildx NAME
 // ARGS..." for the buildx subcommands, skipping every name (and alias) in

@@ -62,7 +62,7 @@ func TestForwardCommands(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"bake", "create", "dap", "debug", "dial-stdio", "du", "history", "imagetools", "inspect", "ls", "replay", "rm", "stop", "use", "version"}
+	want := []string{"create", "dap", "debug", "dial-stdio", "du", "history", "imagetools", "inspect", "ls", "replay", "rm", "stop", "use", "version"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("newForwardCommands(%q) (-want +got):\n%s", taken, diff)
 	}

@@ -46,6 +46,7 @@ digest-pinned caches on to BuildKit.`,
 func subcommands(dockerCLI command.Cli) []*cobra.Command {
 	cmds := []*cobra.Command{
 		newBuildCommand(dockerCLI),
+		newBakeCommand(dockerCLI),
 		newSignCommand(dockerCLI),
 		newVerifyCommand(dockerCLI),
 		newKeysCommand(dockerCLI),

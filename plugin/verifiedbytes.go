@@ -30,14 +30,15 @@ const (
 )
 
 // serveVerified routes every used registry cache through a verified
-// content endpoint for the length of the build: the decisions are
+// content endpoint for the length of the build (run on builder, the
+// --builder flag's value): the decisions are
 // rewritten to import from it, pinned by digest, with the other
 // attributes kept. A builder whose BuildKit cannot reach this host's
 // loopback gets the digest-pinned registry reference with a warning, or,
 // under the policy's requireVerifiedBytes, the build does not start. The
 // caller closes the returned endpoint (nil when none was needed) when the
 // build ends.
-func serveVerified(ctx context.Context, dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.Policy, report *trustReport, decisions map[int]buildargs.Decision) (*endpoint.Server, error) {
+func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *verify.Policy, report *trustReport, decisions map[int]buildargs.Decision) (*endpoint.Server, error) {
 	var used []int
 	for i, c := range report.Caches {
 		if c.Action == actionUsed && c.Type == "registry" {
@@ -47,7 +48,7 @@ func serveVerified(ctx context.Context, dockerCLI command.Cli, inv *buildargs.In
 	if len(used) == 0 {
 		return nil, nil
 	}
-	b := currentBuilder(dockerCLI, inv.Builder)
+	b := currentBuilder(dockerCLI, builder)
 	if ok, why := b.reachesLoopback(); !ok {
 		for _, i := range used {
 			report.Caches[i].Guarantee = guaranteeDigestPin
