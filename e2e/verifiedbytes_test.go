@@ -108,6 +108,12 @@ func sameSize(t *testing.T, evil []byte, n int) []byte {
 	return append(b.Bytes(), bytes.Repeat([]byte(" "), n-b.Len())...)
 }
 
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
 // blobOf fetches a blob from the real registry.
 func blobOf(t *testing.T, repoPath, digest string) []byte {
 	t.Helper()
@@ -157,22 +163,35 @@ func TestVerifiedBytesLyingRegistry(t *testing.T) {
 	signed := strings.TrimSpace(e.crane(t, "digest", cfg.registry+"/"+repoPath+":cache").must(t).stdout)
 	honestManifest, _ := manifestOf(t, repoPath, signed)
 	evilManifest, evilType := manifestOf(t, repoPath, "evil")
+	type descriptor struct{ Digest string }
 	var hm, em struct {
-		Config struct{ Digest string } `json:"config"`
+		Config descriptor   `json:"config"`
+		Layers []descriptor `json:"layers"`
 	}
-	if json.Unmarshal(honestManifest, &hm) != nil || json.Unmarshal(evilManifest, &em) != nil || hm.Config.Digest == "" || em.Config.Digest == "" {
-		t.Fatalf("cache manifests without a config:\n%s\n%s", honestManifest, evilManifest)
+	if json.Unmarshal(honestManifest, &hm) != nil || json.Unmarshal(evilManifest, &em) != nil || hm.Config.Digest == "" || em.Config.Digest == "" || len(hm.Layers) == 0 || len(em.Layers) == 0 {
+		t.Fatalf("cache manifests without a config or layers:\n%s\n%s", honestManifest, evilManifest)
 	}
 	manifestPath := "/v2/" + repoPath + "/manifests/" + signed
 	configPath := "/v2/" + repoPath + "/blobs/" + hm.Config.Digest
+	// The last layer (the result step's), answered with the attacker's
+	// last layer cut or padded to its size.
+	lastLayer := hm.Layers[len(hm.Layers)-1].Digest
+	layerPath := "/v2/" + repoPath + "/blobs/" + lastLayer
+	honestLayer := blobOf(t, repoPath, lastLayer)
+	evilLayer := append(blobOf(t, repoPath, em.Layers[len(em.Layers)-1].Digest), make([]byte, len(honestLayer))...)[:len(honestLayer)]
 
 	for _, tc := range []struct {
 		name, path string
 		body       []byte
 		typ        string
+		// A layer that does not match fails the layer's download: the
+		// build may fail (BuildKit checks layers it commits, and cannot
+		// fetch this one through the endpoint), never with the lie.
+		mayFail bool
 	}{
-		{"manifest", manifestPath, sameSize(t, evilManifest, len(honestManifest)), evilType},
-		{"cache config", configPath, sameSize(t, blobOf(t, repoPath, em.Config.Digest), len(blobOf(t, repoPath, hm.Config.Digest))), "application/octet-stream"},
+		{"manifest", manifestPath, sameSize(t, evilManifest, len(honestManifest)), evilType, false},
+		{"cache config", configPath, sameSize(t, blobOf(t, repoPath, em.Config.Digest), len(blobOf(t, repoPath, hm.Config.Digest))), "application/octet-stream", false},
+		{"layer", layerPath, evilLayer, "application/octet-stream", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lr.lieAbout(tc.path, tc.body, tc.typ)
@@ -184,24 +203,33 @@ func TestVerifiedBytesLyingRegistry(t *testing.T) {
 
 			// The control: BuildKit told only the pinned digest imports
 			// the other cache's content.
-			e.prune(t)
-			outCtl := filepath.Join(e.dir, "out-control-"+strings.ReplaceAll(tc.name, " ", "-"))
-			args := append([]string{"buildx", "build"}, remoteBuildArgs()...)
-			args = append(args, "--cache-from", "type=registry,ref="+repo+"@"+signed, "-o", "type=local,dest="+outCtl, ctx)
-			e.docker(t, args...).must(t)
-			// Without the endpoint BuildKit imports the manifest lie (it
-			// reads the manifest unchecked): the attack is real. A config
-			// lie alone is not imported (BuildKit then finds no records),
-			// so that control is only logged.
-			got := readResult(t, outCtl)
-			switch {
-			case got != poison && tc.name == "manifest" && len(tc.body) == len(honestManifest):
-				t.Errorf("control: BuildKit told %s@%s built %q, not the attacker's %q: the lie was not imported, the test proves nothing", repo, signed, got, poison)
-			case got == poison:
-				t.Logf("control: BuildKit told %s@%s imported the attacker's cache (%q): the attack is real", repo, signed, poison)
-			default:
-				t.Logf("control: BuildKit told %s@%s built %q (attacker's %q, honest %q): the lie was not imported", repo, signed, got, poison, honest)
-			}
+			func() {
+				e.prune(t)
+				outCtl := filepath.Join(e.dir, "out-control-"+strings.ReplaceAll(tc.name, " ", "-"))
+				args := append([]string{"buildx", "build"}, remoteBuildArgs()...)
+				args = append(args, "--cache-from", "type=registry,ref="+repo+"@"+signed, "-o", "type=local,dest="+outCtl, ctx)
+				ctl := e.docker(t, args...)
+				if ctl.code != 0 {
+					if !tc.mayFail {
+						t.Fatalf("control build failed: %v", ctl)
+					}
+					t.Logf("control: BuildKit told %s@%s failed on the lie: %s", repo, signed, lastLine(ctl.stderr))
+					return
+				}
+				// Without the endpoint BuildKit imports the manifest lie
+				// (it reads the manifest unchecked): the attack is real. A
+				// config lie alone is not imported (BuildKit then finds no
+				// records), so that control is only logged.
+				got := readResult(t, outCtl)
+				switch {
+				case got != poison && tc.name == "manifest" && len(tc.body) == len(honestManifest):
+					t.Errorf("control: BuildKit told %s@%s built %q, not the attacker's %q: the lie was not imported, the test proves nothing", repo, signed, got, poison)
+				case got == poison:
+					t.Logf("control: BuildKit told %s@%s imported the attacker's cache (%q): the attack is real", repo, signed, poison)
+				default:
+					t.Logf("control: BuildKit told %s@%s built %q (attacker's %q, honest %q): the lie was not imported", repo, signed, got, poison, honest)
+				}
+			}()
 
 			// Through trustcache: verified, served through the endpoint,
 			// the lie refused.
@@ -209,11 +237,16 @@ func TestVerifiedBytesLyingRegistry(t *testing.T) {
 			before := lr.told(tc.path)
 			out := filepath.Join(e.dir, "out-"+strings.ReplaceAll(tc.name, " ", "-"))
 			report := out + "-report.json"
-			args = append([]string{"build"}, remoteBuildArgs()...)
+			args := append([]string{"build"}, remoteBuildArgs()...)
 			args = append(args, "--trust-policy", policy, "--no-ledger", "--trust-report", report, "--cache-from", cache, "-o", "type=local,dest="+out, ctx)
-			r := e.trustcache(t, args...).must(t)
-			if got := readResult(t, out); got == poison {
-				t.Errorf("the build produced the attacker's output %q through trustcache\n%s", got, r.stderr)
+			r := e.trustcache(t, args...)
+			switch {
+			case r.code == 0:
+				if got := readResult(t, out); got == poison {
+					t.Errorf("the build produced the attacker's output %q through trustcache\n%s", got, r.stderr)
+				}
+			case !tc.mayFail:
+				t.Fatalf("the build failed: %v", r)
 			}
 			if lr.told(tc.path) == before {
 				t.Errorf("the lying registry was never asked for %s: the test proves nothing\n%s", tc.path, r.stderr)
