@@ -52,6 +52,7 @@ func subcommands(dockerCLI command.Cli) []*cobra.Command {
 		newKeysCommand(dockerCLI),
 		newPolicyCommand(dockerCLI),
 		newLedgerCommand(dockerCLI),
+		newServeCommand(dockerCLI),
 		newInstallCommand(dockerCLI),
 		newUninstallCommand(dockerCLI),
 	}

@@ -1,0 +1,256 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+// Verifier verifies a cache reference under a policy: *verify.Verifier.
+type Verifier interface {
+	Verify(ctx context.Context, ref string) (*verify.Result, error)
+	Policy() *verify.Policy
+}
+
+// Endpoint serves verified caches to buildkitd: *endpoint.Server. Add
+// returns the reference to import instead of repo@digest.
+type Endpoint interface {
+	Add(repo name.Repository, digest v1.Hash) (string, error)
+}
+
+// Actions in the decision log, as in "docker trustcache build"'s report.
+const (
+	actionUsed    = "used"    // verified (or audited) and rewritten to the verified content endpoint
+	actionPassed  = "passed"  // passed on as given: level skip, audit without a digest, an allowed unsigned type
+	actionDropped = "dropped" // removed from the request
+	actionBlocked = "blocked" // onUntrusted: fail: the call was refused
+)
+
+// verifyConcurrency bounds the references of one request verified at once.
+const verifyConcurrency = 8
+
+// Decider decides the cache imports of a request under the current
+// policy, and logs one line per import. It is safe for concurrent use.
+type Decider struct {
+	v   atomic.Pointer[verifierBox]
+	ep  Endpoint
+	log *slog.Logger
+}
+
+// verdictTTL is how long a verdict on a reference is reused. One build
+// carries each import up to three times (Cache.Imports, the cache-imports
+// attribute, the frontend's Solve), decided in separate calls a few
+// milliseconds apart: they share one verification. A reused trusted
+// verdict still pins its verified digest; a policy reload starts afresh.
+const verdictTTL = 30 * time.Second
+
+// maxMemo bounds the verdicts kept.
+const maxMemo = 1024
+
+// verifierBox is one policy's verifier and the verdicts it reached
+// lately.
+type verifierBox struct {
+	Verifier
+	mu   sync.Mutex
+	memo map[string]*memoEntry
+}
+
+type memoEntry struct {
+	done chan struct{} // closed when res and err are set
+	at   time.Time
+	res  *verify.Result
+	err  error
+}
+
+// verify verifies ref, or reuses a verdict reached (or being reached) for
+// it within verdictTTL. Inconclusive verdicts are not reused.
+func (b *verifierBox) verify(ctx context.Context, ref string) (*verify.Result, error) {
+	now := time.Now()
+	b.mu.Lock()
+	if e, ok := b.memo[ref]; ok && now.Sub(e.at) < verdictTTL {
+		b.mu.Unlock()
+		select {
+		case <-e.done:
+			return e.res, e.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if len(b.memo) >= maxMemo {
+		for k, e := range b.memo {
+			if now.Sub(e.at) >= verdictTTL {
+				delete(b.memo, k)
+			}
+		}
+	}
+	e := &memoEntry{done: make(chan struct{}), at: now}
+	if len(b.memo) < maxMemo {
+		b.memo[ref] = e
+	}
+	b.mu.Unlock()
+	e.res, e.err = b.Verifier.Verify(ctx, ref)
+	close(e.done)
+	if e.err != nil || e.res == nil || e.res.Verdict == verify.VerdictInconclusive {
+		b.mu.Lock()
+		if b.memo[ref] == e {
+			delete(b.memo, ref)
+		}
+		b.mu.Unlock()
+	}
+	return e.res, e.err
+}
+
+// NewDecider returns a Decider verifying with v and serving what it
+// trusts through ep, logging its decisions to log.
+func NewDecider(v Verifier, ep Endpoint, log *slog.Logger) *Decider {
+	d := &Decider{ep: ep, log: log}
+	d.SetVerifier(v)
+	return d
+}
+
+// SetVerifier replaces the verifier (a new policy) for the requests that
+// arrive from now on.
+func (d *Decider) SetVerifier(v Verifier) {
+	d.v.Store(&verifierBox{Verifier: v, memo: map[string]*memoEntry{}})
+}
+
+// outcome is the decision on one import, with what the log says about it.
+type outcome struct {
+	Decision
+	action string
+	reason string
+	res    *verify.Result
+}
+
+// Decide decides imps, the imports of one call of method by client. The
+// error, a gRPC status with codes.PermissionDenied, refuses the call: an
+// import the policy says must fail the build (onUntrusted: fail).
+func (d *Decider) Decide(ctx context.Context, client, method string, imps []Import) ([]Decision, error) {
+	v := d.v.Load()
+	outs := make([]outcome, len(imps))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, verifyConcurrency)
+	for i, imp := range imps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			outs[i] = d.decide(ctx, v, imp)
+		}()
+	}
+	wg.Wait()
+	decisions := make([]Decision, len(imps))
+	var blocked []string
+	for i, o := range outs {
+		decisions[i] = o.Decision
+		d.logDecision(ctx, client, method, imps[i], o)
+		if o.action == actionBlocked {
+			blocked = append(blocked, fmt.Sprintf("cache %s is %s: %s", imps[i].Ref(), o.res.Verdict, o.res.Reason()))
+		}
+	}
+	if len(blocked) > 0 {
+		return nil, status.Errorf(codes.PermissionDenied, "trustcache gateway: not building: %s (policy onUntrusted: fail)", strings.Join(blocked, "; "))
+	}
+	return decisions, nil
+}
+
+// decide maps one import's verification to its fate exactly as "docker
+// trustcache build" maps a --cache-from (plugin's decideCache), with the
+// verified content endpoint always in use.
+func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import) outcome {
+	drop := func(action, why string, res *verify.Result) outcome {
+		return outcome{Decision: Decision{Action: Remove}, action: action, reason: why, res: res}
+	}
+	keep := func(why string, res *verify.Result) outcome {
+		return outcome{Decision: Decision{Action: Keep}, action: actionPassed, reason: why, res: res}
+	}
+	if imp.Type != "registry" {
+		if v.Policy().AllowsUnsigned(imp.Type) {
+			return keep("the policy allows unsigned "+imp.Type+" caches", nil)
+		}
+		return drop(actionDropped, fmt.Sprintf("type=%s caches cannot carry registry signatures (allowUnsignedTypes in the policy lets them through)", imp.Type), nil)
+	}
+	ref := imp.Ref()
+	if ref == "" {
+		return drop(actionDropped, "registry cache without ref", nil)
+	}
+	res, err := v.verify(ctx, ref)
+	if err != nil {
+		return drop(actionDropped, err.Error(), res)
+	}
+	switch {
+	case res.Verdict == verify.VerdictSkipped:
+		return keep("scope level skip: not verified", res)
+	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
+		pinned, err := d.serve(res)
+		if err != nil {
+			return drop(actionDropped, "the verified content endpoint cannot serve it: "+err.Error(), res)
+		}
+		o := outcome{Decision: Decision{Action: Replace, Ref: pinned}, action: actionUsed, res: res}
+		if !res.Trusted {
+			o.reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
+		}
+		return o
+	case res.Level == verify.LevelAudit:
+		return keep("level audit: no digest resolved ("+res.Reason()+")", res)
+	case res.OnUntrusted == verify.ActionFail:
+		return drop(actionBlocked, string(res.Verdict)+": "+res.Reason(), res)
+	default:
+		return drop(actionDropped, string(res.Verdict)+": "+res.Reason(), res)
+	}
+}
+
+// serve registers the verified digest with the endpoint and returns the
+// reference buildkitd imports instead.
+func (d *Decider) serve(res *verify.Result) (string, error) {
+	dig, err := name.NewDigest(res.Pinned())
+	if err != nil {
+		return "", err
+	}
+	h, err := v1.NewHash(dig.DigestStr())
+	if err != nil {
+		return "", err
+	}
+	return d.ep.Add(dig.Context(), h)
+}
+
+// logDecision writes the decision line of one import: the same keys on
+// every line.
+func (d *Decider) logDecision(ctx context.Context, client, method string, imp Import, o outcome) {
+	var digest, verdict string
+	signers := []string{}
+	if o.res != nil {
+		digest, verdict = o.res.Digest, string(o.res.Verdict)
+		for _, s := range o.res.Signers {
+			signers = append(signers, s.Builder)
+		}
+	}
+	level := slog.LevelInfo
+	if o.action == actionDropped || o.action == actionBlocked {
+		level = slog.LevelWarn
+	}
+	d.log.Log(ctx, level, "cache import",
+		slog.String("client", client),
+		slog.String("method", method),
+		slog.String("where", imp.Where),
+		slog.String("type", imp.Type),
+		slog.String("ref", imp.Ref()),
+		slog.String("digest", digest),
+		slog.String("verdict", verdict),
+		slog.String("action", o.action),
+		slog.Any("signers", signers),
+		slog.String("reason", o.reason),
+	)
+}

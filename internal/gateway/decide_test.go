@@ -1,0 +1,97 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+// countingVerifier counts the verifications of each reference.
+type countingVerifier struct {
+	fakeVerifier
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (v *countingVerifier) Verify(ctx context.Context, ref string) (*verify.Result, error) {
+	v.mu.Lock()
+	v.n[ref]++
+	v.mu.Unlock()
+	return v.fakeVerifier.Verify(ctx, ref)
+}
+
+func (v *countingVerifier) count(ref string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.n[ref]
+}
+
+func TestDecideReusesVerdicts(t *testing.T) {
+	base := testVerifier(t)
+	base.results["reg.example/team/cache:flaky"] = &verify.Result{
+		Reference: "reg.example/team/cache:flaky", Verdict: verify.VerdictInconclusive, Level: verify.LevelStrict, OnUntrusted: verify.ActionDrop,
+	}
+	v := &countingVerifier{fakeVerifier: base, n: map[string]int{}}
+	d := NewDecider(v, fakeEndpoint{}, slog.New(slog.DiscardHandler))
+	imp := func(ref string) Import {
+		return Import{Type: "registry", Attrs: map[string]string{"ref": ref}, Where: "test"}
+	}
+	signed, flaky := "reg.example/team/cache:signed", "reg.example/team/cache:flaky"
+	for range 3 {
+		ds, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed), imp(signed), imp(flaky)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds[0].Action != Replace || ds[1].Action != Replace || ds[2].Action != Remove {
+			t.Fatalf("Decide = %+v; want replace, replace, remove", ds)
+		}
+	}
+	if n := v.count(signed); n != 1 {
+		t.Errorf("%s verified %d times; want once, the verdict reused", signed, n)
+	}
+	if n := v.count(flaky); n != 3 {
+		t.Errorf("%s (inconclusive) verified %d times; want every time", flaky, n)
+	}
+	// A new policy: verified afresh.
+	d.SetVerifier(v)
+	if _, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.count(signed); n != 2 {
+		t.Errorf("after SetVerifier, %s verified %d times in all; want 2", signed, n)
+	}
+}
+
+// The decisions are those of docker trustcache build's decideCache.
+func TestDecideMapping(t *testing.T) {
+	base := testVerifier(t)
+	base.results["reg.example/audit:1"] = &verify.Result{Reference: "reg.example/audit:1", Repository: "reg.example/audit", Digest: digestA, Verdict: verify.VerdictUntrusted, Level: verify.LevelAudit}
+	base.results["reg.example/audit:nodigest"] = &verify.Result{Reference: "reg.example/audit:nodigest", Verdict: verify.VerdictInconclusive, Level: verify.LevelAudit}
+	base.results["reg.example/skip:1"] = &verify.Result{Reference: "reg.example/skip:1", Verdict: verify.VerdictSkipped, Level: verify.LevelSkip}
+	d := NewDecider(base, fakeEndpoint{}, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		imp  Import
+		want Action
+	}{
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Replace},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:unsigned"}}, Remove},
+		{Import{Type: "registry", Attrs: map[string]string{}}, Remove},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:1"}}, Replace},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:nodigest"}}, Keep},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/skip:1"}}, Keep},
+		{Import{Type: "local", Attrs: map[string]string{"src": "/x"}}, Keep}, // allowUnsignedTypes: [local]
+		{Import{Type: "gha", Attrs: map[string]string{}}, Remove},
+		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Remove},
+	} {
+		ds, err := d.Decide(t.Context(), "test", "/m", []Import{tc.imp})
+		if err != nil {
+			t.Fatalf("Decide(%+v): %v", tc.imp, err)
+		}
+		if ds[0].Action != tc.want {
+			t.Errorf("Decide(%+v) = %+v; want action %d", tc.imp, ds[0], tc.want)
+		}
+	}
+}

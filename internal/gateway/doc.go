@@ -1,0 +1,32 @@
+// Package gateway is a gRPC gateway in front of buildkitd that verifies
+// every registry cache import, whichever client builds: buildx (remote
+// driver), buildctl, bake, compose, CI actions.
+//
+// Every method is forwarded to buildkitd as raw frames through a
+// pass-through codec: unary calls and streams in both directions, with
+// their headers, trailers and metadata, one message at a time and never
+// buffered. Only two requests are decoded, by protobuf field number with
+// protowire (no BuildKit module is linked), and rewritten:
+//
+//   - /moby.buildkit.v1.Control/Solve: SolveRequest.Cache (field 8) with
+//     its Imports (5) and ImportRefsDeprecated (2), and the FrontendAttrs
+//     (7) "cache-imports" (JSON) and "cache-from" (comma-separated refs);
+//   - /moby.buildkit.v1.frontend.LLBBridge/Solve: SolveRequest.CacheImports
+//     (12) and the FrontendOpt (3) "cache-imports" and "cache-from".
+//
+// Every field the gateway does not rewrite is kept byte for byte. A request
+// that does not decode, is larger than MaxRequestSize or lists more than
+// MaxImports imports is refused with codes.InvalidArgument and never
+// reaches buildkitd.
+//
+// Each import is decided by a Decider, as "docker trustcache build" decides
+// a --cache-from: a trusted registry cache is rewritten to import from the
+// verified content endpoint (internal/endpoint), pinned to the verified
+// digest; an untrusted or inconclusive one is removed, or fails the call
+// with codes.PermissionDenied when the policy says onUntrusted: fail; other
+// cache types are removed unless the policy's allowUnsignedTypes lists
+// them.
+//
+// The gateway answers grpc.health.v1.Health itself: SERVING while buildkitd
+// answers.
+package gateway

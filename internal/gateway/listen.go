@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// DefaultListen is where the gateway listens by default.
+const DefaultListen = "unix:///run/trustcache/buildkitd.sock"
+
+// Listen listens on addr, a unix:// address: the socket is made with mode
+// 0660 (owner and group: give the builders' group access with chown),
+// its directory, if missing, with 0755. A stale socket nobody answers on
+// is replaced; one in use is an error. tcp:// needs TLS, which the gateway
+// does not implement yet: it is refused.
+func Listen(addr string) (net.Listener, error) {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	switch u.Scheme {
+	case "unix":
+	case "tcp":
+		return nil, fmt.Errorf("listen address %q: tcp:// needs TLS (client certificates), which serve does not implement yet; listen on a unix:// socket", addr)
+	default:
+		return nil, fmt.Errorf("listen address %q: want unix://PATH", addr)
+	}
+	path := u.Path
+	if path == "" {
+		path = u.Opaque
+	}
+	if path == "" {
+		return nil, fmt.Errorf("listen address %q: no socket path", addr)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen address %q: %s exists and is not a socket", addr, path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen address %q: something already listens on %s", addr, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("listen address %q: removing the stale socket: %w", addr, err)
+		}
+	}
+	// The socket is made under a temporary name, given its mode, then
+	// renamed: it is never reachable with the umask's mode.
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp"+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	err = os.Chmod(tmp, 0o660)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	return &unixListener{UnixListener: ul, path: path}, nil
+}
+
+// unixListener removes its socket when closed and names each connection's
+// peer (pid, uid) for the decision log.
+type unixListener struct {
+	*net.UnixListener
+	path string
+}
+
+func (l *unixListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	return &peerConn{UnixConn: c, peer: peerAddr(c)}, nil
+}
+
+// Addr is the socket's path (not the temporary name it was made under).
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// peerConn is a connection whose RemoteAddr names the peer process.
+type peerConn struct {
+	*net.UnixConn
+	peer net.Addr
+}
+
+func (c *peerConn) RemoteAddr() net.Addr { return c.peer }
+
+// processAddr names a unix socket's peer process.
+type processAddr string
+
+func (a processAddr) Network() string { return "unix" }
+func (a processAddr) String() string  { return string(a) }

@@ -1,0 +1,359 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// maxMessageSize bounds every message forwarded in either direction. It
+// is above buildkitd's own limit so that buildkitd, not the gateway,
+// refuses what it would refuse; inspected requests have the lower
+// MaxRequestSize.
+const maxMessageSize = 64 << 20
+
+// probeTimeout bounds a call that checks buildkitd answers.
+const probeTimeout = 5 * time.Second
+
+// Methods the gateway answers itself.
+const (
+	healthCheck = "/grpc.health.v1.Health/Check"
+	healthWatch = "/grpc.health.v1.Health/Watch"
+	// listWorkers is what Probe calls on buildkitd: cheap, and only a
+	// working BuildKit control API answers it.
+	listWorkers = "/moby.buildkit.v1.Control/ListWorkers"
+)
+
+// grpc.health.v1.HealthCheckResponse.ServingStatus values.
+const (
+	healthServing    = 1
+	healthNotServing = 2
+)
+
+// Server forwards gRPC calls to buildkitd, deciding the cache imports of
+// Solve requests on the way.
+type Server struct {
+	backend *grpc.ClientConn
+	decider *Decider
+	log     *slog.Logger
+	grpc    *grpc.Server
+}
+
+// New returns a Server forwarding to backend (see Dial).
+func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger) *Server {
+	s := &Server{backend: backend, decider: d, log: log}
+	s.grpc = grpc.NewServer(
+		grpc.ForceServerCodecV2(rawCodec{}),
+		grpc.UnknownServiceHandler(s.handle),
+		grpc.MaxRecvMsgSize(maxMessageSize),
+		grpc.MaxSendMsgSize(maxMessageSize),
+	)
+	return s
+}
+
+// Dial returns a connection to buildkitd at addr: unix://PATH, or
+// tcp://HOST:PORT on a loopback address (the verified content endpoint
+// listens on 127.0.0.1: buildkitd must be on this host). It does not
+// connect; see Probe.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("buildkit address %q: %w", addr, err)
+	}
+	var target string
+	switch u.Scheme {
+	case "unix":
+		p := u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		if p == "" {
+			return nil, fmt.Errorf("buildkit address %q: no socket path", addr)
+		}
+		target = "unix://" + p
+	case "tcp":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("buildkit address %q: buildkitd must run on this host (unix:// or a loopback tcp:// address): it imports verified caches from 127.0.0.1", addr)
+		}
+		target = "passthrough:///" + u.Host
+	default:
+		return nil, fmt.Errorf("buildkit address %q: want unix://PATH or tcp://127.0.0.1:PORT", addr)
+	}
+	return grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(
+			grpc.ForceCodecV2(rawCodec{}),
+			grpc.MaxCallRecvMsgSize(maxMessageSize),
+			grpc.MaxCallSendMsgSize(maxMessageSize),
+		),
+	)
+}
+
+// Decider is the Server's Decider: SetVerifier changes the policy.
+func (s *Server) Decider() *Decider { return s.decider }
+
+// Probe checks that buildkitd answers its control API.
+func (s *Server) Probe(ctx context.Context) error {
+	return probe(ctx, s.backend)
+}
+
+func probe(ctx context.Context, cc *grpc.ClientConn) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	req, resp := frame{}, frame{}
+	if err := cc.Invoke(ctx, listWorkers, &req, &resp); err != nil {
+		return fmt.Errorf("buildkitd does not answer %s: %w", listWorkers, err)
+	}
+	return nil
+}
+
+// Serve serves l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	return s.grpc.Serve(l)
+}
+
+// Shutdown stops accepting calls and waits for those running (builds) to
+// end, until ctx is done; then it ends them.
+func (s *Server) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+	}
+}
+
+// handle is every method's handler.
+func (s *Server) handle(_ any, ss grpc.ServerStream) error {
+	method, ok := grpc.MethodFromServerStream(ss)
+	if !ok {
+		return status.Error(codes.Internal, "trustcache gateway: no method")
+	}
+	// Only the canonical /service/method form is forwarded: the form the
+	// inspected methods are recognized in.
+	if svc, m, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/"); !strings.HasPrefix(method, "/") || !ok || svc == "" || m == "" || strings.Contains(m, "/") {
+		return status.Errorf(codes.Unimplemented, "trustcache gateway: malformed method name %q", method)
+	}
+	switch method {
+	case healthCheck:
+		return s.healthCheck(ss)
+	case healthWatch:
+		return s.healthWatch(ss)
+	}
+	if sh, ok := inspected[method]; ok {
+		return s.forwardSolve(ss, method, sh)
+	}
+	return s.forward(ss, method, nil, false)
+}
+
+// client names the caller for the log.
+func client(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		if a := p.Addr.String(); a != "" {
+			return a
+		}
+	}
+	return "unknown"
+}
+
+// forwardSolve decides the imports of a Solve request, then forwards the
+// rewritten request; the call never reaches buildkitd when a decision
+// refuses it.
+func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) error {
+	ctx := ss.Context()
+	var req frame
+	if err := ss.RecvMsg(&req); err != nil {
+		if errors.Is(err, io.EOF) {
+			return status.Error(codes.InvalidArgument, "trustcache gateway: no request")
+		}
+		return err
+	}
+	imps, err := sh.imports(req)
+	if err != nil {
+		return s.refuse(ctx, method, err)
+	}
+	if len(imps) > 0 {
+		decisions, err := s.decider.Decide(ctx, client(ctx), method, imps)
+		if err != nil {
+			return err
+		}
+		out, err := sh.rewrite(req, decisions)
+		if err != nil {
+			return s.refuse(ctx, method, err)
+		}
+		req = out
+	}
+	return s.forward(ss, method, &req, true)
+}
+
+// refuse answers a request the gateway cannot decode.
+func (s *Server) refuse(ctx context.Context, method string, err error) error {
+	s.log.WarnContext(ctx, "request refused", slog.String("client", client(ctx)), slog.String("method", method), slog.String("reason", err.Error()))
+	var m *MalformedError
+	if errors.As(err, &m) {
+		return status.Errorf(codes.InvalidArgument, "trustcache gateway: %s: %v", method, err)
+	}
+	return status.Errorf(codes.Internal, "trustcache gateway: %s: %v", method, err)
+}
+
+// forward relays the call to buildkitd, message by message in both
+// directions, with its metadata, headers and trailers. first, when set, is
+// the client's first message, already read. For a unary call (an
+// inspected Solve) only first is sent: a further message from the client
+// is never relayed.
+func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	md, _ := metadata.FromIncomingContext(ctx)
+	out := metadata.MD{}
+	for k, v := range md {
+		// Pseudo-headers and the transport's own are set by the client
+		// connection.
+		if strings.HasPrefix(k, ":") || k == "content-type" || k == "user-agent" || k == "te" {
+			continue
+		}
+		out[k] = v
+	}
+	ctx = metadata.NewOutgoingContext(ctx, out)
+	cs, err := s.backend.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+	if err != nil {
+		return err
+	}
+
+	// Client to buildkitd.
+	upErr := make(chan error, 1)
+	go func() {
+		upErr <- func() error {
+			if first != nil {
+				if err := cs.SendMsg(first); err != nil {
+					return err
+				}
+			}
+			if unary {
+				return cs.CloseSend()
+			}
+			for {
+				var f frame
+				if err := ss.RecvMsg(&f); err != nil {
+					if errors.Is(err, io.EOF) {
+						return cs.CloseSend()
+					}
+					return err
+				}
+				if err := cs.SendMsg(&f); err != nil {
+					return err
+				}
+			}
+		}()
+	}()
+
+	// buildkitd to client.
+	downErr := make(chan error, 1)
+	go func() {
+		downErr <- func() error {
+			hdr, err := cs.Header()
+			if err != nil {
+				return err
+			}
+			if err := ss.SendHeader(hdr); err != nil {
+				return err
+			}
+			for {
+				var f frame
+				if err := cs.RecvMsg(&f); err != nil {
+					return err
+				}
+				if err := ss.SendMsg(&f); err != nil {
+					return err
+				}
+			}
+		}()
+	}()
+
+	for {
+		select {
+		case err := <-upErr:
+			if err != nil {
+				// The client went away or sent garbage: end the call
+				// upstream too.
+				cancel()
+				<-downErr
+				return err
+			}
+			upErr = nil // half-closed; wait for buildkitd's answer
+		case err := <-downErr:
+			ss.SetTrailer(cs.Trailer())
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// healthCheck answers grpc.health.v1.Health/Check: SERVING while
+// buildkitd answers.
+func (s *Server) healthCheck(ss grpc.ServerStream) error {
+	var req frame
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	return ss.SendMsg(s.healthStatus(ss.Context()))
+}
+
+// healthWatch answers grpc.health.v1.Health/Watch: the status now, then
+// each change, checked every few seconds.
+func (s *Server) healthWatch(ss grpc.ServerStream) error {
+	var req frame
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	ctx := ss.Context()
+	var last string
+	t := time.NewTicker(probeTimeout)
+	defer t.Stop()
+	for {
+		f := s.healthStatus(ctx)
+		if string(*f) != last {
+			last = string(*f)
+			if err := ss.SendMsg(f); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// healthStatus is the HealthCheckResponse for buildkitd's state now.
+func (s *Server) healthStatus(ctx context.Context) *frame {
+	st := uint64(healthServing)
+	if err := s.Probe(ctx); err != nil {
+		st = healthNotServing
+	}
+	f := frame(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), st))
+	return &f
+}

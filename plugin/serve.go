@@ -1,0 +1,172 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
+	"github.com/docker-trustcache/docker-trustcache/internal/gateway"
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+type serveOptions struct {
+	buildkit     string
+	listen       string
+	policy       string
+	logFormat    string
+	drainTimeout time.Duration
+	noLedger     bool
+}
+
+func newServeCommand(dockerCLI command.Cli) *cobra.Command {
+	var opts serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve --buildkit ADDR [OPTIONS]",
+		Short: "Run a gateway in front of buildkitd that verifies every cache import",
+		Long: `Serve BuildKit's API on --listen and forward every call to the buildkitd at
+--buildkit, verifying every cache import of every build against the policy,
+whichever client builds (buildx with the remote driver, buildctl, bake,
+compose). Trusted registry caches are imported through the verified content
+endpoint, pinned to the verified digest; untrusted or inconclusive ones are
+removed from the build, or fail it (policy onUntrusted: fail); other cache
+types are removed unless the policy's allowUnsignedTypes lists them.
+
+buildkitd must run on this host (unix:// or a loopback tcp:// address): it
+imports verified caches from 127.0.0.1. Decisions are logged to stderr, one
+line per import. SIGHUP reloads the policy (a policy that does not load
+keeps the old one); SIGTERM and SIGINT stop accepting calls and let running
+builds finish for up to --drain-timeout.
+
+Exit status: 0 after a graceful stop; 2 when it cannot start (bad flag,
+policy that does not load, buildkitd unreachable, socket in use); 1 when
+serving fails.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+			defer signal.Stop(sigs)
+			return withStatus(runServe(cmd.Context(), dockerCLI, dockerCLI.Err(), opts, sigs))
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&opts.buildkit, "buildkit", "", "buildkitd address: unix://PATH or tcp://127.0.0.1:PORT (required)")
+	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660)")
+	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, the docker config dir)")
+	flags.StringVar(&opts.logFormat, "log-format", "text", `Log format: "text" or "json"`)
+	flags.DurationVar(&opts.drainTimeout, "drain-timeout", 5*time.Minute, "On SIGTERM or SIGINT, how long running builds may take to finish")
+	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")
+	return cmd
+}
+
+// newLogger returns the decision logger: text for people, JSON for
+// collectors.
+func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, usagef("--log-format: unknown format %q (want text or json)", format)
+}
+
+// runServe serves until a signal on sigs (SIGTERM, SIGINT: stop; SIGHUP:
+// reload the policy) or the end of ctx.
+func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts serveOptions, sigs <-chan os.Signal) error {
+	if opts.buildkit == "" {
+		return usagef("--buildkit is required: the address of the buildkitd to serve (unix://PATH)")
+	}
+	log, err := newLogger(errOut, opts.logFormat)
+	if err != nil {
+		return err
+	}
+	// A server reads no policy from the working directory: --policy,
+	// $TRUSTCACHE_POLICY or the docker config dir's.
+	path, err := findPolicy(opts.policy, "", errOut)
+	if err != nil {
+		return asUsage(err)
+	}
+	p, err := verify.LoadPolicy(path)
+	if err != nil {
+		return usagef("policy: %w", err)
+	}
+	var releases []func()
+	defer func() {
+		for _, r := range releases {
+			r()
+		}
+	}()
+	v, release := newVerifier(dockerCLI, p, opts.noLedger)
+	releases = append(releases, release)
+
+	cc, err := gateway.Dial(opts.buildkit)
+	if err != nil {
+		return asUsage(err)
+	}
+	defer cc.Close()
+	ep := endpoint.New(endpoint.WithKeychain(dockerKeychain{dockerCLI}), endpoint.WithLogger(log.With("component", "endpoint")))
+	if err := ep.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	defer ep.Close()
+	srv := gateway.New(cc, gateway.NewDecider(v, ep, log), log)
+	if err := srv.Probe(ctx); err != nil {
+		return usagef("buildkitd at %s is unreachable: %w", opts.buildkit, err)
+	}
+	l, err := gateway.Listen(opts.listen)
+	if err != nil {
+		return asUsage(err)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.Info("serving", "listen", opts.listen, "buildkit", opts.buildkit, "policy", p.File)
+
+	shutdown := func(why string) error {
+		log.Info("stopping: waiting for running calls", "reason", why, "drainTimeout", opts.drainTimeout.String())
+		dctx, cancel := context.WithTimeout(context.Background(), opts.drainTimeout)
+		defer cancel()
+		srv.Shutdown(dctx)
+		if dctx.Err() != nil {
+			log.Warn("stopped: calls still running after the drain timeout were ended")
+		} else {
+			log.Info("stopped")
+		}
+		return nil
+	}
+	for {
+		select {
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return shutdown(sig.String())
+			}
+			np, err := verify.LoadPolicy(path)
+			if err != nil {
+				log.Error("policy not reloaded: keeping the policy in use", "policy", path, "error", err.Error())
+				continue
+			}
+			nv, release := newVerifier(dockerCLI, np, opts.noLedger)
+			releases = append(releases, release)
+			srv.Decider().SetVerifier(nv)
+			log.Info("policy reloaded", "policy", np.File)
+		case <-ctx.Done():
+			// The docker CLI that ran the plugin went away.
+			return shutdown("the docker CLI ended")
+		case err := <-served:
+			if err == nil || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("serving on %s: %w", opts.listen, err)
+		}
+	}
+}
