@@ -72,7 +72,7 @@ trust policy first; see "docker trustcache bake --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"f"}, // as buildx's: "docker builder f"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBake(cmd.Context(), dockerCLI, args))
+			return withStatus(runBake(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
 		},
 	}
 }
@@ -84,7 +84,7 @@ type bakeCache struct {
 	uniq   int // index of spec among the distinct specs verified
 }
 
-func runBake(ctx context.Context, dockerCLI command.Cli, args []string) error {
+func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
 	inv, err := buildargs.ParseBake(args)
 	if err != nil {
 		return usagef("docker trustcache bake: %w", err)
@@ -200,11 +200,15 @@ func runBake(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		return err
 	}
 	argv := bake()
-	if signer != nil {
-		if argv, err = signer.base.prepare(argv); err != nil {
+	exports := signer // reads what the bake exported, for --sign and the provenance record
+	if exports == nil && inv.Trust.Report != "" {
+		exports = bakeExports(dockerCLI, inv, targets)
+	}
+	if exports != nil {
+		if argv, err = exports.prepareExports(argv); err != nil {
 			return err
 		}
-		defer signer.base.cleanup()
+		defer exports.base.cleanup()
 	}
 	bakeErr := runDocker(ctx, bin, append(argv, inv.BuildxArgs(overrides...)...), streams)
 	report.Built = bakeErr == nil
@@ -216,6 +220,13 @@ func runBake(ctx context.Context, dockerCLI command.Cli, args []string) error {
 			printReport(dockerCLI.Err(), report)
 			_ = writeReport(inv.Trust.Report, report)
 			return fmt.Errorf("the bake succeeded, but signing its exports failed: %w", err)
+		}
+	}
+	if bakeErr == nil && exports != nil {
+		if err := recordProvenance(ctx, exports.base, exports.exported, signer != nil, report, p, version); err != nil {
+			printReport(dockerCLI.Err(), report)
+			_ = writeReport(inv.Trust.Report, report)
+			return fmt.Errorf("the bake succeeded, but attaching its provenance record failed: %w", err)
 		}
 	}
 	printReport(dockerCLI.Err(), report)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -66,7 +67,7 @@ policy first; see "docker trustcache build --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"b"}, // as buildx's: "docker builder b"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBuild(cmd.Context(), dockerCLI, args))
+			return withStatus(runBuild(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
 		},
 	}
 }
@@ -106,6 +107,10 @@ type trustReport struct {
 	// NotSigned says why a build asked to --sign signed nothing.
 	NotSigned string `json:"notSigned,omitempty"`
 	Built     bool   `json:"built"`
+	// Provenance is the build's provenance record (docs/provenance.md);
+	// Attested, the subjects --sign attached it to, signed.
+	Provenance *provenance.Statement `json:"provenance,omitempty"`
+	Attested   []signedReport        `json:"attested,omitempty"`
 }
 
 // signedReport is one digest --sign signed.
@@ -114,7 +119,7 @@ type signedReport struct {
 	Kind      string `json:"kind"`      // cache or image
 }
 
-func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
+func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
@@ -199,11 +204,15 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 		return err
 	}
 	pre := []string{"build"}
-	if signer != nil {
-		if pre, err = signer.prepare(pre); err != nil {
+	exports := signer // reads what the build exported, for --sign and the provenance record
+	if exports == nil && inv.Trust.Report != "" {
+		exports = buildExports(dockerCLI, inv)
+	}
+	if exports != nil {
+		if pre, err = exports.prepareExports(pre); err != nil {
 			return err
 		}
-		defer signer.cleanup()
+		defer exports.cleanup()
 	}
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
 	report.Built = buildErr == nil
@@ -215,6 +224,13 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, args []string) error {
 			printReport(dockerCLI.Err(), report)
 			_ = writeReport(inv.Trust.Report, report)
 			return fmt.Errorf("the build succeeded, but signing its exports failed: %w", err)
+		}
+	}
+	if buildErr == nil && exports != nil {
+		if err := recordProvenance(ctx, exports, exports.exported, signer != nil, report, p, version); err != nil {
+			printReport(dockerCLI.Err(), report)
+			_ = writeReport(inv.Trust.Report, report)
+			return fmt.Errorf("the build succeeded, but attaching its provenance record failed: %w", err)
 		}
 	}
 	printReport(dockerCLI.Err(), report)
@@ -388,6 +404,9 @@ func printReport(w io.Writer, r *trustReport) {
 	}
 	for _, s := range r.Signed {
 		fmt.Fprintf(&b, "  signed   %s (%s)\n", printable(s.Reference), s.Kind)
+	}
+	for _, a := range r.Attested {
+		fmt.Fprintf(&b, "  attested %s (provenance record)\n", printable(a.Reference))
 	}
 	if r.NotSigned != "" {
 		fmt.Fprintf(&b, "  nothing signed: %s\n", printable(r.NotSigned))

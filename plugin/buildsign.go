@@ -134,20 +134,24 @@ func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]
 	return bs.signMetadata(ctx, v, md)
 }
 
-// signMetadata signs the cache manifest and pushed images md reports.
-func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildMetadata) ([]signedReport, error) {
-	type target struct {
-		repo   name.Repository
-		digest v1.Hash
-		kind   string
-	}
-	var targets []target
+// exportTarget is one digest a build exported: its cache manifest or a
+// pushed image, in one repository.
+type exportTarget struct {
+	repo   name.Repository
+	digest v1.Hash
+	kind   string // cache or image
+}
+
+// exportTargets returns the cache manifest and pushed images md reports,
+// as the build reported them: never a tag resolved afterwards.
+func (bs *buildSigner) exportTargets(md buildMetadata) ([]exportTarget, error) {
+	var targets []exportTarget
 	if bs.cacheRepo != nil {
 		d, err := cacheDigest(md.CacheManifest)
 		if err != nil {
 			return nil, fmt.Errorf("the build did not report the digest of the cache it exported to %s (%v); not signing by tag, which may have moved", bs.cacheRepo.Name(), err)
 		}
-		targets = append(targets, target{*bs.cacheRepo, d, "cache"})
+		targets = append(targets, exportTarget{*bs.cacheRepo, d, "cache"})
 	}
 	if bs.pushes {
 		d, err := v1.NewHash(md.ImageDigest)
@@ -162,9 +166,18 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 			}
 			if !seen[r.Context().Name()] {
 				seen[r.Context().Name()] = true
-				targets = append(targets, target{r.Context(), d, "image"})
+				targets = append(targets, exportTarget{r.Context(), d, "image"})
 			}
 		}
+	}
+	return targets, nil
+}
+
+// signMetadata signs the cache manifest and pushed images md reports.
+func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildMetadata) ([]signedReport, error) {
+	targets, err := bs.exportTargets(md)
+	if err != nil {
+		return nil, err
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport

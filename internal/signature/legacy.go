@@ -183,6 +183,12 @@ type AppendOptions struct {
 	Same func(existing Signature) bool
 	// Attempts bounds the write-verify-merge rounds (default 10).
 	Attempts int
+	// PredicateType is, for AppendBundle, the predicate type of the
+	// bundle's statement, written as the referrer's
+	// dev.sigstore.bundle.predicateType annotation (default
+	// SignPredicateType: an image signature; another type makes the
+	// referrer an attestation, which signature readers skip unread).
+	PredicateType string
 }
 
 // ErrLostRace reports that concurrent writers kept replacing the signature

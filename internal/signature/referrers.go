@@ -246,6 +246,9 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 	if ao.Attempts <= 0 {
 		ao.Attempts = 10
 	}
+	if ao.PredicateType == "" {
+		ao.PredicateType = SignPredicateType
+	}
 	if len(bundle) > MaxBundleSize {
 		return false, fmt.Errorf("bundle of %d bytes exceeds the %d-byte limit", len(bundle), MaxBundleSize)
 	}
@@ -294,7 +297,7 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 		Annotations: map[string]string{
 			annotationImageCreated:        time.Now().UTC().Format(time.RFC3339),
 			annotationBundleContent:       "dsse-envelope",
-			annotationBundlePredicateType: SignPredicateType,
+			annotationBundlePredicateType: ao.PredicateType,
 		},
 	})
 	if err != nil {

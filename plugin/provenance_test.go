@@ -1,0 +1,490 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
+	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+// fakeBuildMetadata installs a docker CLI that, run as the build, writes
+// metadata (buildx's --metadata-file JSON) where it is asked to.
+func fakeBuildMetadata(t *testing.T, dir, metadata string) {
+	t.Helper()
+	script := filepath.Join(dir, "docker")
+	body := "#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --metadata-file ]; then f=\"$2\"; fi; shift; done\n" +
+		"[ -n \"$f\" ] && printf '%s' '" + metadata + "' > \"$f\"\nexit 0\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", script)
+}
+
+// countingRegistry is an in-memory registry (with or without the
+// referrers API) that counts write requests: POST, PUT, PATCH.
+type countingRegistry struct {
+	host   string
+	writes atomic.Int64
+}
+
+func newCountingRegistry(t *testing.T, referrers bool) *countingRegistry {
+	t.Helper()
+	cr := &countingRegistry{}
+	reg := registry.New(registry.WithReferrersSupport(referrers), registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			cr.writes.Add(1)
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	cr.host = strings.TrimPrefix(srv.URL, "http://")
+	return cr
+}
+
+func readTrustReport(t *testing.T, path string) trustReport {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r trustReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatalf("trust report %s: %v", data, err)
+	}
+	return r
+}
+
+// TestProvenanceRecordInReport: an unsigned build with a used, a dropped
+// and a passed cache, exporting a registry cache: --trust-report carries
+// the record, which parses, names the exported cache by the digest the
+// build reported and lists every import with its verdict, action,
+// guarantee and signers, the policy's fingerprint, the trustcache version
+// and the source context.
+func TestProvenanceRecordInReport(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "allowUnsignedTypes: [local]\n")
+	good, bad := host+"/team/cache:main", host+"/team/cache:pr"
+	goodDigest := pushRandom(t, good)
+	badDigest := pushRandom(t, bad)
+	if res := run(t, "sign", "--key", "ci.key", good); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	exported := pushRandom(t, host+"/team/cache:next")
+	fakeBuildMetadata(t, dir, `{"cache.manifest":"{\"digest\":\"`+exported.String()+`\"}"}`)
+	t.Setenv(envSourceRepo, "github.com/acme/app")
+	t.Setenv(envSourceRef, "refs/heads/main")
+	t.Setenv(envSourceCommit, "0123456789abcdef")
+
+	res := run(t, "build", "--no-ledger", "--trust-report", "report.json",
+		"--cache-from", good, "--cache-from", bad, "--cache-from", "type=local,src=/tmp/c",
+		"--cache-to", "type=registry,ref="+host+"/team/cache:next,mode=max", ".")
+	if res.code != 0 {
+		t.Fatalf("build = %d %s", res.code, res.stderr)
+	}
+	rep := readTrustReport(t, "report.json")
+	if rep.Provenance == nil {
+		t.Fatal("the trust report carries no provenance record")
+	}
+	data, _ := rep.Provenance.Marshal()
+	st, err := provenance.Parse(data)
+	if err != nil {
+		t.Fatalf("provenance.Parse(the report's record) = %v", err)
+	}
+	p, err := verify.LoadPolicy(filepath.Join(dir, ".trustcache.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := keys.LoadPublicKey("ci.pub", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID, _ := keys.ID(pub)
+	want := provenance.New([]provenance.Subject{{Name: host + "/team/cache", Digest: map[string]string{"sha256": exported.Hex}}}, provenance.Predicate{
+		Trustcache: "test",
+		Policy:     provenance.Policy{File: p.File, Digest: p.Digest},
+		Source:     provenance.Source{Repository: "github.com/acme/app", Ref: "refs/heads/main", Commit: "0123456789abcdef"},
+		Caches: []provenance.Cache{
+			{Reference: rep.Caches[0].Source, Type: "registry", Digest: goodDigest.String(), Verdict: "trusted", Action: "used",
+				Guarantee: rep.Caches[0].Guarantee, Signers: []provenance.Signer{{Builder: "ci", KeyID: keyID, SignedAt: "TIME"}}},
+			{Reference: rep.Caches[1].Source, Type: "registry", Digest: badDigest.String(), Verdict: "untrusted", Action: "dropped"},
+			{Reference: "type=local,src=/tmp/c", Type: "local", Action: "passed"},
+		},
+	})
+	got := *st
+	got.Predicate.BuiltAt = ""
+	for i := range got.Predicate.Caches {
+		for j := range got.Predicate.Caches[i].Signers {
+			if _, err := time.Parse(time.RFC3339, got.Predicate.Caches[i].Signers[j].SignedAt); err == nil {
+				got.Predicate.Caches[i].Signers[j].SignedAt = "TIME"
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("provenance record (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(rep.Caches[0].Source, good) || rep.Caches[0].Guarantee == "" {
+		t.Errorf("used cache report %+v; want %s with a guarantee", rep.Caches[0], good)
+	}
+	if len(rep.Attested) != 0 {
+		t.Errorf("an unsigned build attested %+v", rep.Attested)
+	}
+	repo, _ := name.NewRepository(host + "/team/cache")
+	if refs := provenanceReferrers(t, repo, exported, nil); len(refs) != 0 {
+		t.Errorf("an unsigned build attached %d provenance referrers", len(refs))
+	}
+}
+
+// provenanceReferrers returns the provenance records attached to digest
+// in repo as bundle referrers, each checked against pub (nil: not
+// checked).
+func provenanceReferrers(t *testing.T, repo name.Repository, digest v1.Hash, pub any) []*provenance.Statement {
+	t.Helper()
+	idx, err := remote.Referrers(repo.Digest(digest.String()))
+	if err != nil {
+		t.Fatalf("referrers of %s: %v", digest, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*provenance.Statement
+	for _, d := range im.Manifests {
+		if d.Annotations["dev.sigstore.bundle.predicateType"] != provenance.PredicateType {
+			continue
+		}
+		img, err := remote.Image(repo.Digest(d.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("provenance referrer %s: %d layers, %v", d.Digest, len(layers), err)
+		}
+		rc, err := layers[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := signature.ParseBundle(data)
+		if err != nil {
+			t.Fatalf("provenance bundle: %v", err)
+		}
+		e := b.DSSEEnvelope
+		if e.PayloadType != provenance.PayloadType {
+			t.Errorf("payload type %q; want %q", e.PayloadType, provenance.PayloadType)
+		}
+		if pub != nil {
+			if err := keys.VerifySignature(pub, signature.PAE(e.PayloadType, e.Payload), e.Signatures[0].Sig); err != nil {
+				t.Errorf("the provenance bundle on %s does not verify with the builder key: %v", digest, err)
+			}
+		}
+		st, err := provenance.Parse(e.Payload)
+		if err != nil {
+			t.Fatalf("provenance record on %s: %v", digest, err)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// TestProvenanceSigned: build --sign attaches the record, signed by the
+// builder key, to the exported cache and the pushed image, found as a
+// referrer of each (on a registry with the referrers API and on one
+// without: the referrers tag); another key does not verify it; the
+// caches' signatures still verify.
+func TestProvenanceSigned(t *testing.T) {
+	for _, api := range []bool{true, false} {
+		t.Run(fmt.Sprintf("referrers API %v", api), func(t *testing.T) {
+			dir := isolate(t)
+			host := newCountingRegistry(t, api).host
+			run(t, "keys", "generate", "--name", "ci")
+			run(t, "keys", "generate", "--name", "other")
+			trustPolicy(t, dir, host, "")
+			base := host + "/team/cache:main"
+			baseDigest := pushRandom(t, base)
+			if res := run(t, "sign", "--key", "ci.key", base); res.code != 0 {
+				t.Fatal(res.stderr)
+			}
+			cache := pushRandom(t, host+"/team/cache:next")
+			image := pushRandom(t, host+"/team/app:1")
+			fakeBuildMetadata(t, dir, `{"cache.manifest":{"digest":"`+cache.String()+`"},"containerimage.digest":"`+image.String()+`","image.name":"`+host+`/team/app:1,`+host+`/team/app:latest"}`)
+			res := run(t, "build", "--no-ledger", "--sign", "--key", "ci.key", "--trust-report", "report.json",
+				"--cache-from", base, "--cache-to", "type=registry,ref="+host+"/team/cache:next", "--push", "-t", host+"/team/app:1", ".")
+			if res.code != 0 {
+				t.Fatalf("build --sign = %d %s", res.code, res.stderr)
+			}
+			rep := readTrustReport(t, "report.json")
+			cacheRepo, _ := name.NewRepository(host + "/team/cache")
+			appRepo, _ := name.NewRepository(host + "/team/app")
+			want := []signedReport{{cacheRepo.Name() + "@" + cache.String(), "cache"}, {appRepo.Name() + "@" + image.String(), "image"}}
+			if diff := cmp.Diff(want, rep.Attested); diff != "" {
+				t.Errorf("attested (-want +got):\n%s", diff)
+			}
+			ci, _ := keys.LoadPublicKey("ci.pub", dir)
+			other, _ := keys.LoadPublicKey("other.pub", dir)
+			for _, s := range []struct {
+				repo   name.Repository
+				digest v1.Hash
+			}{{cacheRepo, cache}, {appRepo, image}} {
+				recs := provenanceReferrers(t, s.repo, s.digest, ci)
+				if len(recs) != 1 {
+					t.Fatalf("%s@%s has %d provenance referrers; want 1", s.repo, s.digest, len(recs))
+				}
+				r := recs[0]
+				if len(r.Subject) != 2 || len(r.Predicate.Caches) != 1 || r.Predicate.Caches[0].Digest != baseDigest.String() || r.Predicate.Caches[0].Action != "used" {
+					t.Errorf("record on %s: subjects %+v, caches %+v; want both exports and the used cache %s", s.digest, r.Subject, r.Predicate.Caches, baseDigest)
+				}
+			}
+			// The same envelope does not verify with another key.
+			st, _ := rep.Provenance.Marshal()
+			sigs := provenanceReferrerSigs(t, cacheRepo, cache)
+			if len(sigs) != 1 || keys.VerifySignature(other, signature.PAE(provenance.PayloadType, st), sigs[0]) == nil {
+				t.Errorf("the provenance signature verifies with another key (or is missing: %d)", len(sigs))
+			}
+			// The attestation is not a signature: verification of the cache
+			// reads the build's signature only.
+			if res := run(t, "verify", "--format", "json", cacheRepo.Name()+"@"+cache.String()); res.code != 0 {
+				t.Errorf("verify of the signed cache = %d %s %s", res.code, res.stdout, res.stderr)
+			}
+		})
+	}
+}
+
+// provenanceReferrerSigs returns the DSSE signatures of the provenance
+// bundles attached to digest.
+func provenanceReferrerSigs(t *testing.T, repo name.Repository, digest v1.Hash) [][]byte {
+	t.Helper()
+	idx, err := remote.Referrers(repo.Digest(digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	var out [][]byte
+	for _, d := range im.Manifests {
+		if d.Annotations["dev.sigstore.bundle.predicateType"] != provenance.PredicateType {
+			continue
+		}
+		img, err := remote.Image(repo.Digest(d.Digest.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, _ := img.Layers()
+		rc, err := ls[0].Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		b, err := signature.ParseBundle(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b.DSSEEnvelope.Signatures[0].Sig)
+	}
+	return out
+}
+
+// TestProvenanceRegistryWrites counts the registry writes (POST, PUT,
+// PATCH) attaching the record costs per subject. The bundle is the same
+// for every subject: its blob is uploaded once per repository. Each
+// further subject in a repository costs one write (the referrer manifest)
+// with the referrers API, two without (the manifest and the referrers
+// tag).
+func TestProvenanceRegistryWrites(t *testing.T) {
+	for _, tc := range []struct {
+		api              bool
+		first, following int64
+	}{
+		// The first subject: the empty config and the bundle blob (a POST,
+		// a PATCH and a PUT each, as go-containerregistry uploads) and the
+		// referrer manifest.
+		{api: true, first: 7, following: 1},
+		{api: false, first: 8, following: 2},
+	} {
+		t.Run(fmt.Sprintf("referrers API %v", tc.api), func(t *testing.T) {
+			cr := newCountingRegistry(t, tc.api)
+			repo, _ := name.NewRepository(cr.host + "/team/cache")
+			var targets []exportTarget
+			for i := range 3 {
+				targets = append(targets, exportTarget{repo, pushRandom(t, fmt.Sprintf("%s:t%d", repo, i)), "cache"})
+			}
+			key, _, err := keys.GenerateKeyPair([]byte("pw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, err := keys.LoadPrivateKey(key, []byte("pw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := provenanceRecord(&trustReport{}, nil, "test", targets, time.Now())
+			bundle, err := signProvenance(signature.Signer{Key: signer}, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var perSubject []int64
+			for _, tg := range targets {
+				before := cr.writes.Load()
+				if _, err := attachBundle(context.Background(), bundle, []exportTarget{tg}); err != nil {
+					t.Fatal(err)
+				}
+				perSubject = append(perSubject, cr.writes.Load()-before)
+			}
+			t.Logf("registry writes per subject: %v", perSubject)
+			want := []int64{tc.first, tc.following, tc.following}
+			if diff := cmp.Diff(want, perSubject); diff != "" {
+				t.Errorf("writes per subject (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// BenchmarkProvenance compares building the record (and signing it) with
+// one verification of a signed cache against an in-memory registry.
+func BenchmarkProvenance(b *testing.B) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	b.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	privPEM, pubPEM, err := keys.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := keys.LoadPrivateKey(privPEM, []byte("pw"))
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "ci.pub"), pubPEM, 0o644)
+	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"" + host + "/team/*\"]\n    builders: [ci]\n"
+	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(policy), 0o644)
+	p, err := verify.LoadPolicy(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	repo, _ := name.NewRepository(host + "/team/cache")
+	ref := repo.Name() + ":main"
+	r, _ := name.ParseReference(ref)
+	img, _ := random.Image(128, 1)
+	if err := remote.Write(r, img); err != nil {
+		b.Fatal(err)
+	}
+	d, _ := img.Digest()
+	if _, err := (signature.Signer{Key: key, Builder: "ci"}).Sign(context.Background(), repo, d, nil); err != nil {
+		b.Fatal(err)
+	}
+	v := verify.New(p)
+	res, err := v.Verify(context.Background(), ref)
+	if err != nil || !res.Trusted {
+		b.Fatalf("Verify = %+v, %v", res, err)
+	}
+	report := &trustReport{}
+	for i := range 3 {
+		report.Caches = append(report.Caches, cacheReport{Source: fmt.Sprintf("%s-%d", ref, i), Type: "registry", Action: actionUsed, Guarantee: guaranteeVerifiedBytes, Result: res})
+	}
+	targets := []exportTarget{{repo, d, "cache"}}
+
+	b.Run("record", func(b *testing.B) {
+		for b.Loop() {
+			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			if _, err := st.Marshal(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("record+sign", func(b *testing.B) {
+		for b.Loop() {
+			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			data, _ := st.Marshal()
+			if _, err := signature.NewBundle(data, key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.Verify(context.Background(), ref); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestProvenanceBake: a signing bake's record lists each target's imports
+// with the target, and is attached to every target's exports.
+func TestProvenanceBake(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	bakePolicy(t, dir, host, "")
+	base := host + "/team/cache:base"
+	dBase := pushRandom(t, base)
+	if res := run(t, "sign", "--key", "ci.key", base); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	cacheA, cacheB := host+"/team/cache:a", host+"/team/cache:b"
+	dA, dB := pushRandom(t, cacheA), pushRandom(t, cacheB)
+	f := fakeBake(t, dir, 0)
+	bakeDef(t, f.def, map[string]map[string]any{
+		"a": {"cache-from": []any{registryCache(base)}, "cache-to": []any{registryCache(cacheA)}},
+		"b": {"cache-from": []any{registryCache(base)}, "cache-to": []any{registryCache(cacheB)}},
+	})
+	md, _ := json.Marshal(map[string]any{
+		"a": map[string]any{"cache.manifest": map[string]string{"digest": dA.String()}},
+		"b": map[string]any{"cache.manifest": map[string]string{"digest": dB.String()}},
+	})
+	os.WriteFile(f.metadata, md, 0o644)
+	res := run(t, "bake", "--no-ledger", "--trust-policy", "policy.yaml", "--trust-report", "report.json", "--sign", "--key", "ci.key")
+	if res.code != 0 {
+		t.Fatalf("bake --sign = %d %s", res.code, res.stderr)
+	}
+	rep := readTrustReport(t, "report.json")
+	repo, _ := name.NewRepository(host + "/team/cache")
+	ci, _ := keys.LoadPublicKey("ci.pub", dir)
+	for _, d := range []v1.Hash{dA, dB} {
+		recs := provenanceReferrers(t, repo, d, ci)
+		if len(recs) != 1 {
+			t.Fatalf("%s has %d provenance referrers; want 1", d, len(recs))
+		}
+		var targets []string
+		for _, c := range recs[0].Predicate.Caches {
+			if c.Digest != dBase.String() || c.Action != "used" {
+				t.Errorf("cache %+v; want %s used", c, dBase)
+			}
+			targets = append(targets, c.Target)
+		}
+		if diff := cmp.Diff([]string{"a", "b"}, targets); diff != "" {
+			t.Errorf("record targets (-want +got):\n%s", diff)
+		}
+		if len(recs[0].Subject) != 2 {
+			t.Errorf("record subjects %+v; want both targets' caches", recs[0].Subject)
+		}
+	}
+	if len(rep.Attested) != 2 {
+		t.Errorf("attested %+v; want both caches", rep.Attested)
+	}
+}
