@@ -259,11 +259,16 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 // attempts times in all) whenever a concurrent read-modify-write replaced
 // it. The registry API has no compare-and-swap; the repeated sightings,
 // spaced wider than a writer's read-to-write window, are what make
-// concurrent signers all stay.
+// concurrent signers all stay. That window is measured, not assumed: the
+// sightings are spaced by at least twice this signer's own last
+// read-and-write, so that a slow registry (or a loaded host, where every
+// concurrent signer is as slow) widens them as it widens the window.
 func writeUntilKept(ctx context.Context, attempts int, present func() (bool, error), write func() error) error {
 	const confirmations = 3
 	seen := 0
+	gap := 50 * time.Millisecond // the least spacing of two sightings
 	for attempt := 0; attempt < attempts; {
+		start := time.Now()
 		ok, err := present()
 		if err != nil {
 			return err
@@ -273,7 +278,7 @@ func writeUntilKept(ctx context.Context, attempts int, present func() (bool, err
 			if seen >= confirmations {
 				return nil
 			}
-			sleep(ctx, 50*time.Millisecond, 150*time.Millisecond)
+			sleep(ctx, gap, 3*gap)
 			continue
 		}
 		seen = 0
@@ -281,10 +286,17 @@ func writeUntilKept(ctx context.Context, attempts int, present func() (bool, err
 		if err := write(); err != nil {
 			return err
 		}
+		if window := 2 * time.Since(start); window > gap {
+			gap = min(window, maxSightingGap)
+		}
 		sleep(ctx, 10*time.Millisecond, 100*time.Millisecond)
 	}
 	return fmt.Errorf("%w (after %d attempts)", ErrLostRace, attempts)
 }
+
+// maxSightingGap bounds the spacing of two sightings, however slow the
+// registry was.
+const maxSightingGap = 5 * time.Second
 
 // readSigImage returns the current signature image at tag (an empty one if
 // the tag does not exist) and whether it already holds layer ld.
