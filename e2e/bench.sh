@@ -3,6 +3,7 @@
 # (cosign verify --key on the same ref; plain docker buildx build with the same cache), medians of
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
+# BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows.
 set -euo pipefail
 
 : "${E2E_REGISTRY:?source \$TRUSTCACHE_E2E_DIR/env first (make bench does)}"
@@ -10,10 +11,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 docker=${E2E_DOCKER:-docker}
 runs=${BENCH_RUNS:-15}
+only=${BENCH_ONLY:-}
 command -v hyperfine >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q hyperfine >/dev/null
 
 work=$(mktemp -d /tmp/trustcache-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+gwpid=
+trap '[[ -z $gwpid ]] || { kill "$gwpid" 2>/dev/null; wait "$gwpid" 2>/dev/null; }; rm -rf "$work"' EXIT
 mkdir -p "$work/docker-config/cli-plugins" "$work/home"
 # Build with the caller's Go caches, before HOME moves.
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
@@ -43,6 +46,27 @@ scopes:
 POLICY
 export TRUSTCACHE_POLICY=$work/policy.yaml
 
+hf() { # NAME COMMAND... -> median seconds
+	local name=$1
+	shift
+	hyperfine --style none --runs "$runs" --warmup 2 -N --export-json "$name.json" -- "$*" >/dev/null 2>&1 ||
+		hyperfine --style none --runs "$runs" --warmup 2 --export-json "$name.json" -- "$*" >/dev/null
+	jq -r '.results[0].median' "$name.json"
+}
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; } # KiB
+ms() { awk -v s="$1" 'BEGIN{printf "%.1f ms", s*1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+
+timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
+	local start end
+	start=$(date +%s%N)
+	"$@" >/dev/null 2>&1 </dev/null || echo "$*" >>"$work/failures"
+	end=$(date +%s%N)
+	awk -v a="$start" -v b="$end" 'BEGIN{printf "%.6f\n", (b-a)/1e9}'
+}
+median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+table=
+if [[ $only != gateway ]]; then
 # 50 signed refs.
 refs=()
 for i in $(seq 1 50); do
@@ -54,17 +78,6 @@ done
 "$docker" trustcache sign --key ci.key "${refs[@]}" >/dev/null 2>&1
 ref=${refs[0]}
 digest=$("$E2E_CRANE" digest "$ref")
-
-hf() { # NAME COMMAND... -> median seconds
-	local name=$1
-	shift
-	hyperfine --style none --runs "$runs" --warmup 2 -N --export-json "$name.json" -- "$*" >/dev/null 2>&1 ||
-		hyperfine --style none --runs "$runs" --warmup 2 --export-json "$name.json" -- "$*" >/dev/null
-	jq -r '.results[0].median' "$name.json"
-}
-peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; } # KiB
-ms() { awk -v s="$1" 'BEGIN{printf "%.1f ms", s*1000}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
 
 echo "measuring (medians of $runs runs)..." >&2
 t_cosign=$(hf cosign "${deadproxy[*]} $E2E_COSIGN verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
@@ -92,14 +105,6 @@ plain=("$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$cdig
 tcbuild=("$docker" trustcache build $flags --cache-from "$repo:buildcache" -o type=local,dest=out project)
 # The floor: the buildx plugin run directly, as the docker CLI runs it (trustcache build runs it so).
 direct=(env "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=$docker" "$DOCKER_CONFIG/cli-plugins/docker-buildx" buildx build $flags --cache-from "type=registry,ref=$repo@$cdigest" -o type=local,dest=out project)
-timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
-	local start end
-	start=$(date +%s%N)
-	"$@" >/dev/null 2>&1 </dev/null
-	end=$(date +%s%N)
-	awk -v a="$start" -v b="$end" 'BEGIN{printf "%.6f\n", (b-a)/1e9}'
-}
-median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 for _ in 1 2; do "${plain[@]}" >/dev/null 2>&1 && "${tcbuild[@]}" >/dev/null 2>&1 && "${direct[@]}" >/dev/null 2>&1; done # warm-up
 : >plain.times >tcbuild.times >direct.times
 for _ in $(seq 1 "$runs"); do
@@ -127,4 +132,97 @@ table=$(
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
 TABLE
 )
+fi
+
+if [[ -z $only || $only == gateway ]]; then
+	# The gateway (docker trustcache serve) in front of the same buildkitd: a fully cached build
+	# through it vs directly against buildkitd, same cache; then 20 such builds at once.
+	mkdir gwproject
+	printf 'FROM %s\nRUN echo bench-gateway > /bench.txt\n' "$E2E_BASE_IMAGE" >gwproject/Dockerfile
+	flags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
+	"$docker" trustcache build $flags --sign --key ci.key --cache-to "type=registry,ref=$repo:gwcache,mode=max" -o type=local,dest=gwout gwproject >/dev/null 2>&1
+	gdigest=$("$E2E_CRANE" digest "$repo:gwcache")
+	"$plugin" trustcache serve --buildkit "$E2E_BUILDKIT_ADDR" --listen "unix://$work/gw/buildkitd.sock" \
+		--policy "$work/policy.yaml" --log-format json >gateway.log 2>&1 &
+	gwpid=$!
+	for _ in $(seq 1 100); do grep -q '"msg":"serving"' gateway.log && break; sleep 0.1; done
+	grep -q '"msg":"serving"' gateway.log || { cat gateway.log >&2; exit 1; }
+	"$docker" buildx create --name tc-bench-gw --driver remote "unix://$work/gw/buildkitd.sock" >/dev/null
+	gwflags="--builder tc-bench-gw --network $E2E_NETWORK --provenance=false"
+	# Direct: the cache by its digest, from the registry. Through the gateway: by tag, verified and
+	# rewritten to the verified content endpoint.
+	gdirect() { "$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$gdigest" -o "type=local,dest=$1" gwproject; }
+	ggw() { "$docker" buildx build $gwflags --cache-from "type=registry,ref=$repo:gwcache" -o "type=local,dest=$1" gwproject; }
+	# The same build without a cache import: what forwarding alone costs.
+	gdirect0() { "$docker" buildx build $flags -o "type=local,dest=$1" gwproject; }
+	ggw0() { "$docker" buildx build $gwflags -o "type=local,dest=$1" gwproject; }
+	echo "measuring the gateway (medians of $runs runs)..." >&2
+	for _ in 1 2; do gdirect gwout >/dev/null 2>&1 && ggw gwout >/dev/null 2>&1; done # warm-up
+	: >gdirect.times >ggw.times >gdirect0.times >ggw0.times
+	cpu() { awk '{print $14 + $15}' "/proc/$gwpid/stat"; } # the gateway's CPU time, in clock ticks
+	cpu0=$(cpu)
+	for _ in $(seq 1 "$runs"); do
+		timed gdirect gwout >>gdirect.times
+		timed ggw gwout >>ggw.times
+		timed gdirect0 gwout >>gdirect0.times
+		timed ggw0 gwout >>ggw0.times
+	done
+	cpu_build=$(awk -v a="$cpu0" -v b="$(cpu)" -v hz="$(getconf CLK_TCK)" -v n="$((2 * runs))" 'BEGIN{printf "%.1f ms", (b-a)/hz/n*1000}')
+	t_gdirect=$(median <gdirect.times)
+	t_ggw=$(median <ggw.times)
+	t_gdirect0=$(median <gdirect0.times)
+	t_ggw0=$(median <ggw0.times)
+	# 20 builds at once, through the gateway and directly, rounds in turn: each build's median
+	# over the rounds, then per build the ratio gateway / direct.
+	conc=${BENCH_CONCURRENT:-20}
+	rounds=${BENCH_ROUNDS:-5}
+	batch() { # MODE ROUND: $conc builds of MODE at once; times in MODE.I.times
+		local i pids=()
+		for i in $(seq 1 "$conc"); do
+			timed "$1" "gwout-$1-$i" >>"$1.$i.times" &
+			pids+=($!)
+		done
+		wait "${pids[@]}" # not the gateway
+	}
+	for r in $(seq 1 "$rounds"); do
+		batch gdirect "$r"
+		batch ggw "$r"
+	done
+	: >cratios >cdirect.all >cgw.all
+	for i in $(seq 1 "$conc"); do
+		d=$(median <"gdirect.$i.times")
+		g=$(median <"ggw.$i.times")
+		echo "$d" >>cdirect.all
+		echo "$g" >>cgw.all
+		awk -v a="$g" -v b="$d" 'BEGIN{printf "%.4f\n", a/b}' >>cratios
+	done
+	t_cdirect=$(median <cdirect.all)
+	t_cgw=$(median <cgw.all)
+	max_cdirect=$(sort -n cdirect.all | tail -n1)
+	max_cgw=$(sort -n cgw.all | tail -n1)
+	worst=$(sort -n cratios | tail -n1)
+	med_ratio=$(median <cratios)
+	over=$(awk '$1 > 1.1' cratios | wc -l)
+	hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$gwpid/status") # KiB
+	rss=$(awk '/^VmRSS:/{print $2}' "/proc/$gwpid/status")
+	used=$(grep -c '"action":"used"' gateway.log || true)
+	gwtable=$(
+		cat <<TABLE
+| gateway measurement | through the gateway | directly against buildkitd | ratio |
+|---|---|---|---|
+| fully cached build (\`docker buildx build\`, same signed cache; medians of $runs) | $(ms "$t_ggw") | $(ms "$t_gdirect") | overhead $(awk -v a="$t_ggw" -v b="$t_gdirect" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+| same build without a cache import (forwarding alone) | $(ms "$t_ggw0") | $(ms "$t_gdirect0") | overhead $(awk -v a="$t_ggw0" -v b="$t_gdirect0" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+| the gateway's CPU time per build (user + system, over the $((2 * runs)) builds above) | $cpu_build | | |
+| $conc fully cached builds at once: median build ($rounds rounds, each build's median) | $(ms "$t_cgw") | $(ms "$t_cdirect") | $(ratio "$t_cgw" "$t_cdirect") |
+| same: slowest build | $(ms "$max_cgw") | $(ms "$max_cdirect") | $(ratio "$max_cgw" "$max_cdirect") |
+| same: per build, gateway / direct | median $(awk -v r="$med_ratio" 'BEGIN{printf "%.2f", r}'), worst $(awk -v r="$worst" 'BEGIN{printf "%.2f", r}') | | $over of $conc builds over 1.1× |
+| gateway peak RSS (VmHWM) after $((4 * runs + 4 + 2 * rounds * conc)) builds (half through it), $used imports used | $((hwm / 1024)) MiB (now $((rss / 1024)) MiB) | | |
+TABLE
+	)
+	table=$(printf '%s\n\n%s' "$table" "$gwtable")
+fi
+if [[ -s $work/failures ]]; then
+	echo "bench: $(wc -l <"$work/failures") measured commands failed, e.g.: $(head -n1 "$work/failures")" >&2
+	exit 1
+fi
 echo "$table" | tee "${TRUSTCACHE_E2E_DIR:-/tmp/trustcache-e2e}/bench.md"

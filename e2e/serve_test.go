@@ -4,9 +4,12 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,8 +51,15 @@ func (l *lockedBuffer) String() string {
 // a socket in e's directory, and stops it with SIGTERM when t ends.
 func (e *env) startGateway(t *testing.T, policy string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{sock: filepath.Join(e.dir, "gw", "buildkitd.sock"), log: &lockedBuffer{}, done: make(chan error, 1)}
-	g.cmd = exec.Command(pluginBin, "trustcache", "serve", "--buildkit", cfg.buildkitAddr,
+	return e.startGatewayOn(t, policy, cfg.buildkitAddr, "gw")
+}
+
+// startGatewayOn is startGateway in front of the buildkitd at buildkit, on
+// a socket in e's directory dir.
+func (e *env) startGatewayOn(t *testing.T, policy, buildkit, dir string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{sock: filepath.Join(e.dir, dir, "buildkitd.sock"), log: &lockedBuffer{}, done: make(chan error, 1)}
+	g.cmd = exec.Command(pluginBin, "trustcache", "serve", "--buildkit", buildkit,
 		"--listen", "unix://"+g.sock, "--policy", policy, "--log-format", "json", "--no-ledger", "--drain-timeout", "30s")
 	g.cmd.Env = e.environ(nil)
 	g.cmd.Dir = e.dir
@@ -106,7 +116,7 @@ func (g *gatewayProc) decisionLines(ref string) []string {
 // never an unsigned one.
 func TestServe(t *testing.T) {
 	e := trustEnv(t)
-	ctx := e.project(t)
+	ctx := e.serveProject(t)
 	e.genKey(t, "builder-a")
 	repo := uniqueRepo(t)
 	signed, evil := repo+":cache", repo+":evil"
@@ -153,6 +163,7 @@ func TestServe(t *testing.T) {
 	// Plain buildx through the gateway: the signed cache is used.
 	e.prune(t)
 	r := e.docker(t, gwArgs("out-signed", "--cache-from", signed)...).must(t)
+	signedProgress := r.stderr
 	if got := readResult(t, filepath.Join(e.dir, "out-signed")); got != honest {
 		t.Errorf("build through the gateway with the signed cache built %q; want builder A's %q\n%s", got, honest, r.stderr)
 	}
@@ -186,6 +197,26 @@ func TestServe(t *testing.T) {
 	} else {
 		t.Logf("no buildctl at %s: skipping the buildctl client", buildctl)
 	}
+
+	// The endpoint reference buildkitd imported the signed cache from (in
+	// the build's progress) answers only while that build runs.
+	t.Run("ScopeEndsWithBuild", func(t *testing.T) {
+		refs := endpointRefs.FindAllString(signedProgress, -1)
+		if len(refs) == 0 {
+			t.Fatalf("no verified content endpoint reference in the build's progress:\n%s", signedProgress)
+		}
+		for _, ref := range refs {
+			if code := endpointStatus(t, ref); code != http.StatusNotFound && code != 0 {
+				t.Errorf("after the build, %s answers %d; want 404 or connection refused", ref, code)
+			}
+		}
+	})
+
+	t.Run("Bake", func(t *testing.T) { e.serveBake(t, gwBuilder, gw, ctx, signed, evil, honest, poison) })
+	t.Run("CacheExportAndPush", func(t *testing.T) { e.serveExportPush(t, gwBuilder, ctx, signed, repo, honest) })
+	t.Run("DockerExporter", func(t *testing.T) { e.serveDockerExporter(t, gwBuilder, ctx) })
+	t.Run("Secret", func(t *testing.T) { e.serveSecret(t, gwBuilder) })
+	t.Run("SSH", func(t *testing.T) { e.serveSSH(t, gwBuilder) })
 
 	// onUntrusted: fail, loaded with SIGHUP: the client's build fails with
 	// the gateway's message.
@@ -232,5 +263,175 @@ func TestServe(t *testing.T) {
 	}
 	if _, err := os.Stat(gw.sock); err == nil {
 		t.Errorf("gateway socket left behind after SIGTERM")
+	}
+}
+
+// serveDockerfile is the e2e Dockerfile with a nonce: the gateway tests'
+// cache keys and layers are their own, whatever else the shared buildkitd
+// builds meanwhile (another e2e run builds the plain Dockerfile, imports
+// and prunes concurrently).
+const serveDockerfile = `FROM %BASE%
+RUN echo trustcache-e2e-serve-%NONCE% > /step1.txt
+RUN sleep 2 && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > /expensive.txt
+RUN cp /expensive.txt /result.txt
+`
+
+// serveProject is a build context with serveDockerfile.
+func (e *env) serveProject(t *testing.T) string {
+	t.Helper()
+	return e.nonceProject(t, "project", serveDockerfile)
+}
+
+// endpointRefs matches the verified content endpoint's references in
+// BuildKit's progress output.
+var endpointRefs = regexp.MustCompile(`127\.0\.0\.1:[0-9]+/[0-9a-f]{32}/[0-9]+@sha256:[0-9a-f]{64}`)
+
+// endpointStatus GETs the manifest an endpoint reference names and returns
+// the status, 0 when nothing answers.
+func endpointStatus(t *testing.T, ref string) int {
+	t.Helper()
+	repo, digest, _ := strings.Cut(ref, "@")
+	host, path, _ := strings.Cut(repo, "/")
+	resp, err := http.Get("http://" + host + "/v2/" + path + "/manifests/" + digest)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// serveBake: buildx bake through the gateway builder imports the signed
+// cache and drops the unsigned one.
+func (e *env) serveBake(t *testing.T, gwBuilder string, gw *gatewayProc, ctx, signed, evil, honest, poison string) {
+	out := filepath.Join(e.dir, "bake-out")
+	var b strings.Builder
+	for _, tg := range []struct{ name, cache string }{{"good", signed}, {"bad", evil}} {
+		fmt.Fprintf(&b, "target %q {\n  context = %q\n  network = %q\n  cache-from = [%q]\n  output = [\"type=local,dest=%s/%s\"]\n}\n",
+			tg.name, ctx, cfg.network, tg.cache, out, tg.name)
+	}
+	b.WriteString("group \"default\" {\n  targets = [\"good\", \"bad\"]\n}\n")
+	file := filepath.Join(e.dir, "gw-bake.hcl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := len(gw.decisionLines(evil))
+	e.prune(t)
+	r := e.docker(t, "buildx", "bake", "--builder", gwBuilder, "--provenance=false", "-f", file).must(t)
+	if got := readResult(t, filepath.Join(out, "good")); got != honest {
+		t.Errorf("bake target with the signed cache built %q; want builder A's %q\n%s", got, honest, r.stderr)
+	}
+	if got := readResult(t, filepath.Join(out, "bad")); got == poison {
+		t.Errorf("bake target with the unsigned cache built the poison %q\n%s", got, r.stderr)
+	}
+	lines := gw.decisionLines(evil)
+	if len(lines) <= before {
+		t.Fatalf("no decision on %s during the bake", evil)
+	}
+	for _, l := range lines[before:] {
+		if !strings.Contains(l, `"action":"dropped"`) {
+			t.Errorf("bake: decision on %s: %s; want dropped", evil, l)
+		}
+	}
+	if lines := gw.decisionLines(signed); !strings.Contains(lines[len(lines)-1], `"action":"used"`) {
+		t.Errorf("bake: last decision on %s: %s; want used", signed, lines[len(lines)-1])
+	}
+}
+
+// serveExportPush: --cache-to type=registry and --push work through the
+// gateway (the exports are not rewritten), with a signed cache imported.
+func (e *env) serveExportPush(t *testing.T, gwBuilder, ctx, signed, repo, honest string) {
+	exported, image := repo+":gw-export", repo+":gw-image"
+	e.prune(t)
+	r := e.docker(t, "buildx", "build", "--builder", gwBuilder, "--network", cfg.network, "--provenance=false",
+		"--cache-from", signed, "--cache-to", "type=registry,ref="+exported+",mode=max", "-t", image, "--push", ctx).must(t)
+	if !strings.Contains(r.stderr, "CACHED") {
+		t.Errorf("the build with the signed cache ran every step:\n%s", r.stderr)
+	}
+	e.crane(t, "manifest", exported).must(t)
+	e.crane(t, "manifest", image).must(t)
+	// The pushed image holds builder A's result.
+	got := e.crane(t, "export", image, "-").must(t)
+	if !strings.Contains(got.stdout, honest) {
+		t.Errorf("the pushed image does not hold builder A's result %q", honest)
+	}
+}
+
+// serveDockerExporter: the remote driver cannot --load into dockerd; the
+// docker exporter to a file (what --load streams) works through the
+// gateway.
+func (e *env) serveDockerExporter(t *testing.T, gwBuilder, ctx string) {
+	tar := filepath.Join(e.dir, "gw-image.tar")
+	e.docker(t, "buildx", "build", "--builder", gwBuilder, "--network", cfg.network, "--provenance=false",
+		"-t", "gw-load:latest", "-o", "type=docker,dest="+tar, ctx).must(t)
+	r := e.run(t, nil, "tar", "-tf", tar).must(t)
+	if !strings.Contains(r.stdout, "manifest.json") {
+		t.Errorf("the docker exporter's tar lacks manifest.json:\n%s", r.stdout)
+	}
+}
+
+// nonceProject writes a build context whose Dockerfile is df (with %BASE%
+// and a nonce, so that nothing is cached) and returns its directory.
+func (e *env) nonceProject(t *testing.T, name, df string) string {
+	t.Helper()
+	dir := filepath.Join(e.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	df = strings.NewReplacer("%BASE%", cfg.baseImage, "%NONCE%", randomHex(t, 8)).Replace(df)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// serveSecret: a build secret reaches the build through the gateway (the
+// session stream).
+func (e *env) serveSecret(t *testing.T, gwBuilder string) {
+	dir := e.nonceProject(t, "secret-project", "FROM %BASE%\nRUN --mount=type=secret,id=s echo %NONCE% && cat /run/secrets/s > /out.txt\n")
+	secret := "s3cret-" + randomHex(t, 8)
+	src := filepath.Join(e.dir, "secret.txt")
+	if err := os.WriteFile(src, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(e.dir, "secret-out")
+	e.docker(t, "buildx", "build", "--builder", gwBuilder, "--network", cfg.network, "--provenance=false",
+		"--secret", "id=s,src="+src, "-o", "type=local,dest="+out, dir).must(t)
+	if got, err := os.ReadFile(filepath.Join(out, "out.txt")); err != nil || string(got) != secret {
+		t.Errorf("the build read the secret as %q, %v; want %q", got, err, secret)
+	}
+}
+
+// serveSSH: SSH agent forwarding reaches the build through the gateway
+// (the session stream).
+func (e *env) serveSSH(t *testing.T, gwBuilder string) {
+	agent, err := exec.LookPath("ssh-agent")
+	if err != nil {
+		t.Skip("no ssh-agent")
+	}
+	sock := filepath.Join(e.dir, "agent.sock")
+	cmd := exec.Command(agent, "-D", "-a", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ssh-agent did not make its socket")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dir := e.nonceProject(t, "ssh-project", "FROM %BASE%\nRUN --mount=type=ssh echo %NONCE% && test -S \"$SSH_AUTH_SOCK\" && echo agent > /out.txt\n")
+	out := filepath.Join(e.dir, "ssh-out")
+	e.docker(t, "buildx", "build", "--builder", gwBuilder, "--network", cfg.network, "--provenance=false",
+		"--ssh", "default="+sock, "-o", "type=local,dest="+out, dir).must(t)
+	if got, err := os.ReadFile(filepath.Join(out, "out.txt")); err != nil || string(got) != "agent\n" {
+		t.Errorf("the build saw the agent as %q, %v; want a socket", got, err)
 	}
 }

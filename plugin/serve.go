@@ -119,7 +119,16 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 		return err
 	}
 	defer ep.Close()
-	srv := gateway.New(cc, gateway.NewDecider(v, ep, log), log)
+	// Each build imports under a scope of the endpoint of its own, closed
+	// when the build's calls end.
+	scopes := gateway.EndpointFunc(func() (gateway.Scope, error) {
+		sc, err := ep.NewScope()
+		if err != nil {
+			return nil, err
+		}
+		return sc, nil
+	})
+	srv := gateway.New(cc, gateway.NewDecider(v, scopes, log), log)
 	if err := srv.Probe(ctx); err != nil {
 		return usagef("buildkitd at %s is unreachable: %w", opts.buildkit, err)
 	}

@@ -33,9 +33,10 @@
 //     reach the client (only content type, length and digest, which the
 //     Server sets itself).
 //   - Not an open proxy: the Server listens on 127.0.0.1 only, and every
-//     name it serves starts with a random 128-bit token of this Server; a
-//     request without it is answered 404 before anything upstream is
-//     contacted.
+//     name it serves starts with a random 128-bit token of this Server (or
+//     of one of its Scopes, each build's when one Server serves many, which
+//     ends with Scope.Close); a request without it is answered 404 before
+//     anything upstream is contacted.
 //
 // What was refused and why is recorded as a Problem, for the build's trust
 // report: a Mismatch (the registry served other content than the digest

@@ -25,7 +25,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "the verified content endpoint is read-only")
 		return
 	}
-	rt := parseRoute(r.URL.Path, s.token)
+	sc := s.scopeOf(r.URL.Path)
+	var rt route
+	if sc != nil {
+		rt = parseRoute(r.URL.Path, sc.token)
+	} else if p := r.URL.Path; p == "/v2/" || p == "/v2" {
+		rt = route{kind: routeBase}
+	}
 	if rt.kind == routeBase {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "2")
@@ -34,7 +40,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	src := s.source(rt)
+	src := s.source(sc, rt)
 	switch {
 	case src == nil:
 		writeError(w, http.StatusNotFound, codeNameUnknown, "repository name not known to registry")

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -38,7 +37,7 @@ type Server struct {
 	log      *slog.Logger
 	own      *http.Transport // the default base transport, owned: Close closes its idle connections
 	rt       http.RoundTripper
-	token    string    // the first component of every name served; never logged
+	token    string    // the first component of every name Add serves; never logged
 	buffers  sync.Pool // *[]byte of streamBuffer+HoldBack bytes
 
 	mu        sync.Mutex
@@ -50,9 +49,9 @@ type Server struct {
 	stopWatch func() bool          // stops closing on Start's ctx
 	served    chan struct{}        // closed when Serve returns
 	active    sync.WaitGroup       // requests being answered
-	sources   map[string]*source   // by name component <n>
-	refs      map[string]string    // REPO@sha256:… → the reference Add returned
-	upstreams map[string]*upstream // by repository
+	root      *Scope               // what Add serves, under token
+	scopes    map[[32]byte]*Scope  // open scopes (root too), by the SHA-256 of their token
+	upstreams map[string]*upstream // by repository, shared by every scope
 	problems  []Problem
 	seen      map[Problem]bool
 }
@@ -65,11 +64,11 @@ func New(opts ...Option) *Server {
 		keychain:  authn.DefaultKeychain,
 		timeout:   registry.DefaultTimeout,
 		token:     hex.EncodeToString(tok[:]),
-		sources:   map[string]*source{},
-		refs:      map[string]string{},
+		scopes:    map[[32]byte]*Scope{},
 		upstreams: map[string]*upstream{},
 		seen:      map[Problem]bool{},
 	}
+	s.root = s.newScope(s.token)
 	for _, o := range opts {
 		o(s)
 	}
@@ -141,33 +140,11 @@ func (s *Server) Addr() string {
 // Add registers a cache whose manifest digest trustcache verified, and
 // returns the reference BuildKit should import instead:
 // 127.0.0.1:PORT/<token>/<n>@<digest>. Adding the same repo and digest
-// again returns the same reference. Only sha256 digests are served.
+// again returns the same reference. Only sha256 digests are served. What
+// Add registers is served until Close; see NewScope for names that end
+// sooner.
 func (s *Server) Add(repo name.Repository, digest v1.Hash) (string, error) {
-	if _, ok := parseDigest(digest.String()); !ok {
-		return "", fmt.Errorf("adding %s@%s: only sha256 digests are served", repo, digest)
-	}
-	cache := repo.Name() + "@" + digest.String()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return "", fmt.Errorf("adding %s: %w", cache, ErrClosed)
-	case !s.started:
-		return "", fmt.Errorf("adding %s: %w", cache, ErrNotStarted)
-	}
-	if ref, ok := s.refs[cache]; ok {
-		return ref, nil
-	}
-	u := s.upstreams[repo.Name()]
-	if u == nil {
-		u = &upstream{repo: repo, keychain: s.keychain, rt: s.rt}
-		s.upstreams[repo.Name()] = u
-	}
-	n := strconv.Itoa(len(s.sources) + 1)
-	s.sources[n] = newSource(cache, digest, u)
-	ref := fmt.Sprintf("%s/%s/%s@%s", s.addr, s.token, n, digest)
-	s.refs[cache] = ref
-	return ref, nil
+	return s.root.Add(repo, digest)
 }
 
 // Problems returns what the Server refused to pass on and why, each
@@ -218,14 +195,14 @@ func (s *Server) enter() bool {
 	return true
 }
 
-// source returns the cache rt names, or nil.
-func (s *Server) source(rt route) *source {
-	if rt.kind == routeNone {
+// source returns the cache rt names in sc, or nil.
+func (s *Server) source(sc *Scope, rt route) *source {
+	if sc == nil || rt.kind == routeNone {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sources[rt.name]
+	return sc.sources[rt.name]
 }
 
 // record adds the Problem err is for content d of src, unless it was

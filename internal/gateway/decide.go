@@ -23,11 +23,31 @@ type Verifier interface {
 	Policy() *verify.Policy
 }
 
-// Endpoint serves verified caches to buildkitd: *endpoint.Server. Add
-// returns the reference to import instead of repo@digest.
+// Endpoint serves verified caches to buildkitd, each build's under a
+// scope of its own: *endpoint.Server, through EndpointFunc.
 type Endpoint interface {
+	NewScope() (Scope, error)
+}
+
+// Scope is the set of verified caches one build imports: *endpoint.Scope.
+// Add returns the reference to import instead of repo@digest, served until
+// Close.
+type Scope interface {
+	Adder
+	Close()
+}
+
+// Adder registers a verified cache and returns the reference to import
+// instead of repo@digest.
+type Adder interface {
 	Add(repo name.Repository, digest v1.Hash) (string, error)
 }
+
+// EndpointFunc adapts a function to Endpoint.
+type EndpointFunc func() (Scope, error)
+
+// NewScope calls f.
+func (f EndpointFunc) NewScope() (Scope, error) { return f() }
 
 // Actions in the decision log, as in "docker trustcache build"'s report.
 const (
@@ -133,10 +153,11 @@ type outcome struct {
 	res    *verify.Result
 }
 
-// Decide decides imps, the imports of one call of method by client. The
-// error, a gRPC status with codes.PermissionDenied, refuses the call: an
-// import the policy says must fail the build (onUntrusted: fail).
-func (d *Decider) Decide(ctx context.Context, client, method string, imps []Import) ([]Decision, error) {
+// Decide decides imps, the imports of one call of method by client; the
+// trusted ones are served through into (the build's scope). The error, a
+// gRPC status with codes.PermissionDenied, refuses the call: an import the
+// policy says must fail the build (onUntrusted: fail).
+func (d *Decider) Decide(ctx context.Context, client, method string, imps []Import, into Adder) ([]Decision, error) {
 	v := d.v.Load()
 	outs := make([]outcome, len(imps))
 	var wg sync.WaitGroup
@@ -147,7 +168,7 @@ func (d *Decider) Decide(ctx context.Context, client, method string, imps []Impo
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			outs[i] = d.decide(ctx, v, imp)
+			outs[i] = d.decide(ctx, v, imp, into)
 		}()
 	}
 	wg.Wait()
@@ -169,7 +190,7 @@ func (d *Decider) Decide(ctx context.Context, client, method string, imps []Impo
 // decide maps one import's verification to its fate exactly as "docker
 // trustcache build" maps a --cache-from (plugin's decideCache), with the
 // verified content endpoint always in use.
-func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import) outcome {
+func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import, into Adder) outcome {
 	drop := func(action, why string, res *verify.Result) outcome {
 		return outcome{Decision: Decision{Action: Remove}, action: action, reason: why, res: res}
 	}
@@ -194,7 +215,7 @@ func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import) outcom
 	case res.Verdict == verify.VerdictSkipped:
 		return keep("scope level skip: not verified", res)
 	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
-		pinned, err := d.serve(res)
+		pinned, err := serve(into, res)
 		if err != nil {
 			return drop(actionDropped, "the verified content endpoint cannot serve it: "+err.Error(), res)
 		}
@@ -212,9 +233,9 @@ func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import) outcom
 	}
 }
 
-// serve registers the verified digest with the endpoint and returns the
-// reference buildkitd imports instead.
-func (d *Decider) serve(res *verify.Result) (string, error) {
+// serve registers the verified digest with the build's scope of the
+// endpoint and returns the reference buildkitd imports instead.
+func serve(into Adder, res *verify.Result) (string, error) {
 	dig, err := name.NewDigest(res.Pinned())
 	if err != nil {
 		return "", err
@@ -223,7 +244,7 @@ func (d *Decider) serve(res *verify.Result) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return d.ep.Add(dig.Context(), h)
+	return into.Add(dig.Context(), h)
 }
 
 // logDecision writes the decision line of one import: the same keys on

@@ -41,7 +41,7 @@ func TestDecideReusesVerdicts(t *testing.T) {
 	}
 	signed, flaky := "reg.example/team/cache:signed", "reg.example/team/cache:flaky"
 	for range 3 {
-		ds, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed), imp(signed), imp(flaky)})
+		ds, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed), imp(signed), imp(flaky)}, fakeEndpoint{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestDecideReusesVerdicts(t *testing.T) {
 	}
 	// A new policy: verified afresh.
 	d.SetVerifier(v)
-	if _, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed)}); err != nil {
+	if _, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed)}, fakeEndpoint{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := v.count(signed); n != 2 {
@@ -86,7 +86,7 @@ func TestDecideMapping(t *testing.T) {
 		{Import{Type: "gha", Attrs: map[string]string{}}, Remove},
 		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Remove},
 	} {
-		ds, err := d.Decide(t.Context(), "test", "/m", []Import{tc.imp})
+		ds, err := d.Decide(t.Context(), "test", "/m", []Import{tc.imp}, fakeEndpoint{})
 		if err != nil {
 			t.Fatalf("Decide(%+v): %v", tc.imp, err)
 		}

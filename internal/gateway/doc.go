@@ -27,6 +27,12 @@
 // cache types are removed unless the policy's allowUnsignedTypes lists
 // them.
 //
+// Each build's trusted imports are served under a scope of the endpoint of
+// their own (a random name token), shared by its Control.Solve and the
+// LLBBridge.Solve calls of its client-side frontend (same build ID) and
+// closed when the last of them ends: then the references buildkitd was
+// given for the build answer 404.
+//
 // The gateway answers grpc.health.v1.Health itself: SERVING while buildkitd
 // answers.
 package gateway

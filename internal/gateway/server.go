@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -28,6 +29,9 @@ const maxMessageSize = 64 << 20
 
 // probeTimeout bounds a call that checks buildkitd answers.
 const probeTimeout = 5 * time.Second
+
+// reconnectBackoff paces reconnecting to buildkitd after it went away.
+var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}
 
 // Methods the gateway answers itself.
 const (
@@ -51,11 +55,12 @@ type Server struct {
 	decider *Decider
 	log     *slog.Logger
 	grpc    *grpc.Server
+	scopes  *buildScopes
 }
 
 // New returns a Server forwarding to backend (see Dial).
 func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger) *Server {
-	s := &Server{backend: backend, decider: d, log: log}
+	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}}
 	s.grpc = grpc.NewServer(
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(s.handle),
@@ -96,6 +101,9 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	}
 	return grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// buildkitd is local: reconnect within a few seconds of its
+		// restart, not after grpc's default backoff (up to 2 minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: probeTimeout}),
 		grpc.WithDefaultCallOptions(
 			grpc.ForceCodecV2(rawCodec{}),
 			grpc.MaxCallRecvMsgSize(maxMessageSize),
@@ -188,12 +196,16 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) err
 		}
 		return err
 	}
+	// The build's scope of the endpoint lives as long as the build's
+	// Solve calls: its references end with the build.
+	bs := s.scopes.acquire(buildKey(ctx, method, req))
+	defer s.scopes.release(bs)
 	imps, err := sh.imports(req)
 	if err != nil {
 		return s.refuse(ctx, method, err)
 	}
 	if len(imps) > 0 {
-		decisions, err := s.decider.Decide(ctx, client(ctx), method, imps)
+		decisions, err := s.decider.Decide(ctx, client(ctx), method, imps, bs)
 		if err != nil {
 			return err
 		}

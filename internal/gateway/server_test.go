@@ -39,6 +39,9 @@ type backend struct {
 	calls []call
 	addr  string
 	srv   *grpc.Server
+	// hold, when set, keeps every Solve call open after the client's
+	// last message until it is closed (a build running).
+	hold chan struct{}
 }
 
 type call struct {
@@ -49,9 +52,14 @@ type call struct {
 
 func startBackend(t *testing.T) *backend {
 	t.Helper()
+	return startBackendAt(t, filepath.Join(t.TempDir(), "buildkitd.sock"))
+}
+
+// startBackendAt starts a backend on the unix socket sock.
+func startBackendAt(t *testing.T, sock string) *backend {
+	t.Helper()
 	b := &backend{}
 	b.srv = grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(b.handle))
-	sock := filepath.Join(t.TempDir(), "buildkitd.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +85,9 @@ func (b *backend) handle(_ any, ss grpc.ServerStream) error {
 		var f frame
 		err := ss.RecvMsg(&f)
 		if errors.Is(err, io.EOF) {
+			if b.hold != nil && strings.HasSuffix(method, "/Solve") {
+				<-b.hold
+			}
 			break
 		}
 		if err != nil {
@@ -117,8 +128,12 @@ func (v fakeVerifier) Verify(_ context.Context, ref string) (*verify.Result, err
 
 func (v fakeVerifier) Policy() *verify.Policy { return v.policy }
 
-// fakeEndpoint hands out references as the verified content endpoint does.
+// fakeEndpoint hands out references as the verified content endpoint does,
+// one scope (itself) for every build.
 type fakeEndpoint struct{}
+
+func (fakeEndpoint) NewScope() (Scope, error) { return fakeEndpoint{}, nil }
+func (fakeEndpoint) Close()                   {}
 
 func (fakeEndpoint) Add(repo name.Repository, d v1.Hash) (string, error) {
 	return "127.0.0.1:1/token/" + repo.RepositoryStr() + "@" + d.String(), nil
@@ -164,6 +179,12 @@ func testVerifier(t *testing.T) fakeVerifier {
 // to it and its log.
 func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *bytes.Buffer) {
 	t.Helper()
+	return gatewayWith(t, be, fakeEndpoint{})
+}
+
+// gatewayWith is gateway serving trusted caches through ep.
+func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *bytes.Buffer) {
+	t.Helper()
 	var logBuf bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logBuf, mu: &mu}, nil))
@@ -172,7 +193,7 @@ func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	s := New(cc, NewDecider(testVerifier(t), fakeEndpoint{}, log), log)
+	s := New(cc, NewDecider(testVerifier(t), ep, log), log)
 	l, err := Listen("unix://" + filepath.Join(t.TempDir(), "run", "gw.sock"))
 	if err != nil {
 		t.Fatal(err)
