@@ -43,13 +43,14 @@ trustcache options:
       --sign                     After a successful bake, sign each target's
                                  registry cache (cache-to type=registry) and
                                  pushed images, by the digests the bake
-                                 reported
+                                 reported, and attach to each the signed
+                                 provenance record (docs/provenance.md)
       --key KEY                  Private key for --sign: a file or env://VAR
                                  (default $TRUSTCACHE_KEY)
       --sign-annotation K=V      Extra signed annotation (repeatable)
       --trust-report FILE        Write the trust report (each target's caches
-                                 used and dropped, with why; what was signed)
-                                 as JSON
+                                 used and dropped, with why; what was signed;
+                                 the provenance record) as JSON
       --no-ledger                Neither use nor update the local ledger of
                                  digests verified (or signed) before
       --signature-format FORMAT  legacy or bundle, for --sign

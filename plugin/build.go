@@ -39,12 +39,15 @@ trustcache options:
       --sign                     After a successful build, sign the registry
                                  cache (--cache-to type=registry) and pushed
                                  images this build exported, by the digests
-                                 the build reported
+                                 the build reported, and attach to each the
+                                 signed provenance record (the caches it was
+                                 built from: docs/provenance.md)
       --key KEY                  Private key for --sign: a file or env://VAR
                                  (default $TRUSTCACHE_KEY)
       --sign-annotation K=V      Extra signed annotation (repeatable)
       --trust-report FILE        Write the trust report (caches used and
-                                 dropped, with why; what was signed) as JSON
+                                 dropped, with why; what was signed; the
+                                 provenance record) as JSON
       --no-ledger                Neither use nor update the local ledger of
                                  digests verified (or signed) before
       --signature-format FORMAT  legacy or bundle, for --sign
