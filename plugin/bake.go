@@ -397,9 +397,17 @@ func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets
 	return bs, nil
 }
 
-// signExported signs every target's exports as the bake's metadata file
-// reports them.
-func (bs *bakeSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
+// targetExport is one target's signer and what the bake's metadata file
+// reports it exported.
+type targetExport struct {
+	name   string
+	signer buildSigner
+	md     buildMetadata
+}
+
+// targetExports reads the bake's metadata file: each target's part of it,
+// with a signer for that target's registry cache and pushes.
+func (bs *bakeSigner) targetExports() ([]targetExport, error) {
 	data, err := os.ReadFile(bs.base.metadataFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the bake metadata: %w", err)
@@ -408,20 +416,33 @@ func (bs *bakeSigner) signExported(ctx context.Context, v *verify.Verifier) ([]s
 	if err := json.Unmarshal(data, &md); err != nil {
 		return nil, fmt.Errorf("parsing the bake metadata %s: %w", bs.base.metadataFile, err)
 	}
-	var signed []signedReport
+	out := make([]targetExport, 0, len(bs.targets))
 	for _, t := range bs.targets {
-		var tm buildMetadata
+		te := targetExport{name: t.name, signer: *bs.base}
+		te.signer.cacheRepo, te.signer.pushes = t.cacheRepo, t.pushes
 		if raw, ok := md[t.name]; !ok {
-			return signed, fmt.Errorf("target %s: the bake metadata reports nothing for it; not signing by tag", t.name)
-		} else if err := json.Unmarshal(raw, &tm); err != nil {
-			return signed, fmt.Errorf("target %s: parsing the bake metadata: %w", t.name, err)
+			return nil, fmt.Errorf("target %s: the bake metadata reports nothing for it; not signing by tag", t.name)
+		} else if err := json.Unmarshal(raw, &te.md); err != nil {
+			return nil, fmt.Errorf("target %s: parsing the bake metadata: %w", t.name, err)
 		}
-		s := *bs.base
-		s.cacheRepo, s.pushes = t.cacheRepo, t.pushes
-		more, err := s.signMetadata(ctx, v, tm)
+		out = append(out, te)
+	}
+	return out, nil
+}
+
+// signExported signs every target's exports as the bake's metadata file
+// reports them.
+func (bs *bakeSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
+	targets, err := bs.targetExports()
+	if err != nil {
+		return nil, err
+	}
+	var signed []signedReport
+	for _, te := range targets {
+		more, err := te.signer.signMetadata(ctx, v, te.md)
 		signed = append(signed, more...)
 		if err != nil {
-			return signed, fmt.Errorf("target %s: %w", t.name, err)
+			return signed, fmt.Errorf("target %s: %w", te.name, err)
 		}
 	}
 	return signed, nil

@@ -118,28 +118,16 @@ func (bs *bakeSigner) exported() ([]exportTarget, error) {
 	if len(bs.targets) == 0 {
 		return nil, nil
 	}
-	data, err := os.ReadFile(bs.base.metadataFile)
+	targets, err := bs.targetExports()
 	if err != nil {
-		return nil, fmt.Errorf("reading the bake metadata: %w", err)
-	}
-	var md map[string]json.RawMessage
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the bake metadata %s: %w", bs.base.metadataFile, err)
+		return nil, err
 	}
 	var out []exportTarget
-	for _, t := range bs.targets {
-		var tm buildMetadata
-		if raw, ok := md[t.name]; !ok {
-			return out, fmt.Errorf("target %s: the bake metadata reports nothing for it", t.name)
-		} else if err := json.Unmarshal(raw, &tm); err != nil {
-			return out, fmt.Errorf("target %s: parsing the bake metadata: %w", t.name, err)
-		}
-		s := *bs.base
-		s.cacheRepo, s.pushes = t.cacheRepo, t.pushes
-		more, err := s.exportTargets(tm)
+	for _, te := range targets {
+		more, err := te.signer.exportTargets(te.md)
 		out = append(out, more...)
 		if err != nil {
-			return out, fmt.Errorf("target %s: %w", t.name, err)
+			return out, fmt.Errorf("target %s: %w", te.name, err)
 		}
 	}
 	return out, nil
