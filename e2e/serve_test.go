@@ -55,12 +55,14 @@ func (e *env) startGateway(t *testing.T, policy string) *gatewayProc {
 }
 
 // startGatewayOn is startGateway in front of the buildkitd at buildkit, on
-// a socket in e's directory dir.
-func (e *env) startGatewayOn(t *testing.T, policy, buildkit, dir string) *gatewayProc {
+// a socket in e's directory dir, with further flags extra (a later
+// --listen wins).
+func (e *env) startGatewayOn(t *testing.T, policy, buildkit, dir string, extra ...string) *gatewayProc {
 	t.Helper()
 	g := &gatewayProc{sock: filepath.Join(e.dir, dir, "buildkitd.sock"), log: &lockedBuffer{}, done: make(chan error, 1)}
-	g.cmd = exec.Command(pluginBin, "trustcache", "serve", "--buildkit", buildkit,
-		"--listen", "unix://"+g.sock, "--policy", policy, "--log-format", "json", "--no-ledger", "--drain-timeout", "30s")
+	args := []string{"trustcache", "serve", "--buildkit", buildkit,
+		"--listen", "unix://" + g.sock, "--policy", policy, "--log-format", "json", "--no-ledger", "--drain-timeout", "30s"}
+	g.cmd = exec.Command(pluginBin, append(args, extra...)...)
 	g.cmd.Env = e.environ(nil)
 	g.cmd.Dir = e.dir
 	g.cmd.Stdout = g.log

@@ -2,12 +2,14 @@ package plugin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +28,9 @@ type serveOptions struct {
 	logFormat    string
 	drainTimeout time.Duration
 	noLedger     bool
+	// Mutual TLS on --listen tcp://, and to a buildkitd on tcp://.
+	tlsCert, tlsKey, tlsCA                        string
+	bkTLSCert, bkTLSKey, bkTLSCA, bkTLSServerName string
 }
 
 func newServeCommand(dockerCLI command.Cli) *cobra.Command {
@@ -41,8 +46,16 @@ endpoint, pinned to the verified digest; untrusted or inconclusive ones are
 removed from the build, or fail it (policy onUntrusted: fail); other cache
 types are removed unless the policy's allowUnsignedTypes lists them.
 
+A frontend image runs inside buildkitd, out of the gateway's sight: a
+"# syntax=" line is not followed (the built-in Dockerfile frontend
+builds), and an image named with BUILDKIT_SYNTAX or --frontend gateway.v0
+runs only when the policy's frontends list names it pinned by digest.
+
 buildkitd must run on this host (unix:// or a loopback tcp:// address): it
-imports verified caches from 127.0.0.1. Decisions are logged to stderr, one
+imports verified caches from 127.0.0.1. On tcp:// the gateway serves only
+with mutual TLS (--tls-cert, --tls-key, --tls-cacert: every client presents
+a certificate the CA signed), and reaches a buildkitd that requires TLS with
+--buildkit-tls-cacert/-cert/-key. Decisions are logged to stderr, one
 line per import. SIGHUP reloads the policy (a policy that does not load
 keeps the old one); SIGTERM and SIGINT stop accepting calls and let running
 builds finish for up to --drain-timeout.
@@ -60,11 +73,18 @@ serving fails.`,
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&opts.buildkit, "buildkit", "", "buildkitd address: unix://PATH or tcp://127.0.0.1:PORT (required)")
-	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660)")
+	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660), or tcp://HOST:PORT with --tls-cert, --tls-key and --tls-cacert")
 	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, the docker config dir)")
 	flags.StringVar(&opts.logFormat, "log-format", "text", `Log format: "text" or "json"`)
 	flags.DurationVar(&opts.drainTimeout, "drain-timeout", 5*time.Minute, "On SIGTERM or SIGINT, how long running builds may take to finish")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")
+	flags.StringVar(&opts.tlsCert, "tls-cert", "", "The gateway's TLS certificate (PEM), for --listen tcp://")
+	flags.StringVar(&opts.tlsKey, "tls-key", "", "The key of --tls-cert (PEM)")
+	flags.StringVar(&opts.tlsCA, "tls-cacert", "", "CA certificates (PEM) that sign the clients' certificates: every client must present one")
+	flags.StringVar(&opts.bkTLSCA, "buildkit-tls-cacert", "", "CA certificate (PEM) that signed buildkitd's certificate, for --buildkit tcp:// with TLS")
+	flags.StringVar(&opts.bkTLSCert, "buildkit-tls-cert", "", "The gateway's client certificate (PEM) for buildkitd")
+	flags.StringVar(&opts.bkTLSKey, "buildkit-tls-key", "", "The key of --buildkit-tls-cert (PEM)")
+	flags.StringVar(&opts.bkTLSServerName, "buildkit-tls-servername", "", "Name buildkitd's certificate must carry (default: the host of --buildkit)")
 	return cmd
 }
 
@@ -109,7 +129,27 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	v, release := newVerifier(dockerCLI, p, opts.noLedger)
 	releases = append(releases, release)
 
-	cc, err := gateway.Dial(opts.buildkit)
+	// TLS: a tcp listener only with client certificates.
+	var srvOpts []gateway.Option
+	serverFiles := gateway.TLSFiles{Cert: opts.tlsCert, Key: opts.tlsKey, CA: opts.tlsCA, CertFlag: "--tls-cert", KeyFlag: "--tls-key", CAFlag: "--tls-cacert"}
+	if serverFiles.Set() {
+		cfg, err := gateway.ServerTLS(serverFiles)
+		if err != nil {
+			return asUsage(err)
+		}
+		srvOpts = append(srvOpts, gateway.WithTLS(cfg))
+	} else if strings.HasPrefix(opts.listen, "tcp://") {
+		return usagef("--listen %s: tcp:// needs mutual TLS: --tls-cert, --tls-key and --tls-cacert (the CA that signs the clients' certificates); or listen on a unix:// socket", opts.listen)
+	}
+	var bkTLS *tls.Config
+	bkFiles := gateway.TLSFiles{Cert: opts.bkTLSCert, Key: opts.bkTLSKey, CA: opts.bkTLSCA, ServerName: opts.bkTLSServerName,
+		CertFlag: "--buildkit-tls-cert", KeyFlag: "--buildkit-tls-key", CAFlag: "--buildkit-tls-cacert"}
+	if bkFiles.Set() || opts.bkTLSServerName != "" {
+		if bkTLS, err = gateway.ClientTLS(bkFiles); err != nil {
+			return asUsage(err)
+		}
+	}
+	cc, err := gateway.DialTLS(opts.buildkit, bkTLS)
 	if err != nil {
 		return asUsage(err)
 	}
@@ -128,7 +168,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 		}
 		return sc, nil
 	})
-	srv := gateway.New(cc, gateway.NewDecider(v, scopes, log), log)
+	srv := gateway.New(cc, gateway.NewDecider(v, scopes, log), log, srvOpts...)
 	if err := srv.Probe(ctx); err != nil {
 		return usagef("buildkitd at %s is unreachable: %w", opts.buildkit, err)
 	}
@@ -139,7 +179,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	log.Info("serving", "listen", opts.listen, "buildkit", opts.buildkit, "policy", p.File)
+	log.Info("serving", "listen", opts.listen, "address", l.Addr().String(), "tls", serverFiles.Set(), "buildkit", opts.buildkit, "policy", p.File)
 
 	shutdown := func(why string) error {
 		log.Info("stopping: waiting for running calls", "reason", why, "drainTimeout", opts.drainTimeout.String())

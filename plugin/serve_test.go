@@ -85,7 +85,11 @@ func TestServeRefusesToStart(t *testing.T) {
 		{[]string{"--buildkit", backend, "--listen", sock}, "no policy"},
 		{[]string{"--policy", policy, "--buildkit", "unix://" + filepath.Join(dir, "none.sock"), "--listen", sock}, "is unreachable"},
 		{[]string{"--policy", policy, "--buildkit", "tcp://192.0.2.1:1234", "--listen", sock}, "buildkitd must run on this host"},
-		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "tcp://127.0.0.1:0"}, "tcp:// needs TLS"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "tcp://127.0.0.1:0"}, "--listen tcp://127.0.0.1:0: tcp:// needs mutual TLS: --tls-cert, --tls-key and --tls-cacert"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "tcp://127.0.0.1:0", "--tls-cert", policy, "--tls-key", policy}, "mutual TLS needs --tls-cert, --tls-key and --tls-cacert: [--tls-cacert] missing"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "tcp://127.0.0.1:0", "--tls-cert", policy, "--tls-key", policy, "--tls-cacert", policy}, "--tls-cert " + policy},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--buildkit-tls-cert", policy, "--buildkit-tls-key", policy}, "--buildkit-tls-cacert is required"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--buildkit-tls-cacert", filepath.Join(dir, "none.pem")}, "--buildkit-tls-cacert: open "},
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "unix://" + policy}, "is not a socket"},
 	} {
 		res := run(t, append([]string{"serve"}, tc.args...)...)

@@ -130,6 +130,10 @@ type Policy struct {
 	// BuildKit cannot reach this host's loopback), instead of passing it on
 	// pinned by digest only.
 	RequireVerifiedBytes bool
+	// Frontends are the frontend images builds may run inside BuildKit
+	// ("# syntax=", BUILDKIT_SYNTAX, gateway.v0), each
+	// "CANONICAL-REPOSITORY@sha256:HEX": see AllowsFrontend.
+	Frontends []string
 }
 
 // unsignedTypes are the cache types AllowUnsignedTypes may name.

@@ -171,7 +171,7 @@ func (ps *parser) fields(n *yaml.Node, path string, known ...string) map[string]
 // policy reads the top-level mapping.
 func (ps *parser) policy(root *yaml.Node) *Policy {
 	p := &Policy{File: ps.file, SignatureFormat: SignatureFormatLegacy}
-	f := ps.fields(root, "", "version", "builders", "scopes", "revoked", "allowUnsignedTypes", "signatureFormat", "requireVerifiedBytes")
+	f := ps.fields(root, "", "version", "builders", "scopes", "revoked", "allowUnsignedTypes", "signatureFormat", "requireVerifiedBytes", "frontends")
 	if f == nil {
 		return nil
 	}
@@ -230,6 +230,10 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 				p.AllowUnsignedTypes = append(p.AllowUnsignedTypes, t)
 			}
 		}
+	}
+
+	if fe, ok := f["frontends"]; ok {
+		ps.frontends(fe, p)
 	}
 
 	if rv, ok := f["requireVerifiedBytes"]; ok {

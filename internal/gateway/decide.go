@@ -139,6 +139,9 @@ func NewDecider(v Verifier, ep Endpoint, log *slog.Logger) *Decider {
 	return d
 }
 
+// Policy is the policy in force.
+func (d *Decider) Policy() *verify.Policy { return d.v.Load().Policy() }
+
 // SetVerifier replaces the verifier (a new policy) for the requests that
 // arrive from now on.
 func (d *Decider) SetVerifier(v Verifier) {

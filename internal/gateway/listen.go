@@ -14,11 +14,11 @@ import (
 // DefaultListen is where the gateway listens by default.
 const DefaultListen = "unix:///run/trustcache/buildkitd.sock"
 
-// Listen listens on addr, a unix:// address: the socket is made with mode
-// 0660 (owner and group: give the builders' group access with chown),
-// its directory, if missing, with 0755. A stale socket nobody answers on
-// is replaced; one in use is an error. tcp:// needs TLS, which the gateway
-// does not implement yet: it is refused.
+// Listen listens on addr. unix://PATH: the socket is made with mode 0660
+// (owner and group: give the builders' group access with chown), its
+// directory, if missing, with 0755; a stale socket nobody answers on is
+// replaced, one in use is an error. tcp://HOST:PORT: served only with TLS
+// and client certificates (WithTLS; Serve refuses it otherwise).
 func Listen(addr string) (net.Listener, error) {
 	u, err := url.Parse(addr)
 	if err != nil {
@@ -27,9 +27,16 @@ func Listen(addr string) (net.Listener, error) {
 	switch u.Scheme {
 	case "unix":
 	case "tcp":
-		return nil, fmt.Errorf("listen address %q: tcp:// needs TLS (client certificates), which serve does not implement yet; listen on a unix:// socket", addr)
+		if u.Host == "" || u.Path != "" {
+			return nil, fmt.Errorf("listen address %q: want tcp://HOST:PORT", addr)
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", addr, err)
+		}
+		return l, nil
 	default:
-		return nil, fmt.Errorf("listen address %q: want unix://PATH", addr)
+		return nil, fmt.Errorf("listen address %q: want unix://PATH or tcp://HOST:PORT", addr)
 	}
 	path := u.Path
 	if path == "" {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -56,17 +58,38 @@ type Server struct {
 	log     *slog.Logger
 	grpc    *grpc.Server
 	scopes  *buildScopes
+	tls     bool // clients must present a certificate (WithTLS)
+}
+
+// Option configures a Server.
+type Option func(*serverOptions)
+
+type serverOptions struct {
+	tls *tls.Config
+}
+
+// WithTLS serves with TLS (see ServerTLS): required to serve on tcp://.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *serverOptions) { o.tls = cfg }
 }
 
 // New returns a Server forwarding to backend (see Dial).
-func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger) *Server {
-	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}}
-	s.grpc = grpc.NewServer(
+func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option) *Server {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}, tls: o.tls != nil}
+	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(s.handle),
 		grpc.MaxRecvMsgSize(maxMessageSize),
 		grpc.MaxSendMsgSize(maxMessageSize),
-	)
+	}
+	if o.tls != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))
+	}
+	s.grpc = grpc.NewServer(gopts...)
 	return s
 }
 
@@ -75,6 +98,11 @@ func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger) *Server {
 // listens on 127.0.0.1: buildkitd must be on this host). It does not
 // connect; see Probe.
 func Dial(addr string) (*grpc.ClientConn, error) {
+	return DialTLS(addr, nil)
+}
+
+// DialTLS is Dial with TLS (see ClientTLS) when cfg is not nil.
+func DialTLS(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
 	u, err := url.Parse(addr)
 	if err != nil {
 		return nil, fmt.Errorf("buildkit address %q: %w", addr, err)
@@ -99,8 +127,12 @@ func Dial(addr string) (*grpc.ClientConn, error) {
 	default:
 		return nil, fmt.Errorf("buildkit address %q: want unix://PATH or tcp://127.0.0.1:PORT", addr)
 	}
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		creds = credentials.NewTLS(cfg)
+	}
 	return grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// buildkitd is local: reconnect within a few seconds of its
 		// restart, not after grpc's default backoff (up to 2 minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: probeTimeout}),
@@ -130,8 +162,13 @@ func probe(ctx context.Context, cc *grpc.ClientConn) error {
 	return nil
 }
 
-// Serve serves l until Shutdown.
+// Serve serves l until Shutdown. A tcp listener is served only with TLS:
+// anyone who can reach the port could build otherwise.
 func (s *Server) Serve(l net.Listener) error {
+	if _, ok := l.Addr().(*net.TCPAddr); ok && !s.tls {
+		l.Close()
+		return fmt.Errorf("serving %s: tcp needs TLS with client certificates", l.Addr())
+	}
 	return s.grpc.Serve(l)
 }
 
@@ -174,14 +211,18 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 	return s.forward(ss, method, nil, false)
 }
 
-// client names the caller for the log.
+// client names the caller for the log: the peer process on a unix
+// socket, the address and the certificate's subject over TLS.
 func client(ctx context.Context) string {
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		if a := p.Addr.String(); a != "" {
-			return a
-		}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil || p.Addr.String() == "" {
+		return "unknown"
 	}
-	return "unknown"
+	a := p.Addr.String()
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
+		a += ",cn=" + ti.State.VerifiedChains[0][0].Subject.CommonName
+	}
+	return a
 }
 
 // forwardSolve decides the imports of a Solve request, then forwards the
@@ -195,6 +236,20 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) err
 			return status.Error(codes.InvalidArgument, "trustcache gateway: no request")
 		}
 		return err
+	}
+	// A frontend image would run inside buildkitd, out of the gateway's
+	// sight: only one the policy allows.
+	fr, err := sh.frontend(req)
+	if err != nil {
+		return s.refuse(ctx, method, err)
+	}
+	fd := decideFrontend(method, fr, s.decider.Policy())
+	s.logFrontend(ctx, method, fd)
+	if fd.refusal != "" {
+		return status.Errorf(codes.PermissionDenied, "trustcache gateway: not building: %s", fd.refusal)
+	}
+	if fd.addCmdline {
+		req = sh.withCmdline(req)
 	}
 	// The build's scope of the endpoint lives as long as the build's
 	// Solve calls: its references end with the build.
@@ -216,6 +271,32 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) err
 		req = out
 	}
 	return s.forward(ss, method, &req, true)
+}
+
+// logFrontend logs the decision on a request's frontend: refusals at
+// WARN, a frontend image let through at INFO, the built-in frontends at
+// DEBUG.
+func (s *Server) logFrontend(ctx context.Context, method string, fd frontendDecision) {
+	if fd.frontend == "" {
+		return
+	}
+	level, action := slog.LevelDebug, "builtin"
+	switch {
+	case fd.refusal != "":
+		level, action = slog.LevelWarn, actionBlocked
+	case fd.image != "":
+		level, action = slog.LevelInfo, "allowed"
+	}
+	s.log.Log(ctx, level, "frontend",
+		slog.String("client", client(ctx)),
+		slog.String("method", method),
+		slog.String("frontend", fd.frontend),
+		slog.String("image", fd.image),
+		slog.String("where", fd.where),
+		slog.String("action", action),
+		slog.Bool("syntaxIgnored", fd.addCmdline),
+		slog.String("reason", fd.refusal),
+	)
 }
 
 // refuse answers a request the gateway cannot decode.

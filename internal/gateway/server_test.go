@@ -140,7 +140,8 @@ func (fakeEndpoint) Add(repo name.Repository, d v1.Hash) (string, error) {
 }
 
 const (
-	digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	allowedFrontendDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	digestA               = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 )
 
 func testVerifier(t *testing.T) fakeVerifier {
@@ -156,7 +157,7 @@ func testVerifier(t *testing.T) fakeVerifier {
 	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	text := "version: 1\nbuilders:\n  - name: ci-main\n    key: |\n      " +
 		strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n      ") +
-		"\nscopes:\n  - repositories: [\"reg.example/**\"]\n    builders: [ci-main]\nallowUnsignedTypes: [local]\n"
+		"\nscopes:\n  - repositories: [\"reg.example/**\"]\n    builders: [ci-main]\nallowUnsignedTypes: [local]\nfrontends: [\"reg.example/fe/dockerfile@" + allowedFrontendDigest + "\"]\n"
 	p, err := verify.ParsePolicy("policy.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +429,7 @@ func TestListen(t *testing.T) {
 	if _, err := statMode(sock); err == nil {
 		t.Errorf("socket left behind after Close")
 	}
-	for _, addr := range []string{"tcp://127.0.0.1:1234", "http://x", "unix://"} {
+	for _, addr := range []string{"tcp://", "tcp://127.0.0.1:0/x", "http://x", "unix://"} {
 		if _, err := Listen(addr); err == nil {
 			t.Errorf("Listen(%q) succeeded; want refused", addr)
 		}

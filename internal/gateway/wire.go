@@ -78,15 +78,18 @@ type shape struct {
 	attrsName string
 	cache     protowire.Number // CacheOptions (control API), 0 if none
 	entries   protowire.Number // repeated CacheOptionsEntry (frontend API), 0 if none
+	// frontendField is the string naming the frontend.
+	frontendField protowire.Number
 }
 
 // Inspected methods and where their requests carry imports.
 var (
-	// moby.buildkit.v1.SolveRequest: FrontendAttrs = 7, Cache = 8.
-	controlSolve = shape{attrs: 7, attrsName: "FrontendAttrs", cache: 8}
-	// moby.buildkit.v1.frontend.SolveRequest: FrontendOpt = 3,
-	// CacheImports = 12.
-	bridgeSolve = shape{attrs: 3, attrsName: "FrontendOpt", entries: 12}
+	// moby.buildkit.v1.SolveRequest: Frontend = 6, FrontendAttrs = 7,
+	// Cache = 8.
+	controlSolve = shape{attrs: 7, attrsName: "FrontendAttrs", cache: 8, frontendField: 6}
+	// moby.buildkit.v1.frontend.SolveRequest: Frontend = 2,
+	// FrontendOpt = 3, CacheImports = 12.
+	bridgeSolve = shape{attrs: 3, attrsName: "FrontendOpt", entries: 12, frontendField: 2}
 
 	inspected = map[string]shape{
 		"/moby.buildkit.v1.Control/Solve":            controlSolve,
