@@ -345,15 +345,16 @@ func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unar
 			if unary {
 				return cs.CloseSend()
 			}
+			var m relayMsg // one per direction: Marshal empties it
 			for {
-				var f frame
-				if err := ss.RecvMsg(&f); err != nil {
+				if err := ss.RecvMsg(&m); err != nil {
 					if errors.Is(err, io.EOF) {
 						return cs.CloseSend()
 					}
 					return err
 				}
-				if err := cs.SendMsg(&f); err != nil {
+				if err := cs.SendMsg(&m); err != nil {
+					m.free()
 					return err
 				}
 			}
@@ -371,12 +372,13 @@ func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unar
 			if err := ss.SendHeader(hdr); err != nil {
 				return err
 			}
+			var m relayMsg // one per direction: Marshal empties it
 			for {
-				var f frame
-				if err := cs.RecvMsg(&f); err != nil {
+				if err := cs.RecvMsg(&m); err != nil {
 					return err
 				}
-				if err := ss.SendMsg(&f); err != nil {
+				if err := ss.SendMsg(&m); err != nil {
+					m.free()
 					return err
 				}
 			}
