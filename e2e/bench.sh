@@ -4,6 +4,8 @@
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
 # BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows.
+# BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
+# commit's) in the same runs, interleaved: a row comparing the two.
 set -euo pipefail
 
 : "${E2E_REGISTRY:?source \$TRUSTCACHE_E2E_DIR/env first (make bench does)}"
@@ -149,6 +151,17 @@ if [[ -z $only || $only == gateway ]]; then
 	grep -q '"msg":"serving"' gateway.log || { cat gateway.log >&2; exit 1; }
 	"$docker" buildx create --name tc-bench-gw --driver remote "unix://$work/gw/buildkitd.sock" >/dev/null
 	gwflags="--builder tc-bench-gw --network $E2E_NETWORK --provenance=false"
+	baseline=${BENCH_GATEWAY_BASELINE:-}
+	if [[ -n $baseline ]]; then
+		"$baseline" trustcache serve --buildkit "$E2E_BUILDKIT_ADDR" --listen "unix://$work/gwb/buildkitd.sock" \
+			--policy "$work/policy.yaml" --log-format json >gateway-baseline.log 2>&1 &
+		gwbpid=$!
+		trap '[[ -z $gwpid ]] || { kill "$gwpid" 2>/dev/null; wait "$gwpid" 2>/dev/null; }; kill "$gwbpid" 2>/dev/null; rm -rf "$work"' EXIT
+		for _ in $(seq 1 100); do grep -q '"msg":"serving"' gateway-baseline.log && break; sleep 0.1; done
+		grep -q '"msg":"serving"' gateway-baseline.log || { cat gateway-baseline.log >&2; exit 1; }
+		"$docker" buildx create --name tc-bench-gwb --driver remote "unix://$work/gwb/buildkitd.sock" >/dev/null
+	fi
+	ggwb0() { "$docker" buildx build --builder tc-bench-gwb --network "$E2E_NETWORK" --provenance=false -o "type=local,dest=$1" gwproject; }
 	# Direct: the cache by its digest, from the registry. Through the gateway: by tag, verified and
 	# rewritten to the verified content endpoint.
 	gdirect() { "$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$gdigest" -o "type=local,dest=$1" gwproject; }
@@ -158,6 +171,7 @@ if [[ -z $only || $only == gateway ]]; then
 	ggw0() { "$docker" buildx build $gwflags -o "type=local,dest=$1" gwproject; }
 	echo "measuring the gateway (medians of $runs runs)..." >&2
 	for _ in 1 2; do gdirect gwout >/dev/null 2>&1 && ggw gwout >/dev/null 2>&1; done # warm-up
+	[[ -z $baseline ]] || for _ in 1 2; do ggwb0 gwout >/dev/null 2>&1; done
 	: >gdirect.times >ggw.times >gdirect0.times >ggw0.times
 	cpu() { awk '{print $14 + $15}' "/proc/$gwpid/stat"; } # the gateway's CPU time, in clock ticks
 	cpu0=$(cpu)
@@ -166,12 +180,14 @@ if [[ -z $only || $only == gateway ]]; then
 		timed ggw gwout >>ggw.times
 		timed gdirect0 gwout >>gdirect0.times
 		timed ggw0 gwout >>ggw0.times
+		[[ -z $baseline ]] || timed ggwb0 gwout >>ggwb0.times
 	done
 	cpu_build=$(awk -v a="$cpu0" -v b="$(cpu)" -v hz="$(getconf CLK_TCK)" -v n="$((2 * runs))" 'BEGIN{printf "%.1f ms", (b-a)/hz/n*1000}')
 	t_gdirect=$(median <gdirect.times)
 	t_ggw=$(median <ggw.times)
 	t_gdirect0=$(median <gdirect0.times)
 	t_ggw0=$(median <ggw0.times)
+	[[ -z $baseline ]] || t_ggwb0=$(median <ggwb0.times)
 	# 20 builds at once, through the gateway and directly, rounds in turn: each build's median
 	# over the rounds, then per build the ratio gateway / direct.
 	conc=${BENCH_CONCURRENT:-20}
@@ -219,6 +235,9 @@ if [[ -z $only || $only == gateway ]]; then
 | gateway peak RSS (VmHWM) after $((4 * runs + 4 + 2 * rounds * conc)) builds (half through it), $used imports used | $((hwm / 1024)) MiB (now $((rss / 1024)) MiB) | | |
 TABLE
 	)
+	if [[ -n $baseline ]]; then
+		gwtable+=$'\n'"| same, through the baseline gateway ($(basename "$baseline")) | $(ms "$t_ggwb0") | $(ms "$t_gdirect0") | overhead $(awk -v a="$t_ggwb0" -v b="$t_gdirect0" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}'); this build vs baseline $(ratio "$t_ggw0" "$t_ggwb0") |"
+	fi
 	table=$(printf '%s\n\n%s' "$table" "$gwtable")
 fi
 if [[ -s $work/failures ]]; then
