@@ -103,7 +103,7 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts)
+			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, SignPredicateType)
 		}()
 	}
 	wg.Wait()
@@ -138,8 +138,8 @@ func bundleCandidate(d v1.Descriptor) bool {
 }
 
 // readBundle fetches one referrer and its bundle. ok is false when the
-// referrer turns out not to be a bundle signature at all.
-func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts []remote.Option) (s Signature, ok bool) {
+// referrer turns out not to be a bundle of predicate type want at all.
+func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts []remote.Option, want string) (s Signature, ok bool) {
 	src := "referrer " + d.Digest.String()
 	malformed := func(format string, args ...any) (Signature, bool) {
 		return Signature{Format: FormatBundle, Source: src, Err: errMalformed{fmt.Errorf(format, args...)}}, true
@@ -167,7 +167,7 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 	if !isBundleManifest(m) {
 		return Signature{}, false
 	}
-	if pt, ok := m.Annotations[annotationBundlePredicateType]; ok && pt != SignPredicateType {
+	if pt, ok := m.Annotations[annotationBundlePredicateType]; (ok || want != SignPredicateType) && pt != want {
 		return Signature{}, false
 	}
 	if len(m.Layers) != 1 {
