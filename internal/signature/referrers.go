@@ -241,7 +241,8 @@ func fetchLimited(ctx context.Context, repo name.Repository, digest v1.Hash, max
 // is seen there several times in a row, and the manifest written again
 // (which re-adds it) if it went missing, at most ao.Attempts times.
 // ao.Same, if set, makes an equivalent bundle already attached a no-op:
-// added=false.
+// added=false (the candidates are the signatures, or for another
+// ao.PredicateType the attestations of that type).
 func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte, ao AppendOptions, opts ...remote.Option) (added bool, err error) {
 	if ao.Attempts <= 0 {
 		ao.Attempts = 10
@@ -256,7 +257,13 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 	subject := repo.Digest(digest.String())
 
 	if ao.Same != nil {
-		existing, err := ReadBundles(ctx, repo, digest, opts...)
+		read := ReadBundles
+		if ao.PredicateType != SignPredicateType {
+			read = func(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
+				return ReadAttestations(ctx, repo, digest, ao.PredicateType, opts...)
+			}
+		}
+		existing, err := read(ctx, repo, digest, opts...)
 		if err != nil {
 			return false, err
 		}
