@@ -72,6 +72,13 @@ func TestProvenanceCommand(t *testing.T) {
 	if res := run(t, "verify", "--no-ledger", next); res.code != ExitUntrusted || !strings.Contains(res.stdout, "no longer verifies") {
 		t.Errorf("verify under requireProvenance = %d\n%s%s; want 3: its import has no record", res.code, res.stdout, res.stderr)
 	}
+	if res := run(t, "policy", "explain", next); res.code != ExitUntrusted || !strings.Contains(res.stdout, "provenance (requireProvenance, maxDepth 3, maxRequests 200): ") {
+		t.Errorf("policy explain under requireProvenance = %d\n%s%s; want 3 with the rule's reason", res.code, res.stdout, res.stderr)
+	}
+	trustPolicy(t, dir, host, "    requireProvenance: true\n    maxDepth: 99\n")
+	if res := run(t, "policy", "lint"); res.code != ExitUsage || !strings.Contains(res.stderr, ".trustcache.yaml:9:5: scopes[0].maxDepth: 99 is out of range") {
+		t.Errorf("policy lint of maxDepth 99 = %d\n%s%s; want 2 naming file:line and field", res.code, res.stdout, res.stderr)
+	}
 	trustPolicy(t, dir, host, "")
 	if res := run(t, "verify", "--no-ledger", next); res.code != 0 {
 		t.Errorf("verify without requireProvenance = %d\n%s%s; want 0", res.code, res.stdout, res.stderr)
