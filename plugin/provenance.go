@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/docker/cli/cli/command"
@@ -257,18 +259,46 @@ func signProvenance(s signature.Signer, st provenance.Statement) ([]byte, error)
 // subject costs one referrer manifest (and, on a registry without the
 // referrers API, the referrers tag update).
 func attachBundle(ctx context.Context, bundle []byte, same func(signature.Signature) bool, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
-	var out []signedReport
+	var uniq []exportTarget
 	seen := map[string]bool{}
 	for _, t := range targets {
-		ref := t.repo.Name() + "@" + t.digest.String()
-		if seen[ref] {
-			continue
+		if ref := t.repo.Name() + "@" + t.digest.String(); !seen[ref] {
+			seen[ref] = true
+			uniq = append(uniq, t)
 		}
-		seen[ref] = true
-		if _, err := signature.AppendBundle(ctx, t.repo, t.digest, bundle, signature.AppendOptions{PredicateType: provenance.PredicateType, Same: same}, opts...); err != nil {
-			return out, fmt.Errorf("attaching the provenance record to %s: %w", ref, err)
-		}
-		out = append(out, signedReport{Reference: ref, Kind: t.kind})
 	}
-	return out, nil
+	// Repositories are written at once, so that the confirmation waits of
+	// their referrers tags (AppendBundle) overlap; the subjects of one
+	// repository in turn, so that its bundle blob is uploaded once.
+	byRepo := map[string][]int{}
+	var repos []string
+	for i, t := range uniq {
+		r := t.repo.Name()
+		if byRepo[r] == nil {
+			repos = append(repos, r)
+		}
+		byRepo[r] = append(byRepo[r], i)
+	}
+	errs := make([]error, len(uniq))
+	var wg sync.WaitGroup
+	for _, r := range repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range byRepo[r] {
+				t := uniq[i]
+				if _, err := signature.AppendBundle(ctx, t.repo, t.digest, bundle, signature.AppendOptions{PredicateType: provenance.PredicateType, Same: same}, opts...); err != nil {
+					errs[i] = fmt.Errorf("attaching the provenance record to %s@%s: %w", t.repo.Name(), t.digest, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var out []signedReport
+	for i, t := range uniq {
+		if errs[i] == nil {
+			out = append(out, signedReport{Reference: t.repo.Name() + "@" + t.digest.String(), Kind: t.kind})
+		}
+	}
+	return out, errors.Join(errs...)
 }

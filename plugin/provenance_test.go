@@ -477,6 +477,29 @@ func BenchmarkProvenance(b *testing.B) {
 			}
 		}
 	})
+	// Attaching it to one subject on this registry (no referrers API: the
+	// referrers tag and its confirmation waits): a new record each time
+	// (another commit), and the same record again (read, not written).
+	signer := signature.Signer{Key: key, Builder: "ci"}
+	n := 0
+	b.Run("attach-new", func(b *testing.B) {
+		for b.Loop() {
+			n++
+			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st.Predicate.Source.Commit = fmt.Sprint(n)
+			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("attach-same", func(b *testing.B) {
+		st := provenanceRecord(report, p, "bench", targets, time.Now())
+		for b.Loop() {
+			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // TestProvenanceBake: a signing bake's record lists each target's imports
