@@ -247,12 +247,24 @@ func (v *Verifier) checkRecord(ctx context.Context, f *walkFrame, scope *Scope, 
 		return bad("the record is signed by builder %s, which is not allowed for %s", b.Name, canon)
 	}
 	r.Signer = &Signer{Builder: b.Name, KeyID: key.ID, Format: string(signature.FormatBundle)}
-	st, err := provenance.Parse(s.Payload)
+	return v.checkStatement(ctx, f, canon, digest, s.Payload, r)
+}
+
+// checkStatement checks the content of a record whose signature holds:
+// parse, subject, imports.
+func (v *Verifier) checkStatement(ctx context.Context, f *walkFrame, canon string, digest v1.Hash, payload []byte, r RecordResult) RecordResult {
+	bad := func(format string, args ...any) RecordResult {
+		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
+		return r
+	}
+	st, err := provenance.Parse(payload)
 	if err != nil {
 		return bad("malformed record: %v", err)
 	}
 	r.Record, r.Subject = &st.Predicate, st.Subject
-	r.Signer.SignedAt = st.Predicate.BuiltAt
+	if r.Signer != nil {
+		r.Signer.SignedAt = st.Predicate.BuiltAt
+	}
 	if !namesSubject(st.Subject, canon, digest) {
 		return bad("the record's subjects do not include %s@%s (a record for another artifact)", canon, digest)
 	}

@@ -2,6 +2,9 @@ package verify
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // attachRecord signs st with k and attaches it to digest in repo as a
@@ -442,61 +446,68 @@ scopes:
 	}
 }
 
-// FuzzRecordCheck feeds arbitrary statements, signed by an allowed key,
-// through the record check: it never panics, and a record holds only when
-// it parses, names the cache, and every import it lists passes (here, with
-// no registry answering, only dropped ones can).
+// FuzzRecordCheck feeds arbitrary statements through the check of a
+// record whose signature holds (at maxDepth 0: no registry request): it
+// never panics, and a record holds only when it parses, names the cache,
+// and every import it lists was dropped, or used with verdict trusted under
+// this very policy.
 func FuzzRecordCheck(f *testing.F) {
-	dir := f.TempDir()
-	k := newKey(&testing.T{}, dir, "ci")
-	p, err := ParsePolicy(dir+"/policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"127.0.0.1:1/team/*\"]\n    builders: [ci]\n    requireProvenance: true\n"))
+	p, err := ParsePolicy("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+fuzzPubPEM(f)+"scopes:\n  - repositories: [\"127.0.0.1:1/team/*\"]\n    builders: [ci]\n    requireProvenance: true\n"))
 	if err != nil {
 		f.Fatal(err)
 	}
 	repo, _ := name.NewRepository("127.0.0.1:1/team/app")
 	d, _ := v1.NewHash("sha256:" + strings.Repeat("ab", 32))
 	other, _ := v1.NewHash("sha256:" + strings.Repeat("cd", 32))
-	good := record(&testing.T{}, p, repo, d)
-	withImport := record(&testing.T{}, p, repo, d, used(repo, other))
-	dropped := record(&testing.T{}, p, repo, d, provenance.Cache{Reference: "type=registry,ref=x/y:z", Type: "registry", Action: provenance.ActionDropped})
-	for _, st := range []provenance.Statement{good, withImport, dropped} {
-		data, _ := st.Marshal()
-		f.Add(data)
+	sub, _ := provenance.NewSubject(repo.Name(), d.String())
+	mk := func(caches ...provenance.Cache) []byte {
+		data, _ := provenance.New([]provenance.Subject{sub}, provenance.Predicate{Policy: provenance.Policy{Digest: p.Digest}, Caches: caches}).Marshal()
+		return data
 	}
+	f.Add(mk())
+	f.Add(mk(used(repo, other)))
+	f.Add(mk(provenance.Cache{Reference: "type=registry,ref=x/y:z", Type: "registry", Action: provenance.ActionDropped}))
 	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1"}`))
 	f.Add([]byte("null"))
-	v := New(p, WithVerifyTimeout(200*time.Millisecond), WithRequestTimeout(100*time.Millisecond))
-	scope := &p.Scopes[0]
+	v := New(p)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		bundle, err := signature.NewBundle(data, k.priv)
-		if err != nil {
-			t.Skip()
-		}
-		b, err := signature.ParseBundle(bundle)
-		if err != nil {
-			t.Skip() // not a bundle the reader would return
-		}
-		var sig signature.Signature
-		sig.Format, sig.Source = signature.FormatBundle, "fuzz"
-		sig.Payload, sig.Signature = b.DSSEEnvelope.Payload, b.DSSEEnvelope.Signatures[0].Sig
-		sig.Signed = signature.PAE(b.DSSEEnvelope.PayloadType, b.DSSEEnvelope.Payload)
-		w := &walk{maxDepth: 2, limit: 20}
+		w := &walk{maxDepth: 0, limit: 1} // no request: imports are judged at the depth limit
 		fr := &walkFrame{w: w, path: []string{repo.Name() + "@" + d.String()}}
-		r := v.checkRecord(context.WithValue(context.Background(), walkKey{}, fr), fr, scope, repo.Name(), d, sig)
-		st, perr := provenance.Parse(data)
+		r := v.checkStatement(context.WithValue(context.Background(), walkKey{}, fr), fr, repo.Name(), d, data, RecordResult{Source: "fuzz"})
+		if w.used.Load() != 0 {
+			t.Fatalf("%d registry requests at maxDepth 0", w.used.Load())
+		}
 		if !r.OK {
 			return
 		}
-		if perr != nil {
-			t.Fatalf("a record that does not parse holds: %v", perr)
+		st, err := provenance.Parse(data)
+		if err != nil {
+			t.Fatalf("a record that does not parse holds: %v", err)
 		}
 		if !namesSubject(st.Subject, repo.Name(), d) {
 			t.Fatalf("a record for another subject holds: %+v", st.Subject)
 		}
 		for _, c := range st.Predicate.Caches {
-			if c.Action != provenance.ActionDropped {
-				t.Fatalf("import %+v passed with no registry to re-verify it", c)
+			if c.Action != provenance.ActionDropped && (c.Action != provenance.ActionUsed || c.Verdict != "trusted" || st.Predicate.Policy.Digest != p.Digest) {
+				t.Fatalf("import %+v passed below maxDepth without a trusted verdict under this policy", c)
 			}
 		}
 	})
+}
+
+// fuzzPubPEM is a public key PEM, indented for an inline policy key.
+func fuzzPubPEM(f *testing.F) string {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pemBytes, err := keys.MarshalPublicKeyPEM(priv.Public())
+	if err != nil {
+		f.Fatal(err)
+	}
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(strings.TrimSpace(string(pemBytes)), "\n") {
+		b.WriteString("      " + strings.TrimSuffix(l, "\n") + "\n")
+	}
+	return b.String()
 }
