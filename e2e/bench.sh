@@ -3,7 +3,8 @@
 # (cosign verify --key on the same ref; plain docker buildx build with the same cache), medians of
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
-# BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows.
+# BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows; BENCH_ONLY=provenance
+# only the provenance record's.
 # BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
 # commit's) in the same runs, interleaved: a row comparing the two.
 set -euo pipefail
@@ -68,7 +69,7 @@ timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
 }
 median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 table=
-if [[ $only != gateway ]]; then
+if [[ -z $only ]]; then
 # 50 signed refs.
 refs=()
 for i in $(seq 1 50); do
@@ -134,6 +135,49 @@ table=$(
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
 TABLE
 )
+fi
+
+if [[ -z $only || $only == provenance ]]; then
+	# What the provenance record costs a build: a fully cached signing build (cache imported,
+	# exported again — the same digest — and signed: its signature already there) with the record
+	# attached vs with TRUSTCACHE_PROVENANCE_ATTACH=off; the record either the same as the last
+	# build's (a rebuild: no write) or a new one (one referrer written, on this registry through
+	# the referrers tag). Run in turn, round
+	# after round, each one's median taken.
+	mkdir -p provproject
+	printf 'FROM %s\nRUN echo bench-provenance > /bench.txt\n' "$E2E_BASE_IMAGE" >provproject/Dockerfile
+	pflags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
+	prepo=$E2E_REGISTRY/bench/prov-$RANDOM$RANDOM
+	"$docker" trustcache build $pflags --sign --key ci.key --cache-to "type=registry,ref=$prepo:c,mode=max" -o type=local,dest=pout provproject >/dev/null 2>&1
+	signed=("$docker" trustcache build $pflags --no-ledger --sign --key ci.key --cache-from "$prepo:c" --cache-to "type=registry,ref=$prepo:c,mode=max" -o type=local,dest=pout provproject)
+	norec=(env TRUSTCACHE_PROVENANCE_ATTACH=off "${signed[@]}")
+	# A new record each build without a new signature: another policy file each time (a comment
+	# apart: another policy digest in the record, the same signed annotations).
+	newrec() { "$docker" trustcache build --trust-policy "$work/policy-$1.yaml" "${signed[@]:3}"; }
+	for i in w1 w2 $(seq 1 "$runs"); do { cat policy.yaml; echo "# $i"; } >"policy-$i.yaml"; done
+	for i in w1 w2; do "${norec[@]}" >/dev/null 2>&1 && "${signed[@]}" >/dev/null 2>&1 && newrec $i >/dev/null 2>&1; done # warm-up
+	: >norec.times >samerec.times >newrec.times
+	for i in $(seq 1 "$runs"); do
+		timed "${norec[@]}" >>norec.times
+		timed "${signed[@]}" >>samerec.times
+		timed newrec "$i" >>newrec.times
+	done
+	t_norec=$(median <norec.times)
+	t_samerec=$(median <samerec.times)
+	t_newrec=$(median <newrec.times)
+	# (exit 3 is expected: the cache digest was first exported by a build without a record, and
+	# every record since says it imported itself, which proves nothing)
+	nrec=$({ "$plugin" trustcache provenance --no-ledger --format json "$prepo:c" 2>/dev/null || true; } | jq '.records | length')
+	provtable=$(
+		cat <<TABLE
+| provenance measurement | with the record | without (\`TRUSTCACHE_PROVENANCE_ATTACH=off\`) | overhead |
+|---|---|---|---|
+| fully cached signing build, a new record each build (another policy digest: one referrer written); medians of $runs | $(ms "$t_newrec") | $(ms "$t_norec") | $(awk -v a="$t_newrec" -v b="$t_norec" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}') |
+| same, the record the same as the last build's (a rebuild: read, not written again) | $(ms "$t_samerec") | $(ms "$t_norec") | $(awk -v a="$t_samerec" -v b="$t_norec" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}') |
+| records on the cache digest after the run (\`docker trustcache provenance\`) | $nrec | | |
+TABLE
+	)
+	table=$(printf '%s\n\n%s' "$table" "$provtable")
 fi
 
 if [[ -z $only || $only == gateway ]]; then

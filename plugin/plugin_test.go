@@ -113,7 +113,7 @@ func TestHelpGolden(t *testing.T) {
 	isolate(t)
 	for _, args := range [][]string{
 		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
-		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"install"}, {"uninstall"}, {"ledger"}, {"ledger", "ls"}, {"ledger", "prune"}, {"serve"},
+		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"provenance"}, {"install"}, {"uninstall"}, {"ledger"}, {"ledger", "ls"}, {"ledger", "prune"}, {"serve"},
 	} {
 		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
 		t.Run(name, func(t *testing.T) {

@@ -353,7 +353,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 			var perSubject []int64
 			for _, tg := range targets {
 				before := cr.writes.Load()
-				if _, err := attachBundle(context.Background(), bundle, []exportTarget{tg}); err != nil {
+				if _, err := attachBundle(context.Background(), bundle, nil, []exportTarget{tg}); err != nil {
 					t.Fatal(err)
 				}
 				perSubject = append(perSubject, cr.writes.Load()-before)
@@ -364,6 +364,51 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 				t.Errorf("writes per subject (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestProvenanceRecordDeduplicated: a build that records exactly what an
+// earlier one did (builtAt aside), signed by the same key, attaches no
+// second record and writes nothing; a record that differs (another source
+// commit) or is signed by another key is attached.
+func TestProvenanceRecordDeduplicated(t *testing.T) {
+	cr := newCountingRegistry(t, false)
+	repo, _ := name.NewRepository(cr.host + "/team/cache")
+	targets := []exportTarget{{repo, pushRandom(t, repo.String()+":c"), "cache"}}
+	newSigner := func() signature.Signer {
+		key, _, err := keys.GenerateKeyPair([]byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := keys.LoadPrivateKey(key, []byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signature.Signer{Key: k}
+	}
+	s1, s2 := newSigner(), newSigner()
+	record := func(commit string, at time.Time) provenance.Statement {
+		st := provenanceRecord(&trustReport{}, nil, "test", targets, at)
+		st.Predicate.Source.Commit = commit
+		return st
+	}
+	attach := func(s signature.Signer, st provenance.Statement) (int, int64) {
+		before := cr.writes.Load()
+		got, err := attachProvenance(context.Background(), s, st, targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got), cr.writes.Load() - before
+	}
+	count := func() int { return len(provenanceReferrers(t, repo, targets[0].digest, nil)) }
+	attach(s1, record("aaa", time.Now()))
+	if _, writes := attach(s1, record("aaa", time.Now().Add(time.Minute))); writes != 0 || count() != 1 {
+		t.Errorf("the same record again: %d writes, %d records; want 0 and 1", writes, count())
+	}
+	attach(s1, record("bbb", time.Now()))
+	attach(s2, record("bbb", time.Now()))
+	if n := count(); n != 3 {
+		t.Errorf("%d records; want 3 (another commit, another key)", n)
 	}
 }
 
@@ -428,6 +473,29 @@ func BenchmarkProvenance(b *testing.B) {
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := v.Verify(context.Background(), ref); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Attaching it to one subject on this registry (no referrers API: the
+	// referrers tag and its confirmation waits): a new record each time
+	// (another commit), and the same record again (read, not written).
+	signer := signature.Signer{Key: key, Builder: "ci"}
+	n := 0
+	b.Run("attach-new", func(b *testing.B) {
+		for b.Loop() {
+			n++
+			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st.Predicate.Source.Commit = fmt.Sprint(n)
+			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("attach-same", func(b *testing.B) {
+		st := provenanceRecord(report, p, "bench", targets, time.Now())
+		for b.Loop() {
+			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -49,6 +49,7 @@ func subcommands(dockerCLI command.Cli) []*cobra.Command {
 		newBakeCommand(dockerCLI),
 		newSignCommand(dockerCLI),
 		newVerifyCommand(dockerCLI),
+		newProvenanceCommand(dockerCLI),
 		newKeysCommand(dockerCLI),
 		newPolicyCommand(dockerCLI),
 		newLedgerCommand(dockerCLI),

@@ -102,6 +102,9 @@ type Scope struct {
 	// not name the repository count. Default false: such a bundle could have
 	// been copied from another repository.
 	AcceptUnboundBundles bool
+	// Provenance is the scope's requireProvenance rule (verify/provenance.go);
+	// the zero value requires none.
+	Provenance ProvenanceRule
 	// Line is the line of the scope in the policy file.
 	Line int
 }

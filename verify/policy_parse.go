@@ -415,7 +415,7 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 	patterns := make(map[string]string)
 	for i, n := range list {
 		path := fmt.Sprintf("scopes[%d]", i)
-		sf := ps.fields(n, path, "repositories", "builders", "threshold", "level", "onUntrusted", "maxAge", "annotations", "acceptUnboundBundles")
+		sf := ps.fields(n, path, "repositories", "builders", "threshold", "level", "onUntrusted", "maxAge", "annotations", "acceptUnboundBundles", "requireProvenance", "maxDepth", "maxRequests")
 		if sf == nil {
 			continue
 		}
@@ -530,6 +530,7 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 				s.AcceptUnboundBundles = b
 			}
 		}
+		s.Provenance = ps.provenanceRule(sf, path, s.Level)
 		out = append(out, s)
 	}
 	return out

@@ -38,7 +38,7 @@ func (v *Verifier) RecordSigned(ctx context.Context, ref string, sigs []signatur
 		res.addReason("no signatures found")
 	}
 	v.decide(res, scope, digest, sigs, false)
-	if v.ledger != nil {
+	if v.ledger != nil && !scope.Provenance.Required { // provenance is checked by reading the records, never here
 		v.remember(ctx, res, scope) // trusted results only; a failure is ignored
 	}
 	return res, nil

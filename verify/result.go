@@ -44,6 +44,10 @@ type Result struct {
 	// FromLedger is true when the verdict came from the local ledger of
 	// digests this host verified before, without fetching signatures.
 	FromLedger bool `json:"fromLedger,omitempty"`
+	// Provenance is what the scope's requireProvenance rule found: the
+	// records of the digest and the re-verification of their imports
+	// (verify/provenance.go); nil when the rule did not run.
+	Provenance *ProvenanceNode `json:"provenance,omitempty"`
 
 	// Explain only: every rule applied to every signature, and the scope
 	// patterns that matched but lost to a more specific one.

@@ -112,6 +112,7 @@ func New(p *Policy, opts ...Option) *Verifier {
 	for _, o := range opts {
 		o(v)
 	}
+	v.transport = budgetTransport{next: v.transport} // counts a provenance walk's requests (verify/provenance.go)
 	return v
 }
 
@@ -240,6 +241,9 @@ func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, sco
 		res.addReason("no signatures found")
 	}
 	v.decide(res, scope, digest, sigs, explain)
+	if res.Trusted && scope.Provenance.Required {
+		v.requireProvenance(ctx, r.Context(), res, scope, digest, ropts) // verify/provenance.go
+	}
 	if !res.Trusted {
 		// A signature list that could not be read may have held what was
 		// missing: no verdict, unless the list was refused as too long.

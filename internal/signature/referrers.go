@@ -103,7 +103,7 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts)
+			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, SignPredicateType)
 		}()
 	}
 	wg.Wait()
@@ -138,8 +138,8 @@ func bundleCandidate(d v1.Descriptor) bool {
 }
 
 // readBundle fetches one referrer and its bundle. ok is false when the
-// referrer turns out not to be a bundle signature at all.
-func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts []remote.Option) (s Signature, ok bool) {
+// referrer turns out not to be a bundle of predicate type want at all.
+func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts []remote.Option, want string) (s Signature, ok bool) {
 	src := "referrer " + d.Digest.String()
 	malformed := func(format string, args ...any) (Signature, bool) {
 		return Signature{Format: FormatBundle, Source: src, Err: errMalformed{fmt.Errorf(format, args...)}}, true
@@ -167,7 +167,7 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 	if !isBundleManifest(m) {
 		return Signature{}, false
 	}
-	if pt, ok := m.Annotations[annotationBundlePredicateType]; ok && pt != SignPredicateType {
+	if pt, ok := m.Annotations[annotationBundlePredicateType]; (ok || want != SignPredicateType) && pt != want {
 		return Signature{}, false
 	}
 	if len(m.Layers) != 1 {
@@ -241,7 +241,8 @@ func fetchLimited(ctx context.Context, repo name.Repository, digest v1.Hash, max
 // is seen there several times in a row, and the manifest written again
 // (which re-adds it) if it went missing, at most ao.Attempts times.
 // ao.Same, if set, makes an equivalent bundle already attached a no-op:
-// added=false.
+// added=false (the candidates are the signatures, or for another
+// ao.PredicateType the attestations of that type).
 func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte, ao AppendOptions, opts ...remote.Option) (added bool, err error) {
 	if ao.Attempts <= 0 {
 		ao.Attempts = 10
@@ -256,7 +257,13 @@ func AppendBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bun
 	subject := repo.Digest(digest.String())
 
 	if ao.Same != nil {
-		existing, err := ReadBundles(ctx, repo, digest, opts...)
+		read := ReadBundles
+		if ao.PredicateType != SignPredicateType {
+			read = func(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
+				return ReadAttestations(ctx, repo, digest, ao.PredicateType, opts...)
+			}
+		}
+		existing, err := read(ctx, repo, digest, opts...)
 		if err != nil {
 			return false, err
 		}
