@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -61,6 +62,9 @@ type Signature struct {
 	// Err is set when this entry could not be read because of a registry or
 	// network failure; Payload and Signature are then empty.
 	Err error
+	// Keyless is set on a keyless signature made here (Signer.Keyless):
+	// its certificate, chain, timestamps and bundle.
+	Keyless *KeylessSignature
 }
 
 // SigTag returns the tag cosign v2 stores the signatures of digest under.
@@ -189,6 +193,11 @@ type AppendOptions struct {
 	// SignPredicateType: an image signature; another type makes the
 	// referrer an attestation, which signature readers skip unread).
 	PredicateType string
+	// Annotations are added to the new .sig layer's annotations by
+	// AppendLegacy (a keyless signature's certificate, chain and
+	// timestamp: LegacyKeylessAnnotations). The signature annotation is
+	// AppendLegacy's own.
+	Annotations map[string]string
 }
 
 // ErrLostRace reports that concurrent writers kept replacing the signature
@@ -235,10 +244,15 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 		return ok, err
 	}
 	write := func() error {
+		ann := maps.Clone(ao.Annotations)
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[SignatureAnnotation] = b64
 		img, err := mutate.Append(base, mutate.Addendum{
 			Layer:       layer,
 			MediaType:   ctypes.SimpleSigningMediaType,
-			Annotations: map[string]string{SignatureAnnotation: b64},
+			Annotations: ann,
 		})
 		if err != nil {
 			return fmt.Errorf("adding signature layer: %w", err)

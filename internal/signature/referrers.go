@@ -385,6 +385,9 @@ func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.
 }
 
 func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
+	if s.Keyless != nil {
+		return s.signBundleKeyless(ctx, repo, digest, annotations, opts...)
+	}
 	ann := s.annotations(annotations)
 	ann[AnnotationIdentity] = repo.Name()
 	statement, err := NewStatement(digest, ann)
