@@ -239,7 +239,7 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 
 	var base v1.Image
 	present := func() (bool, error) {
-		img, ok, err := readSigImage(tag, ld, opts)
+		img, ok, err := readSigImage(tag, ld, b64, opts)
 		base = img
 		return ok, err
 	}
@@ -313,8 +313,11 @@ func writeUntilKept(ctx context.Context, attempts int, present func() (bool, err
 const maxSightingGap = 5 * time.Second
 
 // readSigImage returns the current signature image at tag (an empty one if
-// the tag does not exist) and whether it already holds layer ld.
-func readSigImage(tag name.Tag, ld v1.Hash, opts []remote.Option) (v1.Image, bool, error) {
+// the tag does not exist) and whether it already holds layer ld with
+// signature b64. The payload alone is not enough: it is predictable (a
+// keyless signer's, or anyone's within the same second), and a layer with
+// it and another signature is not this signer's.
+func readSigImage(tag name.Tag, ld v1.Hash, b64 string, opts []remote.Option) (v1.Image, bool, error) {
 	img, err := remote.Image(tag, opts...)
 	if registry.IsNotFound(err) {
 		return emptySignatures(), false, nil
@@ -330,7 +333,7 @@ func readSigImage(tag name.Tag, ld v1.Hash, opts []remote.Option) (v1.Image, boo
 		return nil, false, fmt.Errorf("%s: %w", tag, ErrTooManySignatures)
 	}
 	for _, l := range m.Layers {
-		if l.Digest == ld {
+		if l.Digest == ld && l.Annotations[SignatureAnnotation] == b64 {
 			return img, true, nil
 		}
 	}
