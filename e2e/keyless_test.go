@@ -4,6 +4,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +159,188 @@ func TestKeylessSignErrors(t *testing.T) {
 	if r := e.crane(t, "manifest", sigTag); r.code == 0 {
 		t.Errorf("a failed keyless sign wrote %s:\n%s", sigTag, r.stdout)
 	}
+}
+
+// keylessPolicy writes a policy whose one builder, gha-main, is the identity of the main-branch
+// run of acme/app's build workflow (GitHub-shaped tokens from the e2e issuer), for every
+// repository of the e2e registry. Bundles that name no repository (cosign's) count there.
+func (e *env) keylessPolicy(t *testing.T, k keylessConfig, file string, run ghRun) string {
+	t.Helper()
+	text := `version: 1
+trustedRoot: ` + k.trustedRoot + `
+builders:
+  - name: gha-main
+    identity:
+      issuer: ` + k.githubIssuer + `
+      subject: ` + run.identity() + `
+      repository: https://github.com/` + run.repo + `
+      ref: ` + run.ref + `
+      requireTimestamp: tsa
+scopes:
+  - repositories: ["` + cfg.registry + `/e2e/**"]
+    builders: [gha-main]
+    acceptUnboundBundles: true
+`
+	path := filepath.Join(e.dir, file)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestKeylessVerify: what trustcache and cosign v3 sign keyless against the real Fulcio and
+// TSA, trustcache verifies offline for the main-branch identity, and refuses under a policy
+// that wants another identity (the pull-request run of the same workflow).
+func TestKeylessVerify(t *testing.T) {
+	k := keyless(t)
+	gh := oidcIssuer(t, k.githubIssuer)
+	main := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/heads/main", event: "push"}
+	pr := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/pull/7/merge", event: "pull_request"}
+	e := trustEnv(t)
+	mainPolicy := e.keylessPolicy(t, k, "main.yaml", main)
+	prPolicy := e.keylessPolicy(t, k, "pr.yaml", pr)
+	repo := uniqueRepo(t)
+
+	for _, tc := range []struct {
+		name string
+		sign func(t *testing.T, pinned string)
+	}{
+		{"trustcache legacy", func(t *testing.T, pinned string) {
+			e.runWith(t, deadProxy, nil, cfg.docker, "trustcache", "sign", "--keyless", "--signing-config", k.signingConfig,
+				"--identity-token", gh.token(t, main.claims()), "--signature-format", "legacy", "--no-ledger", pinned).must(t)
+		}},
+		{"trustcache bundle", func(t *testing.T, pinned string) {
+			e.runWith(t, deadProxy, nil, cfg.docker, "trustcache", "sign", "--keyless", "--signing-config", k.signingConfig,
+				"--identity-token", gh.token(t, main.claims()), "--signature-format", "bundle", "--no-ledger", pinned).must(t)
+		}},
+		{"cosign v3 bundle", func(t *testing.T, pinned string) {
+			// cosign v3 reads --identity-token as a file when it can.
+			tok := strings.TrimPrefix(e.tokenFile(t, "cosign.jwt", gh.token(t, main.claims())), "@")
+			e.cosign3(t, "sign", "--signing-config", k.signingConfig, "--trusted-root", k.trustedRoot,
+				"--identity-token", tok, "-y", pinned).must(t)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, digest := pushRandomImage(t, repo)
+			pinned := repo + "@" + digest
+			tc.sign(t, pinned)
+			r := e.trustcache(t, "verify", "--policy", mainPolicy, "--no-ledger", "--format", "json", pinned).must(t)
+			v := parseVerify(t, r.stdout)
+			if len(v) != 1 || !v[0].Trusted || len(v[0].Signers) != 1 || v[0].Signers[0].Builder != "gha-main" {
+				t.Errorf("verify under the main identity: %+v; want trusted by gha-main", v)
+			}
+			r = e.trustcache(t, "verify", "--policy", prPolicy, "--no-ledger", "--format", "json", pinned).wantCode(t, 3)
+			if v := parseVerify(t, r.stdout); len(v) != 1 || v[0].Trusted {
+				t.Errorf("verify under the pull-request identity: %+v; want untrusted", v)
+			}
+		})
+	}
+}
+
+// TestKeylessBuildMainVsPR: the headline of issue 15 with real BuildKit, Fulcio and TSA. The
+// main-branch run of the workflow and a pull-request run of the same workflow each build,
+// export their cache and sign it keyless with their own OIDC token (build --sign --keyless);
+// a fresh builder under a policy naming the main-branch identity imports the first (every
+// step cached, main's output) and drops the second.
+func TestKeylessBuildMainVsPR(t *testing.T) {
+	k := keyless(t)
+	gh := oidcIssuer(t, k.githubIssuer)
+	main := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/heads/main", event: "push"}
+	pr := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/pull/7/merge", event: "pull_request"}
+	e := trustEnv(t)
+	ctx := e.project(t)
+	policy := e.keylessPolicy(t, k, "main.yaml", main)
+	repo := uniqueRepo(t)
+
+	produce := func(t *testing.T, run ghRun, tag string) (signed, output string) {
+		t.Helper()
+		e.prune(t)
+		out := filepath.Join(e.dir, "out-"+tag)
+		report := filepath.Join(e.dir, "report-"+tag+".json")
+		args := append([]string{"trustcache", "build"}, remoteBuildArgs()...)
+		args = append(args, "--trust-policy", policy, "--trust-report", report, "--sign", "--keyless",
+			"--signing-config", k.signingConfig, "--identity-token", e.tokenFile(t, tag+".jwt", gh.token(t, run.claims())),
+			"--cache-to", "type=registry,ref="+repo+":"+tag+",mode=max", "-o", "type=local,dest="+out, ctx)
+		start := time.Now()
+		e.runWith(t, deadProxy, nil, cfg.docker, args...).must(t)
+		t.Logf("%s: build + cache export + keyless sign in %s", tag, time.Since(start).Round(time.Millisecond))
+		rep := readReport(t, report)
+		if len(rep.Signed) == 0 || rep.Signed[0].Kind != "cache" {
+			t.Fatalf("%s signed %+v; want the cache manifest", tag, rep.Signed)
+		}
+		return rep.Signed[0].Reference, readResult(t, out)
+	}
+	mainCache, honest := produce(t, main, "main")
+	// The signature is what cosign accepts for the main identity.
+	e.cosign3(t, cosignKeylessVerifyArgs(k, main.identity(), gh.url, mainCache)...).must(t)
+	_, prOutput := produce(t, pr, "pr")
+
+	consume := func(t *testing.T, tag string) (result, trustReport, string) {
+		t.Helper()
+		e.prune(t)
+		out := filepath.Join(e.dir, "consumer-"+tag)
+		report := filepath.Join(e.dir, "consumer-"+tag+".json")
+		args := append([]string{"build"}, remoteBuildArgs()...)
+		args = append(args, "--trust-policy", policy, "--no-ledger", "--trust-report", report,
+			"--cache-from", repo+":"+tag, "-o", "type=local,dest="+out, ctx)
+		r := e.trustcache(t, args...).must(t)
+		return r, readReport(t, report), readResult(t, out)
+	}
+	r, rep, got := consume(t, "main")
+	if got != honest {
+		t.Errorf("consumer of main's cache built %q; want main's %q", got, honest)
+	}
+	if len(rep.Caches) != 1 || rep.Caches[0].Action != "used" || rep.Caches[0].Pinned != mainCache {
+		t.Errorf("trust report %+v; want main's cache used, pinned to %s", rep.Caches, mainCache)
+	}
+	if cached, total := cachedSteps(r.stderr); total == 0 || cached < total-1 {
+		t.Errorf("consumer of main's cache: %d of %d RUN steps CACHED", cached, total)
+	}
+
+	r, rep, got = consume(t, "pr")
+	if got == prOutput || got == honest {
+		t.Errorf("consumer of the pull request's cache built %q (pr %q, main %q); want a fresh build", got, prOutput, honest)
+	}
+	if len(rep.Caches) != 1 || rep.Caches[0].Action != "dropped" || !strings.Contains(rep.Caches[0].Reason, "refs/pull/7/merge") {
+		t.Errorf("trust report %+v; want the pull request's cache dropped, naming its ref", rep.Caches)
+	}
+	if !strings.Contains(r.stderr, "WARNING: trustcache: dropped cache") {
+		t.Errorf("no warning for the dropped cache:\n%s", r.stderr)
+	}
+}
+
+// TestKeylessSignLatency measures docker trustcache sign with a key and keyless (Fulcio
+// certificate and RFC 3161 timestamp from the loopback services) in the same run, whole
+// process, legacy format; it logs the medians and their ratio.
+func TestKeylessSignLatency(t *testing.T) {
+	const n = 7
+	k := keyless(t)
+	gh := oidcIssuer(t, k.githubIssuer)
+	main := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/heads/main", event: "push"}
+	e := trustEnv(t)
+	e.genKey(t, "tc")
+	repo := uniqueRepo(t)
+	_, digest := pushRandomImage(t, repo)
+	pinned := repo + "@" + digest
+	token := e.tokenFile(t, "gh.jwt", gh.token(t, main.claims()))
+	median := func(args func(i int) []string) time.Duration {
+		var ds []time.Duration
+		for i := 0; i < n; i++ {
+			start := time.Now()
+			e.runWith(t, deadProxy, nil, cfg.docker, args(i)...).must(t)
+			ds = append(ds, time.Since(start))
+		}
+		slices.Sort(ds)
+		return ds[n/2]
+	}
+	var key, kl time.Duration
+	for round := 0; round < 2; round++ { // interleaved, the second round counts
+		key = median(func(i int) []string {
+			return []string{"trustcache", "sign", "--no-ledger", "--key", "tc.key", "-a", fmt.Sprintf("n=k%d-%d", round, i), pinned}
+		})
+		kl = median(func(i int) []string {
+			return []string{"trustcache", "sign", "--no-ledger", "--keyless", "--signing-config", k.signingConfig, "--identity-token", token, "-a", fmt.Sprintf("n=l%d-%d", round, i), pinned}
+		})
+	}
+	t.Logf("sign, whole process, median of %d: key %s, keyless %s (%.2fx)", n, key.Round(time.Millisecond), kl.Round(time.Millisecond), float64(kl)/float64(key))
 }

@@ -185,7 +185,7 @@ func (is *issuer) sign(claims map[string]any) (string, error) {
 func (e *env) tokenFile(t *testing.T, name, tok string) string {
 	t.Helper()
 	p := filepath.Join(e.dir, name)
-	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(tok), 0o600); err != nil { // no newline: cosign reads the file as is
 		t.Fatal(err)
 	}
 	return "@" + p

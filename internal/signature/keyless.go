@@ -1,130 +1,186 @@
 package signature
 
 import (
-	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Layer annotations of a keyless signature in the .sig tag scheme, as
-// cosign v2 writes them (pkg/oci/static).
+// Keyless signatures (sigstore): the signer's key is a short-lived one that
+// a certificate authority (Fulcio) certified for a CI identity, and a
+// timestamp authority or a transparency log proves when it signed. The
+// signed content is the same as a key-signed signature's (simple-signing
+// payload or in-toto statement); what differs is the material that comes
+// with it. This file reads that material as it is carried; verify/keyless.go
+// verifies it with sigstore-go. Nothing here is trusted: certificate chains
+// carried in a signature are ignored by the verifier, which uses the
+// trusted root file's.
+
+// Layer annotations cosign v2 writes on a keyless signature in the .sig tag
+// scheme (pkg/oci/static, pkg/cosign/bundle).
 const (
-	// CertificateAnnotation holds the signing certificate, PEM.
-	CertificateAnnotation = "dev.sigstore.cosign/certificate"
-	// ChainAnnotation holds the rest of the chain (intermediates, then the
-	// root), PEM, as the certificate authority returned it.
-	ChainAnnotation = "dev.sigstore.cosign/chain"
-	// RFC3161TimestampAnnotation holds {"SignedRFC3161Timestamp": base64 of
-	// a DER TimeStampResp}, a timestamp over the raw signature bytes.
-	RFC3161TimestampAnnotation = "dev.sigstore.cosign/rfc3161timestamp"
-	// RekorBundleAnnotation holds a transparency log entry's promise
-	// (trustcache does not write it).
-	RekorBundleAnnotation = "dev.sigstore.cosign/bundle"
+	// AnnotationCertificate holds the signing certificate, PEM.
+	AnnotationCertificate = "dev.sigstore.cosign/certificate"
+	// AnnotationChain holds the certificate chain up to the root, PEM.
+	AnnotationChain = "dev.sigstore.cosign/chain"
+	// AnnotationRekorBundle holds the transparency log entry and its signed
+	// entry timestamp, JSON: {"SignedEntryTimestamp": base64, "Payload":
+	// {"body": base64, "integratedTime": n, "logIndex": n, "logID": hex}}.
+	AnnotationRekorBundle = "dev.sigstore.cosign/bundle"
+	// AnnotationRFC3161Timestamp holds an RFC 3161 timestamp over the raw
+	// signature bytes, JSON: {"SignedRFC3161Timestamp": base64 DER}.
+	AnnotationRFC3161Timestamp = "dev.sigstore.cosign/rfc3161timestamp"
 )
 
-// Keyless signs with a short-lived certificate instead of a long-lived
-// key: internal/keyless implements it with Fulcio and RFC 3161 timestamp
-// authorities.
-type Keyless interface {
-	// SignMessage signs payload itself (a simple-signing payload).
-	SignMessage(ctx context.Context, payload []byte) (KeylessSignature, error)
-	// SignDSSE signs a DSSE envelope over payload of payloadType.
-	SignDSSE(ctx context.Context, payloadType string, payload []byte) (KeylessSignature, error)
+// Keyless is the certificate material that came with a signature. It is
+// set on a Signature when the signature carries a certificate; Err is set
+// when that material is there but malformed (the signature can then not
+// count as a keyless one, but may still verify with a policy key).
+type Keyless struct {
+	// Certificate is the DER of the signing (leaf) certificate.
+	Certificate []byte
+	// Chain is the DER of the other certificates as carried (not used for
+	// trust: the trusted root's certificate authorities are).
+	Chain [][]byte
+	// Timestamps are RFC 3161 timestamp responses (DER) over the raw
+	// signature bytes.
+	Timestamps [][]byte
+	// Rekor is the transparency log entry of a cosign v2 signature, if any.
+	Rekor *RekorEntry
+	// Bundle is the sigstore bundle JSON as read, for FormatBundle: the
+	// verifier loads it whole with sigstore-go.
+	Bundle []byte
+	// Err is why the material could not be read.
+	Err error
 }
 
-// KeylessSignature is a keyless signature and what verifies it.
-type KeylessSignature struct {
-	Signature   []byte   // the raw signature (over the payload, or the DSSE PAE)
-	Certificate []byte   // the signing certificate, PEM
-	Chain       []byte   // the certificates above it, PEM; may be empty
-	Timestamps  [][]byte // RFC 3161 TimeStampResp DER, each over Signature
-	Bundle      []byte   // the sigstore bundle v0.3 JSON holding all of it
+// RekorEntry is cosign v2's transparency log bundle annotation, decoded.
+type RekorEntry struct {
+	Body                 []byte // the canonicalized entry JSON
+	IntegratedTime       int64
+	LogIndex             int64
+	LogID                []byte
+	SignedEntryTimestamp []byte
 }
 
-// rfc3161Annotation is the JSON of RFC3161TimestampAnnotation (cosign's
-// bundle.RFC3161Timestamp: a []byte field, base64 in JSON).
-type rfc3161Annotation struct {
-	SignedRFC3161Timestamp []byte
+// legacyKeyless reads the keyless material of a .sig layer's annotations:
+// nil when there is no certificate.
+func legacyKeyless(ann map[string]string) *Keyless {
+	certPEM, ok := ann[AnnotationCertificate]
+	if !ok {
+		return nil
+	}
+	k := &Keyless{}
+	fail := func(format string, args ...any) *Keyless {
+		k.Err = fmt.Errorf(format, args...)
+		return k
+	}
+	certs, err := pemCertificates([]byte(certPEM))
+	if err != nil || len(certs) != 1 {
+		if err == nil {
+			err = fmt.Errorf("%d certificates, want 1", len(certs))
+		}
+		return fail("annotation %s: %v", AnnotationCertificate, err)
+	}
+	k.Certificate = certs[0]
+	if chain, ok := ann[AnnotationChain]; ok {
+		if k.Chain, err = pemCertificates([]byte(chain)); err != nil {
+			return fail("annotation %s: %v", AnnotationChain, err)
+		}
+	}
+	if ts, ok := ann[AnnotationRFC3161Timestamp]; ok {
+		var v struct {
+			SignedRFC3161Timestamp []byte `json:"SignedRFC3161Timestamp"`
+		}
+		if err := decodeOne([]byte(ts), &v); err != nil || len(v.SignedRFC3161Timestamp) == 0 {
+			if err == nil {
+				err = errors.New("no SignedRFC3161Timestamp")
+			}
+			return fail("annotation %s: %v", AnnotationRFC3161Timestamp, err)
+		}
+		k.Timestamps = [][]byte{v.SignedRFC3161Timestamp}
+	}
+	if rb, ok := ann[AnnotationRekorBundle]; ok {
+		var v struct {
+			SignedEntryTimestamp []byte `json:"SignedEntryTimestamp"`
+			Payload              struct {
+				Body           string `json:"body"`
+				IntegratedTime int64  `json:"integratedTime"`
+				LogIndex       int64  `json:"logIndex"`
+				LogID          string `json:"logID"`
+			} `json:"Payload"`
+		}
+		if err := json.Unmarshal([]byte(rb), &v); err != nil {
+			return fail("annotation %s: %v", AnnotationRekorBundle, err)
+		}
+		body, err := base64.StdEncoding.DecodeString(v.Payload.Body)
+		if err != nil {
+			return fail("annotation %s: body: %v", AnnotationRekorBundle, err)
+		}
+		logID, err := hex.DecodeString(v.Payload.LogID)
+		if err != nil {
+			return fail("annotation %s: logID: %v", AnnotationRekorBundle, err)
+		}
+		k.Rekor = &RekorEntry{Body: body, IntegratedTime: v.Payload.IntegratedTime, LogIndex: v.Payload.LogIndex, LogID: logID, SignedEntryTimestamp: v.SignedEntryTimestamp}
+	}
+	return k
 }
 
-// LegacyKeylessAnnotations returns the .sig layer annotations, besides the
-// signature, that carry ks: the certificate, the chain (when there is
-// one), and the first timestamp (the format holds one).
-func LegacyKeylessAnnotations(ks KeylessSignature) (map[string]string, error) {
-	if len(ks.Certificate) == 0 {
-		return nil, errors.New("keyless signature without a certificate")
+// bundleKeyless returns the keyless material of a parsed bundle: nil when
+// it names a public key instead of carrying a certificate.
+func bundleKeyless(b *Bundle, data []byte) *Keyless {
+	vm := b.VerificationMaterial
+	if len(vm.Certificate) == 0 && len(vm.X509CertificateChain) == 0 {
+		return nil
 	}
-	if len(ks.Timestamps) == 0 {
-		return nil, errors.New("keyless signature without a timestamp")
+	k := &Keyless{Bundle: data}
+	var raw struct {
+		RawBytes Bytes `json:"rawBytes"`
 	}
-	ts, err := json.Marshal(rfc3161Annotation{SignedRFC3161Timestamp: ks.Timestamps[0]})
-	if err != nil {
-		return nil, err
+	var chain struct {
+		Certificates []struct {
+			RawBytes Bytes `json:"rawBytes"`
+		} `json:"certificates"`
 	}
-	ann := map[string]string{
-		CertificateAnnotation:      string(ks.Certificate),
-		RFC3161TimestampAnnotation: string(ts),
+	switch {
+	case len(vm.Certificate) > 0:
+		if err := json.Unmarshal(vm.Certificate, &raw); err != nil || len(raw.RawBytes) == 0 {
+			k.Err = fmt.Errorf("bundle verificationMaterial.certificate is not a certificate: %v", err)
+			return k
+		}
+		k.Certificate = raw.RawBytes
+	default:
+		if err := json.Unmarshal(vm.X509CertificateChain, &chain); err != nil || len(chain.Certificates) == 0 || len(chain.Certificates[0].RawBytes) == 0 {
+			k.Err = fmt.Errorf("bundle verificationMaterial.x509CertificateChain holds no certificate: %v", err)
+			return k
+		}
+		k.Certificate = chain.Certificates[0].RawBytes
+		for _, c := range chain.Certificates[1:] {
+			k.Chain = append(k.Chain, c.RawBytes)
+		}
 	}
-	if len(ks.Chain) > 0 {
-		ann[ChainAnnotation] = string(ks.Chain)
-	}
-	return ann, nil
+	return k
 }
 
-// signLegacyKeyless signs the simple-signing payload with s.Keyless and
-// appends it to the .sig tag with its certificate, chain and timestamp.
-// Every keyless signature has a new certificate, so none already there is
-// the same: it is always added.
-func (s Signer) signLegacyKeyless(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
-	payload, err := NewPayload(repo.Name(), digest, s.annotations(annotations))
-	if err != nil {
-		return Signature{}, false, err
+// pemCertificates returns the DER of every CERTIFICATE block in data.
+func pemCertificates(data []byte) ([][]byte, error) {
+	var out [][]byte
+	for {
+		var blk *pem.Block
+		blk, data = pem.Decode(data)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block of type %q, want CERTIFICATE", blk.Type)
+		}
+		out = append(out, blk.Bytes)
 	}
-	ks, err := s.Keyless.SignMessage(ctx, payload)
-	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
 	}
-	layerAnn, err := LegacyKeylessAnnotations(ks)
-	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
-	}
-	added, err := AppendLegacy(ctx, repo, digest, payload, ks.Signature, AppendOptions{Annotations: layerAnn}, opts...)
-	sig := Signature{Format: FormatLegacy, Source: SigTag(repo, digest).TagStr() + " (signed here)", Payload: payload, Signature: ks.Signature, Keyless: &ks}
-	return sig, added, err
-}
-
-// signBundleKeyless signs the statement with s.Keyless and attaches the
-// bundle sigstore-go made (certificate and RFC 3161 timestamps as its
-// verification material) as a referrer.
-func (s Signer) signBundleKeyless(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
-	ann := s.annotations(annotations)
-	ann[AnnotationIdentity] = repo.Name()
-	statement, err := NewStatement(digest, ann)
-	if err != nil {
-		return Signature{}, false, err
-	}
-	ks, err := s.Keyless.SignDSSE(ctx, InTotoPayloadType, statement)
-	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
-	}
-	b, err := ParseBundle(ks.Bundle)
-	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: the bundle made does not parse: %w", repo.Name(), digest, err)
-	}
-	added, err := AppendBundle(ctx, repo, digest, ks.Bundle, AppendOptions{}, opts...)
-	sig := bundleSignature(b, "bundle (signed here)")
-	sig.Keyless = &ks
-	return sig, added, err
-}
-
-// keylessTimestampJSON is exported for tests: the annotation value cosign
-// reads for a timestamp.
-func keylessTimestampJSON(ts []byte) string {
-	return `{"SignedRFC3161Timestamp":"` + base64.StdEncoding.EncodeToString(ts) + `"}`
+	return out, nil
 }

@@ -76,7 +76,7 @@ func TestKeylessLegacy(t *testing.T) {
 		if err != nil || !added {
 			t.Fatalf("Attach #%d = %v, %v; want added", i, added, err)
 		}
-		if sig.Keyless == nil || string(sig.Keyless.Certificate) != string(kl.cert) {
+		if sig.Keyless == nil || sig.Keyless.Err != nil || len(sig.Keyless.Certificate) == 0 || len(sig.Keyless.Timestamps) != 1 {
 			t.Errorf("Attach #%d returned no keyless material", i)
 		}
 	}
@@ -99,9 +99,9 @@ func TestKeylessLegacy(t *testing.T) {
 	}
 	a := m.Layers[0].Annotations
 	want := map[string]string{
-		CertificateAnnotation:      string(kl.cert),
-		ChainAnnotation:            string(kl.cert),
-		RFC3161TimestampAnnotation: keylessTimestampJSON(kl.ts),
+		AnnotationCertificate:      string(kl.cert),
+		AnnotationChain:            string(kl.cert),
+		AnnotationRFC3161Timestamp: keylessTimestampJSON(kl.ts),
 	}
 	for k, v := range want {
 		if a[k] != v {
@@ -147,7 +147,7 @@ func TestLegacyKeylessAnnotationsErrors(t *testing.T) {
 		t.Errorf("no timestamp: %v", err)
 	}
 	a, err := LegacyKeylessAnnotations(KeylessSignature{Certificate: []byte("c"), Timestamps: [][]byte{{1, 2}}})
-	if err != nil || a[ChainAnnotation] != "" || a[RFC3161TimestampAnnotation] != `{"SignedRFC3161Timestamp":"AQI="}` {
+	if err != nil || a[AnnotationChain] != "" || a[AnnotationRFC3161Timestamp] != `{"SignedRFC3161Timestamp":"AQI="}` {
 		t.Errorf("LegacyKeylessAnnotations = %v, %v", a, err)
 	}
 }

@@ -62,9 +62,9 @@ type Signature struct {
 	// Err is set when this entry could not be read because of a registry or
 	// network failure; Payload and Signature are then empty.
 	Err error
-	// Keyless is set on a keyless signature made here (Signer.Keyless):
-	// its certificate, chain, timestamps and bundle.
-	Keyless *KeylessSignature
+	// Keyless is the certificate material of a keyless (sigstore)
+	// signature, nil for a key-signed one (see keyless.go).
+	Keyless *Keyless
 }
 
 // SigTag returns the tag cosign v2 stores the signatures of digest under.
@@ -111,6 +111,7 @@ func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts 
 			s.Err = errMalformed{fmt.Errorf("payload of %d bytes exceeds the %d-byte limit", l.Size, MaxPayloadSize)}
 		}
 		s.Signature = sig
+		s.Keyless = legacyKeyless(l.Annotations)
 		if s.Err == nil {
 			s.Payload, _ = inlineContent(l)
 		}

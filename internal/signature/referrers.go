@@ -191,7 +191,9 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 	if err != nil {
 		return malformed("%v", err)
 	}
-	return bundleSignature(b, src), true
+	s = bundleSignature(b, src)
+	s.Keyless = bundleKeyless(b, data)
+	return s, true
 }
 
 // isBundleManifest reports whether a referrer manifest says it carries a

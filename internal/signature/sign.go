@@ -17,7 +17,7 @@ import (
 // Signer signs manifest digests as one builder.
 type Signer struct {
 	Key     crypto.Signer    // the builder's key; nil when Keyless is set
-	Keyless Keyless          // keyless signing (certificate + timestamp) instead of Key
+	Keyless KeylessSigner    // keyless signing (certificate + timestamp) instead of Key
 	Builder string           // written as the "builder" annotation; empty: none
 	Now     func() time.Time // the "created" annotation; nil: time.Now
 }
