@@ -249,6 +249,17 @@ func TestKeylessBuildMainVsPR(t *testing.T) {
 	pr := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/pull/7/merge", event: "pull_request"}
 	e := trustEnv(t)
 	ctx := e.project(t)
+	// A first step of its own, so that other tests building the same Dockerfile on the shared
+	// builder at the same time share no cache record with this one.
+	df := filepath.Join(ctx, "Dockerfile")
+	b, err := os.ReadFile(df)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unique := strings.Replace(string(b), "RUN echo trustcache-e2e", "RUN echo "+randomHex(t, 8)+" > /nonce.txt && echo trustcache-e2e", 1)
+	if err := os.WriteFile(df, []byte(unique), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	policy := e.keylessPolicy(t, k, "main.yaml", main)
 	repo := uniqueRepo(t)
 
