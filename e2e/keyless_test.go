@@ -263,7 +263,7 @@ func TestKeylessBuildMainVsPR(t *testing.T) {
 	policy := e.keylessPolicy(t, k, "main.yaml", main)
 	repo := uniqueRepo(t)
 
-	produce := func(t *testing.T, run ghRun, tag string) (signed, output string) {
+	produce := func(t *testing.T, run ghRun, tag string, trusted bool) (signed, output string) {
 		t.Helper()
 		e.prune(t)
 		out := filepath.Join(e.dir, "out-"+tag)
@@ -273,18 +273,23 @@ func TestKeylessBuildMainVsPR(t *testing.T) {
 			"--signing-config", k.signingConfig, "--identity-token", e.tokenFile(t, tag+".jwt", gh.token(t, run.claims())),
 			"--cache-to", "type=registry,ref="+repo+":"+tag+",mode=max", "-o", "type=local,dest="+out, ctx)
 		start := time.Now()
-		e.runWith(t, deadProxy, nil, cfg.docker, args...).must(t)
+		r := e.runWith(t, deadProxy, nil, cfg.docker, args...).must(t)
 		t.Logf("%s: build + cache export + keyless sign in %s", tag, time.Since(start).Round(time.Millisecond))
+		// The build checks what it signed against the policy: main's signature is trusted (and
+		// recorded in the ledger), the pull request's is reported as not trusted.
+		if note := strings.Contains(r.stderr, "is not trusted by"); note == trusted {
+			t.Errorf("%s: the policy's note on the signature (trusted %v):\n%s", tag, trusted, r.stderr)
+		}
 		rep := readReport(t, report)
 		if len(rep.Signed) == 0 || rep.Signed[0].Kind != "cache" {
 			t.Fatalf("%s signed %+v; want the cache manifest", tag, rep.Signed)
 		}
 		return rep.Signed[0].Reference, readResult(t, out)
 	}
-	mainCache, honest := produce(t, main, "main")
+	mainCache, honest := produce(t, main, "main", true)
 	// The signature is what cosign accepts for the main identity.
 	e.cosign3(t, cosignKeylessVerifyArgs(k, main.identity(), gh.url, mainCache)...).must(t)
-	_, prOutput := produce(t, pr, "pr")
+	_, prOutput := produce(t, pr, "pr", false)
 
 	consume := func(t *testing.T, tag string) (result, trustReport, string) {
 		t.Helper()
