@@ -210,9 +210,8 @@ func writeKeylessSummary(w io.Writer, p *verify.Policy) {
 			fmt.Fprintf(w, ", %s %s", c, printable(id.Claims[c]))
 		}
 		fmt.Fprintf(w, ", verified time from %s", map[string]string{
-			verify.TimestampAny:  "a timestamp authority or a transparency log",
-			verify.TimestampTSA:  "a timestamp authority",
-			verify.TimestampTlog: "a transparency log",
+			verify.TimestampAny: "a timestamp authority (any)",
+			verify.TimestampTSA: "a timestamp authority",
 		}[id.RequireTimestamp])
 		if len(b.Keys) > 0 {
 			fmt.Fprintf(w, "; also %d key(s)", len(b.Keys))

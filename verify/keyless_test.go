@@ -464,25 +464,25 @@ func TestKeyless(t *testing.T) {
 		opts: func(*keylessFixture) signOpts {
 			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), ca: newFulcioCA(t)}
 		},
-		want: VerdictUntrusted, reason: "leaf certificate verification failed",
+		want: VerdictUntrusted, reason: "does not chain to a certificate authority of the trusted root",
 	}, {
 		name: "attack: timestamp outside the certificate's validity",
 		opts: func(*keylessFixture) signOpts {
 			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), notBefore: time.Now().Add(-2 * time.Hour)}
 		},
-		want: VerdictUntrusted, reason: "leaf certificate verification failed",
+		want: VerdictUntrusted, reason: "does not chain to a certificate authority of the trusted root",
 	}, {
 		name: "attack: no timestamp at all",
 		opts: func(*keylessFixture) signOpts {
 			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), noTSA: true}
 		},
-		want: VerdictUntrusted, reason: "threshold not met",
+		want: VerdictUntrusted, reason: "no verified time: the signature carries no RFC 3161 timestamp",
 	}, {
 		name: "attack: certificate and signature do not match",
 		opts: func(*keylessFixture) signOpts {
 			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), wrongKey: true}
 		},
-		want: VerdictUntrusted, reason: "failed to verify signature",
+		want: VerdictUntrusted, reason: "the signature does not verify with the certificate's key",
 	}, {
 		name: "attack: expired trusted-root entry",
 		extra: func(t *testing.T, k *keylessFixture) string {
@@ -490,7 +490,7 @@ func TestKeyless(t *testing.T) {
 			k.writeRoot(t, filepath.Base(k.root), k.ca)
 			return ""
 		},
-		opts: main, want: VerdictUntrusted, reason: "leaf certificate verification failed",
+		opts: main, want: VerdictUntrusted, reason: "does not chain to a certificate authority of the trusted root",
 	}, {
 		name:  "maxAge counts from the verified time, not the claimed one",
 		scope: "    maxAge: 1h",
@@ -511,23 +511,22 @@ func TestKeyless(t *testing.T) {
 		},
 		want: VerdictUntrusted, reason: "revoked certificate",
 	}, {
-		name:     "requireTimestamp tlog without a log entry",
-		identity: mainIdentity + "\n      requireTimestamp: tlog",
-		opts:     main, want: VerdictUntrusted, reason: "requires a verified tlog time",
-	}, {
-		name:     "requireTimestamp tlog with a log entry only",
-		identity: mainIdentity + "\n      requireTimestamp: tlog",
+		name: "a transparency log entry gives no verified time",
 		opts: func(*keylessFixture) signOpts {
 			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), noTSA: true, tlog: true}
 		},
-		bundleOnly: true, want: VerdictTrusted,
+		bundleOnly: true, want: VerdictUntrusted, reason: "no verified time: the signature carries no RFC 3161 timestamp; transparency log entries are not verified",
 	}, {
-		name:     "requireTimestamp tsa with a log entry only",
-		identity: mainIdentity + "\n      requireTimestamp: tsa",
-		opts: func(*keylessFixture) signOpts {
-			return signOpts{claims: githubClaims("acme", "refs/heads/main", "push"), noTSA: true, tlog: true}
+		name: "a timestamp by an authority not in the trusted root",
+		extra: func(t *testing.T, k *keylessFixture) string {
+			other, err := ca.NewVirtualSigstore()
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.vs = other // signs the timestamps; the trusted root keeps the first one
+			return ""
 		},
-		bundleOnly: true, want: VerdictUntrusted, reason: "requires a verified tsa time",
+		opts: main, want: VerdictUntrusted, reason: "no verified time: no timestamp authority of the trusted root signed its timestamps",
 	}}
 	for _, tt := range tests {
 		for _, bundle := range []bool{false, true} {

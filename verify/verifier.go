@@ -442,7 +442,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	switch {
 	case b == nil && s.Keyless != nil:
 		var why string
-		if b, kl, why = v.keylessFor(scope, s, digest); b == nil {
+		if b, kl, why = v.keylessFor(scope, s); b == nil {
 			rule("identity", false, "", why)
 			return sc
 		}
@@ -490,7 +490,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	var ageDetail string
 	if kl != nil {
 		signer.Certificate, signer.Subject, signer.Issuer = kl.certID, kl.summary.SubjectAlternativeName, kl.summary.Issuer
-		ageOK, ageDetail = v.checkVerifiedTime(scope, kl.earliest(b.Identity.RequireTimestamp), signer)
+		ageOK, ageDetail = v.checkVerifiedTime(scope, kl.earliest(), signer)
 	} else {
 		ageOK, ageDetail = v.checkTime(scope, ann, signer)
 	}

@@ -50,9 +50,8 @@ type Keyless struct {
 	Timestamps [][]byte
 	// Rekor is the transparency log entry of a cosign v2 signature, if any.
 	Rekor *RekorEntry
-	// Bundle is the sigstore bundle JSON as read, for FormatBundle: the
-	// verifier loads it whole with sigstore-go.
-	Bundle []byte
+	// TlogEntries is how many transparency log entries a bundle carries.
+	TlogEntries int
 	// Err is why the material could not be read.
 	Err error
 }
@@ -131,12 +130,26 @@ func legacyKeyless(ann map[string]string) *Keyless {
 
 // bundleKeyless returns the keyless material of a parsed bundle: nil when
 // it names a public key instead of carrying a certificate.
-func bundleKeyless(b *Bundle, data []byte) *Keyless {
+func bundleKeyless(b *Bundle) *Keyless {
 	vm := b.VerificationMaterial
 	if len(vm.Certificate) == 0 && len(vm.X509CertificateChain) == 0 {
 		return nil
 	}
-	k := &Keyless{Bundle: data}
+	k := &Keyless{TlogEntries: len(vm.TlogEntries)}
+	if len(vm.TimestampVerificationData) > 0 {
+		var tvd struct {
+			RFC3161Timestamps []struct {
+				SignedTimestamp Bytes `json:"signedTimestamp"`
+			} `json:"rfc3161Timestamps"`
+		}
+		if err := json.Unmarshal(vm.TimestampVerificationData, &tvd); err != nil {
+			k.Err = fmt.Errorf("bundle verificationMaterial.timestampVerificationData: %v", err)
+			return k
+		}
+		for _, ts := range tvd.RFC3161Timestamps {
+			k.Timestamps = append(k.Timestamps, ts.SignedTimestamp)
+		}
+	}
 	var raw struct {
 		RawBytes Bytes `json:"rawBytes"`
 	}
