@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
@@ -273,7 +274,7 @@ func (v *Verifier) keylessFor(scope *Scope, s signature.Signature) (*Builder, *k
 	if v.policy.Keyless == nil {
 		return nil, nil, "the signature is keyless (it carries a certificate) and the policy has no trustedRoot"
 	}
-	kr, err := v.policy.Keyless.verify(s)
+	kr, err := v.keyless.verify(v.policy.Keyless, s)
 	if err != nil {
 		return nil, nil, fmt.Sprintf("keyless signature does not verify against the trusted root: %v", err)
 	}
@@ -330,4 +331,54 @@ func (v *Verifier) checkVerifiedTime(scope *Scope, t time.Time, signer *Signer) 
 		return true, fmt.Sprintf("signed %s ago (verified time), within maxAge %s", age, scope.MaxAge)
 	}
 	return true, fmt.Sprintf("signed %s ago (verified time); the scope sets no maxAge", age)
+}
+
+// keylessCache remembers keyless verifications for the Verifier's life: a
+// signature is evaluated more than once in one verification (to decide
+// whether the bundle referrers need reading, then for the verdict). The
+// result depends only on the signature's bytes and the trusted root, not
+// on the clock: the key covers everything verified.
+type keylessCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]keylessEntry
+}
+
+type keylessEntry struct {
+	r   *keylessResult
+	err error
+}
+
+// maxKeylessCache bounds the cache; it is emptied when full.
+const maxKeylessCache = 1024
+
+func (c *keylessCache) verify(k *KeylessRoot, s signature.Signature) (*keylessResult, error) {
+	if s.Keyless == nil {
+		return k.verify(s)
+	}
+	h := sha256.New()
+	for _, b := range [][]byte{s.SignedBytes(), s.Signature, s.Keyless.Certificate} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	for _, b := range s.Keyless.Timestamps {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "%v", s.Keyless.Err)
+	var key [32]byte
+	h.Sum(key[:0])
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return e.r, e.err
+	}
+	r, err := k.verify(s)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxKeylessCache {
+		c.m = make(map[[32]byte]keylessEntry)
+	}
+	c.m[key] = keylessEntry{r: r, err: err}
+	c.mu.Unlock()
+	return r, err
 }

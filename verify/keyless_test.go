@@ -61,7 +61,7 @@ type fulcioCA struct {
 	start, end  time.Time // validity in the trusted root
 }
 
-func newFulcioCA(t *testing.T) *fulcioCA {
+func newFulcioCA(t testing.TB) *fulcioCA {
 	t.Helper()
 	rc, rk, err := ca.GenerateRootCa()
 	if err != nil {
@@ -102,7 +102,7 @@ func gitlabClaims(ref string) claims {
 
 // issue makes a leaf certificate for c over key, valid from notBefore for
 // 10 minutes (as Fulcio's).
-func (f *fulcioCA) issue(t *testing.T, c claims, key crypto.PublicKey, notBefore time.Time) *x509.Certificate {
+func (f *fulcioCA) issue(t testing.TB, c claims, key crypto.PublicKey, notBefore time.Time) *x509.Certificate {
 	t.Helper()
 	u, err := url.Parse(c.subject)
 	if err != nil {
@@ -156,7 +156,7 @@ type keylessFixture struct {
 	root string // trusted root path
 }
 
-func newKeylessFixture(t *testing.T) *keylessFixture {
+func newKeylessFixture(t testing.TB) *keylessFixture {
 	t.Helper()
 	vs, err := ca.NewVirtualSigstore()
 	if err != nil {
@@ -169,7 +169,7 @@ func newKeylessFixture(t *testing.T) *keylessFixture {
 
 // writeRoot writes a trusted root with the given certificate authorities
 // and the VirtualSigstore's timestamp authority and log.
-func (k *keylessFixture) writeRoot(t *testing.T, file string, cas ...*fulcioCA) string {
+func (k *keylessFixture) writeRoot(t testing.TB, file string, cas ...*fulcioCA) string {
 	t.Helper()
 	var auths []root.CertificateAuthority
 	var err error
@@ -228,7 +228,7 @@ type signOpts struct {
 
 // signKeyless signs digest in repo as a keyless signer would and attaches
 // the signature; it returns the leaf certificate.
-func (k *keylessFixture) signKeyless(t *testing.T, repo name.Repository, d v1.Hash, o signOpts) *x509.Certificate {
+func (k *keylessFixture) signKeyless(t testing.TB, repo name.Repository, d v1.Hash, o signOpts) *x509.Certificate {
 	t.Helper()
 	if o.ca == nil {
 		o.ca = k.ca
@@ -322,7 +322,7 @@ func (k *keylessFixture) signKeyless(t *testing.T, repo name.Repository, d v1.Ha
 	return cert
 }
 
-func (k *keylessFixture) tsa(t *testing.T, sig []byte) []byte {
+func (k *keylessFixture) tsa(t testing.TB, sig []byte) []byte {
 	t.Helper()
 	ts, err := k.vs.TimestampResponse(sig)
 	if err != nil {
@@ -333,7 +333,7 @@ func (k *keylessFixture) tsa(t *testing.T, sig []byte) []byte {
 
 // appendSigLayer adds a layer with the given annotations to digest's .sig
 // tag, as cosign v2 writes a keyless signature.
-func appendSigLayer(t *testing.T, repo name.Repository, d v1.Hash, payload []byte, ann map[string]string) {
+func appendSigLayer(t testing.TB, repo name.Repository, d v1.Hash, payload []byte, ann map[string]string) {
 	t.Helper()
 	tag := signature.SigTag(repo, d)
 	base, err := remote.Image(tag)
@@ -353,7 +353,7 @@ func appendSigLayer(t *testing.T, repo name.Repository, d v1.Hash, payload []byt
 	}
 }
 
-func (k *keylessFixture) verifyAt(t *testing.T, p *Policy, ref string, at time.Time) *Result {
+func (k *keylessFixture) verifyAt(t testing.TB, p *Policy, ref string, at time.Time) *Result {
 	t.Helper()
 	res, err := New(p, WithClock(func() time.Time { return at })).Explain(context.Background(), ref)
 	if err != nil {
@@ -569,7 +569,7 @@ func TestKeyless(t *testing.T) {
 
 // keylessPolicyWith is keylessPolicy with text after the team/* scope (a
 // scope field when indented by four, a top-level field when not).
-func (k *keylessFixture) keylessPolicyWith(t *testing.T, identity, text string) *Policy {
+func (k *keylessFixture) keylessPolicyWith(t testing.TB, identity, text string) *Policy {
 	t.Helper()
 	if strings.HasPrefix(text, "revoked:") {
 		// A top-level field: before the builders.
@@ -640,4 +640,37 @@ func TestKeylessWithoutTrustedRoot(t *testing.T) {
 	d := pushImage(t, repo, "main")
 	k.signKeyless(t, repo, d, signOpts{claims: githubClaims("acme", "refs/heads/main", "push")})
 	wantVerdict(t, k.verifyAt(t, p, repo.Tag("main").String(), time.Now()), VerdictUntrusted, "the policy has no trustedRoot")
+}
+
+// BenchmarkVerifyKeyless: one keyless signature (certificate, RFC 3161
+// timestamp), against the baseline of one key signature measured in the
+// same run (x-baseline). Both are cold verifications in a new Verifier.
+func BenchmarkVerifyKeyless(b *testing.B) {
+	k := newKeylessFixture(b)
+	p := k.keylessPolicyWith(b, mainIdentity, "")
+	keyless := k.reg.repo(b, "team/keyless")
+	d := pushImage(b, keyless, "main")
+	k.signKeyless(b, keyless, d, signOpts{claims: githubClaims("acme", "refs/heads/main", "push")})
+	keyed := k.reg.repo(b, "team/keyed")
+	d2 := pushImage(b, keyed, "main")
+	sign(b, k.ci, "ci", keyed, d2, time.Now(), nil)
+	once := func(repo name.Repository) {
+		res, err := New(p).Verify(context.Background(), repo.Tag("main").String())
+		if err != nil || !res.Trusted {
+			b.Fatalf("Verify = %v, %v (%s)", res.Verdict, err, res.Reason())
+		}
+	}
+	once(keyless)
+	once(keyed)
+	b.ReportAllocs()
+	for b.Loop() {
+		once(keyless)
+	}
+	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	const rounds = 300
+	start := time.Now()
+	for range rounds {
+		once(keyed)
+	}
+	b.ReportMetric(perOp/(float64(time.Since(start).Nanoseconds())/rounds), "x-baseline")
 }

@@ -53,7 +53,8 @@ type Verifier struct {
 	timeout   time.Duration
 	total     time.Duration // WithVerifyTimeout
 	now       func() time.Time
-	ledger    *Ledger // WithLedger (verify/ledger.go); nil: none
+	ledger    *Ledger      // WithLedger (verify/ledger.go); nil: none
+	keyless   keylessCache // verified keyless signatures (keyless.go)
 
 	// One puller for the verifier's life: it keeps one authenticated
 	// transport per repository, so the registry is pinged once, not once
