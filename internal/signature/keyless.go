@@ -52,6 +52,9 @@ type Keyless struct {
 	Rekor *RekorEntry
 	// TlogEntries is how many transparency log entries a bundle carries.
 	TlogEntries int
+	// Bundle is the sigstore bundle JSON as read, for FormatBundle. The
+	// verifier reads the parts above; the whole is kept for other readers.
+	Bundle []byte
 	// Err is why the material could not be read.
 	Err error
 }
@@ -130,12 +133,12 @@ func legacyKeyless(ann map[string]string) *Keyless {
 
 // bundleKeyless returns the keyless material of a parsed bundle: nil when
 // it names a public key instead of carrying a certificate.
-func bundleKeyless(b *Bundle) *Keyless {
+func bundleKeyless(b *Bundle, data []byte) *Keyless {
 	vm := b.VerificationMaterial
 	if len(vm.Certificate) == 0 && len(vm.X509CertificateChain) == 0 {
 		return nil
 	}
-	k := &Keyless{TlogEntries: len(vm.TlogEntries)}
+	k := &Keyless{TlogEntries: len(vm.TlogEntries), Bundle: data}
 	if len(vm.TimestampVerificationData) > 0 {
 		var tvd struct {
 			RFC3161Timestamps []struct {

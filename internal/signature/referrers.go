@@ -192,7 +192,7 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 		return malformed("%v", err)
 	}
 	s = bundleSignature(b, src)
-	s.Keyless = bundleKeyless(b)
+	s.Keyless = bundleKeyless(b, data)
 	return s, true
 }
 
