@@ -20,16 +20,17 @@ import (
 // certificate against the policy.
 
 // Which verified time a keyless signature needs (Identity.RequireTimestamp).
+// Only timestamp authorities give verified times today: transparency log
+// entries are not verified (keyless.go), and a policy asking for one is
+// refused rather than never met.
 const (
-	// TimestampAny accepts an RFC 3161 timestamp of a timestamp authority
-	// or a transparency log entry's integrated time (at least one). It is
-	// the default.
+	// TimestampAny accepts any verified time (at least one). It is the
+	// default.
 	TimestampAny = "any"
 	// TimestampTSA requires an RFC 3161 timestamp of a timestamp authority
 	// in the trusted root.
 	TimestampTSA = "tsa"
-	// TimestampTlog requires a transparency log entry of a log in the
-	// trusted root.
+	// TimestampTlog would require a transparency log entry; refused.
 	TimestampTlog = "tlog"
 )
 
@@ -47,8 +48,7 @@ type Identity struct {
 	// the certificate must match. A claim the policy names must be in the
 	// certificate.
 	Claims map[string]string
-	// RequireTimestamp is TimestampAny (default), TimestampTSA or
-	// TimestampTlog.
+	// RequireTimestamp is TimestampAny (default) or TimestampTSA.
 	RequireTimestamp string
 	// Line is the line of the identity in the policy file.
 	Line int
@@ -172,10 +172,13 @@ func (ps *parser) identity(f field, path string) *Identity {
 	if v, has := ff["requireTimestamp"]; has {
 		if s, good := ps.str(v.value, path+".requireTimestamp"); good {
 			switch s {
-			case TimestampAny, TimestampTSA, TimestampTlog:
+			case TimestampAny, TimestampTSA:
 				id.RequireTimestamp = s
+			case TimestampTlog:
+				ps.errorf(v.value, path+".requireTimestamp", "%s: transparency log entries are not verified by trustcache (only RFC 3161 timestamps of the trusted root's timestamp authorities are); want %s or %s", s, TimestampTSA, TimestampAny)
+				ok = false
 			default:
-				ps.errorf(v.value, path+".requireTimestamp", "unknown value %q: want %s, %s or %s", s, TimestampAny, TimestampTSA, TimestampTlog)
+				ps.errorf(v.value, path+".requireTimestamp", "unknown value %q: want %s or %s", s, TimestampAny, TimestampTSA)
 				ok = false
 			}
 		}

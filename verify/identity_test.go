@@ -58,8 +58,12 @@ func TestParseKeylessPolicy(t *testing.T) {
 			`policy.yaml:6:15: builders[0].identity.issuer: "github" is not an issuer URL`,
 			`policy.yaml:7:16: builders[0].identity.subject: invalid glob "["`,
 			`policy.yaml:8:12: builders[0].identity.ref: empty`,
-			`policy.yaml:9:25: builders[0].identity.requireTimestamp: unknown value "sometimes": want any, tsa or tlog`,
+			`policy.yaml:9:25: builders[0].identity.requireTimestamp: unknown value "sometimes": want any or tsa`,
 		},
+	}, {
+		name: "requireTimestamp tlog is refused, not silently unmet",
+		text: head("trusted_root.json") + gha(okIdentity+"      requireTimestamp: tlog\n") + scopes,
+		want: []string{`policy.yaml:8:25: builders[0].identity.requireTimestamp: tlog: transparency log entries are not verified by trustcache`},
 	}, {
 		name: "identity without issuer and subject",
 		text: head("trusted_root.json") + gha("      ref: refs/heads/main\n") + scopes,

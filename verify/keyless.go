@@ -1,10 +1,9 @@
 package verify
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,45 +11,55 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
-	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
-// Keyless verification with sigstore-go. Everything comes from the policy's
-// trusted root file and the signature: no network. sigstore-go verifies the
-// signature with the certificate's key, the RFC 3161 timestamps against
-// the trusted root's timestamp authorities and the transparency log entries
-// against its logs, then the certificate chain up to one of the trusted
-// root's certificate authorities at each verified time (so the certificate
-// and the authority must both be valid when the signature was made), and
-// the certificate transparency SCT when the trusted root lists CT logs.
+// Keyless verification, offline: everything comes from the policy's trusted
+// root file and the signature. The checks are sigstore's, in the order of
+// sigstore-go's verifier (pkg/verify), and the cryptography is sigstore-go's
+// own (pkg/root) and the project's signature check:
+//
+//  1. the signature verifies with the certificate's key (keys.VerifySignature,
+//     as for a key-signed signature: over the payload, or the DSSE PAE);
+//  2. a verified time: an RFC 3161 timestamp over the signature bytes that a
+//     timestamp authority of the trusted root signed
+//     (root.TimestampingAuthority.Verify, within the authority's validity);
+//  3. at every verified time, the certificate chains to a certificate
+//     authority of the trusted root that was valid then, every certificate
+//     valid then, with the code-signing usage
+//     (root.CertificateAuthority.Verify) — so a signature timestamped outside
+//     the certificate's ten minutes, or by a retired authority, fails;
+//  4. the identity (issuer, subject, claims) is read from the verified
+//     certificate (certificate.SummarizeCertificate) and matched here against
+//     the policy's identity builders (identity.go), once per signature
+//     whatever the number of builders.
+//
 // The certificate chain a signature carries is ignored: only the trusted
-// root's authorities count. The identity (issuer, subject, claims) is then
-// matched here against the verified certificate (identity.go), once per
-// signature whatever the number of identity builders.
+// root's authorities count. Not done, on purpose: transparency log entries
+// (Rekor) are not verified, so they give no verified time, and certificate
+// transparency SCTs are not checked. sigstore-go's full verifier
+// (verify.NewVerifier) does both, but linking it links Rekor's generated
+// client and go-openapi, whose package initialisers cost every trustcache
+// process about 17 ms of start-up (measured: docs/performance.md) — the
+// metadata command and key-based verification included. pkg/root and
+// pkg/fulcio/certificate add about 2 ms.
 
 // maxTrustedRootSize bounds the trusted root file; the public-good one is
 // about 20 KiB.
 const maxTrustedRootSize = 4 << 20
 
-// KeylessRoot is the policy's trusted root, loaded, and its verifiers.
+// KeylessRoot is the policy's trusted root, loaded.
 type KeylessRoot struct {
 	digest string // "sha256:<hex>" of the file
 	tr     *root.TrustedRoot
-	// plain verifies with RFC 3161 timestamps (and transparency log entries
-	// where the signature carries none: they are then ignored); withTlog
-	// also verifies transparency log entries, for signatures that carry
-	// them, when the trusted root lists logs (else nil).
-	plain, withTlog *sgverify.Verifier
 }
 
 // TrustedRootDigest returns "sha256:<hex>" of the policy's trusted root
@@ -125,24 +134,23 @@ func loadTrustedRoot(ref, baseDir string) (*KeylessRoot, error) {
 	if len(tr.FulcioCertificateAuthorities()) == 0 {
 		return nil, fmt.Errorf("trusted root %q lists no certificate authority (certificateAuthorities): no keyless signature could verify", ref)
 	}
-	if len(tr.TimestampingAuthorities()) == 0 && len(tr.RekorLogs()) == 0 {
-		return nil, fmt.Errorf("trusted root %q lists neither a timestamp authority (timestampAuthorities) nor a transparency log (tlogs): no keyless signature could have a verified time", ref)
+	if len(tr.TimestampingAuthorities()) == 0 {
+		return nil, fmt.Errorf("trusted root %q lists no timestamp authority (timestampAuthorities): no keyless signature could have a verified time (transparency log entries are not verified)", ref)
 	}
 	sum := sha256.Sum256(data)
-	k := &KeylessRoot{digest: "sha256:" + hex.EncodeToString(sum[:]), tr: tr}
-	opts := []sgverify.VerifierOption{sgverify.WithObserverTimestamps(1)}
-	if len(tr.CTLogs()) > 0 {
-		opts = append(opts, sgverify.WithSignedCertificateTimestamps(1))
-	}
-	if k.plain, err = sgverify.NewVerifier(tr, opts...); err != nil {
-		return nil, fmt.Errorf("trusted root %q: %v", ref, err)
-	}
-	if len(tr.RekorLogs()) > 0 {
-		if k.withTlog, err = sgverify.NewVerifier(tr, append(opts, sgverify.WithTransparencyLog(1))...); err != nil {
-			return nil, fmt.Errorf("trusted root %q: %v", ref, err)
-		}
-	}
-	return k, nil
+	return &KeylessRoot{digest: "sha256:" + hex.EncodeToString(sum[:]), tr: tr}, nil
+}
+
+// oidSubjectAltName is the subject alternative name extension.
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// maxTimestamps bounds the RFC 3161 timestamps tried for one signature.
+const maxTimestamps = 32
+
+// verifiedTime is a time a trusted timestamp authority vouches for.
+type verifiedTime struct {
+	uri string // the authority's
+	t   time.Time
 }
 
 // keylessResult is a verified keyless signature.
@@ -150,34 +158,31 @@ type keylessResult struct {
 	summary certificate.Summary
 	certID  string // "sha256:<hex>" of the leaf certificate's DER
 	keyID   string // the key id of the certificate's (short-lived) key
-	times   []sgverify.TimestampVerificationResult
+	times   []verifiedTime
 }
 
-// hasTime reports whether a verified time of the kind required is there.
+// hasTime reports whether a verified time of the kind required is there:
+// every verified time is a timestamp authority's, which both "any" and
+// "tsa" accept.
 func (r *keylessResult) hasTime(require string) bool {
-	want := map[string]string{TimestampTSA: "TimestampAuthority", TimestampTlog: "Tlog"}[require]
-	return slices.ContainsFunc(r.times, func(t sgverify.TimestampVerificationResult) bool {
-		return want == "" || t.Type == want
-	})
+	return len(r.times) > 0 && (require == TimestampAny || require == TimestampTSA)
 }
 
-// earliest returns the earliest verified time (of the kind required): how
-// old the signature is at least.
-func (r *keylessResult) earliest(require string) time.Time {
-	want := map[string]string{TimestampTSA: "TimestampAuthority", TimestampTlog: "Tlog"}[require]
+// earliest returns the earliest verified time: how old the signature is at
+// least.
+func (r *keylessResult) earliest() time.Time {
 	var t time.Time
-	for _, ts := range r.times {
-		if (want == "" || ts.Type == want) && (t.IsZero() || ts.Timestamp.Before(t)) {
-			t = ts.Timestamp
+	for _, vt := range r.times {
+		if t.IsZero() || vt.t.Before(t) {
+			t = vt.t
 		}
 	}
 	return t
 }
 
-// verify verifies a keyless signature over the manifest digest: the
-// signature with the certificate's key, a verified time, the certificate
-// chain at that time. It does not match identities.
-func (k *KeylessRoot) verify(s signature.Signature, digest v1.Hash) (*keylessResult, error) {
+// verify verifies a keyless signature (steps 1 to 3 above) and summarizes
+// its certificate. It does not match identities.
+func (k *KeylessRoot) verify(s signature.Signature) (*keylessResult, error) {
 	m := s.Keyless
 	if m == nil {
 		return nil, errors.New("the signature carries no certificate")
@@ -185,126 +190,91 @@ func (k *KeylessRoot) verify(s signature.Signature, digest v1.Hash) (*keylessRes
 	if m.Err != nil {
 		return nil, m.Err
 	}
-	var (
-		entity   sgverify.SignedEntity
-		artifact sgverify.ArtifactPolicyOption
-		cert     *x509.Certificate
-		hasTlog  bool
-	)
-	switch s.Format {
-	case signature.FormatBundle:
-		var b bundle.Bundle
-		if err := b.UnmarshalJSON(m.Bundle); err != nil {
-			return nil, fmt.Errorf("sigstore bundle: %v", err)
-		}
-		// The statement the verifier reads (parseSigned, from
-		// internal/signature's decoding) must be the one sigstore-go
-		// verifies, whatever two JSON decoders make of a crafted bundle.
-		env, err := b.Envelope()
-		if err != nil {
-			return nil, fmt.Errorf("sigstore bundle: %v", err)
-		}
-		payload, err := base64.StdEncoding.DecodeString(env.RawEnvelope().Payload)
-		if err != nil || !bytes.Equal(payload, s.Payload) {
-			return nil, errors.New("sigstore bundle: the DSSE payload sigstore-go reads is not the one read here")
-		}
-		vc, err := b.VerificationContent()
-		if err != nil || vc.Certificate() == nil {
-			return nil, errors.New("sigstore bundle: no certificate")
-		}
-		cert = vc.Certificate()
-		entries, err := b.TlogEntries()
-		if err != nil {
-			return nil, fmt.Errorf("sigstore bundle: %v", err)
-		}
-		hasTlog = len(entries) > 0
-		entity = &b
-		artifact = sgverify.WithArtifactDigest("sha256", mustHex(digest.Hex))
-	default:
-		c, err := x509.ParseCertificate(m.Certificate)
-		if err != nil {
-			return nil, fmt.Errorf("certificate: %v", err)
-		}
-		cert = c
-		e := &legacyEntity{cert: c, sig: s.Signature, payload: s.Payload, timestamps: m.Timestamps}
-		if r := m.Rekor; r != nil {
-			te, err := tlog.NewEntry(r.Body, r.IntegratedTime, r.LogIndex, r.LogID, r.SignedEntryTimestamp, nil) //nolint:staticcheck // cosign v2's bundle is a Rekor v1 entry
+	cert, err := x509.ParseCertificate(m.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %v", err)
+	}
+	// 1. The signature, with the certificate's key.
+	if err := keys.VerifySignature(cert.PublicKey, s.SignedBytes(), s.Signature); err != nil {
+		return nil, fmt.Errorf("the signature does not verify with the certificate's key: %v", err)
+	}
+	// 2. Verified times.
+	if len(m.Timestamps) > maxTimestamps {
+		return nil, fmt.Errorf("%d RFC 3161 timestamps, more than the %d read", len(m.Timestamps), maxTimestamps)
+	}
+	var times []verifiedTime
+	var why []string
+	for i, ts := range m.Timestamps {
+		var errs []string
+		for _, tsa := range k.tr.TimestampingAuthorities() {
+			vt, err := tsa.Verify(ts, s.Signature)
 			if err != nil {
-				return nil, fmt.Errorf("transparency log entry: %v", err)
+				errs = append(errs, err.Error())
+				continue
 			}
-			e.tlog = []*tlog.Entry{te}
-			hasTlog = true
+			times = append(times, verifiedTime{uri: vt.URI, t: vt.Time})
+			errs = nil
+			break
 		}
-		entity = e
-		artifact = sgverify.WithArtifact(bytes.NewReader(s.Payload))
+		if errs != nil {
+			why = append(why, fmt.Sprintf("timestamp %d: %s", i, strings.Join(errs, "; ")))
+		}
+	}
+	if len(times) == 0 {
+		msg := "no verified time: the signature carries no RFC 3161 timestamp"
+		if len(m.Timestamps) > 0 {
+			msg = "no verified time: no timestamp authority of the trusted root signed its timestamps (" + strings.Join(why, "; ") + ")"
+		}
+		if m.Rekor != nil || m.TlogEntries > 0 {
+			msg += "; transparency log entries are not verified"
+		}
+		return nil, errors.New(msg)
+	}
+	// 3. The certificate chain, at every verified time. Go's x509 does not
+	// know the OtherName SAN that Fulcio writes critical for some
+	// identities; SummarizeCertificate reads it.
+	if len(cert.UnhandledCriticalExtensions) > 0 {
+		cert.UnhandledCriticalExtensions = slices.DeleteFunc(slices.Clone(cert.UnhandledCriticalExtensions), func(oid asn1.ObjectIdentifier) bool {
+			return oid.Equal(oidSubjectAltName)
+		})
+	}
+	for _, vt := range times {
+		var errs []string
+		ok := false
+		for _, ca := range k.tr.FulcioCertificateAuthorities() {
+			if _, err := ca.Verify(cert, vt.t); err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			ok = true
+			break
+		}
+		if !ok {
+			return nil, fmt.Errorf("the certificate does not chain to a certificate authority of the trusted root at the verified time %s: %s",
+				vt.t.UTC().Format(time.RFC3339), strings.Join(errs, "; "))
+		}
+	}
+	summary, err := certificate.SummarizeCertificate(cert)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %v", err)
 	}
 	certSum := sha256.Sum256(cert.Raw)
 	keyID, err := keys.ID(cert.PublicKey)
 	if err != nil {
 		return nil, fmt.Errorf("certificate key: %v", err)
 	}
-	v := k.plain
-	if hasTlog && k.withTlog != nil {
-		v = k.withTlog
-	}
-	res, err := v.Verify(entity, sgverify.NewPolicy(artifact, sgverify.WithoutIdentitiesUnsafe()))
-	if err != nil {
-		return nil, err
-	}
-	if res.Signature == nil || res.Signature.Certificate == nil {
-		return nil, errors.New("verified without a certificate")
-	}
-	return &keylessResult{
-		summary: *res.Signature.Certificate,
-		certID:  "sha256:" + hex.EncodeToString(certSum[:]),
-		keyID:   keyID,
-		times:   res.VerifiedTimestamps,
-	}, nil
+	return &keylessResult{summary: summary, certID: "sha256:" + hex.EncodeToString(certSum[:]), keyID: keyID, times: times}, nil
 }
-
-func mustHex(s string) []byte {
-	b, _ := hex.DecodeString(s) // a v1.Hash's hex
-	return b
-}
-
-// legacyEntity is a cosign v2 keyless .sig layer as a sigstore-go signed
-// entity: a message signature over the simple-signing payload, the
-// certificate, the RFC 3161 timestamps and the transparency log entry.
-type legacyEntity struct {
-	cert       *x509.Certificate
-	sig        []byte
-	payload    []byte
-	timestamps [][]byte
-	tlog       []*tlog.Entry
-}
-
-func (e *legacyEntity) HasInclusionPromise() bool {
-	return slices.ContainsFunc(e.tlog, (*tlog.Entry).HasInclusionPromise)
-}
-func (e *legacyEntity) HasInclusionProof() bool { return false }
-func (e *legacyEntity) VerificationContent() (sgverify.VerificationContent, error) {
-	return bundle.NewCertificate(e.cert), nil
-}
-func (e *legacyEntity) SignatureContent() (sgverify.SignatureContent, error) {
-	sum := sha256.Sum256(e.payload)
-	return bundle.NewMessageSignature(sum[:], "SHA2_256", e.sig), nil
-}
-func (e *legacyEntity) Timestamps() ([][]byte, error)       { return e.timestamps, nil }
-func (e *legacyEntity) TlogEntries() ([]*tlog.Entry, error) { return e.tlog, nil }
-
-// Version is a v0.1 bundle's: cosign v2 signs with SHA-256 whatever the
-// key's curve, which sigstore-go accepts in this compatibility mode.
-func (e *legacyEntity) Version() (string, error) { return "v0.1", nil }
 
 // keylessFor verifies a keyless signature and finds the identity builder
 // its certificate matches: the scope's allowed builders first. It returns
 // the builder (nil: none), the verified result (nil: verification failed)
 // and, when no builder is returned, why.
-func (v *Verifier) keylessFor(scope *Scope, s signature.Signature, digest v1.Hash) (*Builder, *keylessResult, string) {
+func (v *Verifier) keylessFor(scope *Scope, s signature.Signature) (*Builder, *keylessResult, string) {
 	if v.policy.Keyless == nil {
 		return nil, nil, "the signature is keyless (it carries a certificate) and the policy has no trustedRoot"
 	}
-	kr, err := v.policy.Keyless.verify(s, digest)
+	kr, err := v.keyless.verify(v.policy.Keyless, s)
 	if err != nil {
 		return nil, nil, fmt.Sprintf("keyless signature does not verify against the trusted root: %v", err)
 	}
@@ -361,4 +331,54 @@ func (v *Verifier) checkVerifiedTime(scope *Scope, t time.Time, signer *Signer) 
 		return true, fmt.Sprintf("signed %s ago (verified time), within maxAge %s", age, scope.MaxAge)
 	}
 	return true, fmt.Sprintf("signed %s ago (verified time); the scope sets no maxAge", age)
+}
+
+// keylessCache remembers keyless verifications for the Verifier's life: a
+// signature is evaluated more than once in one verification (to decide
+// whether the bundle referrers need reading, then for the verdict). The
+// result depends only on the signature's bytes and the trusted root, not
+// on the clock: the key covers everything verified.
+type keylessCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]keylessEntry
+}
+
+type keylessEntry struct {
+	r   *keylessResult
+	err error
+}
+
+// maxKeylessCache bounds the cache; it is emptied when full.
+const maxKeylessCache = 1024
+
+func (c *keylessCache) verify(k *KeylessRoot, s signature.Signature) (*keylessResult, error) {
+	if s.Keyless == nil {
+		return k.verify(s)
+	}
+	h := sha256.New()
+	for _, b := range [][]byte{s.SignedBytes(), s.Signature, s.Keyless.Certificate} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	for _, b := range s.Keyless.Timestamps {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "%v", s.Keyless.Err)
+	var key [32]byte
+	h.Sum(key[:0])
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return e.r, e.err
+	}
+	r, err := k.verify(s)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxKeylessCache {
+		c.m = make(map[[32]byte]keylessEntry)
+	}
+	c.m[key] = keylessEntry{r: r, err: err}
+	c.mu.Unlock()
+	return r, err
 }

@@ -53,7 +53,8 @@ type Verifier struct {
 	timeout   time.Duration
 	total     time.Duration // WithVerifyTimeout
 	now       func() time.Time
-	ledger    *Ledger // WithLedger (verify/ledger.go); nil: none
+	ledger    *Ledger      // WithLedger (verify/ledger.go); nil: none
+	keyless   keylessCache // verified keyless signatures (keyless.go)
 
 	// One puller for the verifier's life: it keeps one authenticated
 	// transport per repository, so the registry is pinged once, not once
@@ -442,7 +443,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	switch {
 	case b == nil && s.Keyless != nil:
 		var why string
-		if b, kl, why = v.keylessFor(scope, s, digest); b == nil {
+		if b, kl, why = v.keylessFor(scope, s); b == nil {
 			rule("identity", false, "", why)
 			return sc
 		}
@@ -490,7 +491,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	var ageDetail string
 	if kl != nil {
 		signer.Certificate, signer.Subject, signer.Issuer = kl.certID, kl.summary.SubjectAlternativeName, kl.summary.Issuer
-		ageOK, ageDetail = v.checkVerifiedTime(scope, kl.earliest(b.Identity.RequireTimestamp), signer)
+		ageOK, ageDetail = v.checkVerifiedTime(scope, kl.earliest(), signer)
 	} else {
 		ageOK, ageDetail = v.checkTime(scope, ann, signer)
 	}

@@ -50,8 +50,10 @@ type Keyless struct {
 	Timestamps [][]byte
 	// Rekor is the transparency log entry of a cosign v2 signature, if any.
 	Rekor *RekorEntry
-	// Bundle is the sigstore bundle JSON as read, for FormatBundle: the
-	// verifier loads it whole with sigstore-go.
+	// TlogEntries is how many transparency log entries a bundle carries.
+	TlogEntries int
+	// Bundle is the sigstore bundle JSON as read, for FormatBundle. The
+	// verifier reads the parts above; the whole is kept for other readers.
 	Bundle []byte
 	// Err is why the material could not be read.
 	Err error
@@ -136,7 +138,21 @@ func bundleKeyless(b *Bundle, data []byte) *Keyless {
 	if len(vm.Certificate) == 0 && len(vm.X509CertificateChain) == 0 {
 		return nil
 	}
-	k := &Keyless{Bundle: data}
+	k := &Keyless{TlogEntries: len(vm.TlogEntries), Bundle: data}
+	if len(vm.TimestampVerificationData) > 0 {
+		var tvd struct {
+			RFC3161Timestamps []struct {
+				SignedTimestamp Bytes `json:"signedTimestamp"`
+			} `json:"rfc3161Timestamps"`
+		}
+		if err := json.Unmarshal(vm.TimestampVerificationData, &tvd); err != nil {
+			k.Err = fmt.Errorf("bundle verificationMaterial.timestampVerificationData: %v", err)
+			return k
+		}
+		for _, ts := range tvd.RFC3161Timestamps {
+			k.Timestamps = append(k.Timestamps, ts.SignedTimestamp)
+		}
+	}
 	var raw struct {
 		RawBytes Bytes `json:"rawBytes"`
 	}
