@@ -6,7 +6,14 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/sign"
+)
+
+// API versions the clients in signer.go speak: Fulcio v1 (its /api/v2
+// signingCert endpoint is "API version 1" in signing configs) and RFC 3161
+// timestamp authorities v1, as sigstore-go's sign package.
+var (
+	fulcioAPIVersions = []uint32{1}
+	tsaAPIVersions    = []uint32{1}
 )
 
 // Services are the sigstore service URLs keyless signing uses: one Fulcio
@@ -54,7 +61,7 @@ func selectServices(path string, sc *root.SigningConfig, now time.Time) (Service
 	if len(sc.FulcioCertificateAuthorityURLs()) == 0 {
 		return Services{}, fmt.Errorf("signing config %s: no certificate authority (caUrls): keyless signing needs a Fulcio", path)
 	}
-	ca, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), sign.FulcioAPIVersions, now)
+	ca, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), fulcioAPIVersions, now)
 	if err != nil {
 		return Services{}, fmt.Errorf("signing config %s: caUrls: %w", path, err)
 	}
@@ -62,7 +69,7 @@ func selectServices(path string, sc *root.SigningConfig, now time.Time) (Service
 	if len(sc.TimestampAuthorityURLs()) == 0 {
 		return Services{}, fmt.Errorf("signing config %s: no timestamp authority (tsaUrls): keyless signatures need an RFC 3161 timestamp", path)
 	}
-	tsas, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), sign.TimestampAuthorityAPIVersions, now)
+	tsas, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), tsaAPIVersions, now)
 	if err != nil {
 		return Services{}, fmt.Errorf("signing config %s: tsaUrls: %w", path, err)
 	}

@@ -3,7 +3,13 @@ package keyless
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -14,12 +20,21 @@ import (
 	"sync"
 	"time"
 
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	"github.com/sigstore/sigstore-go/pkg/sign"
-	"google.golang.org/protobuf/encoding/protojson"
+	"github.com/digitorus/timestamp"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
+
+// The Fulcio and timestamp authority clients are written here, on the
+// standard library and github.com/digitorus/timestamp (which sigstore-go's
+// trusted-root checks link already), rather than taken from sigstore-go's
+// sign package: that package imports sigstore-go's full verifier and
+// Rekor's generated client, whose package initialisation every command
+// would pay at start-up (docs/performance.md). The wire formats are those
+// sigstore-go's sign package speaks (Fulcio API v2 signingCert, RFC 3161
+// over HTTP), and the e2e tests run them against the real services and
+// cosign.
 
 // Options configure a Signer.
 type Options struct {
@@ -32,25 +47,29 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Signer signs with an ephemeral key certified by Fulcio for the identity
-// of an OIDC token, and has every signature timestamped by the timestamp
-// authorities (RFC 3161), through sigstore-go's sign package. One key and
-// one certificate serve every signature of a Signer until the certificate
-// has less than a minute left, then a new pair is made.
+// maxResponse bounds a Fulcio or timestamp authority response.
+const maxResponse = 1 << 20
+
+// Signer signs with an ephemeral ECDSA P-256 key certified by Fulcio for
+// the identity of an OIDC token, and has every signature timestamped by
+// the timestamp authorities (RFC 3161). One key and one certificate serve
+// every signature of a Signer until the certificate has less than a
+// minute left, then a new pair is made.
 //
-// It implements signature.Keyless.
+// It implements signature.KeylessSigner.
 type Signer struct {
-	opts Options
+	opts   Options
+	client *http.Client
 
 	mu   sync.Mutex
-	key  *sign.EphemeralKeypair
+	key  *ecdsa.PrivateKey
 	cert *certified // nil until the first signature
 }
 
 // certified is a certificate Fulcio issued for key.
 type certified struct {
-	leaf     []byte // DER
-	chainPEM []byte // the rest of the chain Fulcio returned, PEM
+	leafPEM  []byte
+	chainPEM []byte // the rest of the chain Fulcio returned
 	notAfter time.Time
 }
 
@@ -71,163 +90,250 @@ func New(opts Options) (*Signer, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	return &Signer{opts: opts}, nil
+	return &Signer{opts: opts, client: &http.Client{Transport: opts.Transport, Timeout: opts.Timeout}}, nil
 }
 
 // SignMessage signs payload (a simple-signing payload for the .sig tag
 // scheme) and returns the signature with its certificate, chain and
-// timestamps, and the message-signature bundle sigstore-go made.
+// timestamps.
 func (s *Signer) SignMessage(ctx context.Context, payload []byte) (signature.KeylessSignature, error) {
-	return s.sign(ctx, &sign.PlainData{Data: payload})
+	return s.sign(ctx, payload)
 }
 
-// SignDSSE signs a DSSE envelope over payload and returns its bundle (and
-// the parts, as for SignMessage).
+// SignDSSE signs a DSSE envelope over payload and returns it as a sigstore
+// bundle v0.3 (the certificate as verification material, the RFC 3161
+// timestamps as timestamp verification data), and the parts.
 func (s *Signer) SignDSSE(ctx context.Context, payloadType string, payload []byte) (signature.KeylessSignature, error) {
-	return s.sign(ctx, &sign.DSSEData{Data: payload, PayloadType: payloadType})
+	r, err := s.sign(ctx, signature.PAE(payloadType, payload))
+	if err != nil {
+		return r, err
+	}
+	r.Bundle, err = newBundle(r, payloadType, payload)
+	return r, err
 }
 
-func (s *Signer) sign(ctx context.Context, content sign.Content) (signature.KeylessSignature, error) {
+// sign signs data (the payload, or a DSSE PAE) with the certified key and
+// has the signature timestamped by every timestamp authority.
+func (s *Signer) sign(ctx context.Context, data []byte) (signature.KeylessSignature, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.key == nil || (s.cert != nil && time.Until(s.cert.notAfter) < time.Minute) {
-		key, err := sign.NewEphemeralKeypair(nil)
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return signature.KeylessSignature{}, fmt.Errorf("keyless: making a key: %w", err)
 		}
 		s.key, s.cert = key, nil
 	}
-	var tsas []*sign.TimestampAuthority
+	if s.cert == nil {
+		c, err := s.certify(ctx)
+		if err != nil {
+			return signature.KeylessSignature{}, err
+		}
+		s.cert = c
+	}
+	sig, err := keys.Sign(s.key, data)
+	if err != nil {
+		return signature.KeylessSignature{}, fmt.Errorf("keyless: signing: %w", err)
+	}
+	r := signature.KeylessSignature{Signature: sig, Certificate: s.cert.leafPEM, Chain: s.cert.chainPEM}
 	for _, u := range s.opts.Services.TSAs {
-		tsas = append(tsas, sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: u, Timeout: s.opts.Timeout, Transport: s.opts.Transport}))
-	}
-	b, err := sign.Bundle(content, s.key, sign.BundleOptions{
-		Context:              ctx,
-		CertificateProvider:  (*certProvider)(s),
-		TimestampAuthorities: tsas,
-	})
-	if err != nil {
-		return signature.KeylessSignature{}, fmt.Errorf("keyless signing (%s): %w", s.opts.Services.Source, err)
-	}
-	return s.result(b)
-}
-
-// result takes the parts out of the bundle sigstore-go made.
-func (s *Signer) result(b *protobundle.Bundle) (signature.KeylessSignature, error) {
-	var r signature.KeylessSignature
-	switch {
-	case b.GetMessageSignature() != nil:
-		r.Signature = b.GetMessageSignature().GetSignature()
-	case b.GetDsseEnvelope() != nil && len(b.GetDsseEnvelope().GetSignatures()) == 1:
-		r.Signature = b.GetDsseEnvelope().GetSignatures()[0].GetSig()
-	default:
-		return r, errors.New("keyless: sigstore-go made a bundle with no signature")
-	}
-	r.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.GetVerificationMaterial().GetCertificate().GetRawBytes()})
-	r.Chain = s.cert.chainPEM
-	for _, ts := range b.GetVerificationMaterial().GetTimestampVerificationData().GetRfc3161Timestamps() {
-		r.Timestamps = append(r.Timestamps, ts.GetSignedTimestamp())
-	}
-	if len(r.Timestamps) == 0 {
-		return r, errors.New("keyless: no timestamp in the bundle")
-	}
-	var err error
-	r.Bundle, err = protojson.Marshal(b)
-	if err != nil {
-		return r, fmt.Errorf("keyless: encoding the bundle: %w", err)
+		ts, err := s.timestamp(ctx, u, sig)
+		if err != nil {
+			return signature.KeylessSignature{}, err
+		}
+		r.Timestamps = append(r.Timestamps, ts)
 	}
 	return r, nil
 }
 
-// certProvider is the Signer as sigstore-go's CertificateProvider: the
-// certificate of the current key, asked of Fulcio (with a fresh token) the
-// first time. sigstore-go's Fulcio client returns the leaf only; the chain
-// is read from the same response, which the transport records.
-type certProvider Signer
+// fulcioRequest is Fulcio's v2 signingCert request with the token as
+// bearer: the public key and a proof of possession (a signature over the
+// token's subject).
+type fulcioRequest struct {
+	PublicKeyRequest struct {
+		PublicKey struct {
+			Algorithm string `json:"algorithm"`
+			Content   string `json:"content"`
+		} `json:"publicKey"`
+		ProofOfPossession string `json:"proofOfPossession"`
+	} `json:"publicKeyRequest"`
+}
 
-func (p *certProvider) GetCertificate(ctx context.Context, key sign.Keypair, _ *sign.CertificateProviderOptions) ([]byte, error) {
-	s := (*Signer)(p)
-	if s.cert != nil {
-		return s.cert.leaf, nil
+// fulcioResponse is Fulcio's answer: the chain, leaf first, PEM.
+type fulcioResponse struct {
+	Embedded struct {
+		Chain struct {
+			Certificates []string `json:"certificates"`
+		} `json:"chain"`
+	} `json:"signedCertificateEmbeddedSct"`
+	Detached struct {
+		Chain struct {
+			Certificates []string `json:"certificates"`
+		} `json:"chain"`
+	} `json:"signedCertificateDetachedSct"`
+}
+
+// certify asks Fulcio for a certificate of the current key, with a fresh
+// token.
+func (s *Signer) certify(ctx context.Context) (*certified, error) {
+	fulcio := strings.TrimRight(s.opts.Services.Fulcio, "/")
+	fail := func(err error) (*certified, error) {
+		return nil, fmt.Errorf("certificate from Fulcio %s: %w", fulcio, err)
 	}
 	tok, err := s.opts.Token.Token(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rec := &recorder{next: s.opts.Transport}
-	f := sign.NewFulcio(&sign.FulcioOptions{BaseURL: strings.TrimRight(s.opts.Services.Fulcio, "/"), Timeout: s.opts.Timeout, Transport: rec})
-	leaf, err := f.GetCertificate(ctx, key, &sign.CertificateProviderOptions{IDToken: tok})
+	claims, err := ParseClaims(tok, time.Time{})
 	if err != nil {
-		return nil, fmt.Errorf("certificate from Fulcio %s: %w", s.opts.Services.Fulcio, err)
+		return fail(err)
 	}
-	c, err := x509.ParseCertificate(leaf)
+	der, err := x509.MarshalPKIXPublicKey(&s.key.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("certificate from Fulcio %s: %w", s.opts.Services.Fulcio, err)
+		return fail(err)
 	}
-	chain, err := chainFromResponse(rec.body)
+	pop, err := keys.Sign(s.key, []byte(claims.proofSubject()))
 	if err != nil {
-		return nil, fmt.Errorf("certificate chain from Fulcio %s: %w", s.opts.Services.Fulcio, err)
+		return fail(err)
 	}
-	s.cert = &certified{leaf: leaf, chainPEM: chain, notAfter: c.NotAfter}
-	return leaf, nil
-}
-
-// chainFromResponse returns the certificates after the leaf in a Fulcio
-// v2 signingCert response, PEM, as cosign writes its chain annotation.
-func chainFromResponse(body []byte) ([]byte, error) {
-	var resp struct {
-		Embedded struct {
-			Chain struct {
-				Certificates []string `json:"certificates"`
-			} `json:"chain"`
-		} `json:"signedCertificateEmbeddedSct"`
-		Detached struct {
-			Chain struct {
-				Certificates []string `json:"certificates"`
-			} `json:"chain"`
-		} `json:"signedCertificateDetachedSct"`
+	var req fulcioRequest
+	req.PublicKeyRequest.PublicKey.Algorithm = "ECDSA"
+	req.PublicKeyRequest.PublicKey.Content = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	req.PublicKeyRequest.ProofOfPossession = base64.StdEncoding.EncodeToString(pop)
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fail(err)
 	}
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return nil, err
+	resp, err := s.post(ctx, fulcio+"/api/v2/signingCert", "application/json", body, "Bearer "+tok)
+	if err != nil {
+		return fail(err)
 	}
-	certs := resp.Embedded.Chain.Certificates
-	if len(certs) == 0 {
-		certs = resp.Detached.Chain.Certificates
+	var fr fulcioResponse
+	if err := json.Unmarshal(resp, &fr); err != nil {
+		return fail(fmt.Errorf("response is not a signingCert answer: %w", err))
 	}
-	if len(certs) < 2 {
-		return nil, nil // the leaf alone: no chain annotation
+	chain := fr.Embedded.Chain.Certificates
+	if len(chain) == 0 {
+		chain = fr.Detached.Chain.Certificates
 	}
-	var out bytes.Buffer
-	for _, c := range certs[1:] {
-		blk, _ := pem.Decode([]byte(c))
-		if blk == nil || blk.Type != "CERTIFICATE" {
-			return nil, errors.New("a chain entry is not a PEM certificate")
+	if len(chain) == 0 {
+		return fail(errors.New("no certificate in the response"))
+	}
+	blk, _ := pem.Decode([]byte(chain[0]))
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return fail(errors.New("the certificate is not PEM"))
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return fail(err)
+	}
+	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&s.key.PublicKey) {
+		return fail(errors.New("the certificate is not for the key sent"))
+	}
+	c := &certified{leafPEM: pem.EncodeToMemory(blk), notAfter: leaf.NotAfter}
+	var rest bytes.Buffer
+	for _, p := range chain[1:] {
+		b, _ := pem.Decode([]byte(p))
+		if b == nil || b.Type != "CERTIFICATE" {
+			return fail(errors.New("a chain certificate is not PEM"))
 		}
-		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
-			return nil, err
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fail(fmt.Errorf("chain: %w", err))
 		}
-		pem.Encode(&out, blk)
+		pem.Encode(&rest, b)
 	}
-	return out.Bytes(), nil
+	c.chainPEM = rest.Bytes()
+	return c, nil
 }
 
-// recorder keeps the body of the last successful response.
-type recorder struct {
-	next http.RoundTripper
-	body []byte
-}
-
-func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := r.next.RoundTrip(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return resp, err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
+// timestamp asks the timestamp authority at url for an RFC 3161 timestamp
+// over sig (its SHA-256, as cosign and sigstore-go request it) and returns
+// the DER TimeStampResp, checked to answer this request.
+func (s *Signer) timestamp(ctx context.Context, url string, sig []byte) ([]byte, error) {
+	sum := sha256.Sum256(sig)
+	req, err := (&timestamp.Request{HashAlgorithm: crypto.SHA256, HashedMessage: sum[:]}).Marshal()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("timestamp request: %w", err)
 	}
-	r.body = b
-	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp, err := s.post(ctx, url, "application/timestamp-query", req, "")
+	if err != nil {
+		return nil, fmt.Errorf("timestamp from %s: %w", url, err)
+	}
+	ts, err := timestamp.ParseResponse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("timestamp from %s: %w", url, err)
+	}
+	if !bytes.Equal(ts.HashedMessage, sum[:]) {
+		return nil, fmt.Errorf("timestamp from %s is over another message", url)
+	}
 	return resp, nil
+}
+
+// post sends body and returns the response body of a 200 or 201 answer.
+func (s *Signer) post(ctx context.Context, url, contentType string, body []byte, auth string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the response: %w", err)
+	}
+	if len(b) > maxResponse {
+		return nil, fmt.Errorf("response larger than %d bytes", maxResponse)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b[:min(len(b), 300)])))
+	}
+	return b, nil
+}
+
+// newBundle writes the sigstore bundle v0.3 of a DSSE signature: the
+// envelope, the leaf certificate, the RFC 3161 timestamps; no
+// transparency log entry.
+func newBundle(r signature.KeylessSignature, payloadType string, payload []byte) ([]byte, error) {
+	blk, _ := pem.Decode(r.Certificate)
+	if blk == nil {
+		return nil, errors.New("keyless: no certificate")
+	}
+	cert, err := json.Marshal(struct {
+		RawBytes signature.Bytes `json:"rawBytes"`
+	}{blk.Bytes})
+	if err != nil {
+		return nil, err
+	}
+	type signedTimestamp struct {
+		SignedTimestamp signature.Bytes `json:"signedTimestamp"`
+	}
+	var tv struct {
+		RFC3161Timestamps []signedTimestamp `json:"rfc3161Timestamps"`
+	}
+	for _, ts := range r.Timestamps {
+		tv.RFC3161Timestamps = append(tv.RFC3161Timestamps, signedTimestamp{ts})
+	}
+	tsJSON, err := json.Marshal(tv)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(signature.Bundle{
+		MediaType: signature.BundleMediaType,
+		VerificationMaterial: signature.VerificationMaterial{
+			Certificate:               cert,
+			TimestampVerificationData: tsJSON,
+		},
+		DSSEEnvelope: &signature.Envelope{
+			Payload:     payload,
+			PayloadType: payloadType,
+			Signatures:  []signature.EnvelopeSign{{Sig: r.Signature}},
+		},
+	})
 }

@@ -153,10 +153,22 @@ func fetchGitHubToken(ctx context.Context, client *http.Client, reqURL, reqTok s
 // Claims are the identity token claims checked before asking Fulcio (which
 // verifies the token; this only gives clear errors early).
 type Claims struct {
-	Issuer   string   `json:"iss"`
-	Subject  string   `json:"sub"`
-	Audience audience `json:"aud"`
-	Expiry   int64    `json:"exp"`
+	Issuer        string   `json:"iss"`
+	Subject       string   `json:"sub"`
+	Audience      audience `json:"aud"`
+	Expiry        int64    `json:"exp"`
+	Email         string   `json:"email"`
+	EmailVerified any      `json:"email_verified"` // a bool, or "true" from some issuers
+}
+
+// proofSubject is what the proof of possession signs: the verified email
+// for tokens that carry one (as sigstore's oauthflow reads it), else the
+// subject (every CI token).
+func (c Claims) proofSubject() string {
+	if c.Email != "" && (c.EmailVerified == true || c.EmailVerified == "true") {
+		return c.Email
+	}
+	return c.Subject
 }
 
 // audience is a JWT "aud": one string or a list.
