@@ -674,3 +674,41 @@ func BenchmarkVerifyKeyless(b *testing.B) {
 	}
 	b.ReportMetric(perOp/(float64(time.Since(start).Nanoseconds())/rounds), "x-baseline")
 }
+
+// FuzzKeylessMaterial: whatever a registry serves as keyless material (a
+// certificate, timestamps, the signature and what it signs), verification
+// ends with an error or a result, never a panic, and never trusts material
+// that no authority of the trusted root vouches for. The seeds include a
+// real certificate and timestamp of the test authorities over another
+// signature.
+func FuzzKeylessMaterial(f *testing.F) {
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		f.Fatal(err)
+	}
+	fc := newFulcioCA(f)
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{fc.authority()}, nil, vs.TimestampingAuthorities(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	kr := &KeylessRoot{tr: tr}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cert := fc.issue(f, githubClaims("acme", "refs/heads/main", "push"), key.Public(), time.Now().Add(-time.Minute))
+	ts, err := vs.TimestampResponse([]byte("another signature"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(cert.Raw, ts, []byte("payload"), []byte("sig"))
+	f.Add([]byte{}, []byte{}, []byte{}, []byte{})
+	f.Add(cert.Raw[:len(cert.Raw)/2], ts[:len(ts)/2], []byte("{}"), []byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, certDER, tsr, payload, sig []byte) {
+		s := signature.Signature{Format: signature.FormatLegacy, Payload: payload, Signature: sig,
+			Keyless: &signature.Keyless{Certificate: certDER, Timestamps: [][]byte{tsr}}}
+		if r, err := kr.verify(s); err == nil {
+			t.Fatalf("verified material signed by no key of a certificate: %+v", r)
+		}
+	})
+}
