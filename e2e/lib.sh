@@ -55,3 +55,44 @@ pid_alive() {
 	comm=$(tr '\0' '\n' <"/proc/$pid/cmdline" | head -n1)
 	[[ $(basename "$comm") == "$name" ]]
 }
+
+# mod_version BIN MODULE: the version of MODULE that BIN was built from ("" if none).
+mod_version() {
+	[[ -x $1 ]] || return 0
+	go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'
+}
+
+# start_bg NAME LOGFILE PIDFILE CMD...: starts CMD in its own session, detached from this
+# script (so it outlives it), and records its PID (the exec'd process, not a wrapper).
+start_bg() {
+	local name=$1 logfile=$2 pidfile=$3
+	shift 3
+	rm -f "$pidfile"
+	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
+	local i
+	for i in $(seq 50); do
+		[[ -s $pidfile ]] && return 0
+		sleep 0.1
+	done
+	die "$name: no pid file after 5s"
+}
+
+# wait_ready NAME PIDFILE PROCNAME LOGFILE SECONDS CHECK...: polls CHECK until it succeeds.
+wait_ready() {
+	local name=$1 pidfile=$2 proc=$3 logfile=$4 secs=$5
+	shift 5
+	local deadline=$((SECONDS + secs))
+	while ! "$@" >/dev/null 2>&1; do
+		if ! pid_alive "$pidfile" "$proc"; then
+			log "$name exited during start-up; last lines of $logfile:"
+			tail -n 30 "$logfile" >&2
+			die "$name did not start"
+		fi
+		if ((SECONDS >= deadline)); then
+			log "$name not ready after ${secs}s; last lines of $logfile:"
+			tail -n 30 "$logfile" >&2
+			die "$name did not become ready"
+		fi
+		sleep 0.2
+	done
+}

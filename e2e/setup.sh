@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts everything the e2e tests need on a Debian 12 machine, as root:
 # dockerd 20.10 (apt docker.io), a distribution v3 registry on 127.0.0.1:5000, buildkitd v0.34.2
-# behind a buildx "remote" builder, cosign v2 and v3, crane, and an offline busybox base image.
+# behind a buildx "remote" builder, cosign v2 and v3, crane, an offline busybox base image, and
+# the keyless signing services (Fulcio and a timestamp authority: e2e/sigstore.sh).
 # Idempotent: every step is skipped when already done. Stop the services with e2e/teardown.sh.
 #
 # Environment:
@@ -13,6 +14,8 @@ set -euo pipefail
 
 # shellcheck source=e2e/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=e2e/sigstore.sh
+. "$(dirname "${BASH_SOURCE[0]}")/sigstore.sh"
 
 [[ $(id -u) == 0 ]] || die "setup.sh must run as root (dockerd and buildkitd need it)"
 
@@ -27,6 +30,9 @@ BUILDKIT_SOCK=$STATE/run/buildkitd.sock
 export DOCKER_HOST=unix://$DOCKER_SOCK
 DOCKER_CONFIG_DIR=$STATE/docker-config
 TRUSTED_ROOT=$STATE/trusted_root.json
+KEYLESS_DIR=$STATE/keyless
+KEYLESS_TRUSTED_ROOT=$KEYLESS_DIR/trusted_root.json
+KEYLESS_SIGNING_CONFIG=$KEYLESS_DIR/signing_config.json
 
 # ---------------------------------------------------------------- apt
 apt_packages() {
@@ -63,12 +69,6 @@ apt_packages() {
 }
 
 # ---------------------------------------------------------------- Go-built tools
-# mod_version BIN MODULE: the version of MODULE that BIN was built from ("" if none).
-mod_version() {
-	[[ -x $1 ]] || return 0
-	go version -m "$1" 2>/dev/null | awk -v m="$2" '$1 == "mod" && $2 == m { print $3 }'
-}
-
 go_install_to() { # GOBIN_DIR PKG@VERSION
 	GOBIN=$1 go install "$2"
 }
@@ -111,6 +111,8 @@ tool_ok() {
 	cosign) [[ $(mod_version "$TOOLS/cosign" github.com/sigstore/cosign/v2) == "$COSIGN_VERSION" ]] ;;
 	cosign3) [[ $(mod_version "$TOOLS/cosign3" github.com/sigstore/cosign/v3) == "$COSIGN3_VERSION" ]] ;;
 	crane) [[ $(mod_version "$TOOLS/crane" github.com/google/go-containerregistry) == "$CRANE_VERSION" ]] ;;
+	fulcio) fulcio_ok ;;
+	timestamp-server) tsa_ok ;;
 	*) die "unknown tool $1" ;;
 	esac
 }
@@ -123,6 +125,8 @@ install_tool() {
 	cosign) go_install_to "$TOOLS" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" ;;
 	cosign3) install_cosign3 ;;
 	crane) go_install_to "$TOOLS" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" ;;
+	fulcio) install_fulcio ;;
+	timestamp-server) install_tsa ;;
 	esac
 }
 
@@ -130,7 +134,7 @@ install_tool() {
 # the build cache of the one before it (buildx after buildkit, cosign v3 after v2). Concurrent
 # go commands compiling the same dependencies would each compile them: on 2 cores that made
 # six parallel installs slower than two lanes.
-LANES=("buildkit buildx registry" "crane cosign cosign3")
+LANES=("buildkit buildx registry fulcio" "crane cosign cosign3 timestamp-server")
 LANE_PIDS=()
 TOOLS_WANT=()
 TOOLS_START=0
@@ -190,41 +194,6 @@ tools_wait() {
 }
 
 # ---------------------------------------------------------------- services
-# start_bg NAME LOGFILE PIDFILE CMD...: starts CMD in its own session, detached from this
-# script (so it outlives it), and records its PID (the exec'd process, not a wrapper).
-start_bg() {
-	local name=$1 logfile=$2 pidfile=$3
-	shift 3
-	rm -f "$pidfile"
-	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
-	local i
-	for i in $(seq 50); do
-		[[ -s $pidfile ]] && return 0
-		sleep 0.1
-	done
-	die "$name: no pid file after 5s"
-}
-
-# wait_ready NAME PIDFILE PROCNAME LOGFILE SECONDS CHECK...: polls CHECK until it succeeds.
-wait_ready() {
-	local name=$1 pidfile=$2 proc=$3 logfile=$4 secs=$5
-	shift 5
-	local deadline=$((SECONDS + secs))
-	while ! "$@" >/dev/null 2>&1; do
-		if ! pid_alive "$pidfile" "$proc"; then
-			log "$name exited during start-up; last lines of $logfile:"
-			tail -n 30 "$logfile" >&2
-			die "$name did not start"
-		fi
-		if ((SECONDS >= deadline)); then
-			log "$name not ready after ${secs}s; last lines of $logfile:"
-			tail -n 30 "$logfile" >&2
-			die "$name did not become ready"
-		fi
-		sleep 0.2
-	done
-}
-
 dockerd_ready() { "$DOCKER" info; }
 
 start_dockerd() {
@@ -410,6 +379,7 @@ write_env() {
 			E2E_COSIGN3 "$TOOLS/cosign3" \
 			E2E_CRANE "$TOOLS/crane" \
 			E2E_TRUSTED_ROOT "$TRUSTED_ROOT"
+		sigstore_env
 		# Tools first, then /usr/local/bin so the docker CLI 28.x wins over apt's /usr/bin/docker.
 		printf 'export PATH=%q:/usr/local/bin:"$PATH"\n' "$TOOLS"
 	} >"$tmp"
@@ -437,11 +407,14 @@ tools_start
 step "apt (docker.io, busybox-static)" apt_packages
 [[ $(docker_cli) == "$DOCKER" ]] || die "docker CLI changed after apt install: $(docker_cli)"
 log "docker CLI: $DOCKER ($("$DOCKER" --version))"
-step "tools (buildkit, buildx, registry, crane, cosign, cosign3)" tools_wait
+step "tools (buildkit, buildx, registry, crane, cosign, cosign3, fulcio, timestamp-server)" tools_wait
 step "env file" write_env
 step "dockerd" start_dockerd
 step "registry" start_registry
 step "buildkitd" start_buildkitd
+step "fulcio" start_fulcio
+step "timestamp authority" start_tsa
+step "sigstore trust files" sigstore_trust_files
 step "buildx plugin and remote builder" install_buildx_plugin
 step "base image" base_image
 step "smoke builds" smoke

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stops what e2e/setup.sh started (buildkitd, registry, dockerd), by the PIDs in its pid files,
+# Stops what e2e/setup.sh started (timestamp authority, Fulcio, buildkitd, registry, dockerd), by the PIDs in its pid files,
 # and waits for each to exit. Leaves the tools, the data and the env file in place, so the next
 # setup.sh only restarts the services. Idempotent.
 set -euo pipefail
@@ -38,6 +38,8 @@ stop() {
 	log "no state dir $STATE; nothing to stop"
 	exit 0
 }
+stop timestamp-server "$STATE/run/timestamp-server.pid"
+stop fulcio "$STATE/run/fulcio.pid"
 stop buildkitd "$STATE/run/buildkitd.pid"
 stop registry "$STATE/run/registry.pid"
 # dockerd's own pid file, or the launcher's if setup.sh stopped before dockerd wrote its own.

@@ -51,6 +51,14 @@ trustcache options:
       --no-ledger                Neither use nor update the local ledger of
                                  digests verified (or signed) before
       --signature-format FORMAT  legacy or bundle, for --sign
+      --keyless                  Sign with a Fulcio certificate for the CI's
+                                 OIDC identity instead of --key, timestamped
+                                 by the timestamp authority
+      --identity-token TOKEN     OIDC token for --keyless, or @FILE (default
+                                 $SIGSTORE_ID_TOKEN, else the GitHub Actions
+                                 token)
+      --signing-config FILE      Sigstore signing config for --keyless
+                                 (default: the public-good instance)
 
 Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
 build for an untrusted or inconclusive cache; 2 for a usage or
@@ -135,8 +143,8 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
 	}
 
-	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0) {
-		return usagef("--key and --sign-annotation need --sign")
+	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0 || inv.Trust.Keyless || inv.Trust.IdentityToken != "" || inv.Trust.SigningConfig != "") {
+		return usagef("--key, --keyless, --identity-token, --signing-config and --sign-annotation need --sign")
 	}
 	// A build that imports no cache has nothing to verify and needs no
 	// policy: through the alias, a project without one builds exactly as

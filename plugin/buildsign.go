@@ -84,7 +84,16 @@ func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
 		return err
 	}
 	bs.format = format
-	s, err := loadSigner(bs.cli, opts.Key, "", p)
+	ko := keylessOptions{keyless: opts.Keyless, identityToken: opts.IdentityToken, signingConfig: opts.SigningConfig}
+	if err := ko.check(opts.Key); err != nil {
+		return err
+	}
+	var s signature.Signer
+	if ko.keyless {
+		s, err = loadKeylessSigner(bs.cli.Err(), ko, "")
+	} else {
+		s, err = loadSigner(bs.cli, opts.Key, "", p)
+	}
 	if err != nil {
 		return err
 	}

@@ -73,8 +73,9 @@ func newPolicyLintCommand(dockerCLI command.Cli) *cobra.Command {
 		Use:   "lint [FILE]",
 		Short: "Check a policy file: every problem with its file, line and field",
 		Long: `Check a policy file (default: the policy the other commands would use) and
-print every problem found, each with its file, line and field. Exit status 0
-when the policy is valid, 2 when it is not.`,
+print every problem found, each with its file, line and field. A valid policy
+with keyless builders also gets a summary of its trusted root and of what each
+identity matches. Exit status 0 when the policy is valid, 2 when it is not.`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			flag := ""
@@ -85,10 +86,12 @@ when the policy is valid, 2 when it is not.`,
 			if err != nil {
 				return withStatus(asUsage(err))
 			}
-			if _, err := verify.LoadPolicy(path); err != nil {
+			p, err := verify.LoadPolicy(path)
+			if err != nil {
 				return withStatus(asUsage(err))
 			}
 			fmt.Fprintf(dockerCLI.Out(), "%s: ok\n", path)
+			writeKeylessSummary(dockerCLI.Out(), p)
 			return nil
 		},
 	}
@@ -101,8 +104,11 @@ func newPolicyExplainCommand(dockerCLI command.Cli) *cobra.Command {
 		Short: "Explain, rule by rule, why a cache is or is not trusted",
 		Long: `Verify REF and print every step of the decision: which scope matched (and
 which less specific ones also did), the digest, and for each signature every
-rule in order — key, revocation, allowed builder, digest, repository, age,
-annotations — with whether it held. Exit status as for verify.`,
+rule in order — key (or, for a keyless signature, identity: the certificate
+verified against the trusted root and matched to an identity builder),
+revocation, allowed builder, digest, repository, age (of the verified time for
+keyless signatures), annotations — with whether it held. Exit status as for
+verify.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.format != "text" && opts.format != "json" {
@@ -161,7 +167,9 @@ func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
 			}
 			fmt.Fprintf(&b, "  %s %-12s %s\n", mark, c.Rule, printable(c.Detail))
 		}
-		if sc.Signer != nil {
+		if s := sc.Signer; s != nil && s.Certificate != "" {
+			fmt.Fprintf(&b, "  => counts for builder %s (keyless: %s, issuer %s, verified time %s)\n", printable(s.Builder), printable(s.Subject), printable(s.Issuer), printable(s.SignedAt))
+		} else if sc.Signer != nil {
 			fmt.Fprintf(&b, "  => counts for builder %s\n", printable(sc.Signer.Builder))
 		} else {
 			b.WriteString("  => does not count\n")
@@ -183,4 +191,31 @@ func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeKeylessSummary writes, for a policy with keyless builders, its
+// trusted root and what each identity builder matches; nothing otherwise.
+func writeKeylessSummary(w io.Writer, p *verify.Policy) {
+	if p.TrustedRoot == "" {
+		return
+	}
+	fmt.Fprintf(w, "trustedRoot: %s (%s; %s)\n", printable(p.TrustedRoot), p.TrustedRootSummary(), p.TrustedRootDigest())
+	for _, b := range p.Builders {
+		id := b.Identity
+		if id == nil {
+			continue
+		}
+		fmt.Fprintf(w, "builder %s: keyless identity, issuer %s, subject %s", printable(b.Name), printable(id.Issuer), printable(id.Subject))
+		for _, c := range id.ClaimNames() {
+			fmt.Fprintf(w, ", %s %s", c, printable(id.Claims[c]))
+		}
+		fmt.Fprintf(w, ", verified time from %s", map[string]string{
+			verify.TimestampAny: "a timestamp authority (any)",
+			verify.TimestampTSA: "a timestamp authority",
+		}[id.RequireTimestamp])
+		if len(b.Keys) > 0 {
+			fmt.Fprintf(w, "; also %d key(s)", len(b.Keys))
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -210,7 +210,7 @@ func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]e
 // attachProvenance signs st and attaches it to each target
 // (attachBundle).
 func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Statement, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
-	bundle, err := signProvenance(s, st)
+	bundle, err := signProvenance(ctx, s, st)
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +240,19 @@ func sameRecord(s signature.Signer, st provenance.Statement) func(signature.Sign
 }
 
 // signProvenance returns st signed by s: a DSSE envelope (payload type
-// in-toto) over the record, in a sigstore bundle, as cosign attest writes.
-func signProvenance(s signature.Signer, st provenance.Statement) ([]byte, error) {
+// in-toto) over the record, in a sigstore bundle, as cosign attest writes
+// (keyless: with the certificate and timestamps as verification material).
+func signProvenance(ctx context.Context, s signature.Signer, st provenance.Statement) ([]byte, error) {
 	payload, err := st.Marshal()
 	if err != nil {
 		return nil, err
+	}
+	if s.Keyless != nil {
+		ks, err := s.Keyless.SignDSSE(ctx, signature.InTotoPayloadType, payload)
+		if err != nil {
+			return nil, fmt.Errorf("signing the provenance record: %w", err)
+		}
+		return ks.Bundle, nil
 	}
 	bundle, err := signature.NewBundle(payload, s.Key)
 	if err != nil {

@@ -346,7 +346,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := provenanceRecord(&trustReport{}, nil, "test", targets, time.Now())
-			bundle, err := signProvenance(signature.Signer{Key: signer}, st)
+			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
 			if err != nil {
 				t.Fatal(err)
 			}

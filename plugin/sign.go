@@ -29,12 +29,13 @@ type signOptions struct {
 	format      string
 	policy      string
 	noLedger    bool
+	keyless     keylessOptions
 }
 
 func newSignCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts signOptions
 	cmd := &cobra.Command{
-		Use:   "sign --key KEY [OPTIONS] REF [REF...]",
+		Use:   "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
 		Short: "Sign caches or images as a trusted builder",
 		Long: `Sign each REF (a registry cache manifest or an image, by tag or digest) with
 the builder's private key. Each tag is resolved to its manifest digest once,
@@ -53,7 +54,14 @@ created (RFC 3339), the source repo, ref, commit and run that CI variables
 tell, and every --annotation.
 
 The key password is read from TRUSTCACHE_PASSWORD, then COSIGN_PASSWORD,
-then asked for on a terminal.`,
+then asked for on a terminal.
+
+With --keyless there is no key: an ephemeral key is certified by Fulcio for
+the identity of an OIDC token (--identity-token, else SIGSTORE_ID_TOKEN as
+GitLab CI provides it, else the GitHub Actions token requested with
+audience sigstore), and every signature is timestamped by the timestamp
+authority (RFC 3161). The services are those of --signing-config (the JSON
+"cosign signing-config create" writes), else the public-good instance.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withStatus(runSign(cmd.Context(), dockerCLI, opts, args))
@@ -66,6 +74,9 @@ then asked for on a terminal.`,
 	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
 	flags.StringVar(&opts.policy, "policy", "", "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Do not record the signed digests in the local ledger")
+	flags.BoolVar(&opts.keyless.keyless, "keyless", false, "Sign with a Fulcio certificate for an OIDC identity instead of a key")
+	flags.StringVar(&opts.keyless.identityToken, "identity-token", "", "OIDC token for --keyless: the token or @FILE (default $SIGSTORE_ID_TOKEN, else the GitHub Actions token)")
+	flags.StringVar(&opts.keyless.signingConfig, "signing-config", "", "Sigstore signing config (Fulcio and timestamp authority URLs) for --keyless (default: the public-good instance)")
 	return cmd
 }
 
@@ -87,7 +98,15 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	if err != nil {
 		return err
 	}
-	signer, err := loadSigner(dockerCLI, opts.key, opts.builderName, p)
+	if err := opts.keyless.check(opts.key); err != nil {
+		return err
+	}
+	var signer signature.Signer
+	if opts.keyless.keyless {
+		signer, err = loadKeylessSigner(dockerCLI.Err(), opts.keyless, opts.builderName)
+	} else {
+		signer, err = loadSigner(dockerCLI, opts.key, opts.builderName, p)
+	}
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,9 @@ func (k Key) Display() string { return displayRef(k.Ref) }
 type Builder struct {
 	Name string
 	Keys []Key
+	// Identity is the CI identity of a keyless builder (identity.go); nil
+	// for a builder of keys only.
+	Identity *Identity
 	// Line is the line of the builder in the policy file.
 	Line int
 }
@@ -137,6 +140,12 @@ type Policy struct {
 	// ("# syntax=", BUILDKIT_SYNTAX, gateway.v0), each
 	// "CANONICAL-REPOSITORY@sha256:HEX": see AllowsFrontend.
 	Frontends []string
+	// TrustedRoot is the sigstore trusted root file keyless builders are
+	// verified against, as written (relative to the policy file); "" for
+	// none (keyless.go).
+	TrustedRoot string
+	// Keyless is the trusted root, loaded; nil without one.
+	Keyless *KeylessRoot
 }
 
 // unsignedTypes are the cache types AllowUnsignedTypes may name.
@@ -169,6 +178,12 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
+	if p.Keyless != nil {
+		// The trusted root decides as much as the policy: a verdict
+		// remembered under the policy's digest (the ledger) must not
+		// outlive a change to it.
+		sum = sha256.Sum256(append(sum[:], p.Keyless.digest...))
+	}
 	p.Digest = "sha256:" + hex.EncodeToString(sum[:])
 	return p, nil
 }
@@ -197,7 +212,8 @@ func (p *Policy) KeyOwner(keyID string) (*Builder, *Key, bool) {
 	return nil, nil, false
 }
 
-// IsRevoked reports whether the policy revokes the key id.
+// IsRevoked reports whether the policy revokes the key id (or, for a
+// keyless signature, the certificate's SHA-256 or its key's id).
 func (p *Policy) IsRevoked(keyID string) bool {
 	return slices.Contains(p.Revoked, keyID)
 }

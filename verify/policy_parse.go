@@ -171,7 +171,7 @@ func (ps *parser) fields(n *yaml.Node, path string, known ...string) map[string]
 // policy reads the top-level mapping.
 func (ps *parser) policy(root *yaml.Node) *Policy {
 	p := &Policy{File: ps.file, SignatureFormat: SignatureFormatLegacy}
-	f := ps.fields(root, "", "version", "builders", "scopes", "revoked", "allowUnsignedTypes", "signatureFormat", "requireVerifiedBytes", "frontends")
+	f := ps.fields(root, "", "version", "builders", "scopes", "revoked", "allowUnsignedTypes", "signatureFormat", "requireVerifiedBytes", "frontends", "trustedRoot")
 	if f == nil {
 		return nil
 	}
@@ -185,11 +185,16 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 		p.Version = n
 	}
 
+	if t, ok := f["trustedRoot"]; ok {
+		ps.trustedRoot(t, p) // keyless.go
+	}
+
 	names := make(map[string]bool)
 	if b, ok := f["builders"]; !ok {
 		ps.errorf(root, "builders", "missing: a policy needs at least one builder")
 	} else {
 		p.Builders = ps.builders(b, names)
+		ps.keylessBuilders(p, root) // identity.go
 	}
 
 	if s, ok := f["scopes"]; !ok {
@@ -273,7 +278,7 @@ func (ps *parser) builders(f field, names map[string]bool) []Builder {
 	owners := make(map[string]keyOwner)
 	for i, n := range list {
 		path := fmt.Sprintf("builders[%d]", i)
-		bf := ps.fields(n, path, "name", "key", "keys")
+		bf := ps.fields(n, path, "name", "key", "keys", "identity")
 		if bf == nil {
 			continue
 		}
@@ -310,8 +315,12 @@ func (ps *parser) builders(f field, names map[string]bool) []Builder {
 			for j := range refs {
 				refPaths = append(refPaths, fmt.Sprintf("%s.keys[%d]", path, j))
 			}
+		case bf["identity"].value != nil:
 		default:
-			ps.errorf(n, path, "builder has no key: give key (one) or keys (a list, while rotating)")
+			ps.errorf(n, path, "builder has no key: give key (one), keys (a list, while rotating) or identity (a keyless CI identity)")
+		}
+		if idf, ok := bf["identity"]; ok {
+			b.Identity = ps.identity(idf, path+".identity") // identity.go
 		}
 		for j, rn := range refs {
 			k, ok := ps.key(rn, refPaths[j])

@@ -25,6 +25,12 @@ type Signer struct {
 	SignedAt    string            `json:"signedAt,omitempty"` // RFC 3339, when the signature says
 	Format      string            `json:"format"`             // legacy (.sig tag) or bundle
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Keyless signatures: the certificate's SHA-256 ("sha256:<hex>" of its
+	// DER), subject and OIDC issuer. KeyID is then the id of the
+	// certificate's short-lived key, and SignedAt the verified time.
+	Certificate string `json:"certificate,omitempty"`
+	Subject     string `json:"subject,omitempty"`
+	Issuer      string `json:"issuer,omitempty"`
 }
 
 // Result is the verification result of one reference. The text and JSON

@@ -53,7 +53,8 @@ type Verifier struct {
 	timeout   time.Duration
 	total     time.Duration // WithVerifyTimeout
 	now       func() time.Time
-	ledger    *Ledger // WithLedger (verify/ledger.go); nil: none
+	ledger    *Ledger      // WithLedger (verify/ledger.go); nil: none
+	keyless   keylessCache // verified keyless signatures (keyless.go)
 
 	// One puller for the verifier's life: it keeps one authenticated
 	// transport per repository, so the registry is pinged once, not once
@@ -442,12 +443,29 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 		return sc
 	}
 	b, key := v.keyFor(scope, s.SignedBytes(), s.Signature)
-	if b == nil {
+	var kl *keylessResult // a keyless signature, verified (keyless.go)
+	switch {
+	case b == nil && s.Keyless != nil:
+		var why string
+		if b, kl, why = v.keylessFor(scope, s); b == nil {
+			rule("identity", false, "", why)
+			return sc
+		}
+		rule("identity", true, fmt.Sprintf("keyless: certificate %s for %s (issuer %s) verified with the trusted root; identity of builder %s",
+			kl.certID, kl.summary.SubjectAlternativeName, kl.summary.Issuer, b.Name), "")
+		key = &Key{ID: kl.keyID}
+	case b == nil:
 		rule("key", false, "", "not signed by any key in the policy")
 		return sc
+	default:
+		rule("key", true, fmt.Sprintf("signed with key %s of builder %s", key.ID, b.Name), "")
 	}
-	rule("key", true, fmt.Sprintf("signed with key %s of builder %s", key.ID, b.Name), "")
-	if !rule("revoked", !v.policy.IsRevoked(key.ID),
+	if kl != nil && !rule("revoked", !v.policy.IsRevoked(kl.certID) && !v.policy.IsRevoked(kl.keyID),
+		fmt.Sprintf("certificate %s is not revoked", kl.certID),
+		fmt.Sprintf("signed by builder %s with revoked certificate %s (key %s)", b.Name, kl.certID, kl.keyID)) {
+		return sc
+	}
+	if kl == nil && !rule("revoked", !v.policy.IsRevoked(key.ID),
 		fmt.Sprintf("key %s is not revoked", key.ID),
 		fmt.Sprintf("signed by builder %s with revoked key %s", b.Name, key.ID)) {
 		return sc
@@ -473,7 +491,14 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 	}
 	ann := signed.annotations
 	signer := &Signer{Builder: b.Name, KeyID: key.ID, Format: string(s.Format), Annotations: ann}
-	ageOK, ageDetail := v.checkTime(scope, ann, signer)
+	var ageOK bool
+	var ageDetail string
+	if kl != nil {
+		signer.Certificate, signer.Subject, signer.Issuer = kl.certID, kl.summary.SubjectAlternativeName, kl.summary.Issuer
+		ageOK, ageDetail = v.checkVerifiedTime(scope, kl.earliest(), signer)
+	} else {
+		ageOK, ageDetail = v.checkTime(scope, ann, signer)
+	}
 	if !rule("age", ageOK, ageDetail, ageDetail) {
 		return sc
 	}

@@ -36,7 +36,7 @@ type testRegistry struct {
 	fault    atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -65,7 +65,7 @@ func (tr *testRegistry) failWhen(substr string) {
 	tr.fault.Store(&f)
 }
 
-func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
+func (tr *testRegistry) repo(t testing.TB, path string) name.Repository {
 	t.Helper()
 	r, err := name.NewRepository(tr.host + "/" + path)
 	if err != nil {
@@ -75,7 +75,7 @@ func (tr *testRegistry) repo(t *testing.T, path string) name.Repository {
 }
 
 // pushImage pushes a random image to repo:tag and returns its digest.
-func pushImage(t *testing.T, repo name.Repository, tag string) v1.Hash {
+func pushImage(t testing.TB, repo name.Repository, tag string) v1.Hash {
 	t.Helper()
 	img, err := random.Image(256, 1)
 	if err != nil {
@@ -97,7 +97,7 @@ type testKey struct {
 }
 
 // newKey generates a key and writes its public key to dir/NAME.pub.
-func newKey(t *testing.T, dir, name string) testKey {
+func newKey(t testing.TB, dir, name string) testKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -124,7 +124,7 @@ func (k testKey) id(t *testing.T) string {
 }
 
 // sign signs digest in repo as builder with key k, created at "at".
-func sign(t *testing.T, k testKey, builder string, repo name.Repository, d v1.Hash, at time.Time, ann map[string]string) {
+func sign(t testing.TB, k testKey, builder string, repo name.Repository, d v1.Hash, at time.Time, ann map[string]string) {
 	t.Helper()
 	s := signature.Signer{Key: k.priv, Builder: builder, Now: func() time.Time { return at }}
 	if _, err := s.Sign(context.Background(), repo, d, ann); err != nil {
@@ -133,7 +133,7 @@ func sign(t *testing.T, k testKey, builder string, repo name.Repository, d v1.Ha
 }
 
 // writePolicy writes a policy file into dir and parses it.
-func writePolicy(t *testing.T, dir, text string) *Policy {
+func writePolicy(t testing.TB, dir, text string) *Policy {
 	t.Helper()
 	p := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
@@ -170,7 +170,7 @@ type fixture struct {
 	ci, ci2, release, other, rand testKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	return &fixture{

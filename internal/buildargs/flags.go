@@ -115,7 +115,8 @@ var buildxFlags = []flagDef{
 // buildx v0.38.2 has --policy (source policy files, "filename=path,…"), so
 // trustcache's policy flag is --trust-policy; --policy passes through to
 // buildx. --sign, --key, --sign-annotation (buildx has --annotation),
-// --trust-report, --no-ledger and --signature-format do not exist in buildx
+// --trust-report, --no-ledger, --signature-format, --keyless,
+// --identity-token and --signing-config do not exist in buildx
 // v0.38.2 and keep their names.
 const (
 	FlagPolicy          = "trust-policy"
@@ -125,6 +126,9 @@ const (
 	FlagReport          = "trust-report"
 	FlagNoLedger        = "no-ledger"
 	FlagSignatureFormat = "signature-format"
+	FlagKeyless         = "keyless"
+	FlagIdentityToken   = "identity-token"
+	FlagSigningConfig   = "signing-config"
 )
 
 var trustFlags = []flagDef{
@@ -135,6 +139,9 @@ var trustFlags = []flagDef{
 	{name: FlagReport, kind: needsValue},
 	{name: FlagNoLedger, kind: boolean},
 	{name: FlagSignatureFormat, kind: needsValue},
+	{name: FlagKeyless, kind: boolean},
+	{name: FlagIdentityToken, kind: needsValue},
+	{name: FlagSigningConfig, kind: needsValue},
 }
 
 // flagTable indexes the flags Parse knows. It is built once and never

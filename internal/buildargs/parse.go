@@ -131,6 +131,9 @@ type Options struct {
 	Report          string            // --trust-report FILE
 	NoLedger        bool              // --no-ledger
 	SignatureFormat string            // --signature-format legacy|bundle
+	Keyless         bool              // --keyless
+	IdentityToken   string            // --identity-token TOKEN|@FILE
+	SigningConfig   string            // --signing-config FILE
 }
 
 // Invocation is a parsed `docker trustcache build` command line. Its exported
@@ -441,6 +444,14 @@ func applyTrust(o *Options, name, value string, b bool) error {
 			return fmt.Errorf("invalid argument %q for \"--%s\" flag: want legacy or bundle", value, name)
 		}
 		o.SignatureFormat = value
+	case FlagKeyless:
+		o.Keyless = b
+	case FlagIdentityToken:
+		o.IdentityToken = value
+		return nonEmpty()
+	case FlagSigningConfig:
+		o.SigningConfig = value
+		return nonEmpty()
 	default:
 		return errors.New("unhandled trustcache flag --" + name) // a flag added to trustFlags but not here
 	}

@@ -193,6 +193,7 @@ func (s Signature) SignedBytes() []byte {
 
 // bundleSignature turns a parsed bundle into a Signature: the statement as
 // Payload, the DSSE signature, and the PAE it covers.
+// The caller adds Keyless (bundleKeyless) where the bundle JSON is at hand.
 func bundleSignature(b *Bundle, source string) Signature {
 	e := b.DSSEEnvelope
 	return Signature{

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -61,6 +62,9 @@ type Signature struct {
 	// Err is set when this entry could not be read because of a registry or
 	// network failure; Payload and Signature are then empty.
 	Err error
+	// Keyless is the certificate material of a keyless (sigstore)
+	// signature, nil for a key-signed one (see keyless.go).
+	Keyless *Keyless
 }
 
 // SigTag returns the tag cosign v2 stores the signatures of digest under.
@@ -107,6 +111,7 @@ func ReadLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, opts 
 			s.Err = errMalformed{fmt.Errorf("payload of %d bytes exceeds the %d-byte limit", l.Size, MaxPayloadSize)}
 		}
 		s.Signature = sig
+		s.Keyless = legacyKeyless(l.Annotations)
 		if s.Err == nil {
 			s.Payload, _ = inlineContent(l)
 		}
@@ -189,6 +194,11 @@ type AppendOptions struct {
 	// SignPredicateType: an image signature; another type makes the
 	// referrer an attestation, which signature readers skip unread).
 	PredicateType string
+	// Annotations are added to the new .sig layer's annotations by
+	// AppendLegacy (a keyless signature's certificate, chain and
+	// timestamp: LegacyKeylessAnnotations). The signature annotation is
+	// AppendLegacy's own.
+	Annotations map[string]string
 }
 
 // ErrLostRace reports that concurrent writers kept replacing the signature
@@ -230,15 +240,20 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 
 	var base v1.Image
 	present := func() (bool, error) {
-		img, ok, err := readSigImage(tag, ld, opts)
+		img, ok, err := readSigImage(tag, ld, b64, opts)
 		base = img
 		return ok, err
 	}
 	write := func() error {
+		ann := maps.Clone(ao.Annotations)
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[SignatureAnnotation] = b64
 		img, err := mutate.Append(base, mutate.Addendum{
 			Layer:       layer,
 			MediaType:   ctypes.SimpleSigningMediaType,
-			Annotations: map[string]string{SignatureAnnotation: b64},
+			Annotations: ann,
 		})
 		if err != nil {
 			return fmt.Errorf("adding signature layer: %w", err)
@@ -299,8 +314,11 @@ func writeUntilKept(ctx context.Context, attempts int, present func() (bool, err
 const maxSightingGap = 5 * time.Second
 
 // readSigImage returns the current signature image at tag (an empty one if
-// the tag does not exist) and whether it already holds layer ld.
-func readSigImage(tag name.Tag, ld v1.Hash, opts []remote.Option) (v1.Image, bool, error) {
+// the tag does not exist) and whether it already holds layer ld with
+// signature b64. The payload alone is not enough: it is predictable (a
+// keyless signer's, or anyone's within the same second), and a layer with
+// it and another signature is not this signer's.
+func readSigImage(tag name.Tag, ld v1.Hash, b64 string, opts []remote.Option) (v1.Image, bool, error) {
 	img, err := remote.Image(tag, opts...)
 	if registry.IsNotFound(err) {
 		return emptySignatures(), false, nil
@@ -316,7 +334,7 @@ func readSigImage(tag name.Tag, ld v1.Hash, opts []remote.Option) (v1.Image, boo
 		return nil, false, fmt.Errorf("%s: %w", tag, ErrTooManySignatures)
 	}
 	for _, l := range m.Layers {
-		if l.Digest == ld {
+		if l.Digest == ld && l.Annotations[SignatureAnnotation] == b64 {
 			return img, true, nil
 		}
 	}

@@ -191,7 +191,9 @@ func readBundle(ctx context.Context, repo name.Repository, d v1.Descriptor, opts
 	if err != nil {
 		return malformed("%v", err)
 	}
-	return bundleSignature(b, src), true
+	s = bundleSignature(b, src)
+	s.Keyless = bundleKeyless(b, data)
+	return s, true
 }
 
 // isBundleManifest reports whether a referrer manifest says it carries a
@@ -392,6 +394,9 @@ func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.
 }
 
 func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
+	if s.Keyless != nil {
+		return s.signBundleKeyless(ctx, repo, digest, annotations, opts...)
+	}
 	ann := s.annotations(annotations)
 	ann[AnnotationIdentity] = repo.Name()
 	statement, err := NewStatement(digest, ann)

@@ -16,7 +16,8 @@ import (
 
 // Signer signs manifest digests as one builder.
 type Signer struct {
-	Key     crypto.Signer
+	Key     crypto.Signer    // the builder's key; nil when Keyless is set
+	Keyless KeylessSigner    // keyless signing (certificate + timestamp) instead of Key
 	Builder string           // written as the "builder" annotation; empty: none
 	Now     func() time.Time // the "created" annotation; nil: time.Now
 }
@@ -50,6 +51,9 @@ func (s Signer) Sign(ctx context.Context, repo name.Repository, digest v1.Hash, 
 }
 
 func (s Signer) signLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
+	if s.Keyless != nil {
+		return s.signLegacyKeyless(ctx, repo, digest, annotations, opts...)
+	}
 	ann := s.annotations(annotations)
 	payload, err := NewPayload(repo.Name(), digest, ann)
 	if err != nil {
