@@ -6,8 +6,9 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 )
 
 // Exit codes of docker trustcache, listed in the README. A build's own exit

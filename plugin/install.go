@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // The docker CLI config keys install and uninstall touch: "aliases" is an
