@@ -1,6 +1,7 @@
 // Package atomicfile writes files so that no reader sees half of one:
-// Write replaces a file through a temporary file and a rename, WriteNew
-// creates one that must not exist and removes it again if writing fails.
+// Write and WriteWith replace a file through a temporary file and a
+// rename; WriteNew creates one that must not exist, and removes it again if
+// writing fails.
 package atomicfile
 
 import (
@@ -12,17 +13,29 @@ import (
 )
 
 // Write writes data to path through a temporary file in the same
-// directory and a rename, so readers see the old file or the new one.
+// directory and a rename, so readers see the old file or the new one; the
+// file gets mode.
 func Write(path string, data []byte, mode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	return WriteWith(path, data, func(f *os.File) error { return f.Chmod(mode) })
+}
+
+// WriteWith writes data to path as Write does, after prepare has set up the
+// open temporary file (its mode, its owner: on the file, never through its
+// name, which whoever can write the directory could replace). The data is
+// synced before the rename; on any failure the temporary file is removed
+// and path left as it was. Errors say "writing PATH".
+func WriteWith(path string, data []byte, prepare func(*os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	tmp := f.Name()
-	_, werr := f.Write(data)
+	werr := prepare(f)
 	if werr == nil {
-		werr = f.Chmod(mode)
+		_, werr = f.Write(data)
+	}
+	if werr == nil {
+		werr = f.Sync()
 	}
 	if cerr := f.Close(); werr == nil {
 		werr = cerr
