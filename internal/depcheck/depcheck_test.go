@@ -80,3 +80,31 @@ func TestPluginBinaryStartUpDeps(t *testing.T) {
 		}
 	}
 }
+
+// TestOneConcernPackages: the small packages moved out of the commands
+// (issue 17) stay leaves — none imports the commands, the trust decision or
+// the CLI framework — and the trust decision imports none of the command
+// layer's helpers.
+func TestOneConcernPackages(t *testing.T) {
+	const m = "github.com/docker-trustcache/docker-trustcache/"
+	leaves := map[string][]string{
+		m + "internal/cli/plugin":   {m + "plugin", m + "verify", m + "keys", m + "internal/signature", m + "internal/registry", m + "internal/gateway"},
+		m + "internal/dockerconfig": {m + "plugin", m + "verify", m + "internal/cli", "github.com/spf13/cobra"},
+		m + "internal/cicontext":    {m, "github.com/spf13/cobra"},
+		m + "internal/atomicfile":   {m, "github.com/"},
+		m + "verify":                {"github.com/spf13/cobra", m + "internal/cli", m + "internal/dockerconfig", m + "internal/cicontext", m + "internal/gateway", m + "internal/endpoint"},
+	}
+	for pkg, forbiddenHere := range leaves {
+		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range forbiddenHere {
+				if dep != pkg && (dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/")) {
+					t.Errorf("%s imports %s; it must not import %s", pkg, dep, f)
+				}
+			}
+		}
+	}
+}
