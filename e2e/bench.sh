@@ -140,6 +140,24 @@ table=$(
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
 TABLE
 )
+# CPU time (user + system, hyperfine's mean) is steadier than wall time on a shared, loaded machine.
+cpums() { jq -r '.results[0] | (.user + .system) * 1000' "$1.json"; }
+c_cold=$(cpums cold) c_cosign=$(cpums cosign) c_cosign3=$(cpums cosign3) c_min=$(cpums minverify)
+c_50=$(cpums fifty) c_meta=$(cpums metadata) c_hello=$(cpums hello)
+cms() { awk -v s="$1" 'BEGIN{printf "%.1f ms", s}'; }
+table=$(
+	cat <<TABLE
+$table
+
+| CPU time per run (user + system, mean) | trustcache | baseline | ratio |
+|---|---|---|---|
+| verify 1 ref, cold, vs \`cosign verify --key\` (v2) | $(cms "$c_cold") | $(cms "$c_cosign") | cosign is $(ratio "$c_cosign" "$c_cold")× slower |
+| same vs cosign v3 | $(cms "$c_cold") | $(cms "$c_cosign3") | cosign v3 is $(ratio "$c_cosign3" "$c_cold")× slower |
+| same vs the minimal Go verifier (e2e/minverify) | $(cms "$c_cold") | $(cms "$c_min") | $(ratio "$c_cold" "$c_min") |
+| verify 50 refs vs 1 ref (cold) | $(cms "$c_50") | $(cms "$c_cold") | $(ratio "$c_50" "$c_cold") |
+| \`docker-cli-plugin-metadata\` vs the start-up floor | $(cms "$c_meta") | $(cms "$c_hello") | $(ratio "$c_meta" "$c_hello") |
+TABLE
+)
 fi
 
 if [[ -z $only || $only == gateway ]]; then
