@@ -28,6 +28,8 @@ mkdir "$work/hello"
 printf 'module hello\n\ngo 1.21\n' >"$work/hello/go.mod"
 printf 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.WriteString("{}\\n") }\n' >"$work/hello/main.go"
 (cd "$work/hello" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$work/hello-go" .)
+# The verification floor: the least a Go program does to verify one key signature (e2e/minverify).
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/minverify" ./e2e/minverify)
 export DOCKER_CONFIG=$work/docker-config HOME=$work/home
 plugin=$DOCKER_CONFIG/cli-plugins/docker-trustcache
 bash "$here/builder.sh" "$DOCKER_CONFIG" >/dev/null
@@ -84,13 +86,16 @@ digest=$("$E2E_CRANE" digest "$ref")
 
 echo "measuring (medians of $runs runs)..." >&2
 t_cosign=$(hf cosign "${deadproxy[*]} $E2E_COSIGN verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
+t_cosign3=$(hf cosign3 "${deadproxy[*]} $E2E_COSIGN3 verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
 t_cold=$(hf cold "$plugin trustcache verify --no-ledger $ref")
+t_min=$(hf minverify "$work/minverify ci.pub $ref")
 "$plugin" trustcache verify "$ref" >/dev/null
 t_warm=$(hf warm "$plugin trustcache verify $ref")
 t_docker=$(hf viadocker "$docker trustcache verify --no-ledger $ref")
 t_50=$(hf fifty "$plugin trustcache verify --no-ledger ${refs[*]}")
 t_meta=$(hf metadata "$plugin docker-cli-plugin-metadata")
 t_help=$(hf help "$plugin trustcache --help")
+t_complete=$(hf complete "$plugin __complete trustcache v")
 t_hello=$(hf hello "$work/hello-go")
 t_bxmeta=$(hf bxmeta "$DOCKER_CONFIG/cli-plugins/docker-buildx docker-cli-plugin-metadata")
 m_cold=$(peak "$plugin" trustcache verify --no-ledger "$ref")
@@ -123,16 +128,37 @@ table=$(
 	cat <<TABLE
 | measurement | trustcache | baseline | ratio |
 |---|---|---|---|
-| verify 1 signed ref, cold (no ledger) vs \`cosign verify --key\` | $(ms "$t_cold") | $(ms "$t_cosign") | cosign is $(ratio "$t_cosign" "$t_cold")× slower |
+| verify 1 signed ref, cold (no ledger) vs \`cosign verify --key\` (v2) | $(ms "$t_cold") | $(ms "$t_cosign") | cosign is $(ratio "$t_cosign" "$t_cold")× slower |
+| verify 1 signed ref, cold (no ledger) vs \`cosign verify --key\` (v3) | $(ms "$t_cold") | $(ms "$t_cosign3") | cosign v3 is $(ratio "$t_cosign3" "$t_cold")× slower |
+| verify 1 signed ref, cold (no ledger) vs a minimal Go verifier (e2e/minverify) | $(ms "$t_cold") | $(ms "$t_min") | $(ratio "$t_cold" "$t_min") |
 | verify 1 ref, warm (ledger) vs cold | $(ms "$t_warm") | $(ms "$t_cold") | $(ratio "$t_warm" "$t_cold") |
 | verify 1 ref through the docker CLI (\`docker trustcache verify\`) | $(ms "$t_docker") | $(ms "$t_cold") | $(ratio "$t_docker" "$t_cold") |
 | verify 50 refs vs 1 ref (cold) | $(ms "$t_50") | $(ms "$t_cold") | $(ratio "$t_50" "$t_cold") |
 | \`docker-cli-plugin-metadata\` vs buildx's (the docker CLI runs it before every plugin command) | $(ms "$t_meta") | $(ms "$t_bxmeta") | buildx's is $(ratio "$t_bxmeta" "$t_meta")× slower |
 | \`docker-cli-plugin-metadata\` vs a Go program that prints and exits (start-up floor) | $(ms "$t_meta") | $(ms "$t_hello") | $(ratio "$t_meta" "$t_hello") |
-| \`docker trustcache --help\` (plugin binary) | $(ms "$t_help") | | |
+| \`docker trustcache --help\` (plugin binary) vs the start-up floor | $(ms "$t_help") | $(ms "$t_hello") | $(ratio "$t_help" "$t_hello") |
+| completion (\`__complete trustcache v\`, what the docker CLI's completion runs) vs the start-up floor | $(ms "$t_complete") | $(ms "$t_hello") | $(ratio "$t_complete" "$t_hello") |
 | fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
 | same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
+TABLE
+)
+# CPU time (user + system, hyperfine's mean) is steadier than wall time on a shared, loaded machine.
+cpums() { jq -r '.results[0] | (.user + .system) * 1000' "$1.json"; }
+c_cold=$(cpums cold) c_cosign=$(cpums cosign) c_cosign3=$(cpums cosign3) c_min=$(cpums minverify)
+c_50=$(cpums fifty) c_meta=$(cpums metadata) c_hello=$(cpums hello)
+cms() { awk -v s="$1" 'BEGIN{printf "%.1f ms", s}'; }
+table=$(
+	cat <<TABLE
+$table
+
+| CPU time per run (user + system, mean) | trustcache | baseline | ratio |
+|---|---|---|---|
+| verify 1 ref, cold, vs \`cosign verify --key\` (v2) | $(cms "$c_cold") | $(cms "$c_cosign") | cosign is $(ratio "$c_cosign" "$c_cold")× slower |
+| same vs cosign v3 | $(cms "$c_cold") | $(cms "$c_cosign3") | cosign v3 is $(ratio "$c_cosign3" "$c_cold")× slower |
+| same vs the minimal Go verifier (e2e/minverify) | $(cms "$c_cold") | $(cms "$c_min") | $(ratio "$c_cold" "$c_min") |
+| verify 50 refs vs 1 ref (cold) | $(cms "$c_50") | $(cms "$c_cold") | $(ratio "$c_50" "$c_cold") |
+| \`docker-cli-plugin-metadata\` vs the start-up floor | $(cms "$c_meta") | $(cms "$c_hello") | $(ratio "$c_meta" "$c_hello") |
 TABLE
 )
 fi

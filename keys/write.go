@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
 )
 
 // File name suffixes WriteKeyPair uses, and file modes it asks for (the umask
@@ -79,28 +81,15 @@ func checkKeyName(name string) error {
 	return nil
 }
 
-// writeNewFile creates path, which must not exist, and writes data to it. On
-// failure it removes the file it created.
+// writeNewFile creates path, which must not exist, and writes data to it
+// (atomicfile.WriteNew). On failure it removes the file it created.
 func writeNewFile(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("refusing to overwrite %s: %w", path, fs.ErrExist)
-		}
+	err := atomicfile.WriteNew(path, data, mode)
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("refusing to overwrite %s: %w", path, fs.ErrExist)
+	case atomicfile.IsCreateError(err):
 		return fmt.Errorf("creating %s: %w", path, err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if closeErr := f.Close(); err == nil {
-		err = closeErr
-	}
-	if err != nil {
-		if rmErr := os.Remove(path); rmErr != nil {
-			err = errors.Join(err, fmt.Errorf("removing %s: %w", path, rmErr))
-		}
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return err
 }

@@ -1,8 +1,9 @@
 package plugin
 
 import (
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // dockerKeychain resolves registry credentials through the docker CLI's

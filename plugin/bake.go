@@ -10,12 +10,12 @@ import (
 	"os"
 	"strings"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 

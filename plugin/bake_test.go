@@ -13,10 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 )
 
 // fakeBakeFiles are the files of a fake docker-buildx installed by

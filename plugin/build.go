@@ -7,15 +7,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
@@ -266,18 +266,15 @@ func contextDir(buildContext string) string {
 func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.CacheSource, report *trustReport) (map[int]buildargs.Decision, error) {
 	reports := make([]cacheReport, len(srcs))
 	decisions := make([]buildargs.Decision, len(srcs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, verifyConcurrency)
+	var g errgroup.Group
+	g.SetLimit(verifyConcurrency)
 	for i, src := range srcs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			decisions[i], reports[i] = decideCache(ctx, v, src.Spec)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // decideCache reports its failures in reports[i]
 
 	out := make(map[int]buildargs.Decision, len(srcs))
 	var blocked error
@@ -435,31 +432,5 @@ func writeReport(path string, r *trustReport) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, so readers see the old file or the new one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(mode)
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(path, append(data, '\n'), 0o644)
 }

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/cli/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // builderInfo is what the build needs to know of the buildx builder it

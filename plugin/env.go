@@ -3,7 +3,8 @@ package plugin
 import (
 	"os"
 	"strconv"
-	"strings"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 )
 
 // Environment variables docker trustcache reads. They are read here and
@@ -46,61 +47,14 @@ func getenv(name string) string { return os.Getenv(name) }
 // lookupEnv reports whether name is set, even to the empty string.
 func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }
 
-// Generic source-context variables; they override what CI detection finds.
+// The generic source-context variables (internal/cicontext); tests set them.
 const (
-	envSourceRepo   = "TRUSTCACHE_SOURCE_REPO"   // e.g. github.com/acme/app
-	envSourceRef    = "TRUSTCACHE_SOURCE_REF"    // e.g. refs/heads/main
-	envSourceCommit = "TRUSTCACHE_SOURCE_COMMIT" // full commit hash
-	envSourceRun    = "TRUSTCACHE_SOURCE_RUN"    // CI run URL or id
+	envSourceRepo   = cicontext.EnvRepo
+	envSourceRef    = cicontext.EnvRef
+	envSourceCommit = cicontext.EnvCommit
+	envSourceRun    = cicontext.EnvRun
 )
 
-// sourceContext returns the signed source context (repo, ref, commit, run)
-// the environment tells: the generic TRUSTCACHE_SOURCE_* variables first,
-// then GitHub Actions, then GitLab CI. A value no variable tells is absent,
-// never invented.
-func sourceContext(getenv func(string) string) map[string]string {
-	ctx := map[string]string{}
-	set := func(k, v string) {
-		if v != "" {
-			if _, done := ctx[k]; !done {
-				ctx[k] = v
-			}
-		}
-	}
-	set("repo", getenv(envSourceRepo))
-	set("ref", getenv(envSourceRef))
-	set("commit", getenv(envSourceCommit))
-	set("run", getenv(envSourceRun))
-
-	switch {
-	case getenv("GITHUB_ACTIONS") == "true":
-		server := strings.TrimSuffix(getenv("GITHUB_SERVER_URL"), "/")
-		// GitHub always sets GITHUB_SERVER_URL; without it the host (github.com
-		// or an Enterprise Server) is unknown, and repo and run are left out
-		// rather than guessed.
-		host := strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
-		if repo := getenv("GITHUB_REPOSITORY"); repo != "" && host != "" {
-			set("repo", host+"/"+repo)
-			if id := getenv("GITHUB_RUN_ID"); id != "" {
-				set("run", server+"/"+repo+"/actions/runs/"+id)
-			}
-		}
-		set("ref", getenv("GITHUB_REF"))
-		set("commit", getenv("GITHUB_SHA"))
-	case getenv("GITLAB_CI") == "true":
-		if host, path := getenv("CI_SERVER_HOST"), getenv("CI_PROJECT_PATH"); host != "" && path != "" {
-			set("repo", host+"/"+path)
-		}
-		switch {
-		case getenv("CI_COMMIT_TAG") != "":
-			set("ref", "refs/tags/"+getenv("CI_COMMIT_TAG"))
-		case getenv("CI_MERGE_REQUEST_IID") != "":
-			set("ref", "refs/merge-requests/"+getenv("CI_MERGE_REQUEST_IID")+"/head")
-		case getenv("CI_COMMIT_BRANCH") != "":
-			set("ref", "refs/heads/"+getenv("CI_COMMIT_BRANCH"))
-		}
-		set("commit", getenv("CI_COMMIT_SHA"))
-		set("run", getenv("CI_PIPELINE_URL"))
-	}
-	return ctx
-}
+// sourceContext returns the signed source context the environment tells
+// (cicontext.Source).
+func sourceContext(getenv func(string) string) map[string]string { return cicontext.Source(getenv) }

@@ -11,11 +11,12 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli-plugins/metadata"
-	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // dockerCommand returns the docker CLI that invoked the plugin (or "docker")

@@ -3,11 +3,11 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
-	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 )
 
 // Exit codes of docker trustcache, listed in the README. A build's own exit
@@ -67,45 +67,5 @@ func flagError(cmd *cobra.Command, err error) error {
 	return cli.StatusError{
 		Status:     fmt.Sprintf("%s\n\nUsage:  %s\n\nRun '%s --help' for more information", redactPEM(err.Error()), cmd.UseLine(), cmd.CommandPath()),
 		StatusCode: ExitUsage,
-	}
-}
-
-// pemText matches PEM text, from its BEGIN line to its END line or the end
-// of the string, as written or quoted.
-var pemText = regexp.MustCompile(`-----BEGIN [^\n"]*?-----(?s:.*?)(?:-----END [^\n"]*?-----|$)`)
-
-// redactPEM hides the PEM text in an error message: key material given in
-// the wrong place (a key as an argument, a flag value) is quoted back by
-// the errors about it, and keys are never printed.
-func redactPEM(msg string) string {
-	return pemText.ReplaceAllString(msg, "[PEM text not shown]")
-}
-
-// exactArgs, minArgs and maxArgs validate positional arguments with usage
-// errors.
-func exactArgs(n int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != n {
-			return flagError(cmd, fmt.Errorf("%q requires exactly %d argument(s), got %d", cmd.CommandPath(), n, len(args)))
-		}
-		return nil
-	}
-}
-
-func minArgs(n int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) < n {
-			return flagError(cmd, fmt.Errorf("%q requires at least %d argument(s)", cmd.CommandPath(), n))
-		}
-		return nil
-	}
-}
-
-func maxArgs(n int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) > n {
-			return flagError(cmd, fmt.Errorf("%q accepts at most %d argument(s), got %d", cmd.CommandPath(), n, len(args)))
-		}
-		return nil
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"slices"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // With "aliases": {"builder": "trustcache"} in the docker config (see

@@ -10,6 +10,8 @@ import (
 
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/dockerconfig"
 )
 
 // useDockerConfig isolates the test and points the docker config dir at
@@ -248,8 +250,8 @@ func TestInstallUninstall(t *testing.T) {
 			// Every key but aliases keeps its value byte for byte.
 			if tc.before != nil && strings.TrimSpace(*tc.before) != "" {
 				want, gotM := compactMembers(t, []byte(*tc.before)), compactMembers(t, got)
-				delete(want, aliasesKey)
-				delete(gotM, aliasesKey)
+				delete(want, dockerconfig.AliasesKey)
+				delete(gotM, dockerconfig.AliasesKey)
 				if diff := cmp.Diff(want, gotM); diff != "" {
 					t.Errorf("%v: other keys (-before +after):\n%s", tc.args, diff)
 				}
@@ -390,7 +392,7 @@ func statOwner(t *testing.T, path string) (uid, gid int, mode os.FileMode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, gid, ok := fileOwner(fi)
+	uid, gid, ok := dockerconfig.FileOwner(fi)
 	if !ok {
 		t.Skip("files have no owner on this system")
 	}

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 

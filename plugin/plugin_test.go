@@ -14,7 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
@@ -23,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

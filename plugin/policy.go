@@ -9,9 +9,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -49,23 +50,14 @@ func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 
 // writeNewFile writes data to a new file at path; it never overwrites.
 func writeNewFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if errors.Is(err, fs.ErrExist) {
+	err := atomicfile.WriteNew(path, data, mode)
+	switch {
+	case errors.Is(err, fs.ErrExist):
 		return usagef("%s already exists; not overwriting it", path)
-	}
-	if err != nil {
+	case atomicfile.IsCreateError(err):
 		return asUsage(err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return err
-	}
-	return nil
+	return err
 }
 
 func newPolicyLintCommand(dockerCLI command.Cli) *cobra.Command {

@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"

@@ -4,9 +4,10 @@
 package plugin
 
 import (
-	cliplugin "github.com/docker/cli/cli-plugins/plugin"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	cliplugin "github.com/docker-trustcache/docker-trustcache/internal/cli/plugin"
 )
 
 // pluginName is the name the docker CLI runs the plugin under: the

@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
 	"github.com/docker-trustcache/docker-trustcache/internal/gateway"
 	"github.com/docker-trustcache/docker-trustcache/verify"

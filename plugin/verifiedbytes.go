@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -105,18 +105,15 @@ const verifyConcurrency = 8
 func verifyAll(ctx context.Context, v *verify.Verifier, refs []string) ([]*verify.Result, error) {
 	results := make([]*verify.Result, len(refs))
 	errs := make([]error, len(refs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, verifyConcurrency)
+	var g errgroup.Group
+	g.SetLimit(verifyConcurrency)
 	for i, ref := range refs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			results[i], errs[i] = v.Verify(ctx, ref)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every error is in errs
 	return results, errors.Join(errs...)
 }
 

@@ -4,15 +4,14 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"runtime/debug"
 
 	"github.com/docker/cli/cli-plugins/metadata"
-	cliplugin "github.com/docker/cli/cli-plugins/plugin"
-	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	cliplugin "github.com/docker-trustcache/docker-trustcache/internal/cli/plugin"
 	"github.com/docker-trustcache/docker-trustcache/plugin"
 )
 
@@ -34,10 +33,7 @@ func main() {
 	// "docker --help": answer it without setting up a docker CLI, exactly
 	// as the plugin framework would.
 	if len(os.Args) == 2 && os.Args[1] == metadata.MetadataSubcommandName {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "     ")
-		if err := enc.Encode(meta); err != nil {
+		if err := cliplugin.WriteMetadata(os.Stdout, meta); err != nil {
 			os.Exit(1)
 		}
 		return

@@ -3,9 +3,10 @@ package buildargs
 import (
 	"encoding/csv"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
+
+	"github.com/tonistiigi/go-csvvalue"
 )
 
 // CacheSpec is one cache source or destination, as buildx v0.38.2 reads it
@@ -214,71 +215,10 @@ func (s CacheSpec) clone() CacheSpec {
 	return s
 }
 
-// splitCSV splits one CSV line exactly as github.com/tonistiigi/go-csvvalue
-// (v0.0.0-20240814133006-030d3b2625d0, the version buildx v0.38.2 uses) does
-// with its default parser: comma separated, `"` quoting, no lazy quotes, no
-// trimming, one trailing "\n" or "\r\n" dropped, and io.EOF for an empty line.
-// Unlike encoding/csv it keeps "\r\n" inside a quoted field as written and
-// treats a newline outside quotes as data.
-func splitCSV(line string) ([]string, error) {
-	if n := len(line); n > 0 && line[n-1] == '\n' {
-		if n > 1 && line[n-2] == '\r' {
-			line = line[:n-2]
-		} else {
-			line = line[:n-1]
-		}
-	}
-	if line == "" {
-		return nil, io.EOF
-	}
-	var fields []string
-	pos := 0 // byte offset in line, for error columns as go-csvvalue reports them
-	for {
-		if line == "" || line[0] != '"' {
-			field, rest, more := strings.Cut(line, ",")
-			if j := strings.IndexByte(field, '"'); j >= 0 {
-				return nil, csvError(pos+j, csv.ErrBareQuote)
-			}
-			fields = append(fields, field)
-			if !more {
-				return fields, nil
-			}
-			pos += len(field) + 1
-			line = rest
-			continue
-		}
-		// Quoted field.
-		line = line[1:]
-		pos++
-		var b strings.Builder
-		for {
-			i := strings.IndexByte(line, '"')
-			if i < 0 {
-				return nil, csvError(pos, csv.ErrQuote)
-			}
-			b.WriteString(line[:i])
-			line = line[i+1:]
-			pos += i + 1
-			switch {
-			case strings.HasPrefix(line, `"`): // "" is a quote
-				b.WriteByte('"')
-				line = line[1:]
-				pos++
-				continue
-			case strings.HasPrefix(line, ","):
-				fields = append(fields, b.String())
-				line = line[1:]
-				pos++
-			case line == "":
-				return append(fields, b.String()), nil
-			default:
-				return nil, csvError(pos-1, csv.ErrQuote)
-			}
-			break
-		}
-	}
-}
-
-func csvError(pos int, err error) error {
-	return &csv.ParseError{StartLine: 1, Line: 1, Column: pos + 1, Err: err}
-}
+// splitCSV splits one CSV line as buildx does, with
+// github.com/tonistiigi/go-csvvalue's default parser: comma separated, `"`
+// quoting, no lazy quotes, no trimming, one trailing "\n" or "\r\n"
+// dropped, io.EOF for an empty line, errors as *csv.ParseError with the
+// column. Unlike encoding/csv it keeps "\r\n" inside a quoted field as
+// written and treats a newline outside quotes as data.
+func splitCSV(line string) ([]string, error) { return csvvalue.Fields(line, nil) }

@@ -47,3 +47,64 @@ func TestKeysDoNotImportVerify(t *testing.T) {
 		t.Errorf("keys imports verify; the direction is verify → keys")
 	}
 }
+
+// heavyForStartUp are packages the plugin binary must not link: Go
+// initialises every linked package in every run, and these (the docker
+// CLI's command package and plugin framework, with its API client and
+// OpenTelemetry export) cost the metadata command, --help, completion and
+// every verification most of their start-up (docs/performance.md).
+// internal/cli/plugin keeps the docker CLI's plugin contract without them.
+var heavyForStartUp = []string{
+	"github.com/docker/cli/cli",         // exactly: cli/config, cli/streams and cli-plugins/metadata, socket are light
+	"github.com/docker/cli/cli/command", // and below
+	"github.com/docker/cli/cli/flags",
+	"github.com/docker/cli/cli-plugins/plugin",
+	"github.com/docker/cli/cli-plugins/manager",
+	"github.com/moby/moby/client",
+	"go.opentelemetry.io/",
+	"github.com/distribution/reference",
+}
+
+func TestPluginBinaryStartUpDeps(t *testing.T) {
+	const bin = "github.com/docker-trustcache/docker-trustcache/cmd/docker-trustcache"
+	out, err := exec.Command("go", "list", "-deps", bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v\n%s", bin, err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, h := range heavyForStartUp {
+			exact := h == "github.com/docker/cli/cli"
+			if (exact && dep == h) || (!exact && (dep == h || strings.HasPrefix(dep, strings.TrimSuffix(h, "/")+"/") || strings.HasSuffix(h, "/") && strings.HasPrefix(dep, h))) {
+				t.Errorf("%s links %s: it must not link %s (start-up cost; see internal/cli/plugin)", bin, dep, h)
+			}
+		}
+	}
+}
+
+// TestOneConcernPackages: the small packages moved out of the commands
+// (issue 17) stay leaves — none imports the commands, the trust decision or
+// the CLI framework — and the trust decision imports none of the command
+// layer's helpers.
+func TestOneConcernPackages(t *testing.T) {
+	const m = "github.com/docker-trustcache/docker-trustcache/"
+	leaves := map[string][]string{
+		m + "internal/cli/plugin":   {m + "plugin", m + "verify", m + "keys", m + "internal/signature", m + "internal/registry", m + "internal/gateway"},
+		m + "internal/dockerconfig": {m + "plugin", m + "verify", m + "internal/cli", "github.com/spf13/cobra"},
+		m + "internal/cicontext":    {m, "github.com/spf13/cobra"},
+		m + "internal/atomicfile":   {m, "github.com/"},
+		m + "verify":                {"github.com/spf13/cobra", m + "internal/cli", m + "internal/dockerconfig", m + "internal/cicontext", m + "internal/gateway", m + "internal/endpoint"},
+	}
+	for pkg, forbiddenHere := range leaves {
+		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range forbiddenHere {
+				if dep != pkg && (dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/")) {
+					t.Errorf("%s imports %s; it must not import %s", pkg, dep, f)
+				}
+			}
+		}
+	}
+}

@@ -10,10 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
 
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -166,20 +166,8 @@ func ParseBundle(data []byte) (*Bundle, error) {
 
 // PAE returns the DSSE pre-authentication encoding of payload: the bytes a
 // DSSE signature is over,
-// "DSSEv1 <len(type)> <type> <len(payload)> <payload>".
-func PAE(payloadType string, payload []byte) []byte {
-	var b bytes.Buffer
-	b.Grow(len(payloadType) + len(payload) + 32)
-	b.WriteString("DSSEv1 ")
-	b.WriteString(strconv.Itoa(len(payloadType)))
-	b.WriteByte(' ')
-	b.WriteString(payloadType)
-	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(len(payload)))
-	b.WriteByte(' ')
-	b.Write(payload)
-	return b.Bytes()
-}
+// "DSSEv1 <len(type)> <type> <len(payload)> <payload>" (dsse.PAE).
+func PAE(payloadType string, payload []byte) []byte { return dsse.PAE(payloadType, payload) }
 
 // SignedBytes returns the bytes s.Signature is a signature over: the DSSE
 // pre-authentication encoding of the statement for a bundle (s.Signed), the

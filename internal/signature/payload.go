@@ -1,6 +1,3 @@
-// Package signature is the wire format trustcache shares with cosign: the
-// simple-signing payload, and the "sha256-<hex>.sig" tag scheme that carries
-// payloads and their signatures in the registry.
 package signature
 
 import (

@@ -1,4 +1,4 @@
-package plugin
+package cicontext
 
 import (
 	"testing"
@@ -224,9 +224,9 @@ func TestSourceContext(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
-			got := sourceContext(getenv)
+			got := Source(getenv)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("sourceContext mismatch (-want +got):\n%s", diff)
+				t.Errorf("Source mismatch (-want +got):\n%s", diff)
 			}
 			for k, v := range got {
 				if v == "" {
@@ -246,9 +246,9 @@ func TestSourceContext(t *testing.T) {
 // callers add their own annotations to.
 func TestSourceContextFreshMap(t *testing.T) {
 	getenv := func(k string) string { return ciGitHubVars("refs/heads/main")[k] }
-	a := sourceContext(getenv)
+	a := Source(getenv)
 	a["extra"] = "x"
-	if b := sourceContext(getenv); b["extra"] != "" {
-		t.Errorf("sourceContext returned a shared map: %v", b)
+	if b := Source(getenv); b["extra"] != "" {
+		t.Errorf("Source returned a shared map: %v", b)
 	}
 }

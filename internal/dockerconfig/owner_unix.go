@@ -1,14 +1,14 @@
 //go:build unix
 
-package plugin
+package dockerconfig
 
 import (
 	"io/fs"
 	"syscall"
 )
 
-// fileOwner returns the user and group that own the file fi describes.
-func fileOwner(fi fs.FileInfo) (uid, gid int, ok bool) {
+// FileOwner returns the user and group that own the file fi describes.
+func FileOwner(fi fs.FileInfo) (uid, gid int, ok bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return 0, 0, false

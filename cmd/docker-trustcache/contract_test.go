@@ -1,0 +1,132 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/contract.golden")
+
+// contractCases are command lines of the plugin binary whose output is the
+// docker CLI plugin contract as users and the docker CLI see it: help in
+// the docker CLI's layout, flag and argument errors with their exit
+// statuses, the global options (accepted, checked, applied), completion,
+// and metadata. The golden file was written by the binary built on
+// github.com/docker/cli's plugin.Run and is unchanged since the plugin
+// runs on internal/cli/plugin (issue 17): any difference is a change of
+// the contract.
+var contractCases = [][]string{
+	{"docker-cli-plugin-metadata"},
+	{},
+	{"--help"},
+	{"help"},
+	{"help", "trustcache", "verify"},
+	{"help", "bogus"},
+	{"trustcache"},
+	{"trustcache", "--help"},
+	{"trustcache", "-h"},
+	{"trustcache", "help", "verify"},
+	{"trustcache", "bogus"},
+	{"trustcache", "--version"},
+	{"trustcache", "verify", "--help"},
+	{"trustcache", "verify"},
+	{"trustcache", "verify", "--bogus"},
+	{"trustcache", "--bogus", "verify"},
+	{"trustcache", "keys", "--help"},
+	{"trustcache", "keys", "generate", "--help"},
+	{"trustcache", "policy", "--help"},
+	{"trustcache", "ledger", "ls", "--help"},
+	{"trustcache", "serve", "--help"},
+	{"trustcache", "install", "--help"},
+	{"trustcache", "build", "--help"},
+	{"--bogus", "trustcache", "ledger", "ls"},
+	{"--config", "$TMP/other-config", "trustcache", "ledger", "ls"},
+	{"--debug", "--log-level", "debug", "-H", "unix:///nonexistent", "trustcache", "ledger", "ls"},
+	// (With --debug, the docker CLI's framework also logged its
+	// OpenTelemetry exporter's errors, such as a --tlscacert that does not
+	// exist; the plugin exports no telemetry of its own now.)
+	{"--tls", "--tlsverify", "--tlscacert", "ca.pem", "--tlscert", "c.pem", "--tlskey", "k.pem", "trustcache", "ledger", "ls"},
+	{"-l", "bogus", "trustcache", "ledger", "ls"},
+	{"-H", "a", "-H", "b", "trustcache", "ledger", "ls"},
+	{"--context", "default", "-H", "tcp://x", "trustcache", "ledger", "ls"},
+	{"__complete", ""},
+	{"__complete", "trustcache", ""},
+	{"__complete", "trustcache", "v"},
+	{"__complete", "trustcache", "verify", "--"},
+	{"__completeNoDesc", "trustcache", "keys", ""},
+}
+
+func TestPluginContractGolden(t *testing.T) {
+	bin := pluginBinary(t)
+	dir := t.TempDir()
+	for _, d := range []string{"docker-config", "home", "work"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "DOCKER_") && !strings.HasPrefix(k, "TRUSTCACHE_") && k != "HOME" && k != "DEBUG" {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "DOCKER_CONFIG="+filepath.Join(dir, "docker-config"), "HOME="+filepath.Join(dir, "home"),
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=")
+	var got strings.Builder
+	for _, args := range contractCases {
+		args = append([]string(nil), args...)
+		for i, a := range args {
+			args[i] = strings.ReplaceAll(a, "$TMP", dir)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = filepath.Join(dir, "work")
+		cmd.Env = env
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		fmt.Fprintf(&got, "### docker-trustcache %s\nexit status %d\n--- stdout\n%s--- stderr\n%s\n",
+			strings.Join(args, " "), code, stdout.String(), stderr.String())
+	}
+	out := strings.ReplaceAll(got.String(), dir, "$TMP")
+	out = strings.ReplaceAll(out, testVersion, "$VERSION")
+	path := filepath.Join("testdata", "contract.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s (go test -run TestPluginContractGolden -update writes it): %v", path, err)
+	}
+	if string(want) != out {
+		wl, gl := strings.Split(string(want), "\n"), strings.Split(out, "\n")
+		for i := 0; i < len(wl) || i < len(gl); i++ {
+			var w, g string
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if w != g {
+				t.Fatalf("%s differs from line %d:\nwant: %q\ngot:  %q\n(go test -run TestPluginContractGolden -update rewrites it, if the change is meant)", path, i+1, w, g)
+			}
+		}
+	}
+}
