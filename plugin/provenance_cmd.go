@@ -6,8 +6,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/docker/cli/cli"
-	"github.com/docker/cli/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
