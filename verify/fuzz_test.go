@@ -8,61 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
-
-// FuzzDecodeLedgerEntry checks the ledger's value decoder on arbitrary
-// stored bytes (a ledger file is only as trustworthy as its directory, and
-// a damaged one must be detected, never trusted): it never panics, every
-// failure is "corrupt" (the ledger is then rebuilt), and an entry it
-// accepts is the one stored under its key and survives a round trip.
-func FuzzDecodeLedgerEntry(f *testing.F) {
-	e := testEntry(1, now.Add(time.Hour))
-	key := e.Pinned()
-	good, err := encodeLedgerEntry(key, &e)
-	if err != nil {
-		f.Fatal(err)
-	}
-	other := testEntry(2, now.Add(time.Hour))
-	otherValue, _ := encodeLedgerEntry(other.Pinned(), &other)
-	sum := ledgerChecksum(key, []byte("{not json"))
-	f.Add(key, good)
-	f.Add(key, otherValue)                             // another entry's value under this key
-	f.Add(other.Pinned(), good)                        // this value under another key
-	f.Add(key, append(sum[:], []byte("{not json")...)) // checksum right, JSON wrong
-	f.Add(key, good[:len(good)-1])
-	f.Add(key, good[:31])
-	f.Add(key, []byte{})
-	f.Add("", []byte("x"))
-	f.Fuzz(func(t *testing.T, key string, value []byte) {
-		e, err := decodeLedgerEntry(key, value)
-		if err != nil {
-			if e != nil || !isCorrupt(err) {
-				t.Fatalf("decodeLedgerEntry(%q, %q) = %v, %v; want nil and a corrupt error", key, value, e, err)
-			}
-			return
-		}
-		if e.Pinned() != key {
-			t.Fatalf("decodeLedgerEntry(%q) = entry for %s", key, e.Pinned())
-		}
-		again, err := encodeLedgerEntry(key, e)
-		if err != nil {
-			t.Fatalf("encodeLedgerEntry(decoded %q) = %v", key, err)
-		}
-		back, err := decodeLedgerEntry(key, again)
-		if err != nil {
-			t.Fatalf("decodeLedgerEntry(encodeLedgerEntry(%+v)) = %v", e, err)
-		}
-		if diff := cmp.Diff(e, back); diff != "" {
-			t.Fatalf("ledger entry round trip (-first +second):\n%s", diff)
-		}
-	})
-}
 
 // FuzzIdentityRepository checks the reading of the repository a signature
 // names (the payload's docker-reference, the bundle's identity annotation):
@@ -181,52 +131,6 @@ func FuzzSignedContent(f *testing.F) {
 		}
 		if sc.Signer.Builder != "ci" {
 			t.Fatalf("signer = %+v; want builder ci", sc.Signer)
-		}
-	})
-}
-
-// FuzzDecodePingEntry checks the decoder of the registry pings the ledger
-// remembers, on arbitrary stored bytes: it never panics, and an entry it
-// accepts is the one stored under its key (scheme and registry as the key
-// says) and survives a round trip. What an accepted outcome may say is
-// checked again by the ping cache before use (registry.PingOutcome.valid,
-// internal/registry TestPingCacheCorruptEntry).
-func FuzzDecodePingEntry(f *testing.F) {
-	key := pingKey("http", "127.0.0.1:5000")
-	good, err := encodePingEntry(key, &pingEntry{Registry: "127.0.0.1:5000", Scheme: "http", PingOutcome: registry.PingOutcome{
-		Status: 401, Challenges: []string{`Bearer realm="https://auth.example/token",service="registry"`},
-		RecordedAt: now, Expires: now.Add(time.Hour)}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	other, _ := encodePingEntry(pingKey("https", "ghcr.io"), &pingEntry{Registry: "ghcr.io", Scheme: "https", PingOutcome: registry.PingOutcome{Status: 200, RecordedAt: now, Expires: now.Add(time.Hour)}})
-	f.Add(key, good)
-	f.Add(key, other)                               // another registry's value under this key
-	f.Add(pingKey("https", "127.0.0.1:5000"), good) // this value under the other scheme
-	f.Add(key, good[:len(good)-1])
-	f.Add(key, good[:31])
-	f.Add(key, []byte{})
-	f.Fuzz(func(t *testing.T, key string, value []byte) {
-		e, err := decodePingEntry(key, value)
-		if err != nil {
-			if e != nil {
-				t.Fatalf("decodePingEntry(%q, %q) = %+v and error %v", key, value, e, err)
-			}
-			return
-		}
-		if pingKey(e.Scheme, e.Registry) != key {
-			t.Fatalf("decodePingEntry(%q) = entry for %s", key, pingKey(e.Scheme, e.Registry))
-		}
-		again, err := encodePingEntry(key, e)
-		if err != nil {
-			t.Fatalf("encodePingEntry(decoded %q) = %v", key, err)
-		}
-		back, err := decodePingEntry(key, again)
-		if err != nil {
-			t.Fatalf("decodePingEntry(encodePingEntry(%+v)) = %v", e, err)
-		}
-		if diff := cmp.Diff(e, back); diff != "" {
-			t.Fatalf("ping entry round trip (-first +second):\n%s", diff)
 		}
 	})
 }

@@ -16,11 +16,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 )
 
 // The registry ping remembered in the ledger (internal/registry/pingcache.go,
-// ledgerPings in ledger.go), through the Verifier.
+// internal/registry/pingstore.go), through the Verifier.
 
 // pingFixture is a fixture with one signed image team/app-cache:main, a
 // ledger, and a log of the requests the registry served.
@@ -88,7 +89,7 @@ func (pf *pingFixture) run(t *testing.T, ref string, at time.Time, opts ...Optio
 
 func (pf *pingFixture) stored(t *testing.T) map[string]registry.PingOutcome {
 	t.Helper()
-	got, err := ledgerPings{l: pf.l, now: time.Now}.LoadPings(context.Background(), pf.reg.host)
+	got, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.host)
 	if err != nil {
 		t.Fatalf("LoadPings: %v", err)
 	}
@@ -266,7 +267,7 @@ func TestLedgerPingUntrusted(t *testing.T) {
 // rawPutPing writes a value into the ledger file's ping bucket directly.
 func rawPutPing(t *testing.T, path, key string, value []byte) {
 	t.Helper()
-	rawPutIn(t, path, ledgerPingBucket, key, value)
+	rawPutIn(t, path, registry.PingBucket, key, value)
 }
 
 // A damaged ping entry is ignored (a real ping) and written over; it does
@@ -281,7 +282,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			return []byte(strings.Replace(string(v), `"status":200`, `"status":401`, 1))
 		}},
 		{"valid checksum, not JSON", func(key string, _ []byte) []byte {
-			sum := ledgerChecksum(key, []byte("{"))
+			sum := ledger.Checksum(key, []byte("{"))
 			return append(sum[:], '{')
 		}},
 		{"another registry's entry", func(key string, v []byte) []byte {
@@ -289,7 +290,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			json.Unmarshal(v[32:], &e)
 			e.Registry = "elsewhere.example"
 			other, _ := encodePingEntry(pingKey(e.Scheme, e.Registry), &e)
-			sum := ledgerChecksum(key, other[32:])
+			sum := ledger.Checksum(key, other[32:])
 			return append(sum[:], other[32:]...)
 		}},
 		{"status the cache never writes", func(key string, v []byte) []byte {
@@ -310,7 +311,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.View(func(tx *bolt.Tx) error {
-				v = append(v, tx.Bucket([]byte(ledgerPingBucket)).Get([]byte(key))...)
+				v = append(v, tx.Bucket([]byte(registry.PingBucket)).Get([]byte(key))...)
 				return nil
 			})
 			db.Close()
@@ -324,7 +325,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			if aside, _ := filepath.Glob(pf.l.Path() + ".corrupt-*"); len(aside) != 0 {
 				t.Errorf("a damaged ping entry moved the ledger aside: %v", aside)
 			}
-			if _, err := (ledgerPings{l: pf.l, now: time.Now}).LoadPings(context.Background(), pf.reg.host); err != nil {
+			if _, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.host); err != nil {
 				t.Errorf("the damaged entry was not written over: %v", err)
 			}
 			if _, served := pf.run(t, pf.tag, now.Add(2*time.Minute), WithLedger(pf.l)); len(served) != 1 {
@@ -339,7 +340,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 func TestLedgerPrunePings(t *testing.T) {
 	l := newLedger(t)
 	ctx := context.Background()
-	ps := ledgerPings{l: l, now: func() time.Time { return now }}
+	ps := registry.NewLedgerPings(l, func() time.Time { return now })
 	o := func(at time.Time) registry.PingOutcome {
 		return registry.PingOutcome{Status: 200, RecordedAt: at, Expires: at.Add(registry.PingTTL)}
 	}
@@ -348,7 +349,7 @@ func TestLedgerPrunePings(t *testing.T) {
 	if got, _ := ps.LoadPings(ctx, "old.example"); len(got) != 0 {
 		t.Errorf("saving a ping kept another registry's expired one: %v", got)
 	}
-	ps.now = func() time.Time { return now.Add(-3 * registry.PingTTL) }
+	ps = registry.NewLedgerPings(l, func() time.Time { return now.Add(-3 * registry.PingTTL) })
 	ps.SavePings(ctx, "old.example", map[string]registry.PingOutcome{"https": o(now.Add(-2 * registry.PingTTL))})
 	if n, err := l.Prune(ctx, now, false); n != 0 || err != nil {
 		t.Errorf("Prune = %d, %v; want 0 (pings are not counted), nil", n, err)
@@ -364,3 +365,15 @@ func TestLedgerPrunePings(t *testing.T) {
 		t.Errorf("Prune(all) kept a ping: %v", got)
 	}
 }
+
+// pingEntry is the layout of a stored ping (internal/registry/pingstore.go),
+// for damaging one.
+type pingEntry struct {
+	Registry string `json:"registry"`
+	Scheme   string `json:"scheme"`
+	registry.PingOutcome
+}
+
+func pingKey(scheme, host string) string { return scheme + "://" + host }
+
+func encodePingEntry(key string, e *pingEntry) ([]byte, error) { return ledger.Seal(key, e) }

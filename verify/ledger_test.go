@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
@@ -332,7 +333,7 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 // checksum.
 func rawPut(t *testing.T, path, key string, value []byte) {
 	t.Helper()
-	rawPutIn(t, path, ledgerBucket, key, value)
+	rawPutIn(t, path, ledger.EntriesBucket, key, value)
 }
 
 // rawPutIn writes a value into bucket of the ledger file directly.
@@ -363,7 +364,7 @@ func rawGet(t *testing.T, path, key string) []byte {
 	defer db.Close()
 	var v []byte
 	db.View(func(tx *bolt.Tx) error {
-		v = append(v, tx.Bucket([]byte(ledgerBucket)).Get([]byte(key))...)
+		v = append(v, tx.Bucket([]byte(ledger.EntriesBucket)).Get([]byte(key))...)
 		return nil
 	})
 	return v
@@ -423,7 +424,7 @@ func TestLedgerCorrupt(t *testing.T) {
 		}},
 		{"value does not decode", func(t *testing.T, path string) {
 			payload := []byte("{not json")
-			sum := ledgerChecksum(key, payload)
+			sum := ledger.Checksum(key, payload)
 			rawPut(t, path, key, append(sum[:], payload...))
 		}},
 		{"value too short", func(t *testing.T, path string) {
@@ -431,11 +432,11 @@ func TestLedgerCorrupt(t *testing.T) {
 		}},
 		{"value of another entry, checksum over this key", func(t *testing.T, path string) {
 			other := testEntry(7, now.Add(time.Hour))
-			v, err := encodeLedgerEntry(other.Pinned(), &other)
+			v, err := ledger.Seal(other.Pinned(), &other)
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum := ledgerChecksum(key, v[32:])
+			sum := ledger.Checksum(key, v[32:])
 			rawPut(t, path, key, append(sum[:], v[32:]...))
 		}},
 	} {
@@ -501,156 +502,8 @@ func testEntry(i int, expires time.Time) LedgerEntry {
 	}
 }
 
-// TestLedgerConcurrent runs 8 writers and readers at once, each with its
-// own Ledger on one file, as 8 processes would: nothing is lost and no
-// operation fails.
-func TestLedgerConcurrent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "trustcache", "ledger.db")
-	const workers, each = 8, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each*3)
-	for w := range workers {
-		wg.Go(func() {
-			l, err := OpenLedger(path)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer l.Close()
-			ctx := context.Background()
-			for i := range each {
-				e := testEntry(w*each+i, now.Add(time.Hour))
-				if err := l.Record(ctx, e); err != nil {
-					errs <- fmt.Errorf("Record: %w", err)
-					continue
-				}
-				got, err := l.Lookup(ctx, e.Repository, e.Digest)
-				if err != nil || got == nil || got.Digest != e.Digest {
-					errs <- fmt.Errorf("Lookup after Record = %v, %v", got, err)
-				}
-				if i%5 == 0 {
-					if _, err := l.Prune(ctx, now, false); err != nil {
-						errs <- fmt.Errorf("Prune: %w", err)
-					}
-					if _, err := l.Entries(ctx); err != nil {
-						errs <- fmt.Errorf("Entries: %w", err)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	l, err := OpenLedger(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := l.Entries(context.Background())
-	if err != nil || len(entries) != workers*each {
-		t.Errorf("Entries = %d, %v; want %d", len(entries), err, workers*each)
-	}
-	if aside, _ := filepath.Glob(path + ".corrupt-*"); len(aside) != 0 {
-		t.Errorf("concurrent use moved the ledger aside: %v", aside)
-	}
-}
-
-func TestLedgerPrune(t *testing.T) {
-	l := newLedger(t)
-	ctx := context.Background()
-	// Recorded last, and before they expired: Record prunes nothing.
-	for i := range 5 {
-		e := testEntry(i, now.Add(time.Hour))
-		if i >= 3 {
-			e.Expires = now.Add(-time.Second)
-			e.VerifiedAt = now.Add(-time.Hour)
-		}
-		if err := l.Record(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n, err := l.Prune(ctx, now, false); n != 2 || err != nil {
-		t.Errorf("Prune(expired) = %d, %v; want 2, nil", n, err)
-	}
-	entries, _ := l.Entries(ctx)
-	if len(entries) != 3 {
-		t.Errorf("Entries after Prune = %d; want 3", len(entries))
-	}
-	if diff := cmp.Diff(testEntry(0, now.Add(time.Hour)), entries[0]); diff != "" {
-		t.Errorf("entry after a round trip (-want +got):\n%s", diff)
-	}
-	if n, err := l.Prune(ctx, now, true); n != 3 || err != nil {
-		t.Errorf("Prune(all) = %d, %v; want 3, nil", n, err)
-	}
-	if entries, _ := l.Entries(ctx); len(entries) != 0 {
-		t.Errorf("Entries after Prune(all) = %d; want 0", len(entries))
-	}
-}
-
-// TestLedgerRecordPrunes: recording removes the entries expired by then,
-// so the ledger does not grow without a prune.
-func TestLedgerRecordPrunes(t *testing.T) {
-	l := newLedger(t)
-	ctx := context.Background()
-	for i := range 3 {
-		if err := l.Record(ctx, testEntry(i, now.Add(time.Duration(i+1)*time.Hour))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Entry 0 is recorded again with a later expiry: it must survive.
-	if err := l.Record(ctx, testEntry(0, now.Add(10*time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	later := testEntry(3, now.Add(20*time.Hour))
-	later.VerifiedAt = now.Add(2 * time.Hour) // entries 1 (now+2h) has expired by then, 2 (now+3h) not
-	if err := l.Record(ctx, later); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := l.Entries(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Digest[len(e.Digest)-1:])
-	}
-	if diff := cmp.Diff([]string{"0", "2", "3"}, got); diff != "" {
-		t.Errorf("entries after Record (-want +got):\n%s", diff)
-	}
-}
-
-func TestLedgerFiles(t *testing.T) {
-	l := newLedger(t)
-	ctx := context.Background()
-	if err := l.Record(ctx, testEntry(1, now.Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	for path, want := range map[string]os.FileMode{filepath.Dir(l.Path()): 0o700, l.Path(): 0o600, l.Path() + ".lock": 0o600} {
-		fi, err := os.Stat(path)
-		if err != nil || fi.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, %v; want %v", path, fi.Mode().Perm(), err, want)
-		}
-	}
-
-	// A ledger others may write is not used.
-	if err := os.Chmod(l.Path(), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if e, err := l.Lookup(ctx, testEntry(1, now).Repository, testEntry(1, now).Digest); e != nil || err == nil || !strings.Contains(err.Error(), "writable by group or others") {
-		t.Errorf("Lookup in a world-writable ledger = %v, %v; want nil and an error", e, err)
-	}
-	if err := l.Record(ctx, testEntry(2, now.Add(time.Hour))); err == nil {
-		t.Errorf("Record in a world-writable ledger succeeded")
-	}
-	os.Chmod(l.Path(), 0o600)
-
-	l.Close()
-	if _, err := l.Lookup(ctx, "r", "d"); !errors.Is(err, ErrLedgerClosed) {
-		t.Errorf("Lookup after Close = %v; want ErrLedgerClosed", err)
-	}
-}
+// The store's own tests (concurrency, pruning, files and permissions) are
+// in internal/ledger/store_test.go.
 
 // A ledger that cannot be written costs a cache hit, never a verdict.
 func TestLedgerWriteFailure(t *testing.T) {
@@ -749,4 +602,34 @@ func BenchmarkVerifyWarm(b *testing.B) {
 	l := newLedger(b)
 	b.Run("tag", func(b *testing.B) { env.run(b, env.tag, WithLedger(l)) })
 	b.Run("digest", func(b *testing.B) { env.run(b, env.dig, WithLedger(l)) })
+}
+
+// TestLedgerReadsOldFormat: a ledger written before the store moved to
+// internal/ledger still reads, and an entry is written byte for byte as
+// before. The value is laid out by hand as the old code wrote it: the
+// SHA-256 of key, a zero byte and the JSON, then the JSON, in the
+// entries.v1 bucket.
+func TestLedgerReadsOldFormat(t *testing.T) {
+	const key = "registry.example/team/cache@sha256:0000000000000000000000000000000000000000000000000000000000000001"
+	const payload = `{"repository":"registry.example/team/cache","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000001",` +
+		`"signers":[{"builder":"ci","keyId":"sha256:abc","signedAt":"2026-11-30T11:00:00Z","format":"legacy","annotations":{"ref":"refs/heads/main"}}],` +
+		`"policy":"sha256:policy","policyDigest":"sha256:file","verifiedAt":"2026-11-30T12:00:00Z","expires":"2026-11-30T13:00:00Z"}`
+	sum := sha256.Sum256([]byte(key + "\x00" + payload))
+	old := append(sum[:], payload...)
+
+	want := testEntry(1, now.Add(time.Hour))
+	want.PolicyDigest = "sha256:file"
+	if got, err := ledger.Seal(key, &want); err != nil || string(got) != string(old) {
+		t.Errorf("the stored value of an entry changed:\n got %q, %v\nwant %q", got, err, old)
+	}
+
+	l := newLedger(t)
+	rawPutIn(t, l.Path(), "entries.v1", key, old)
+	got, err := l.Lookup(context.Background(), want.Repository, want.Digest)
+	if err != nil || got == nil {
+		t.Fatalf("Lookup of an entry the old code wrote = %v, %v", got, err)
+	}
+	if diff := cmp.Diff(&want, got); diff != "" {
+		t.Errorf("entry the old code wrote (-want +got):\n%s", diff)
+	}
 }

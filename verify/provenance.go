@@ -372,7 +372,7 @@ func (v *Verifier) importRecords(ctx context.Context, w *walk, depth int, path [
 		node.Reasons = append(node.Reasons, err.Error())
 		return node
 	}
-	ropts, err := v.remoteOptions(ctx, v.currentPuller())
+	ropts, err := v.pullers.Current().Options(ctx)
 	if err != nil {
 		node.Inconclusive = true
 		node.Reasons = append(node.Reasons, err.Error())
@@ -432,8 +432,8 @@ func (v *Verifier) Provenance(ctx context.Context, ref string, opts ProvenanceOp
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
 	node := &ProvenanceNode{Reference: ref, Repository: res.Repository, Records: []RecordResult{}, Reasons: []string{}}
-	p := v.currentPuller()
-	ropts, err := v.remoteOptions(ctx, p)
+	p := v.pullers.Current()
+	ropts, err := p.Options(ctx)
 	if err != nil {
 		node.Inconclusive = true
 		node.Reasons = append(node.Reasons, err.Error())

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
@@ -56,22 +55,10 @@ type Verifier struct {
 	ledger    *Ledger      // WithLedger (verify/ledger.go); nil: none
 	keyless   keylessCache // verified keyless signatures (keyless.go)
 
-	// One puller for the verifier's life: it keeps one authenticated
-	// transport per repository, so the registry is pinged once, not once
-	// per request, and connections are kept alive across references. It is
+	// One puller for the verifier's life (internal/registry/pullers.go),
 	// replaced only when a remembered registry ping turned out stale (see
 	// verify).
-	pullerMu sync.Mutex
-	puller   *pullerState
-	pings    *registry.PingCache // with a ledger: registry pings remembered in it
-}
-
-// pullerState is one puller and the ping-cache session (nil without a
-// ledger) under its transports.
-type pullerState struct {
-	puller  *remote.Puller
-	err     error
-	session *registry.PingSession
+	pullers *registry.Pullers
 }
 
 // Option configures a Verifier.
@@ -114,6 +101,13 @@ func New(p *Policy, opts ...Option) *Verifier {
 		o(v)
 	}
 	v.transport = budgetTransport{next: v.transport} // counts a provenance walk's requests (verify/provenance.go)
+	var pings *registry.PingCache
+	if v.ledger != nil {
+		// With a ledger, the puller's transport remembers registry pings in
+		// it (internal/registry/pingcache.go, pingstore.go).
+		pings = registry.NewPingCache(registry.NewLedgerPings(v.ledger, v.now), v.now)
+	}
+	v.pullers = registry.NewPullers(v.transport, v.timeout, pings, v.remote...)
 	return v
 }
 
@@ -190,7 +184,7 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}()
 
 	start := *res
-	p := v.currentPuller()
+	p := v.pullers.Current()
 	v.check(ctx, r, res, scope, explain, p)
 	// Remembered registry ping (internal/registry/pingcache.go): a result
 	// that is not trusted is not given on the strength of a remembered
@@ -200,21 +194,19 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	// new way. A trusted result needs no such check: the remembered ping
 	// only chose the scheme and the auth handshake, and signatures are
 	// verified against the policy's keys whatever the transport.
-	if !res.Trusted && ctx.Err() == nil && p.session != nil {
-		if reg := r.Context().Registry; p.session.Served(reg.RegistryStr()) && p.session.Recheck(ctx, reg, v.timeout) {
-			*res = start
-			res.Signers, res.Reasons = []Signer{}, []string{}
-			v.check(ctx, r, res, scope, explain, v.renewPuller(p))
-		}
+	if !res.Trusted && ctx.Err() == nil && p.Recheck(ctx, r.Context().Registry) {
+		*res = start
+		res.Signers, res.Reasons = []Signer{}, []string{}
+		v.check(ctx, r, res, scope, explain, v.pullers.Renew(p))
 	}
 	return res, nil
 }
 
 // check does verify's registry part: resolve r, then the ledger or the
 // signatures, and the verdict, into res.
-func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, scope *Scope, explain bool, p *pullerState) {
+func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, scope *Scope, explain bool, p *registry.Puller) {
 	ref := res.Reference
-	ropts, err := v.remoteOptions(ctx, p)
+	ropts, err := p.Options(ctx)
 	if err != nil {
 		res.Verdict = VerdictInconclusive
 		res.addReason(err.Error())
@@ -258,63 +250,6 @@ func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, sco
 	if v.ledger != nil {
 		v.remember(ctx, res, scope) // trusted results only; a failure is ignored
 	}
-}
-
-// remoteOptions returns the options for one Verify call: p's puller and
-// ctx.
-func (v *Verifier) remoteOptions(ctx context.Context, p *pullerState) ([]remote.Option, error) {
-	if p.err != nil {
-		return nil, p.err
-	}
-	return append(registry.Options(ctx, p.base(v.transport), v.timeout, v.remote...), remote.Reuse(p.puller)), nil
-}
-
-// currentPuller returns the shared puller, making it on first use.
-func (v *Verifier) currentPuller() *pullerState {
-	v.pullerMu.Lock()
-	defer v.pullerMu.Unlock()
-	if v.puller == nil {
-		v.puller = v.newPuller()
-	}
-	return v.puller
-}
-
-// renewPuller replaces old, unless another verification did already, and
-// returns the current puller.
-func (v *Verifier) renewPuller(old *pullerState) *pullerState {
-	v.pullerMu.Lock()
-	defer v.pullerMu.Unlock()
-	if v.puller == old {
-		v.puller = v.newPuller()
-	}
-	return v.puller
-}
-
-// newPuller makes a puller. With a ledger, its transport remembers
-// registry pings in the ledger (internal/registry/pingcache.go): the base
-// transport goes under a ping-cache session, inside the bounded
-// transport, under go-containerregistry's retry and auth transports,
-// where it sees the ping as the registry would. The caller holds
-// pullerMu.
-func (v *Verifier) newPuller() *pullerState {
-	p := &pullerState{}
-	if v.ledger != nil {
-		if v.pings == nil {
-			v.pings = registry.NewPingCache(ledgerPings{l: v.ledger, now: v.now}, v.now)
-		}
-		p.session = v.pings.Session(v.transport)
-	}
-	p.puller, p.err = remote.NewPuller(registry.Options(context.Background(), p.base(v.transport), v.timeout, v.remote...)...)
-	return p
-}
-
-// base is the transport p's requests go through: the ping-cache session,
-// or t (nil: remote.DefaultTransport).
-func (p *pullerState) base(t http.RoundTripper) http.RoundTripper {
-	if p.session != nil {
-		return p.session
-	}
-	return t
 }
 
 // signatures reads the signatures attached to digest: the .sig tag scheme

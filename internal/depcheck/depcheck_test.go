@@ -108,3 +108,44 @@ func TestOneConcernPackages(t *testing.T) {
 		}
 	}
 }
+
+// TestStorageApartFromDecision: the trust ledger's store (internal/ledger)
+// and the trust decision (verify) are apart. verify imports no storage
+// internals (bbolt, flock) itself; it reaches the file only through
+// internal/ledger. The store imports neither the decision nor the
+// registry code (it stores what it is given), and the registry transport
+// (internal/registry, whose ping store lives in the ledger file) does not
+// import the decision.
+func TestStorageApartFromDecision(t *testing.T) {
+	const m = "github.com/docker-trustcache/docker-trustcache/"
+	direct := func(pkg string) []string {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -f .Imports %s: %v\n%s", pkg, err, out)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, imp := range direct(m + "verify") {
+		for _, f := range []string{"go.etcd.io/bbolt", "github.com/gofrs/flock", "github.com/google/go-containerregistry/pkg/v1/remote/transport"} {
+			if imp == f || strings.HasPrefix(imp, f+"/") {
+				t.Errorf("verify imports %s; storage and transport internals belong to internal/ledger and internal/registry", imp)
+			}
+		}
+	}
+	for pkg, forbiddenHere := range map[string][]string{
+		m + "internal/ledger":   {m + "verify", m + "keys", m + "internal/registry", m + "internal/signature", "github.com/google/go-containerregistry", "github.com/sigstore/"},
+		m + "internal/registry": {m + "verify", m + "keys", m + "internal/signature"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range forbiddenHere {
+				if dep != pkg && (dep == f || strings.HasPrefix(dep, strings.TrimSuffix(f, "/")+"/")) {
+					t.Errorf("%s imports %s; it must not import %s", pkg, dep, f)
+				}
+			}
+		}
+	}
+}
