@@ -1,6 +1,7 @@
 // Package keys handles builder key material: cosign-compatible encrypted
 // private keys, PKIX public keys, key ids and the key references a policy
-// uses to name a builder's public key.
+// uses to name a builder's public key, whose rules (scheme.go) the
+// loaders and the policy parser (verify/policy_parse.go) share.
 package keys
 
 import (
@@ -93,12 +94,12 @@ func LoadPublicKey(ref, baseDir string) (crypto.PublicKey, error) {
 
 // readKeyRef returns the bytes a key reference points at.
 func readKeyRef(ref, baseDir string) ([]byte, error) {
-	switch {
-	case ref == "":
+	switch KindOf(ref) {
+	case RefEmpty:
 		return nil, errors.New("empty key reference")
-	case strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN"):
+	case RefInline:
 		return []byte(ref), nil
-	case strings.HasPrefix(ref, EnvScheme):
+	case RefEnv:
 		name := strings.TrimPrefix(ref, EnvScheme)
 		if name == "" {
 			return nil, fmt.Errorf("key reference %q names no environment variable", ref)
@@ -108,7 +109,7 @@ func readKeyRef(ref, baseDir string) ([]byte, error) {
 			return nil, fmt.Errorf("key reference %q: environment variable %s is not set", ref, name)
 		}
 		return []byte(v), nil
-	case hasScheme(ref):
+	case RefKMS, RefScheme:
 		return nil, schemeError(ref)
 	default:
 		path := ref
@@ -126,7 +127,7 @@ func readKeyRef(ref, baseDir string) ([]byte, error) {
 // describeRef names a key reference in an error without echoing inline key
 // material.
 func describeRef(ref string) string {
-	if strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN") {
+	if KindOf(ref) == RefInline {
 		return "(inline PEM)"
 	}
 	return fmt.Sprintf("%q", ref)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 )
 
 // Option configures LoadSigner.
@@ -69,13 +68,7 @@ func LoadSigner(ref string, pass PasswordFunc, opts ...Option) (crypto.Signer, e
 // keyFilePath returns the file a key reference that readKeyRef accepted
 // names, if it names one.
 func keyFilePath(ref string) (string, bool) {
-	switch {
-	case strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN"),
-		strings.HasPrefix(ref, EnvScheme),
-		hasScheme(ref):
-		return "", false
-	}
-	return ref, true
+	return ref, KindOf(ref) == RefFile
 }
 
 // modeWarning returns a warning when the private key file at path can be read

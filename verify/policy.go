@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // Level says how strictly a scope's caches are verified.
@@ -66,7 +68,7 @@ type Key struct {
 
 // Display names the key reference in a message without echoing inline key
 // material.
-func (k Key) Display() string { return displayRef(k.Ref) }
+func (k Key) Display() string { return keys.DescribeRef(k.Ref) }
 
 // Builder is a named builder and the keys it signs with. A builder has more
 // than one key while a key is being rotated.

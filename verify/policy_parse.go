@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -33,12 +32,6 @@ var (
 	// daysRE is a maxAge with a leading day count: "30d", "1d12h".
 	daysRE = regexp.MustCompile(`^(\d+)d(.*)$`)
 )
-
-// kmsSchemes are the key reference schemes of cosign's KMS providers.
-var kmsSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
-
-// maxKeyFileSize bounds a public key file; a PEM public key is far smaller.
-const maxKeyFileSize = 64 << 10
 
 // parser collects the problems of one policy file.
 type parser struct {
@@ -356,7 +349,7 @@ func (ps *parser) key(n *yaml.Node, path string) (Key, bool) {
 	}
 	id, err := keys.ID(pub)
 	if err != nil {
-		ps.errorf(n, path, "key %s: %v", displayRef(ref), err)
+		ps.errorf(n, path, "key %s: %v", keys.DescribeRef(ref), err)
 		return Key{}, false
 	}
 	return Key{ID: id, Public: pub, Ref: ref}, true
@@ -367,50 +360,28 @@ func (ps *parser) key(n *yaml.Node, path string) (Key, bool) {
 // not small regular files (a policy naming /dev/zero or a FIFO must fail,
 // not hang).
 func loadPublicKey(ref, baseDir string) (crypto.PublicKey, error) {
-	trimmed := strings.TrimSpace(ref)
-	switch {
-	case ref == "":
+	switch keys.KindOf(ref) { // the rules of key references are keys' (keys/scheme.go)
+	case keys.RefEmpty:
 		return nil, errors.New("empty key reference")
-	case strings.HasPrefix(trimmed, "-----BEGIN"), strings.HasPrefix(ref, keys.EnvScheme):
-	case slices.ContainsFunc(kmsSchemes, func(s string) bool { return strings.HasPrefix(ref, s) }):
+	case keys.RefKMS:
 		return nil, fmt.Errorf("key %q: KMS keys are not supported; export the public key to a PEM file", ref)
-	case strings.Contains(ref, "://"):
+	case keys.RefScheme:
 		return nil, fmt.Errorf("key %q: unsupported key reference scheme: want a PEM file path, inline PEM or env://VAR", ref)
-	default:
-		path := ref
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(baseDir, path)
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", ref, err)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("key %q: %s is not a regular file", ref, path)
-		}
-		if fi.Size() > maxKeyFileSize {
-			return nil, fmt.Errorf("key %q: %s is larger than %d bytes, not a PEM public key", ref, path, maxKeyFileSize)
+	case keys.RefFile:
+		if err := keys.CheckPublicKeyFile(ref, baseDir); err != nil {
+			return nil, err
 		}
 	}
 	pub, err := keys.LoadPublicKey(ref, baseDir)
 	if err != nil {
 		// keys names the reference in most of its errors; name it when it
 		// does not.
-		if d := displayRef(ref); !strings.Contains(err.Error(), d) {
+		if d := keys.DescribeRef(ref); !strings.Contains(err.Error(), d) {
 			return nil, fmt.Errorf("key %s: %w", d, err)
 		}
 		return nil, err
 	}
 	return pub, nil
-}
-
-// displayRef names a key reference in a message without echoing inline key
-// material.
-func displayRef(ref string) string {
-	if strings.HasPrefix(strings.TrimSpace(ref), "-----BEGIN") {
-		return "(inline PEM)"
-	}
-	return strconv.Quote(ref)
 }
 
 // scopes reads the scopes list; names are the builders defined.
