@@ -1,6 +1,9 @@
 // Package verify is the trust decision: the policy (which builders may sign
 // caches of which repositories), and the Verifier that resolves a cache
-// reference to a digest, reads its signatures and decides.
+// reference to a digest, reads its signatures and decides. What it stores
+// (the ledger file, internal/ledger) and how it talks to registries (the
+// pullers and remembered pings, internal/registry) are other packages'; it
+// keeps only the hooks (ledger.go).
 //
 // The package imports neither cobra nor the docker CLI; it logs nowhere.
 package verify

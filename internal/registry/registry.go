@@ -1,6 +1,8 @@
 // Package registry is the registry plumbing trustcache's packages share:
 // remote options with the user's docker credentials, bounded response
-// bodies, and the line between "not there" and "could not tell".
+// bodies, the line between "not there" and "could not tell", the puller a
+// client keeps for its life (pullers.go), and the registry pings remembered
+// between processes (pingcache.go) in the ledger file (pingstore.go).
 package registry
 
 import (
