@@ -204,3 +204,46 @@ func TestLedgerFiles(t *testing.T) {
 		t.Errorf("Lookup after Close = %v; want ErrClosed", err)
 	}
 }
+
+// TestLockTimeout: an operation waits for another process's hold on the
+// file at most the lock timeout, then fails (a lookup is a miss, a write is
+// skipped), naming the file.
+func TestLockTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trustcache", "ledger.db")
+	holder, err := Open[testSigner](path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := holder.lock(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	l, err := Open[testSigner](path, WithLockTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	e, err := l.Lookup(context.Background(), "r", "d")
+	if e != nil || err == nil || !strings.Contains(err.Error(), "locking ledger "+path) {
+		t.Errorf("Lookup while another holds the lock = %v, %v; want nil and a locking error naming the file", e, err)
+	}
+	if err := l.Record(context.Background(), testEntry(1, now.Add(time.Hour))); err == nil {
+		t.Errorf("Record while another holds the lock succeeded")
+	}
+	// Under the default (3 s) the first alone would take longer.
+	if d := time.Since(start); d >= DefaultLockTimeout {
+		t.Errorf("two operations under a 200ms lock timeout took %s; the option was not applied", d)
+	}
+}
+
+// TestUpdateOwnBuckets: another concern cannot write over the store's own
+// buckets through Update.
+func TestUpdateOwnBuckets(t *testing.T) {
+	l := newLedger(t)
+	for _, b := range []string{EntriesBucket, expiryBucket} {
+		if err := l.Update(context.Background(), b, func(Bucket) error { return nil }); err == nil {
+			t.Errorf("Update(%s) succeeded; want an error", b)
+		}
+	}
+}
