@@ -587,7 +587,7 @@ func (l *Store[S]) checkPermissions(fi fs.FileInfo) error {
 
 // lock takes the lock on PATH.lock, shared or exclusive, waiting at most
 // the store's lock timeout. Each call opens its own descriptor, so that two
-// Ledger values (or goroutines) in one process exclude each other like
+// Store values (or goroutines) in one process exclude each other like
 // two processes do.
 func (l *Store[S]) lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
 	fl := flock.New(l.path+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
