@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
@@ -68,13 +69,11 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.
 // loads the key.
 func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
 	for k := range opts.SignAnnotations {
-		for _, r := range reservedAnnotations {
-			if k == r {
-				return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
-			}
+		if signature.Reserved(k) {
+			return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
 		}
 	}
-	ann := sourceContext(getenv)
+	ann := cicontext.Source(getenv)
 	for k, v := range opts.SignAnnotations {
 		ann[k] = v
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -96,9 +97,9 @@ func TestProvenanceRecordInReport(t *testing.T) {
 	}
 	exported := pushRandom(t, host+"/team/cache:next")
 	fakeBuildMetadata(t, dir, `{"cache.manifest":"{\"digest\":\"`+exported.String()+`\"}"}`)
-	t.Setenv(envSourceRepo, "github.com/acme/app")
-	t.Setenv(envSourceRef, "refs/heads/main")
-	t.Setenv(envSourceCommit, "0123456789abcdef")
+	t.Setenv(cicontext.EnvRepo, "github.com/acme/app")
+	t.Setenv(cicontext.EnvRef, "refs/heads/main")
+	t.Setenv(cicontext.EnvCommit, "0123456789abcdef")
 
 	res := run(t, "build", "--no-ledger", "--trust-report", "report.json",
 		"--cache-from", good, "--cache-from", bad, "--cache-from", "type=local,src=/tmp/c",

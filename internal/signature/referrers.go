@@ -9,7 +9,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -93,20 +93,23 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		return nil, fmt.Errorf("referrers of %s: %w (%d bundle referrers)", subject, ErrTooManySignatures, len(cands))
 	}
 
+	return readBundles(ctx, repo, cands, opts, SignPredicateType), nil
+}
+
+// readBundles reads the bundles of cands, up to fetchConcurrency at once,
+// and keeps those that are bundles of predicateType (nil when none is).
+func readBundles(ctx context.Context, repo name.Repository, cands []v1.Descriptor, opts []remote.Option, predicateType string) []Signature {
 	sigs := make([]Signature, len(cands))
 	isBundle := make([]bool, len(cands))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fetchConcurrency)
+	var g errgroup.Group
+	g.SetLimit(fetchConcurrency)
 	for i, d := range cands {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, SignPredicateType)
-		}()
+		g.Go(func() error {
+			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, predicateType)
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // readBundle records a failure in the Signature itself
 
 	out := sigs[:0]
 	for i, s := range sigs {
@@ -115,9 +118,9 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		}
 	}
 	if len(out) == 0 {
-		return nil, nil
+		return nil
 	}
-	return out, nil
+	return out
 }
 
 // bundleCandidate reports whether a referrers-list entry may be a bundle
