@@ -45,24 +45,10 @@ trustcache options:
                                  pushed images, by the digests the bake
                                  reported, and attach to each the signed
                                  provenance record (docs/provenance.md)
-      --key KEY                  Private key for --sign: a file or env://VAR
-                                 (default $TRUSTCACHE_KEY)
-      --sign-annotation K=V      Extra signed annotation (repeatable)
-      --trust-report FILE        Write the trust report (each target's caches
+` + signKeyHelp + `      --trust-report FILE        Write the trust report (each target's caches
                                  used and dropped, with why; what was signed;
                                  the provenance record) as JSON
-      --no-ledger                Neither use nor update the local ledger of
-                                 digests verified (or signed) before
-      --signature-format FORMAT  legacy or bundle, for --sign
-      --keyless                  Sign with a Fulcio certificate for the CI's
-                                 OIDC identity instead of --key, timestamped
-                                 by the timestamp authority
-      --identity-token TOKEN     OIDC token for --keyless, or @FILE (default
-                                 $SIGSTORE_ID_TOKEN, else the GitHub Actions
-                                 token)
-      --signing-config FILE      Sigstore signing config for --keyless
-                                 (default: the public-good instance)
-
+` + signOptionsHelp + `
 Exit status: the bake's own; 3 or 4 when onUntrusted: fail stopped the
 bake for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
