@@ -3,9 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -29,6 +26,8 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // backend is a fake buildkitd: a gRPC server that records every call and
@@ -146,10 +145,7 @@ const (
 
 func testVerifier(t *testing.T) fakeVerifier {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testreg.Key(t)
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)

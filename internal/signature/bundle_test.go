@@ -14,16 +14,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/keys"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 const testHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func testKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testreg.Key(t)
 	return k
 }
 

@@ -270,7 +270,7 @@ func (sl *sigLayout) put(t *testing.T, reg *testRegistry, m *v1.Manifest) {
 func TestReadLegacyInline(t *testing.T) {
 	// serveOther answers GETs of blob with other bytes.
 	serveOther := func(reg *testRegistry, blob v1.Hash, body []byte) {
-		reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+blob.String()) {
 				return false
 			}
@@ -338,13 +338,13 @@ func TestReadLegacyInline(t *testing.T) {
 			reg := newTestRegistry(t, false)
 			sl := newSigLayout(t, reg)
 			want := tc.tamper(t, reg, sl)
-			reg.reset()
+			reg.Reset()
 			sigs, err := ReadLegacy(context.Background(), sl.repo, sl.digest)
 			if err != nil || len(sigs) != 1 {
 				t.Fatalf("ReadLegacy = %+v, %v; want one entry", sigs, err)
 			}
 			s := sigs[0]
-			if n := reg.count("GET", "/blobs/"); n != tc.blobGets {
+			if n := reg.Count("GET", "/blobs/"); n != tc.blobGets {
 				t.Errorf("%d payload blob fetches; want %d", n, tc.blobGets)
 			}
 			if want == nil {
@@ -383,7 +383,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 			t.Errorf("config descriptor has data %q; want it as before", m.Config.Data)
 		}
 
-		reg.reset()
+		reg.Reset()
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 || sigs[0].Err != nil {
 			t.Fatalf("ReadBundles = %+v, %v; want one bundle", sigs, err)
@@ -391,7 +391,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 		if err := keys.VerifySignature(k.Public(), sigs[0].SignedBytes(), sigs[0].Signature); err != nil {
 			t.Errorf("the bundle does not verify: %v", err)
 		}
-		if n := reg.count("GET", "/blobs/"); n != 0 {
+		if n := reg.Count("GET", "/blobs/"); n != 0 {
 			t.Errorf("%d bundle blob fetches; want 0 (embedded)", n)
 		}
 	})
@@ -471,12 +471,12 @@ func TestReadBundlesInline(t *testing.T) {
 			}
 			attachRaw(t, repo, subjectOf(t, repo, digest), m)
 
-			reg.reset()
+			reg.Reset()
 			sigs, err := ReadBundles(ctx, repo, digest)
 			if err != nil || len(sigs) != 1 {
 				t.Fatalf("ReadBundles = %+v, %v; want one entry", sigs, err)
 			}
-			if n := reg.count("GET", "/blobs/"); n != tc.blobGets {
+			if n := reg.Count("GET", "/blobs/"); n != tc.blobGets {
 				t.Errorf("%d bundle blob fetches; want %d", n, tc.blobGets)
 			}
 			s := sigs[0]

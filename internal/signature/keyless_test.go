@@ -3,7 +3,6 @@ package signature
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/keys"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // localKeyless is a Keyless that signs with a local key and a certificate
@@ -30,10 +31,7 @@ type localKeyless struct {
 
 func newLocalKeyless(t *testing.T) *localKeyless {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testreg.Key(t)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "t"}, NotBefore: time.Now(), NotAfter: time.Now().Add(10 * time.Minute)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
