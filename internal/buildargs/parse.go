@@ -1,11 +1,12 @@
-// Package buildargs reads the command line of `docker trustcache build` the
-// way `docker buildx build` v0.38.2 reads it, takes out trustcache's own
-// flags, and writes the argv for the real build with each --cache-from kept,
-// pinned or removed.
+// Package buildargs reads the command lines of `docker trustcache build` and
+// `bake` the way `docker buildx build` and `bake` v0.38.2 read them, takes
+// out trustcache's own flags, and writes the argv for the real build with
+// each --cache-from kept, pinned or removed.
 //
-// It mirrors buildx without importing it: the flag table is in flags.go, the
-// parsing rules are pflag v1.0.10's (the version buildx v0.38.2 builds with),
-// and the --cache-from grammar is buildx's util/buildflags/cache.go.
+// It mirrors buildx without importing it: the flag tables are in flags.go,
+// the parsing rules are pflag v1.0.10's (the version buildx v0.38.2 builds
+// with) in scan.go, build's line in parse.go, bake's line and definition in
+// bake.go, and the --cache-from grammar is buildx's util/buildflags/cache.go.
 package buildargs
 
 import (
