@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,23 +120,12 @@ func (bs *buildSigner) cleanup() {
 	}
 }
 
-// buildMetadata is the part of buildx's --metadata-file trustcache reads.
-type buildMetadata struct {
-	CacheManifest json.RawMessage `json:"cache.manifest"`        // a descriptor, or a JSON string holding one
-	ImageDigest   string          `json:"containerimage.digest"` // the pushed manifest or index
-	ImageName     string          `json:"image.name"`            // comma-separated names
-}
-
 // signExported signs the cache manifest and pushed images the build
 // reported.
 func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
-	data, err := os.ReadFile(bs.metadataFile)
+	md, err := buildargs.ReadMetadata(bs.metadataFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the build metadata: %w", err)
-	}
-	var md buildMetadata
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
+		return nil, err
 	}
 	return bs.signMetadata(ctx, v, md)
 }
@@ -152,10 +140,10 @@ type exportTarget struct {
 
 // exportTargets returns the cache manifest and pushed images md reports,
 // as the build reported them: never a tag resolved afterwards.
-func (bs *buildSigner) exportTargets(md buildMetadata) ([]exportTarget, error) {
+func (bs *buildSigner) exportTargets(md buildargs.Metadata) ([]exportTarget, error) {
 	var targets []exportTarget
 	if bs.cacheRepo != nil {
-		d, err := cacheDigest(md.CacheManifest)
+		d, err := md.CacheDigest()
 		if err != nil {
 			return nil, fmt.Errorf("the build did not report the digest of the cache it exported to %s (%v); not signing by tag, which may have moved", bs.cacheRepo.Name(), err)
 		}
@@ -182,7 +170,7 @@ func (bs *buildSigner) exportTargets(md buildMetadata) ([]exportTarget, error) {
 }
 
 // signMetadata signs the cache manifest and pushed images md reports.
-func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildMetadata) ([]signedReport, error) {
+func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildargs.Metadata) ([]signedReport, error) {
 	targets, err := bs.exportTargets(md)
 	if err != nil {
 		return nil, err
@@ -201,23 +189,4 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 		}
 	}
 	return signed, nil
-}
-
-// cacheDigest reads the digest of buildx's "cache.manifest" metadata: a
-// descriptor, written either as an object or as a JSON string holding one.
-func cacheDigest(raw json.RawMessage) (v1.Hash, error) {
-	if len(raw) == 0 {
-		return v1.Hash{}, fmt.Errorf("no cache.manifest in the build metadata")
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		raw = json.RawMessage(s)
-	}
-	var desc struct {
-		Digest string `json:"digest"`
-	}
-	if err := json.Unmarshal(raw, &desc); err != nil {
-		return v1.Hash{}, fmt.Errorf("cache.manifest: %w", err)
-	}
-	return v1.NewHash(desc.Digest)
 }

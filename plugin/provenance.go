@@ -3,7 +3,6 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -107,13 +106,9 @@ func (bs *buildSigner) exported() ([]exportTarget, error) {
 	if bs.cacheRepo == nil && !bs.pushes {
 		return nil, nil
 	}
-	data, err := os.ReadFile(bs.metadataFile)
+	md, err := buildargs.ReadMetadata(bs.metadataFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the build metadata: %w", err)
-	}
-	var md buildMetadata
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
+		return nil, err
 	}
 	return bs.exportTargets(md)
 }
