@@ -109,20 +109,10 @@ type BakeInvocation struct {
 func ParseBake(args []string) (*BakeInvocation, error) {
 	inv := &BakeInvocation{}
 	var listTargets, listVars bool
-	s := scanner{args: args, table: bakeFlags, tokens: &inv.Tokens}
-	s.apply = func(e flagEntry, value string, tok int, form Form) error {
-		inv.Flags = append(inv.Flags, FlagUse{Name: e.name, Value: value, Token: tok, Form: form, Trust: e.trust})
-		var b bool
-		if e.kind == boolean {
-			var err error
-			if b, err = strconv.ParseBool(value); err != nil {
-				return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, e.name, err)
-			}
-		}
-		if e.trust {
-			return applyTrust(&inv.Trust, e.name, value, b)
-		}
-		switch e.name {
+	s := scanner{args: args, table: bakeFlags, tokens: &inv.Tokens, flags: &inv.Flags, trust: &inv.Trust}
+	s.apply = func(u FlagUse, b bool) error {
+		value := u.Value
+		switch u.Name {
 		case "file":
 			inv.Files = append(inv.Files, value)
 		case "builder":

@@ -200,7 +200,7 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // buildx would refuse is an error. Every error is a *UsageError.
 func Parse(args []string) (*Invocation, error) {
 	p := parser{inv: &Invocation{ContextToken: -1}}
-	s := scanner{args: args, table: knownFlags, tokens: &p.inv.Tokens, apply: p.apply}
+	s := scanner{args: args, table: knownFlags, tokens: &p.inv.Tokens, flags: &p.inv.Flags, trust: &p.inv.Trust, apply: p.apply}
 	if err := s.run(); err != nil {
 		return nil, err
 	}
@@ -228,21 +228,12 @@ type parser struct {
 	inv *Invocation
 }
 
-// apply records one flag occurrence.
-func (p *parser) apply(e flagEntry, value string, tok int, form Form) error {
+// apply applies one occurrence of one of build's own flags (scanner
+// records it and applies trustcache's).
+func (p *parser) apply(u FlagUse, b bool) error {
 	inv := p.inv
-	inv.Flags = append(inv.Flags, FlagUse{Name: e.name, Value: value, Token: tok, Form: form, Trust: e.trust})
-	var b bool
-	if e.kind == boolean {
-		var err error
-		if b, err = strconv.ParseBool(value); err != nil {
-			return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, e.name, err)
-		}
-	}
-	if e.trust {
-		return applyTrust(&inv.Trust, e.name, value, b)
-	}
-	switch e.name {
+	value, tok, form := u.Value, u.Token, u.Form
+	switch u.Name {
 	case "cache-from":
 		specs, err := ParseCacheFlag(value)
 		if err != nil {

@@ -2,18 +2,40 @@ package buildargs
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
 // scanner splits a command line into tokens the way pflag v1.0.10 does,
-// with the flags in table; apply receives every known flag occurrence.
-// Parse (build) and ParseBake (bake) both read their lines with it.
+// with the flags in table. Every known flag occurrence is recorded in
+// flags; trustcache's own are applied to trust, the others passed to
+// apply (b is a boolean flag's value). Parse (build) and ParseBake (bake)
+// both read their lines with it.
 type scanner struct {
 	args       []string
 	table      flagTable
 	tokens     *[]Token
-	apply      func(e flagEntry, value string, tok int, form Form) error
+	flags      *[]FlagUse
+	trust      *Options
+	apply      func(u FlagUse, b bool) error
 	positional []int
+}
+
+// use records one known flag occurrence and applies it.
+func (s *scanner) use(e flagEntry, value string, tok int, form Form) error {
+	u := FlagUse{Name: e.name, Value: value, Token: tok, Form: form, Trust: e.trust}
+	*s.flags = append(*s.flags, u)
+	var b bool
+	if e.kind == boolean {
+		var err error
+		if b, err = strconv.ParseBool(value); err != nil {
+			return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, e.name, err)
+		}
+	}
+	if e.trust {
+		return applyTrust(s.trust, e.name, value, b)
+	}
+	return s.apply(u, b)
 }
 
 func (s *scanner) add(arg string, kind Kind, flag string) int {
@@ -83,7 +105,7 @@ func (s *scanner) long(i int) (int, error) {
 	default:
 		return 0, &UsageError{Arg: i, Flag: a, Err: fmt.Errorf("flag needs an argument: --%s", name)}
 	}
-	if err := s.apply(e, value, tok, form); err != nil {
+	if err := s.use(e, value, tok, form); err != nil {
 		return 0, &UsageError{Arg: i, Flag: "--" + name, Err: err}
 	}
 	return consumed, nil
@@ -122,7 +144,7 @@ func (s *scanner) short(i int) (int, error) {
 		if consumed == 1 {
 			s.add(value, KindValue, e.name)
 		}
-		if err := s.apply(e, value, tok, form); err != nil {
+		if err := s.use(e, value, tok, form); err != nil {
 			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: err}
 		}
 	}

@@ -33,14 +33,9 @@ func ReadAttestations(ctx context.Context, repo name.Repository, digest v1.Hash,
 		return nil, fmt.Errorf("attestations: predicate type %q is not an attestation type", predicateType)
 	}
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	subject := repo.Digest(digest.String())
-	idx, err := remote.Referrers(subject, opts...)
+	subject, im, err := listReferrers(repo, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+		return nil, err
 	}
 	var cands []v1.Descriptor
 	for _, d := range im.Manifests {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -74,14 +73,9 @@ const MaxReferrerManifestSize = 64 << 10
 // valid one gets an Err for which IsMalformed is true.
 func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	subject := repo.Digest(digest.String())
-	idx, err := remote.Referrers(subject, opts...)
+	subject, im, err := listReferrers(repo, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+		return nil, err
 	}
 	var cands []v1.Descriptor
 	for _, d := range im.Manifests {
@@ -94,6 +88,21 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 	}
 
 	return readBundles(ctx, repo, cands, opts, SignPredicateType), nil
+}
+
+// listReferrers lists the referrers of repo@digest (opts carry the
+// context).
+func listReferrers(repo name.Repository, digest v1.Hash, opts []remote.Option) (name.Digest, *v1.IndexManifest, error) {
+	subject := repo.Digest(digest.String())
+	idx, err := remote.Referrers(subject, opts...)
+	if err != nil {
+		return subject, nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return subject, nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	return subject, im, nil
 }
 
 // readBundles reads the bundles of cands, up to fetchConcurrency at once,
@@ -423,11 +432,7 @@ func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.
 		if err != nil || st.Digest() != digest {
 			return false
 		}
-		got := st.Annotations()
-		delete(got, AnnotationCreated)
-		want := maps.Clone(ann)
-		delete(want, AnnotationCreated)
-		if !maps.Equal(got, want) {
+		if !sameButCreated(st.Annotations(), ann) {
 			return false
 		}
 		kept = existing
