@@ -25,9 +25,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/docker-trustcache/docker-trustcache/verify"
-
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
 // backend is a fake buildkitd: a gRPC server that records every call and

@@ -22,9 +22,8 @@ import (
 	"github.com/digitorus/timestamp"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
-	"github.com/docker-trustcache/docker-trustcache/keys"
-
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // These tests run the clients against services written here to misbehave

@@ -29,6 +29,7 @@ import (
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -370,7 +371,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		if _, err := (Signer{Key: k, Now: func() time.Time { return time.Unix(0, 0) }}).SignBundle(ctx, repo, digest, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -445,7 +446,7 @@ func TestReadBundlesInline(t *testing.T) {
 			ctx := context.Background()
 			repo := reg.repo("dev-bundle/cache")
 			digest := reg.push(repo)
-			k := testKey(t)
+			k := testreg.Key(t)
 			st, err := NewStatement(digest, nil)
 			if err != nil {
 				t.Fatal(err)

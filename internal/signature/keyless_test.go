@@ -15,9 +15,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/docker-trustcache/docker-trustcache/keys"
-
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // localKeyless is a Keyless that signs with a local key and a certificate

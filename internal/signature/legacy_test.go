@@ -12,9 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/docker-trustcache/docker-trustcache/keys"
-
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 func newRepo(t testing.TB) name.Repository {

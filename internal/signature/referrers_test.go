@@ -157,7 +157,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		created := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 		s := Signer{Key: k, Builder: "ci-main", Now: func() time.Time { return created }}
 
@@ -244,7 +244,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		if added, err := s.SignBundle(ctx, repo, digest, map[string]string{AnnotationRef: "refs/heads/other"}); err != nil || !added {
 			t.Errorf("SignBundle(other annotations) = %v, %v; want added", added, err)
 		}
-		if added, err := (Signer{Key: testKey(t)}).SignBundle(ctx, repo, digest, nil); err != nil || !added {
+		if added, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, repo, digest, nil); err != nil || !added {
 			t.Errorf("SignBundle(other key) = %v, %v; want added", added, err)
 		}
 		if sigs, err := ReadBundles(ctx, repo, digest); err != nil || len(sigs) != 3 {
@@ -273,7 +273,7 @@ func TestReadBundlesNone(t *testing.T) {
 		if sigs, err := ReadBundles(ctx, missing, digest); err != nil || sigs != nil {
 			t.Errorf("ReadBundles(no repository) = %v, %v; want nil, nil", sigs, err)
 		}
-		if _, err := (Signer{Key: testKey(t)}).SignBundle(ctx, missing, digest, nil); err == nil {
+		if _, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, missing, digest, nil); err == nil {
 			t.Error("SignBundle of a digest the repository does not hold succeeded")
 		}
 	})
@@ -287,7 +287,7 @@ func TestBundleCopiedToOtherDigest(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		signed, other := reg.push(repo), reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		st, err := NewStatement(signed, map[string]string{AnnotationIdentity: repo.Name()})
 		if err != nil {
 			t.Fatal(err)
@@ -350,7 +350,7 @@ func TestReadBundlesMalformed(t *testing.T) {
 			Annotations:  map[string]string{annotationBundlePredicateType: "https://slsa.dev/provenance/v1"},
 		}, static.NewLayer([]byte("{not json"), BundleMediaType))
 		// A valid one among them.
-		k := testKey(t)
+		k := testreg.Key(t)
 		if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +408,7 @@ func TestReadBundlesBounded(t *testing.T) {
 				repo := reg.repo("dev-bundle/cache")
 				digest := reg.push(repo)
 				subject := subjectOf(t, repo, digest)
-				k := testKey(t)
+				k := testreg.Key(t)
 				if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 					t.Fatal(err)
 				}
@@ -467,7 +467,7 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		attachCosignBundle(t, repo, digest, k) // no data: the blob is fetched
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 {
@@ -543,7 +543,7 @@ func TestSignBundleConcurrent(t *testing.T) {
 		repo := reg.repo("dev-bundle/cache")
 		ks := make([]*ecdsa.PrivateKey, signers)
 		for i := range ks {
-			ks[i] = testKey(t)
+			ks[i] = testreg.Key(t)
 		}
 		for round := range rounds {
 			digest := reg.push(repo)
@@ -588,7 +588,7 @@ func TestSignBundleTooManyReferrers(t *testing.T) {
 		Manifests: reg.seedJunk(repo, subjectOf(t, repo, digest), MaxSignatures+1, BundleMediaType, EmptyMediaType)}
 	raw, _ := json.Marshal(idx)
 	reg.seed(repo, "sha256-"+digest.Hex, types.OCIImageIndex, raw)
-	if _, err := (Signer{Key: testKey(t)}).SignBundle(ctx, repo, digest, nil); !errors.Is(err, ErrTooManySignatures) {
+	if _, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, repo, digest, nil); !errors.Is(err, ErrTooManySignatures) {
 		t.Errorf("SignBundle with %d referrers = %v; want ErrTooManySignatures", MaxSignatures+1, err)
 	}
 }

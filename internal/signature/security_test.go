@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -33,7 +34,7 @@ func TestReadBundlesNestedIndexes(t *testing.T) {
 	repo := reg.repo("dev-bundle/cache")
 	digest := reg.push(repo)
 	subject := subjectOf(t, repo, digest)
-	k := testKey(t)
+	k := testreg.Key(t)
 	if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestReadBundlesContentMismatch(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		attachCosignBundle(t, repo, digest, k) // no data: the blob is fetched
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 {
