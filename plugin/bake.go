@@ -3,7 +3,6 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,24 +44,10 @@ trustcache options:
                                  pushed images, by the digests the bake
                                  reported, and attach to each the signed
                                  provenance record (docs/provenance.md)
-      --key KEY                  Private key for --sign: a file or env://VAR
-                                 (default $TRUSTCACHE_KEY)
-      --sign-annotation K=V      Extra signed annotation (repeatable)
-      --trust-report FILE        Write the trust report (each target's caches
+` + signKeyHelp + `      --trust-report FILE        Write the trust report (each target's caches
                                  used and dropped, with why; what was signed;
                                  the provenance record) as JSON
-      --no-ledger                Neither use nor update the local ledger of
-                                 digests verified (or signed) before
-      --signature-format FORMAT  legacy or bundle, for --sign
-      --keyless                  Sign with a Fulcio certificate for the CI's
-                                 OIDC identity instead of --key, timestamped
-                                 by the timestamp authority
-      --identity-token TOKEN     OIDC token for --keyless, or @FILE (default
-                                 $SIGSTORE_ID_TOKEN, else the GitHub Actions
-                                 token)
-      --signing-config FILE      Sigstore signing config for --keyless
-                                 (default: the public-good instance)
-
+` + signOptionsHelp + `
 Exit status: the bake's own; 3 or 4 when onUntrusted: fail stopped the
 bake for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -410,29 +395,27 @@ func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets
 type targetExport struct {
 	name   string
 	signer buildSigner
-	md     buildMetadata
+	md     buildargs.Metadata
 }
 
 // targetExports reads the bake's metadata file: each target's part of it,
 // with a signer for that target's registry cache and pushes.
 func (bs *bakeSigner) targetExports() ([]targetExport, error) {
-	data, err := os.ReadFile(bs.base.metadataFile)
+	md, err := buildargs.ReadBakeMetadata(bs.base.metadataFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the bake metadata: %w", err)
-	}
-	var md map[string]json.RawMessage
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the bake metadata %s: %w", bs.base.metadataFile, err)
+		return nil, err
 	}
 	out := make([]targetExport, 0, len(bs.targets))
 	for _, t := range bs.targets {
 		te := targetExport{name: t.name, signer: *bs.base}
 		te.signer.cacheRepo, te.signer.pushes = t.cacheRepo, t.pushes
-		if raw, ok := md[t.name]; !ok {
+		tmd, ok, err := md.Target(t.name)
+		if !ok {
 			return nil, fmt.Errorf("target %s: the bake metadata reports nothing for it; not signing by tag", t.name)
-		} else if err := json.Unmarshal(raw, &te.md); err != nil {
-			return nil, fmt.Errorf("target %s: parsing the bake metadata: %w", t.name, err)
+		} else if err != nil {
+			return nil, err
 		}
+		te.md = tmd
 		out = append(out, te)
 	}
 	return out, nil

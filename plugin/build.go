@@ -16,8 +16,29 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/decision"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+// The trustcache options build and bake share, in their --help.
+const (
+	signKeyHelp = `      --key KEY                  Private key for --sign: a file or env://VAR
+                                 (default $TRUSTCACHE_KEY)
+      --sign-annotation K=V      Extra signed annotation (repeatable)
+`
+	signOptionsHelp = `      --no-ledger                Neither use nor update the local ledger of
+                                 digests verified (or signed) before
+      --signature-format FORMAT  legacy or bundle, for --sign
+      --keyless                  Sign with a Fulcio certificate for the CI's
+                                 OIDC identity instead of --key, timestamped
+                                 by the timestamp authority
+      --identity-token TOKEN     OIDC token for --keyless, or @FILE (default
+                                 $SIGSTORE_ID_TOKEN, else the GitHub Actions
+                                 token)
+      --signing-config FILE      Sigstore signing config for --keyless
+                                 (default: the public-good instance)
+`
 )
 
 const buildHelp = `Usage:  docker trustcache build [OPTIONS] PATH | URL | -
@@ -42,24 +63,10 @@ trustcache options:
                                  the build reported, and attach to each the
                                  signed provenance record (the caches it was
                                  built from: docs/provenance.md)
-      --key KEY                  Private key for --sign: a file or env://VAR
-                                 (default $TRUSTCACHE_KEY)
-      --sign-annotation K=V      Extra signed annotation (repeatable)
-      --trust-report FILE        Write the trust report (caches used and
+` + signKeyHelp + `      --trust-report FILE        Write the trust report (caches used and
                                  dropped, with why; what was signed; the
                                  provenance record) as JSON
-      --no-ledger                Neither use nor update the local ledger of
-                                 digests verified (or signed) before
-      --signature-format FORMAT  legacy or bundle, for --sign
-      --keyless                  Sign with a Fulcio certificate for the CI's
-                                 OIDC identity instead of --key, timestamped
-                                 by the timestamp authority
-      --identity-token TOKEN     OIDC token for --keyless, or @FILE (default
-                                 $SIGSTORE_ID_TOKEN, else the GitHub Actions
-                                 token)
-      --signing-config FILE      Sigstore signing config for --keyless
-                                 (default: the public-good instance)
-
+` + signOptionsHelp + `
 Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
 build for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -102,12 +109,12 @@ type cacheReport struct {
 	Result  *verify.Result `json:"result,omitempty"`
 }
 
-// Report actions.
+// Report actions: internal/decision's words.
 const (
-	actionUsed    = "used"    // verified (or audited) and passed on pinned to its digest
-	actionPassed  = "passed"  // passed on as given: level skip, or a type the policy allows unsigned
-	actionDropped = "dropped" // removed; the build runs without it
-	actionBlocked = "blocked" // onUntrusted: fail; the build did not start
+	actionUsed    = string(decision.Used)    // verified (or audited) and passed on pinned to its digest
+	actionPassed  = string(decision.Passed)  // passed on as given: level skip, or a type the policy allows unsigned
+	actionDropped = string(decision.Dropped) // removed; the build runs without it
+	actionBlocked = string(decision.Blocked) // onUntrusted: fail; the build did not start
 )
 
 // trustReport is the trust report: --trust-report writes it as JSON.
@@ -283,10 +290,7 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 		reports[i].Reason = redactPEM(reports[i].Reason)
 		out[i] = decisions[i]
 		if reports[i].Action == actionBlocked {
-			code := ExitUntrusted
-			if reports[i].Result != nil && reports[i].Result.Verdict == verify.VerdictInconclusive {
-				code = ExitInconclusive
-			}
+			code := exitFor(decision.StatusOf(reports[i].Result))
 			if blocked == nil || code == ExitUntrusted {
 				blocked = cli.StatusError{StatusCode: code, Status: fmt.Sprintf("trustcache: not building: cache %s is %s (policy onUntrusted: fail)", reports[i].Source, reports[i].Result.Verdict)}
 			}
@@ -296,51 +300,22 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 	return out, blocked
 }
 
-// decideCache verifies one cache source and decides its fate.
+// decideCache verifies one cache source and decides its fate by the
+// verdict → action table in internal/decision.
 func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
 	rep := cacheReport{Source: redactPEM(spec.String()), Type: spec.Type}
-	drop := buildargs.Decision{Action: buildargs.Remove}
-	if spec.Type != "registry" {
-		if v.Policy().AllowsUnsigned(spec.Type) {
-			rep.Action, rep.Reason = actionPassed, "the policy allows unsigned "+spec.Type+" caches"
-			return buildargs.Decision{Action: buildargs.Keep}, rep
-		}
-		rep.Action = actionDropped
-		rep.Reason = fmt.Sprintf("type=%s caches cannot carry registry signatures (allowUnsignedTypes in the policy lets them through)", spec.Type)
-		return drop, rep
-	}
-	ref := spec.Ref()
-	if ref == "" {
-		rep.Action, rep.Reason = actionDropped, "registry cache without ref"
-		return drop, rep
-	}
-	res, err := v.Verify(ctx, ref)
-	rep.Result = res
-	if err != nil {
-		rep.Action, rep.Reason = actionDropped, err.Error()
-		return drop, rep
-	}
-	switch {
-	case res.Verdict == verify.VerdictSkipped:
-		rep.Action, rep.Reason = actionPassed, "scope level skip: not verified"
-		return buildargs.Decision{Action: buildargs.Keep}, rep
-	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
+	o := decision.Cache(ctx, v.Policy(), v.Verify, spec.Type, spec.Ref())
+	rep.Action, rep.Reason, rep.Result = string(o.Action), o.Reason, o.Result
+	switch o.Action {
+	case decision.Used:
 		pinned := spec
-		pinned.Set("ref", res.Pinned())
-		rep.Action, rep.Pinned = actionUsed, res.Pinned()
-		if !res.Trusted {
-			rep.Reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
-		}
+		pinned.Set("ref", o.Result.Pinned())
+		rep.Pinned = o.Result.Pinned()
 		return buildargs.Decision{Action: buildargs.Replace, Spec: pinned}, rep
-	case res.Level == verify.LevelAudit:
-		rep.Action, rep.Reason = actionPassed, "level audit: no digest resolved ("+res.Reason()+")"
+	case decision.Passed:
 		return buildargs.Decision{Action: buildargs.Keep}, rep
-	case res.OnUntrusted == verify.ActionFail:
-		rep.Action, rep.Reason = actionBlocked, string(res.Verdict)+": "+res.Reason()
-		return drop, rep
 	default:
-		rep.Action, rep.Reason = actionDropped, string(res.Verdict)+": "+res.Reason()
-		return drop, rep
+		return buildargs.Decision{Action: buildargs.Remove}, rep
 	}
 }
 

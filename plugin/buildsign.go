@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
@@ -68,13 +68,11 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.
 // loads the key.
 func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
 	for k := range opts.SignAnnotations {
-		for _, r := range reservedAnnotations {
-			if k == r {
-				return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
-			}
+		if signature.Reserved(k) {
+			return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
 		}
 	}
-	ann := sourceContext(getenv)
+	ann := cicontext.Source(getenv)
 	for k, v := range opts.SignAnnotations {
 		ann[k] = v
 	}
@@ -122,23 +120,12 @@ func (bs *buildSigner) cleanup() {
 	}
 }
 
-// buildMetadata is the part of buildx's --metadata-file trustcache reads.
-type buildMetadata struct {
-	CacheManifest json.RawMessage `json:"cache.manifest"`        // a descriptor, or a JSON string holding one
-	ImageDigest   string          `json:"containerimage.digest"` // the pushed manifest or index
-	ImageName     string          `json:"image.name"`            // comma-separated names
-}
-
 // signExported signs the cache manifest and pushed images the build
 // reported.
 func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
-	data, err := os.ReadFile(bs.metadataFile)
+	md, err := buildargs.ReadMetadata(bs.metadataFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the build metadata: %w", err)
-	}
-	var md buildMetadata
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
+		return nil, err
 	}
 	return bs.signMetadata(ctx, v, md)
 }
@@ -153,10 +140,10 @@ type exportTarget struct {
 
 // exportTargets returns the cache manifest and pushed images md reports,
 // as the build reported them: never a tag resolved afterwards.
-func (bs *buildSigner) exportTargets(md buildMetadata) ([]exportTarget, error) {
+func (bs *buildSigner) exportTargets(md buildargs.Metadata) ([]exportTarget, error) {
 	var targets []exportTarget
 	if bs.cacheRepo != nil {
-		d, err := cacheDigest(md.CacheManifest)
+		d, err := md.CacheDigest()
 		if err != nil {
 			return nil, fmt.Errorf("the build did not report the digest of the cache it exported to %s (%v); not signing by tag, which may have moved", bs.cacheRepo.Name(), err)
 		}
@@ -183,7 +170,7 @@ func (bs *buildSigner) exportTargets(md buildMetadata) ([]exportTarget, error) {
 }
 
 // signMetadata signs the cache manifest and pushed images md reports.
-func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildMetadata) ([]signedReport, error) {
+func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildargs.Metadata) ([]signedReport, error) {
 	targets, err := bs.exportTargets(md)
 	if err != nil {
 		return nil, err
@@ -202,23 +189,4 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 		}
 	}
 	return signed, nil
-}
-
-// cacheDigest reads the digest of buildx's "cache.manifest" metadata: a
-// descriptor, written either as an object or as a JSON string holding one.
-func cacheDigest(raw json.RawMessage) (v1.Hash, error) {
-	if len(raw) == 0 {
-		return v1.Hash{}, fmt.Errorf("no cache.manifest in the build metadata")
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		raw = json.RawMessage(s)
-	}
-	var desc struct {
-		Digest string `json:"digest"`
-	}
-	if err := json.Unmarshal(raw, &desc); err != nil {
-		return v1.Hash{}, fmt.Errorf("cache.manifest: %w", err)
-	}
-	return v1.NewHash(desc.Digest)
 }

@@ -1,9 +1,6 @@
 package plugin
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -12,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/docker/cli/cli/config"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // discoveryLayout is a test's filesystem for policy discovery:
@@ -39,10 +38,7 @@ func discoveryPolicy(pub string) string {
 
 func writeDiscoveryKey(t *testing.T, path string) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testreg.Key(t)
 	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package plugin
 import (
 	"os"
 	"strconv"
-
-	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 )
 
 // Environment variables docker trustcache reads. They are read here and
@@ -41,20 +39,8 @@ func buildKitEnv() (value string, off bool, err error) {
 }
 
 // getenv reads the process environment (tests set it with t.Setenv;
-// sourceContext takes it as a parameter).
+// cicontext.Source takes it as a parameter).
 func getenv(name string) string { return os.Getenv(name) }
 
 // lookupEnv reports whether name is set, even to the empty string.
 func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }
-
-// The generic source-context variables (internal/cicontext); tests set them.
-const (
-	envSourceRepo   = cicontext.EnvRepo
-	envSourceRef    = cicontext.EnvRef
-	envSourceCommit = cicontext.EnvCommit
-	envSourceRun    = cicontext.EnvRun
-)
-
-// sourceContext returns the signed source context the environment tells
-// (cicontext.Source).
-func sourceContext(getenv func(string) string) map[string]string { return cicontext.Source(getenv) }

@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 )
 
@@ -89,7 +90,7 @@ func FuzzCacheDigest(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		h, err := cacheDigest(json.RawMessage(raw))
+		h, err := buildargs.Metadata{CacheManifest: json.RawMessage(raw)}.CacheDigest()
 		if err != nil {
 			return
 		}

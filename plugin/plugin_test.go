@@ -6,8 +6,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,12 +16,12 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -130,9 +128,7 @@ func TestHelpGolden(t *testing.T) {
 // newRegistry starts an in-memory registry and returns its host.
 func newRegistry(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return testreg.New(t).Host
 }
 
 func pushRandom(t *testing.T, ref string) v1.Hash {

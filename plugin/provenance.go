@@ -3,18 +3,18 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
@@ -106,13 +106,9 @@ func (bs *buildSigner) exported() ([]exportTarget, error) {
 	if bs.cacheRepo == nil && !bs.pushes {
 		return nil, nil
 	}
-	data, err := os.ReadFile(bs.metadataFile)
+	md, err := buildargs.ReadMetadata(bs.metadataFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading the build metadata: %w", err)
-	}
-	var md buildMetadata
-	if err := json.Unmarshal(data, &md); err != nil {
-		return nil, fmt.Errorf("parsing the build metadata %s: %w", bs.metadataFile, err)
+		return nil, err
 	}
 	return bs.exportTargets(md)
 }
@@ -152,7 +148,7 @@ func provenanceRecord(report *trustReport, p *verify.Policy, version string, tar
 		seen[key] = true
 		subjects = append(subjects, provenance.Subject{Name: t.repo.Name(), Digest: map[string]string{"sha256": t.digest.Hex}})
 	}
-	src := sourceContext(getenv)
+	src := cicontext.Source(getenv)
 	pred := provenance.Predicate{
 		Trustcache: version,
 		Source:     provenance.Source{Repository: src["repo"], Ref: src["ref"], Commit: src["commit"], Run: src["run"]},
@@ -288,20 +284,19 @@ func attachBundle(ctx context.Context, bundle []byte, same func(signature.Signat
 		byRepo[r] = append(byRepo[r], i)
 	}
 	errs := make([]error, len(uniq))
-	var wg sync.WaitGroup
+	var g errgroup.Group // one goroutine a repository
 	for _, r := range repos {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for _, i := range byRepo[r] {
 				t := uniq[i]
 				if _, err := signature.AppendBundle(ctx, t.repo, t.digest, bundle, signature.AppendOptions{PredicateType: provenance.PredicateType, Same: same}, opts...); err != nil {
 					errs[i] = fmt.Errorf("attaching the provenance record to %s@%s: %w", t.repo.Name(), t.digest, err)
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every failure is in errs
 	var out []signedReport
 	for i, t := range uniq {
 		if errs[i] == nil {

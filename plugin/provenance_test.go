@@ -5,25 +5,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
@@ -41,27 +39,26 @@ func fakeBuildMetadata(t *testing.T, dir, metadata string) {
 	t.Setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", script)
 }
 
-// countingRegistry is an in-memory registry (with or without the
-// referrers API) that counts write requests: POST, PUT, PATCH.
+// countingRegistry is the harness registry (internal/testreg), with or
+// without the referrers API, that counts write requests: POST, PUT, PATCH.
 type countingRegistry struct {
-	host   string
-	writes atomic.Int64
+	*testreg.Registry
+	host string
 }
 
 func newCountingRegistry(t *testing.T, referrers bool) *countingRegistry {
 	t.Helper()
-	cr := &countingRegistry{}
-	reg := registry.New(registry.WithReferrersSupport(referrers), registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch:
-			cr.writes.Add(1)
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	cr.host = strings.TrimPrefix(srv.URL, "http://")
-	return cr
+	r := testreg.New(t, testreg.Referrers(referrers))
+	return &countingRegistry{Registry: r, host: r.Host}
+}
+
+// writes counts the write requests so far.
+func (cr *countingRegistry) writes() int64 {
+	n := 0
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch} {
+		n += cr.Count(m, "/")
+	}
+	return int64(n)
 }
 
 func readTrustReport(t *testing.T, path string) trustReport {
@@ -96,9 +93,9 @@ func TestProvenanceRecordInReport(t *testing.T) {
 	}
 	exported := pushRandom(t, host+"/team/cache:next")
 	fakeBuildMetadata(t, dir, `{"cache.manifest":"{\"digest\":\"`+exported.String()+`\"}"}`)
-	t.Setenv(envSourceRepo, "github.com/acme/app")
-	t.Setenv(envSourceRef, "refs/heads/main")
-	t.Setenv(envSourceCommit, "0123456789abcdef")
+	t.Setenv(cicontext.EnvRepo, "github.com/acme/app")
+	t.Setenv(cicontext.EnvRef, "refs/heads/main")
+	t.Setenv(cicontext.EnvCommit, "0123456789abcdef")
 
 	res := run(t, "build", "--no-ledger", "--trust-report", "report.json",
 		"--cache-from", good, "--cache-from", bad, "--cache-from", "type=local,src=/tmp/c",
@@ -352,11 +349,11 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 			}
 			var perSubject []int64
 			for _, tg := range targets {
-				before := cr.writes.Load()
+				before := cr.writes()
 				if _, err := attachBundle(context.Background(), bundle, nil, []exportTarget{tg}); err != nil {
 					t.Fatal(err)
 				}
-				perSubject = append(perSubject, cr.writes.Load()-before)
+				perSubject = append(perSubject, cr.writes()-before)
 			}
 			t.Logf("registry writes per subject: %v", perSubject)
 			want := []int64{tc.first, tc.following, tc.following}
@@ -393,12 +390,12 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 		return st
 	}
 	attach := func(s signature.Signer, st provenance.Statement) (int, int64) {
-		before := cr.writes.Load()
+		before := cr.writes()
 		got, err := attachProvenance(context.Background(), s, st, targets)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(got), cr.writes.Load() - before
+		return len(got), cr.writes() - before
 	}
 	count := func() int { return len(provenanceReferrers(t, repo, targets[0].digest, nil)) }
 	attach(s1, record("aaa", time.Now()))
@@ -415,9 +412,7 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 // BenchmarkProvenance compares building the record (and signing it) with
 // one verification of a signed cache against an in-memory registry.
 func BenchmarkProvenance(b *testing.B) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	b.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := testreg.New(b).Host
 	privPEM, pubPEM, err := keys.GenerateKeyPair([]byte("pw"))
 	if err != nil {
 		b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
@@ -85,7 +86,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	if err != nil {
 		return err
 	}
-	for k, v := range sourceContext(getenv) {
+	for k, v := range cicontext.Source(getenv) {
 		if _, ok := ann[k]; !ok {
 			ann[k] = v
 		}
@@ -259,9 +260,6 @@ func defaultBuilderName(keyRef string) string {
 	return strings.TrimSuffix(base, filepath.Ext(base))
 }
 
-// reservedAnnotations are written by trustcache itself.
-var reservedAnnotations = []string{signature.AnnotationBuilder, signature.AnnotationCreated}
-
 // parseAnnotations parses KEY=VALUE flag values; flag names the flag in
 // errors.
 func parseAnnotations(flag string, kvs []string) (map[string]string, error) {
@@ -272,10 +270,8 @@ func parseAnnotations(flag string, kvs []string) (map[string]string, error) {
 		if !ok || k == "" {
 			return nil, usagef("%s %q: want KEY=VALUE", flag, kv)
 		}
-		for _, r := range reservedAnnotations {
-			if k == r {
-				return nil, usagef("%s %q: %q is set by docker trustcache itself", flag, kv, k)
-			}
+		if signature.Reserved(k) {
+			return nil, usagef("%s %q: %q is set by docker trustcache itself", flag, kv, k)
 		}
 		if _, dup := out[k]; dup {
 			return nil, usagef("%s %q: annotation %q given twice", flag, kv, k)
@@ -290,7 +286,7 @@ func parseAnnotations(flag string, kvs []string) (map[string]string, error) {
 func signedContext(ann map[string]string) string {
 	var parts []string
 	for k, v := range ann {
-		if k == signature.AnnotationBuilder || k == signature.AnnotationCreated {
+		if signature.Reserved(k) {
 			continue
 		}
 		parts = append(parts, k+"="+v)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -120,22 +121,23 @@ func verifyAll(ctx context.Context, v *verify.Verifier, refs []string) ([]*verif
 // verifyStatus maps results to the exit code: untrusted wins over
 // inconclusive; results the policy does not enforce (audit, skip) pass.
 func verifyStatus(results []*verify.Result) error {
-	code := ExitOK
-	for _, r := range results {
-		if !r.Enforced() {
-			continue
-		}
-		switch {
-		case r.Verdict == verify.VerdictInconclusive && code == ExitOK:
-			code = ExitInconclusive
-		case r.Verdict != verify.VerdictInconclusive:
-			code = ExitUntrusted
-		}
-	}
+	code := exitFor(decision.Worst(results))
 	if code == ExitOK {
 		return nil
 	}
 	return cli.StatusError{StatusCode: code}
+}
+
+// exitFor maps a decision status to the plugin's exit code.
+func exitFor(s decision.Status) int {
+	switch s {
+	case decision.Untrusted:
+		return ExitUntrusted
+	case decision.Inconclusive:
+		return ExitInconclusive
+	default:
+		return ExitOK
+	}
 }
 
 // renderResult writes the text form of a result under the policy in

@@ -109,20 +109,10 @@ type BakeInvocation struct {
 func ParseBake(args []string) (*BakeInvocation, error) {
 	inv := &BakeInvocation{}
 	var listTargets, listVars bool
-	s := scanner{args: args, table: bakeFlags, tokens: &inv.Tokens}
-	s.apply = func(e flagEntry, value string, tok int, form Form) error {
-		inv.Flags = append(inv.Flags, FlagUse{Name: e.name, Value: value, Token: tok, Form: form, Trust: e.trust})
-		var b bool
-		if e.kind == boolean {
-			var err error
-			if b, err = strconv.ParseBool(value); err != nil {
-				return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, e.name, err)
-			}
-		}
-		if e.trust {
-			return applyTrust(&inv.Trust, e.name, value, b)
-		}
-		switch e.name {
+	s := scanner{args: args, table: bakeFlags, tokens: &inv.Tokens, flags: &inv.Flags, trust: &inv.Trust}
+	s.apply = func(u FlagUse, b bool) error {
+		value := u.Value
+		switch u.Name {
 		case "file":
 			inv.Files = append(inv.Files, value)
 		case "builder":
@@ -184,129 +174,6 @@ func (inv *BakeInvocation) BuildxArgs(extra ...string) []string {
 		out = append(out, extra...)
 	}
 	return out
-}
-
-// scanner splits a command line into tokens the way pflag v1.0.10 does,
-// with the flags in table; apply receives every known flag occurrence.
-// Its rules are Parse's (see parser.run, long and short in parse.go).
-type scanner struct {
-	args       []string
-	table      flagTable
-	tokens     *[]Token
-	apply      func(e flagEntry, value string, tok int, form Form) error
-	positional []int
-}
-
-func (s *scanner) add(arg string, kind Kind, flag string) int {
-	*s.tokens = append(*s.tokens, Token{Arg: arg, Kind: kind, Flag: flag})
-	return len(*s.tokens) - 1
-}
-
-func (s *scanner) run() error {
-	for i := 0; i < len(s.args); i++ {
-		a := s.args[i]
-		var consumed int
-		var err error
-		switch {
-		case a == "" || a[0] != '-' || a == "-":
-			s.positional = append(s.positional, i)
-			s.add(a, KindArg, "")
-		case a == "--":
-			s.add(a, KindDashDash, "")
-			for j := i + 1; j < len(s.args); j++ {
-				s.positional = append(s.positional, j)
-				s.add(s.args[j], KindArg, "")
-			}
-			return nil
-		case a[1] == '-':
-			consumed, err = s.long(i)
-		default:
-			consumed, err = s.short(i)
-		}
-		if err != nil {
-			return err
-		}
-		i += consumed
-	}
-	return nil
-}
-
-func (s *scanner) long(i int) (int, error) {
-	a := s.args[i]
-	body := a[2:]
-	if body[0] == '-' || body[0] == '=' {
-		return 0, &UsageError{Arg: i, Flag: a, Err: fmt.Errorf("bad flag syntax: %s", a)}
-	}
-	name, value, joined := strings.Cut(body, "=")
-	e, ok := s.table.long[name]
-	if !ok {
-		if joined && passesUnknown(name) {
-			s.add(a, KindUnknownFlag, name)
-			return 0, nil
-		}
-		return 0, &UsageError{Arg: i, Flag: "--" + name, Err: fmt.Errorf("unknown flag: --%s", name)}
-	}
-	kind, valueKind := KindFlag, KindValue
-	if e.trust {
-		kind, valueKind = KindTrustFlag, KindTrustValue
-	}
-	tok := s.add(a, kind, name)
-	form, consumed := FormJoined, 0
-	switch {
-	case joined:
-	case e.kind == boolean:
-		value, form = "true", FormBare
-	case i+1 < len(s.args):
-		value, form, consumed = s.args[i+1], FormSeparate, 1
-		s.add(value, valueKind, name)
-	default:
-		return 0, &UsageError{Arg: i, Flag: a, Err: fmt.Errorf("flag needs an argument: --%s", name)}
-	}
-	if err := s.apply(e, value, tok, form); err != nil {
-		return 0, &UsageError{Arg: i, Flag: "--" + name, Err: err}
-	}
-	return consumed, nil
-}
-
-func (s *scanner) short(i int) (int, error) {
-	a := s.args[i]
-	tok := s.add(a, KindFlag, "")
-	consumed := 0
-	for sh := a[1:]; sh != ""; {
-		if strings.HasPrefix(sh, "test.") {
-			break // pflag drops the rest of the group: isGotestShorthandFlag
-		}
-		c := sh[0]
-		e, ok := s.table.short[c]
-		if !ok {
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: fmt.Errorf("unknown shorthand flag: %q in -%s", c, sh)}
-		}
-		var value string
-		var form Form
-		switch {
-		case len(sh) > 2 && sh[1] == '=':
-			value, form, sh = sh[2:], FormJoined, ""
-		case e.kind == boolean:
-			value, form, sh = "true", FormBare, sh[1:]
-		case len(sh) > 1:
-			value, form, sh = sh[1:], FormJoined, ""
-		case i+1 < len(s.args):
-			value, form, sh, consumed = s.args[i+1], FormSeparate, "", 1
-		default:
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: fmt.Errorf("flag needs an argument: %q in -%s", c, sh)}
-		}
-		(*s.tokens)[tok].Flag = e.name
-		if consumed == 1 {
-			s.add(value, KindValue, e.name)
-		}
-		if err := s.apply(e, value, tok, form); err != nil {
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: err}
-		}
-	}
-	if (*s.tokens)[tok].Flag == "" {
-		(*s.tokens)[tok].Kind = KindIgnored
-	}
-	return consumed, nil
 }
 
 // BakeTarget is one target of a bake definition, as far as trustcache

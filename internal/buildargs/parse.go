@@ -1,11 +1,12 @@
-// Package buildargs reads the command line of `docker trustcache build` the
-// way `docker buildx build` v0.38.2 reads it, takes out trustcache's own
-// flags, and writes the argv for the real build with each --cache-from kept,
-// pinned or removed.
+// Package buildargs reads the command lines of `docker trustcache build` and
+// `bake` the way `docker buildx build` and `bake` v0.38.2 read them, takes
+// out trustcache's own flags, and writes the argv for the real build with
+// each --cache-from kept, pinned or removed.
 //
-// It mirrors buildx without importing it: the flag table is in flags.go, the
-// parsing rules are pflag v1.0.10's (the version buildx v0.38.2 builds with),
-// and the --cache-from grammar is buildx's util/buildflags/cache.go.
+// It mirrors buildx without importing it: the flag tables are in flags.go,
+// the parsing rules are pflag v1.0.10's (the version buildx v0.38.2 builds
+// with) in scan.go, build's line in parse.go, bake's line and definition in
+// bake.go, and the --cache-from grammar is buildx's util/buildflags/cache.go.
 package buildargs
 
 import (
@@ -198,17 +199,18 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // Every --cache-from and --cache-to value is parsed (ParseCacheFlag); a value
 // buildx would refuse is an error. Every error is a *UsageError.
 func Parse(args []string) (*Invocation, error) {
-	p := parser{args: args, inv: &Invocation{ContextToken: -1}}
-	if err := p.run(); err != nil {
+	p := parser{inv: &Invocation{ContextToken: -1}}
+	s := scanner{args: args, table: knownFlags, tokens: &p.inv.Tokens, flags: &p.inv.Flags, trust: &p.inv.Trust, apply: p.apply}
+	if err := s.run(); err != nil {
 		return nil, err
 	}
 	inv := p.inv
-	if len(p.positional) != 1 && !inv.Help {
+	if len(s.positional) != 1 && !inv.Help {
 		return nil, &UsageError{Arg: -1, Err: fmt.Errorf(
-			"\"docker trustcache build\" requires exactly 1 argument, the build context, got %d", len(p.positional))}
+			"\"docker trustcache build\" requires exactly 1 argument, the build context, got %d", len(s.positional))}
 	}
-	if len(p.positional) > 0 {
-		inv.ContextToken = p.positional[0]
+	if len(s.positional) > 0 {
+		inv.ContextToken = s.positional[0]
 		inv.Context = args[inv.ContextToken]
 	}
 	inv.toks = append([]Token(nil), inv.Tokens...)
@@ -220,153 +222,18 @@ func Parse(args []string) (*Invocation, error) {
 	return inv, nil
 }
 
+// parser applies build's flags to an Invocation; scanner (scan.go) splits
+// the line.
 type parser struct {
-	args       []string
-	inv        *Invocation
-	positional []int
+	inv *Invocation
 }
 
-func (p *parser) add(arg string, kind Kind, flag string) {
-	p.inv.Tokens = append(p.inv.Tokens, Token{Arg: arg, Kind: kind, Flag: flag})
-}
-
-func (p *parser) run() error {
-	args := p.args
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "" || a[0] != '-' || a == "-":
-			p.positional = append(p.positional, i)
-			p.add(a, KindArg, "")
-		case a == "--":
-			p.add(a, KindDashDash, "")
-			for j := i + 1; j < len(args); j++ {
-				p.positional = append(p.positional, j)
-				p.add(args[j], KindArg, "")
-			}
-			return nil
-		case a[1] == '-':
-			consumed, err := p.long(i)
-			if err != nil {
-				return err
-			}
-			i += consumed
-		default:
-			consumed, err := p.short(i)
-			if err != nil {
-				return err
-			}
-			i += consumed
-		}
-	}
-	return nil
-}
-
-// long parses the "--…" token at args[i] and returns how many following
-// tokens it consumed (0 or 1).
-func (p *parser) long(i int) (int, error) {
-	a := p.args[i]
-	body := a[2:]
-	if body[0] == '-' || body[0] == '=' {
-		return 0, &UsageError{Arg: i, Flag: a, Err: fmt.Errorf("bad flag syntax: %s", a)}
-	}
-	name, value, joined := strings.Cut(body, "=")
-	e, ok := knownFlags.long[name]
-	if !ok {
-		if joined && passesUnknown(name) {
-			p.add(a, KindUnknownFlag, name)
-			return 0, nil
-		}
-		return 0, &UsageError{Arg: i, Flag: "--" + name, Err: fmt.Errorf("unknown flag: --%s", name)}
-	}
-	kind, valueKind := KindFlag, KindValue
-	if e.trust {
-		kind, valueKind = KindTrustFlag, KindTrustValue
-	}
-	p.add(a, kind, name)
-	tok := len(p.inv.Tokens) - 1
-	form, consumed := FormJoined, 0
-	switch {
-	case joined:
-	case e.kind == boolean:
-		value, form = "true", FormBare
-	case i+1 < len(p.args):
-		value, form, consumed = p.args[i+1], FormSeparate, 1
-		p.add(value, valueKind, name)
-	default:
-		return 0, &UsageError{Arg: i, Flag: a, Err: fmt.Errorf("flag needs an argument: --%s", name)}
-	}
-	if err := p.apply(e, value, tok, form); err != nil {
-		return 0, &UsageError{Arg: i, Flag: "--" + name, Err: err}
-	}
-	return consumed, nil
-}
-
-// passesUnknown says whether an unknown "--name=value" may pass through.
-func passesUnknown(name string) bool {
-	return !strings.Contains(name, "cache") && !strings.HasPrefix(name, "trust-")
-}
-
-// short parses the "-…" token at args[i] (a group of shorthands) and returns
-// how many following tokens it consumed (0 or 1).
-func (p *parser) short(i int) (int, error) {
-	a := p.args[i]
-	p.add(a, KindFlag, "")
-	tok := len(p.inv.Tokens) - 1
-	consumed := 0
-	for sh := a[1:]; sh != ""; {
-		if strings.HasPrefix(sh, "test.") {
-			// pflag drops the rest of the group: isGotestShorthandFlag.
-			break
-		}
-		c := sh[0]
-		e, ok := knownFlags.short[c]
-		if !ok {
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: fmt.Errorf("unknown shorthand flag: %q in -%s", c, sh)}
-		}
-		var value string
-		var form Form
-		switch {
-		case len(sh) > 2 && sh[1] == '=':
-			value, form, sh = sh[2:], FormJoined, ""
-		case e.kind == boolean:
-			value, form, sh = "true", FormBare, sh[1:]
-		case len(sh) > 1:
-			value, form, sh = sh[1:], FormJoined, ""
-		case i+1 < len(p.args):
-			value, form, sh, consumed = p.args[i+1], FormSeparate, "", 1
-		default:
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: fmt.Errorf("flag needs an argument: %q in -%s", c, sh)}
-		}
-		p.inv.Tokens[tok].Flag = e.name
-		if consumed == 1 {
-			p.add(value, KindValue, e.name)
-		}
-		if err := p.apply(e, value, tok, form); err != nil {
-			return 0, &UsageError{Arg: i, Flag: "-" + string(c), Err: err}
-		}
-	}
-	if p.inv.Tokens[tok].Flag == "" {
-		p.inv.Tokens[tok].Kind = KindIgnored
-	}
-	return consumed, nil
-}
-
-// apply records one flag occurrence.
-func (p *parser) apply(e flagEntry, value string, tok int, form Form) error {
+// apply applies one occurrence of one of build's own flags (scanner
+// records it and applies trustcache's).
+func (p *parser) apply(u FlagUse, b bool) error {
 	inv := p.inv
-	inv.Flags = append(inv.Flags, FlagUse{Name: e.name, Value: value, Token: tok, Form: form, Trust: e.trust})
-	var b bool
-	if e.kind == boolean {
-		var err error
-		if b, err = strconv.ParseBool(value); err != nil {
-			return fmt.Errorf("invalid argument %q for \"--%s\" flag: %w", value, e.name, err)
-		}
-	}
-	if e.trust {
-		return applyTrust(&inv.Trust, e.name, value, b)
-	}
-	switch e.name {
+	value, tok, form := u.Value, u.Token, u.Form
+	switch u.Name {
 	case "cache-from":
 		specs, err := ParseCacheFlag(value)
 		if err != nil {

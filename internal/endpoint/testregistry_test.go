@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"log"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +25,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 const (
@@ -33,38 +34,20 @@ const (
 	mtLayerGzip   = string(types.OCILayer) // application/vnd.oci.image.layer.v1.tar+gzip
 )
 
-// testRegistry is the upstream registry of a test.
+// testRegistry is the upstream registry of a test: the harness registry
+// (internal/testreg) over a blob store the test seeds directly.
 type testRegistry struct {
+	*testreg.Registry
 	srv   *httptest.Server
 	reg   http.Handler // the registry, without faults
 	blobs *memBlobs
-
-	mu      sync.Mutex
-	seen    []string      // "METHOD /path" of every request since reset
-	headers []http.Header // their headers
-	fault   http.HandlerFunc
-	matches func(r *http.Request) bool // when fault answers
 }
 
 func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
-	tr := &testRegistry{blobs: &memBlobs{m: map[v1.Hash][]byte{}}}
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithBlobHandler(tr.blobs))
-	tr.reg = reg
-	tr.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.mu.Lock()
-		tr.seen = append(tr.seen, r.Method+" "+r.URL.Path)
-		tr.headers = append(tr.headers, r.Header.Clone())
-		fault, matches := tr.fault, tr.matches
-		tr.mu.Unlock()
-		if fault != nil && matches(r) {
-			fault(w, r)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(tr.srv.Close)
-	return tr
+	blobs := &memBlobs{m: map[v1.Hash][]byte{}}
+	r := testreg.New(t, testreg.Blobs(blobs))
+	return &testRegistry{Registry: r, srv: r.Server, reg: r.Handler, blobs: blobs}
 }
 
 // memBlobs is the blob store of a test registry. Tests seed it directly:
@@ -101,26 +84,29 @@ func (b *memBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, error) {
 	return int64(len(blob)), nil
 }
 
-// lie makes requests that match answer with fault, from now on.
+// lie makes requests that match answer with fault, from now on (nil
+// matches: no request).
 func (tr *testRegistry) lie(matches func(*http.Request) bool, fault http.HandlerFunc) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.matches, tr.fault = matches, fault
+	if matches == nil || fault == nil {
+		tr.SetFault(nil)
+		return
+	}
+	tr.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if !matches(r) {
+			return false
+		}
+		fault(w, r)
+		return true
+	})
 }
 
 // reset forgets the requests seen so far.
-func (tr *testRegistry) reset() {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.seen, tr.headers = nil, nil
-}
+func (tr *testRegistry) reset() { tr.Reset() }
 
 // requests returns the requests seen since reset, without pings.
 func (tr *testRegistry) requests() []string {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
 	var out []string
-	for _, s := range tr.seen {
+	for _, s := range tr.Requests() {
 		if !strings.HasSuffix(s, " /v2/") {
 			out = append(out, s)
 		}
@@ -129,27 +115,15 @@ func (tr *testRegistry) requests() []string {
 }
 
 // count is the number of requests seen since reset, pings included.
-func (tr *testRegistry) count() int {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return len(tr.seen)
-}
+func (tr *testRegistry) count() int { return len(tr.Requests()) }
 
 // requestHeaders returns the headers of the requests seen since reset.
-func (tr *testRegistry) requestHeaders() []http.Header {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return append([]http.Header(nil), tr.headers...)
-}
+func (tr *testRegistry) requestHeaders() []http.Header { return tr.Headers() }
 
 // repo names a repository of the test registry.
 func (tr *testRegistry) repo(t testing.TB, path string) name.Repository {
 	t.Helper()
-	repo, err := name.NewRepository(strings.TrimPrefix(tr.srv.URL, "http://") + "/" + path)
-	if err != nil {
-		t.Fatalf("name.NewRepository: %v", err)
-	}
-	return repo
+	return tr.Repo(t, path)
 }
 
 // path matches requests for the blob or manifest d.

@@ -11,9 +11,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -51,10 +53,10 @@ func (f EndpointFunc) NewScope() (Scope, error) { return f() }
 
 // Actions in the decision log, as in "docker trustcache build"'s report.
 const (
-	actionUsed    = "used"    // verified (or audited) and rewritten to the verified content endpoint
-	actionPassed  = "passed"  // passed on as given: level skip, audit without a digest, an allowed unsigned type
-	actionDropped = "dropped" // removed from the request
-	actionBlocked = "blocked" // onUntrusted: fail: the call was refused
+	actionUsed    = string(decision.Used)    // verified (or audited) and rewritten to the verified content endpoint
+	actionPassed  = string(decision.Passed)  // passed on as given: level skip, audit without a digest, an allowed unsigned type
+	actionDropped = string(decision.Dropped) // removed from the request
+	actionBlocked = string(decision.Blocked) // onUntrusted: fail: the call was refused
 )
 
 // verifyConcurrency bounds the references of one request verified at once.
@@ -163,18 +165,15 @@ type outcome struct {
 func (d *Decider) Decide(ctx context.Context, client, method string, imps []Import, into Adder) ([]Decision, error) {
 	v := d.v.Load()
 	outs := make([]outcome, len(imps))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, verifyConcurrency)
+	var g errgroup.Group
+	g.SetLimit(verifyConcurrency)
 	for i, imp := range imps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			outs[i] = d.decide(ctx, v, imp, into)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // decide reports its failures in outs[i]
 	decisions := make([]Decision, len(imps))
 	var blocked []string
 	for i, o := range outs {
@@ -190,50 +189,27 @@ func (d *Decider) Decide(ctx context.Context, client, method string, imps []Impo
 	return decisions, nil
 }
 
-// decide maps one import's verification to its fate exactly as "docker
-// trustcache build" maps a --cache-from (plugin's decideCache), with the
-// verified content endpoint always in use.
+// decide maps one import's verification to its fate by the table
+// "docker trustcache build" uses (internal/decision), with the verified
+// content endpoint always in use.
 func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import, into Adder) outcome {
-	drop := func(action, why string, res *verify.Result) outcome {
-		return outcome{Decision: Decision{Action: Remove}, action: action, reason: why, res: res}
-	}
-	keep := func(why string, res *verify.Result) outcome {
-		return outcome{Decision: Decision{Action: Keep}, action: actionPassed, reason: why, res: res}
-	}
-	if imp.Type != "registry" {
-		if v.Policy().AllowsUnsigned(imp.Type) {
-			return keep("the policy allows unsigned "+imp.Type+" caches", nil)
-		}
-		return drop(actionDropped, fmt.Sprintf("type=%s caches cannot carry registry signatures (allowUnsignedTypes in the policy lets them through)", imp.Type), nil)
-	}
-	ref := imp.Ref()
-	if ref == "" {
-		return drop(actionDropped, "registry cache without ref", nil)
-	}
-	res, err := v.verify(ctx, ref)
-	if err != nil {
-		return drop(actionDropped, err.Error(), res)
-	}
-	switch {
-	case res.Verdict == verify.VerdictSkipped:
-		return keep("scope level skip: not verified", res)
-	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
-		pinned, err := serve(into, res)
+	o := decision.Cache(ctx, v.Policy(), v.verify, imp.Type, imp.Ref())
+	out := outcome{action: string(o.Action), reason: o.Reason, res: o.Result}
+	switch o.Action {
+	case decision.Used:
+		pinned, err := serve(into, o.Result)
 		if err != nil {
-			return drop(actionDropped, "the verified content endpoint cannot serve it: "+err.Error(), res)
+			out.action, out.reason = actionDropped, "the verified content endpoint cannot serve it: "+err.Error()
+			out.Decision = Decision{Action: Remove}
+			return out
 		}
-		o := outcome{Decision: Decision{Action: Replace, Ref: pinned}, action: actionUsed, res: res}
-		if !res.Trusted {
-			o.reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
-		}
-		return o
-	case res.Level == verify.LevelAudit:
-		return keep("level audit: no digest resolved ("+res.Reason()+")", res)
-	case res.OnUntrusted == verify.ActionFail:
-		return drop(actionBlocked, string(res.Verdict)+": "+res.Reason(), res)
+		out.Decision = Decision{Action: Replace, Ref: pinned}
+	case decision.Passed:
+		out.Decision = Decision{Action: Keep}
 	default:
-		return drop(actionDropped, string(res.Verdict)+": "+res.Reason(), res)
+		out.Decision = Decision{Action: Remove}
 	}
+	return out
 }
 
 // serve registers the verified digest with the build's scope of the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -34,14 +33,9 @@ func ReadAttestations(ctx context.Context, repo name.Repository, digest v1.Hash,
 		return nil, fmt.Errorf("attestations: predicate type %q is not an attestation type", predicateType)
 	}
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	subject := repo.Digest(digest.String())
-	idx, err := remote.Referrers(subject, opts...)
+	subject, im, err := listReferrers(repo, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+		return nil, err
 	}
 	var cands []v1.Descriptor
 	for _, d := range im.Manifests {
@@ -56,28 +50,5 @@ func ReadAttestations(ctx context.Context, repo name.Repository, digest v1.Hash,
 	if len(cands) > MaxSignatures {
 		return nil, fmt.Errorf("referrers of %s: %w (%d %s attestations)", subject, ErrTooManySignatures, len(cands), predicateType)
 	}
-	out := make([]Signature, len(cands))
-	ok := make([]bool, len(cands))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fetchConcurrency)
-	for i, d := range cands {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], ok[i] = readBundle(ctx, repo, d, opts, predicateType)
-		}()
-	}
-	wg.Wait()
-	kept := out[:0]
-	for i, s := range out {
-		if ok[i] {
-			kept = append(kept, s)
-		}
-	}
-	if len(kept) == 0 {
-		return nil, nil
-	}
-	return kept, nil
+	return readBundles(ctx, repo, cands, opts, predicateType), nil
 }

@@ -13,19 +13,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 const testHex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-func testKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 func TestPAE(t *testing.T) {
 	// The example of the DSSE protocol description.
@@ -138,7 +130,7 @@ func TestStatementAnnotations(t *testing.T) {
 }
 
 func TestNewBundleVerifies(t *testing.T) {
-	k := testKey(t)
+	k := testreg.Key(t)
 	d := v1.Hash{Algorithm: "sha256", Hex: testHex}
 	st, err := NewStatement(d, map[string]string{AnnotationIdentity: "r.example/x"})
 	if err != nil {
@@ -162,7 +154,7 @@ func TestNewBundleVerifies(t *testing.T) {
 	if err := keys.VerifySignature(k.Public(), s.Payload, s.Signature); err == nil {
 		t.Error("signature verifies over the bare statement; a DSSE signature is over the PAE")
 	}
-	if err := keys.VerifySignature(testKey(t).Public(), s.SignedBytes(), s.Signature); err == nil {
+	if err := keys.VerifySignature(testreg.Key(t).Public(), s.SignedBytes(), s.Signature); err == nil {
 		t.Error("signature verifies with another key")
 	}
 	hint, _ := KeyHint(k.Public())
@@ -180,7 +172,7 @@ func TestNewBundleVerifies(t *testing.T) {
 // TestNewBundleShape pins the exact JSON keys written: sigstore's protobuf
 // JSON, which cosign decodes with protojson (unknown fields refused).
 func TestNewBundleShape(t *testing.T) {
-	raw, err := NewBundle([]byte(`{}`), testKey(t))
+	raw, err := NewBundle([]byte(`{}`), testreg.Key(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -270,7 +271,7 @@ func (sl *sigLayout) put(t *testing.T, reg *testRegistry, m *v1.Manifest) {
 func TestReadLegacyInline(t *testing.T) {
 	// serveOther answers GETs of blob with other bytes.
 	serveOther := func(reg *testRegistry, blob v1.Hash, body []byte) {
-		reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+blob.String()) {
 				return false
 			}
@@ -338,13 +339,13 @@ func TestReadLegacyInline(t *testing.T) {
 			reg := newTestRegistry(t, false)
 			sl := newSigLayout(t, reg)
 			want := tc.tamper(t, reg, sl)
-			reg.reset()
+			reg.Reset()
 			sigs, err := ReadLegacy(context.Background(), sl.repo, sl.digest)
 			if err != nil || len(sigs) != 1 {
 				t.Fatalf("ReadLegacy = %+v, %v; want one entry", sigs, err)
 			}
 			s := sigs[0]
-			if n := reg.count("GET", "/blobs/"); n != tc.blobGets {
+			if n := reg.Count("GET", "/blobs/"); n != tc.blobGets {
 				t.Errorf("%d payload blob fetches; want %d", n, tc.blobGets)
 			}
 			if want == nil {
@@ -370,7 +371,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		if _, err := (Signer{Key: k, Now: func() time.Time { return time.Unix(0, 0) }}).SignBundle(ctx, repo, digest, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -383,7 +384,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 			t.Errorf("config descriptor has data %q; want it as before", m.Config.Data)
 		}
 
-		reg.reset()
+		reg.Reset()
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 || sigs[0].Err != nil {
 			t.Fatalf("ReadBundles = %+v, %v; want one bundle", sigs, err)
@@ -391,7 +392,7 @@ func TestSignBundleEmbedsBundle(t *testing.T) {
 		if err := keys.VerifySignature(k.Public(), sigs[0].SignedBytes(), sigs[0].Signature); err != nil {
 			t.Errorf("the bundle does not verify: %v", err)
 		}
-		if n := reg.count("GET", "/blobs/"); n != 0 {
+		if n := reg.Count("GET", "/blobs/"); n != 0 {
 			t.Errorf("%d bundle blob fetches; want 0 (embedded)", n)
 		}
 	})
@@ -445,7 +446,7 @@ func TestReadBundlesInline(t *testing.T) {
 			ctx := context.Background()
 			repo := reg.repo("dev-bundle/cache")
 			digest := reg.push(repo)
-			k := testKey(t)
+			k := testreg.Key(t)
 			st, err := NewStatement(digest, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -471,12 +472,12 @@ func TestReadBundlesInline(t *testing.T) {
 			}
 			attachRaw(t, repo, subjectOf(t, repo, digest), m)
 
-			reg.reset()
+			reg.Reset()
 			sigs, err := ReadBundles(ctx, repo, digest)
 			if err != nil || len(sigs) != 1 {
 				t.Fatalf("ReadBundles = %+v, %v; want one entry", sigs, err)
 			}
-			if n := reg.count("GET", "/blobs/"); n != tc.blobGets {
+			if n := reg.Count("GET", "/blobs/"); n != tc.blobGets {
 				t.Errorf("%d bundle blob fetches; want %d", n, tc.blobGets)
 			}
 			s := sigs[0]

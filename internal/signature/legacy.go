@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -21,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	ctypes "github.com/sigstore/cosign/v2/pkg/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 )
@@ -139,22 +139,19 @@ func IsMalformed(err error) bool {
 // to fetchConcurrency at once. Entries that failed already, or hold their
 // payload already (embedded in the manifest), are not fetched.
 func fetchPayloads(ctx context.Context, repo name.Repository, sigs []Signature, blobs []v1.Hash, opts []remote.Option) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fetchConcurrency)
+	var g errgroup.Group
+	g.SetLimit(fetchConcurrency)
 	for i := range sigs {
 		s := &sigs[i]
 		if s.Err != nil || s.Payload != nil {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			s.Payload, s.Err = fetchBlob(ctx, repo, blobs[i], opts)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each entry's failure is in its Err
 }
 
 // fetchBlob reads one payload blob, at most MaxPayloadSize bytes, checking

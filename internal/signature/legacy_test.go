@@ -2,35 +2,23 @@ package signature
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 func newRepo(t testing.TB) name.Repository {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/team/cache")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo
+	return testreg.New(t).Repo(t, "team/cache")
 }
 
 func pushRandom(t testing.TB, repo name.Repository) v1.Hash {
@@ -48,10 +36,7 @@ func pushRandom(t testing.TB, repo name.Repository) v1.Hash {
 
 func newSigner(t testing.TB, builder string) Signer {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := testreg.Key(t)
 	return Signer{Key: k, Builder: builder}
 }
 

@@ -29,6 +29,12 @@ const (
 	AnnotationIdentity = "identity" // the cache repository, for bundle signatures
 )
 
+// Reserved reports whether annotation key is one trustcache writes itself
+// (builder, created): a user annotation may not set it.
+func Reserved(key string) bool {
+	return key == AnnotationBuilder || key == AnnotationCreated
+}
+
 // Payload is cosign's simple-signing payload.
 type Payload struct {
 	Critical Critical       `json:"critical"`

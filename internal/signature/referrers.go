@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -17,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -74,14 +73,9 @@ const MaxReferrerManifestSize = 64 << 10
 // valid one gets an Err for which IsMalformed is true.
 func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts ...remote.Option) ([]Signature, error) {
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	subject := repo.Digest(digest.String())
-	idx, err := remote.Referrers(subject, opts...)
+	subject, im, err := listReferrers(repo, digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+		return nil, err
 	}
 	var cands []v1.Descriptor
 	for _, d := range im.Manifests {
@@ -93,20 +87,38 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		return nil, fmt.Errorf("referrers of %s: %w (%d bundle referrers)", subject, ErrTooManySignatures, len(cands))
 	}
 
+	return readBundles(ctx, repo, cands, opts, SignPredicateType), nil
+}
+
+// listReferrers lists the referrers of repo@digest (opts carry the
+// context).
+func listReferrers(repo name.Repository, digest v1.Hash, opts []remote.Option) (name.Digest, *v1.IndexManifest, error) {
+	subject := repo.Digest(digest.String())
+	idx, err := remote.Referrers(subject, opts...)
+	if err != nil {
+		return subject, nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return subject, nil, fmt.Errorf("listing referrers of %s: %w", subject, err)
+	}
+	return subject, im, nil
+}
+
+// readBundles reads the bundles of cands, up to fetchConcurrency at once,
+// and keeps those that are bundles of predicateType (nil when none is).
+func readBundles(ctx context.Context, repo name.Repository, cands []v1.Descriptor, opts []remote.Option, predicateType string) []Signature {
 	sigs := make([]Signature, len(cands))
 	isBundle := make([]bool, len(cands))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fetchConcurrency)
+	var g errgroup.Group
+	g.SetLimit(fetchConcurrency)
 	for i, d := range cands {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, SignPredicateType)
-		}()
+		g.Go(func() error {
+			sigs[i], isBundle[i] = readBundle(ctx, repo, d, opts, predicateType)
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // readBundle records a failure in the Signature itself
 
 	out := sigs[:0]
 	for i, s := range sigs {
@@ -115,9 +127,9 @@ func ReadBundles(ctx context.Context, repo name.Repository, digest v1.Hash, opts
 		}
 	}
 	if len(out) == 0 {
-		return nil, nil
+		return nil
 	}
-	return out, nil
+	return out
 }
 
 // bundleCandidate reports whether a referrers-list entry may be a bundle
@@ -420,11 +432,7 @@ func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.
 		if err != nil || st.Digest() != digest {
 			return false
 		}
-		got := st.Annotations()
-		delete(got, AnnotationCreated)
-		want := maps.Clone(ann)
-		delete(want, AnnotationCreated)
-		if !maps.Equal(got, want) {
+		if !sameButCreated(st.Annotations(), ann) {
 			return false
 		}
 		kept = existing

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -25,41 +23,22 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
-// testRegistry is go-containerregistry's in-memory registry over httptest,
-// with or without the OCI 1.1 referrers API, recording requests and
-// letting a test inject faults.
+// testRegistry is the harness registry (internal/testreg), with or without
+// the OCI 1.1 referrers API, bound to its test.
 type testRegistry struct {
-	t       *testing.T
-	handler http.Handler
-	host    string
-
-	mu       sync.Mutex
-	requests []string // "GET /v2/…"
-	fault    func(w http.ResponseWriter, r *http.Request) bool
+	*testreg.Registry
+	t    *testing.T
+	host string
 }
 
 func newTestRegistry(t *testing.T, referrers bool) *testRegistry {
 	t.Helper()
-	tr := &testRegistry{t: t, handler: ggcrregistry.New(
-		ggcrregistry.WithReferrersSupport(referrers),
-		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
-	)}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.mu.Lock()
-		tr.requests = append(tr.requests, r.Method+" "+r.URL.Path)
-		fault := tr.fault
-		tr.mu.Unlock()
-		if fault != nil && fault(w, r) {
-			return
-		}
-		tr.handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	tr.host = strings.TrimPrefix(srv.URL, "http://")
-	return tr
+	r := testreg.New(t, testreg.Referrers(referrers))
+	return &testRegistry{Registry: r, t: t, host: r.Host}
 }
 
 // registryModes runs f against a registry with the referrers API and one
@@ -74,40 +53,10 @@ func registryModes(t *testing.T, f func(t *testing.T, reg *testRegistry)) {
 	}
 }
 
-func (tr *testRegistry) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.fault = f
-}
-
-// count returns how many recorded requests match method and contain path,
-// and forgets them.
-func (tr *testRegistry) count(method, path string) int {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	n := 0
-	for _, r := range tr.requests {
-		if strings.HasPrefix(r, method+" ") && strings.Contains(r, path) {
-			n++
-		}
-	}
-	return n
-}
-
-func (tr *testRegistry) reset() {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.requests = nil
-}
-
 // repo returns a repository on the registry.
 func (tr *testRegistry) repo(path string) name.Repository {
 	tr.t.Helper()
-	r, err := name.NewRepository(tr.host + "/" + path)
-	if err != nil {
-		tr.t.Fatal(err)
-	}
-	return r
+	return tr.Repo(tr.t, path)
 }
 
 // push pushes a random image to repo and returns its digest.
@@ -131,13 +80,7 @@ func (tr *testRegistry) push(repo name.Repository) v1.Hash {
 // no referrers-tag maintenance): for large junk fixtures.
 func (tr *testRegistry) seed(repo name.Repository, ref string, mediaType types.MediaType, raw []byte) {
 	tr.t.Helper()
-	req := httptest.NewRequest(http.MethodPut, "/v2/"+repo.RepositoryStr()+"/manifests/"+ref, bytes.NewReader(raw))
-	req.Header.Set("Content-Type", string(mediaType))
-	rec := httptest.NewRecorder()
-	tr.handler.ServeHTTP(rec, req)
-	if rec.Code != http.StatusCreated {
-		tr.t.Fatalf("seeding %s: %d %s", ref, rec.Code, rec.Body)
-	}
+	tr.Seed(tr.t, repo, ref, mediaType, raw)
 }
 
 // seedJunk stores n distinct artifact manifests referring to subject and
@@ -214,7 +157,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		created := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 		s := Signer{Key: k, Builder: "ci-main", Now: func() time.Time { return created }}
 
@@ -301,7 +244,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		if added, err := s.SignBundle(ctx, repo, digest, map[string]string{AnnotationRef: "refs/heads/other"}); err != nil || !added {
 			t.Errorf("SignBundle(other annotations) = %v, %v; want added", added, err)
 		}
-		if added, err := (Signer{Key: testKey(t)}).SignBundle(ctx, repo, digest, nil); err != nil || !added {
+		if added, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, repo, digest, nil); err != nil || !added {
 			t.Errorf("SignBundle(other key) = %v, %v; want added", added, err)
 		}
 		if sigs, err := ReadBundles(ctx, repo, digest); err != nil || len(sigs) != 3 {
@@ -314,7 +257,7 @@ func TestBundleRoundTrip(t *testing.T) {
 func (tr *testRegistry) handlerHasReferrers() bool {
 	req := httptest.NewRequest(http.MethodGet, "/v2/dev-bundle/cache/referrers/sha256:"+testHex, nil)
 	rec := httptest.NewRecorder()
-	tr.handler.ServeHTTP(rec, req)
+	tr.Handler.ServeHTTP(rec, req)
 	return rec.Code == http.StatusOK
 }
 
@@ -330,7 +273,7 @@ func TestReadBundlesNone(t *testing.T) {
 		if sigs, err := ReadBundles(ctx, missing, digest); err != nil || sigs != nil {
 			t.Errorf("ReadBundles(no repository) = %v, %v; want nil, nil", sigs, err)
 		}
-		if _, err := (Signer{Key: testKey(t)}).SignBundle(ctx, missing, digest, nil); err == nil {
+		if _, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, missing, digest, nil); err == nil {
 			t.Error("SignBundle of a digest the repository does not hold succeeded")
 		}
 	})
@@ -344,7 +287,7 @@ func TestBundleCopiedToOtherDigest(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		signed, other := reg.push(repo), reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		st, err := NewStatement(signed, map[string]string{AnnotationIdentity: repo.Name()})
 		if err != nil {
 			t.Fatal(err)
@@ -407,12 +350,12 @@ func TestReadBundlesMalformed(t *testing.T) {
 			Annotations:  map[string]string{annotationBundlePredicateType: "https://slsa.dev/provenance/v1"},
 		}, static.NewLayer([]byte("{not json"), BundleMediaType))
 		// A valid one among them.
-		k := testKey(t)
+		k := testreg.Key(t)
 		if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 			t.Fatal(err)
 		}
 
-		reg.reset()
+		reg.Reset()
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil {
 			t.Fatalf("ReadBundles = %v", err)
@@ -440,7 +383,7 @@ func TestReadBundlesMalformed(t *testing.T) {
 				t.Errorf("referrer %s not reported malformed", d)
 			}
 		}
-		if n := reg.count("GET", "/blobs/"+bigDigest.String()); n != 0 {
+		if n := reg.Count("GET", "/blobs/"+bigDigest.String()); n != 0 {
 			t.Errorf("the oversized bundle was fetched %d times", n)
 		}
 	})
@@ -465,7 +408,7 @@ func TestReadBundlesBounded(t *testing.T) {
 				repo := reg.repo("dev-bundle/cache")
 				digest := reg.push(repo)
 				subject := subjectOf(t, repo, digest)
-				k := testKey(t)
+				k := testreg.Key(t)
 				if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 					t.Fatal(err)
 				}
@@ -484,11 +427,11 @@ func TestReadBundlesBounded(t *testing.T) {
 					reg.seed(repo, "sha256-"+digest.Hex, types.OCIImageIndex, raw)
 				}
 
-				reg.reset()
+				reg.Reset()
 				start := time.Now()
 				sigs, err := ReadBundles(ctx, repo, digest)
 				elapsed := time.Since(start)
-				fetched := reg.count("GET", "/manifests/sha256:")
+				fetched := reg.Count("GET", "/manifests/sha256:")
 				if tc.tooMany {
 					if !errors.Is(err, ErrTooManySignatures) {
 						t.Errorf("ReadBundles = %d signatures, %v; want ErrTooManySignatures", len(sigs), err)
@@ -524,7 +467,7 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		attachCosignBundle(t, repo, digest, k) // no data: the blob is fetched
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 {
@@ -533,7 +476,7 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 		referrer := strings.TrimPrefix(sigs[0].Source, "referrer ")
 
 		// The list: an error, not "no signatures".
-		reg.setFault(forbid(func(r *http.Request) bool {
+		reg.SetFault(forbid(func(r *http.Request) bool {
 			return strings.Contains(r.URL.Path, "/referrers/") || strings.Contains(r.URL.Path, "/manifests/sha256-")
 		}))
 		if sigs, err := ReadBundles(ctx, repo, digest); err == nil {
@@ -541,14 +484,14 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 		}
 
 		// One referrer: an entry that is unreadable, not malformed.
-		reg.setFault(forbid(func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/"+referrer) }))
+		reg.SetFault(forbid(func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/"+referrer) }))
 		sigs, err = ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 || sigs[0].Err == nil || IsMalformed(sigs[0].Err) {
 			t.Errorf("ReadBundles with the referrer forbidden = %+v, %v; want one unreadable entry", sigs, err)
 		}
 
 		// A bundle blob that never ends: cut at the limit, malformed.
-		reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
 				return false
 			}
@@ -568,7 +511,7 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 
 		// Through registry.Options (as the verifier calls it), a huge
 		// referrers list is cut by the transport: an error.
-		reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 			if !strings.Contains(r.URL.Path, "/referrers/") && !strings.Contains(r.URL.Path, "/manifests/sha256-") {
 				return false
 			}
@@ -589,7 +532,7 @@ func TestReadBundlesRegistryFaults(t *testing.T) {
 		if sigs, err := ReadBundles(ctx, repo, digest, registry.Options(ctx, nil, registry.DefaultTimeout)...); err == nil {
 			t.Errorf("ReadBundles with a huge referrers list = %d signatures, nil; want an error", len(sigs))
 		}
-		reg.setFault(nil)
+		reg.SetFault(nil)
 	})
 }
 
@@ -600,7 +543,7 @@ func TestSignBundleConcurrent(t *testing.T) {
 		repo := reg.repo("dev-bundle/cache")
 		ks := make([]*ecdsa.PrivateKey, signers)
 		for i := range ks {
-			ks[i] = testKey(t)
+			ks[i] = testreg.Key(t)
 		}
 		for round := range rounds {
 			digest := reg.push(repo)
@@ -645,7 +588,7 @@ func TestSignBundleTooManyReferrers(t *testing.T) {
 		Manifests: reg.seedJunk(repo, subjectOf(t, repo, digest), MaxSignatures+1, BundleMediaType, EmptyMediaType)}
 	raw, _ := json.Marshal(idx)
 	reg.seed(repo, "sha256-"+digest.Hex, types.OCIImageIndex, raw)
-	if _, err := (Signer{Key: testKey(t)}).SignBundle(ctx, repo, digest, nil); !errors.Is(err, ErrTooManySignatures) {
+	if _, err := (Signer{Key: testreg.Key(t)}).SignBundle(ctx, repo, digest, nil); !errors.Is(err, ErrTooManySignatures) {
 		t.Errorf("SignBundle with %d referrers = %v; want ErrTooManySignatures", MaxSignatures+1, err)
 	}
 }

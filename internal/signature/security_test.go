@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -33,7 +34,7 @@ func TestReadBundlesNestedIndexes(t *testing.T) {
 	repo := reg.repo("dev-bundle/cache")
 	digest := reg.push(repo)
 	subject := subjectOf(t, repo, digest)
-	k := testKey(t)
+	k := testreg.Key(t)
 	if _, err := (Signer{Key: k}).SignBundle(ctx, repo, digest, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestReadBundlesNestedIndexes(t *testing.T) {
 	}
 	reg.seed(repo, fallbackTag.TagStr(), types.OCIImageIndex, raw)
 
-	reg.reset()
+	reg.Reset()
 	sigs, err := ReadBundles(ctx, repo, digest)
 	if err != nil || len(sigs) != 1 || sigs[0].Err != nil {
 		t.Fatalf("ReadBundles = %+v, %v; want the one bundle", sigs, err)
@@ -87,16 +88,16 @@ func TestReadBundlesNestedIndexes(t *testing.T) {
 		t.Errorf("the bundle found does not verify: %v", err)
 	}
 	for d := range chain {
-		if n := reg.count("GET", "/manifests/"+d); n != 0 {
+		if n := reg.Count("GET", "/manifests/"+d); n != 0 {
 			t.Errorf("nested index %s was fetched %d times; want 0", d, n)
 		}
 	}
-	if n := reg.count("GET", "/manifests/"+prev.Digest.String()); n != 0 {
+	if n := reg.Count("GET", "/manifests/"+prev.Digest.String()); n != 0 {
 		t.Errorf("the previous referrers list was fetched %d times; want 0", n)
 	}
 	// The bundle, the index that lied about its type and the image itself:
 	// one fetch each, and no further.
-	if n := reg.count("GET", "/manifests/sha256:"); n != 3 {
+	if n := reg.Count("GET", "/manifests/sha256:"); n != 3 {
 		t.Errorf("%d manifests fetched by digest; want 3", n)
 	}
 }
@@ -124,7 +125,7 @@ func TestReadBundlesContentMismatch(t *testing.T) {
 		ctx := context.Background()
 		repo := reg.repo("dev-bundle/cache")
 		digest := reg.push(repo)
-		k := testKey(t)
+		k := testreg.Key(t)
 		attachCosignBundle(t, repo, digest, k) // no data: the blob is fetched
 		sigs, err := ReadBundles(ctx, repo, digest)
 		if err != nil || len(sigs) != 1 {
@@ -164,7 +165,7 @@ func TestReadBundlesContentMismatch(t *testing.T) {
 			{"bundle blob", "/blobs/" + blob.String(), otherBundle, BundleMediaType},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 					if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, tc.path) {
 						return false
 					}
@@ -172,7 +173,7 @@ func TestReadBundlesContentMismatch(t *testing.T) {
 					w.Write(tc.body)
 					return true
 				})
-				t.Cleanup(func() { reg.setFault(nil) })
+				t.Cleanup(func() { reg.SetFault(nil) })
 				sigs, err := ReadBundles(ctx, repo, digest)
 				if err != nil || len(sigs) != 1 {
 					t.Fatalf("ReadBundles = %+v, %v; want one entry", sigs, err)

@@ -72,11 +72,7 @@ func (s Signer) signLegacy(ctx context.Context, repo name.Repository, digest v1.
 		if err != nil || p.Digest() != digest || p.Critical.Identity.DockerReference != repo.Name() {
 			return false
 		}
-		got := p.Annotations()
-		delete(got, AnnotationCreated)
-		want := maps.Clone(ann)
-		delete(want, AnnotationCreated)
-		if !maps.Equal(got, want) {
+		if !sameButCreated(p.Annotations(), ann) {
 			return false
 		}
 		kept = existing
@@ -106,4 +102,13 @@ func (s Signer) Attach(ctx context.Context, format Format, repo name.Repository,
 		return s.signBundle(ctx, repo, digest, annotations, opts...)
 	}
 	return Signature{}, false, fmt.Errorf("unknown signature format %q (want legacy or bundle)", format)
+}
+
+// sameButCreated reports whether two signed annotation sets are the same
+// but for the signing time: a signature made again of the same content.
+func sameButCreated(got, want map[string]string) bool {
+	got, want = maps.Clone(got), maps.Clone(want)
+	delete(got, AnnotationCreated)
+	delete(want, AnnotationCreated)
+	return maps.Equal(got, want)
 }

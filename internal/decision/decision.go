@@ -1,0 +1,134 @@
+// Package decision owns the verdict → cache action table: what becomes of
+// one cache import once the verifier has spoken. "docker trustcache build"
+// and "bake" (plugin), "docker trustcache verify"'s exit status and the
+// gateway (internal/gateway) all decide through it, so the three cannot
+// drift apart.
+package decision
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+// Action is what becomes of one cache import; the words are those of the
+// build's report and the gateway's decision log.
+type Action string
+
+const (
+	// Used: verified (or audited with a digest) and imported pinned to
+	// the verified digest.
+	Used Action = "used"
+	// Passed: passed on as given: level skip, audit without a digest, a
+	// type the policy allows unsigned.
+	Passed Action = "passed"
+	// Dropped: removed; the build runs without it.
+	Dropped Action = "dropped"
+	// Blocked: onUntrusted: fail; the build must not run.
+	Blocked Action = "blocked"
+)
+
+// Removes says whether the import leaves the build (dropped or blocked).
+func (a Action) Removes() bool { return a == Dropped || a == Blocked }
+
+// Policy is what the table asks of the policy: *verify.Policy.
+type Policy interface {
+	AllowsUnsigned(typ string) bool
+}
+
+// VerifyFunc verifies a registry reference: (*verify.Verifier).Verify.
+type VerifyFunc func(ctx context.Context, ref string) (*verify.Result, error)
+
+// Outcome is the fate of one import. Result is nil where nothing was
+// verified (not a registry cache, no ref).
+type Outcome struct {
+	Action Action
+	Reason string
+	Result *verify.Result
+}
+
+// Cache decides one cache import of type typ at ref (ref is empty when
+// the import names none). Only a registry cache is verified; a Used
+// outcome is to be imported pinned to Result.Pinned().
+func Cache(ctx context.Context, p Policy, verifyRef VerifyFunc, typ, ref string) Outcome {
+	if typ != "registry" {
+		if p.AllowsUnsigned(typ) {
+			return Outcome{Action: Passed, Reason: "the policy allows unsigned " + typ + " caches"}
+		}
+		return Outcome{Action: Dropped, Reason: fmt.Sprintf("type=%s caches cannot carry registry signatures (allowUnsignedTypes in the policy lets them through)", typ)}
+	}
+	if ref == "" {
+		return Outcome{Action: Dropped, Reason: "registry cache without ref"}
+	}
+	res, err := verifyRef(ctx, ref)
+	if err != nil {
+		return Outcome{Action: Dropped, Reason: err.Error(), Result: res}
+	}
+	return Of(res)
+}
+
+// Of maps a verification result to its outcome.
+func Of(res *verify.Result) Outcome {
+	o := Outcome{Result: res}
+	switch {
+	case res.Verdict == verify.VerdictSkipped:
+		o.Action, o.Reason = Passed, "scope level skip: not verified"
+	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
+		o.Action = Used
+		if !res.Trusted {
+			o.Reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
+		}
+	case res.Level == verify.LevelAudit:
+		o.Action, o.Reason = Passed, "level audit: no digest resolved ("+res.Reason()+")"
+	case res.OnUntrusted == verify.ActionFail:
+		o.Action, o.Reason = Blocked, string(res.Verdict)+": "+res.Reason()
+	default:
+		o.Action, o.Reason = Dropped, string(res.Verdict)+": "+res.Reason()
+	}
+	return o
+}
+
+// Status is the worst of a set of verdicts that the policy enforces.
+type Status int
+
+const (
+	// OK: every result is trusted or not enforced (audit, skip).
+	OK Status = iota
+	// Inconclusive: at least one enforced result is inconclusive, none
+	// untrusted.
+	Inconclusive
+	// Untrusted: at least one enforced result is untrusted (untrusted
+	// wins over inconclusive).
+	Untrusted
+)
+
+// Worst returns the status of results, ignoring those the policy does not
+// enforce; nil results are passed over.
+func Worst(results []*verify.Result) Status {
+	s := OK
+	for _, r := range results {
+		if r == nil || !r.Enforced() {
+			continue
+		}
+		s = max(s, statusOf(r))
+	}
+	return s
+}
+
+// StatusOf returns the status one blocking result contributes:
+// Inconclusive for an inconclusive verdict, Untrusted otherwise (also
+// where there is no result).
+func StatusOf(r *verify.Result) Status {
+	if r == nil {
+		return Untrusted
+	}
+	return statusOf(r)
+}
+
+func statusOf(r *verify.Result) Status {
+	if r.Verdict == verify.VerdictInconclusive {
+		return Inconclusive
+	}
+	return Untrusted
+}

@@ -1,0 +1,88 @@
+package decision
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/docker-trustcache/docker-trustcache/verify"
+)
+
+type allowDir struct{}
+
+func (allowDir) AllowsUnsigned(typ string) bool { return typ == "local" }
+
+const dig = "sha256:0123456789012345678901234567890123456789012345678901234567890123"
+
+func res(v verify.Verdict, trusted bool, level verify.Level, on verify.Action, digest string) *verify.Result {
+	return &verify.Result{Reference: "reg.example/c:t", Repository: "reg.example/c", Digest: digest, Trusted: trusted, Verdict: v, Level: level, OnUntrusted: on, Reasons: []string{"why"}}
+}
+
+// Every row of the verdict → action table: a row changed or lost fails here.
+func TestCacheTable(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		typ    string
+		ref    string
+		res    *verify.Result
+		err    error
+		want   Action
+		reason string
+	}{
+		{"allowed unsigned type", "local", "", nil, nil, Passed, "allows unsigned local"},
+		{"unsigned type not allowed", "gha", "", nil, nil, Dropped, "type=gha caches cannot carry"},
+		{"registry without ref", "registry", "", nil, nil, Dropped, "without ref"},
+		{"verify error", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionFail, ""), errors.New("boom"), Dropped, "boom"},
+		{"skip", "registry", "r", res(verify.VerdictSkipped, false, verify.LevelSkip, verify.ActionFail, ""), nil, Passed, "scope level skip"},
+		{"trusted", "registry", "r", res(verify.VerdictTrusted, true, verify.LevelStrict, verify.ActionFail, dig), nil, Used, ""},
+		{"audit with digest", "registry", "r", res(verify.VerdictUntrusted, false, verify.LevelAudit, verify.ActionDrop, dig), nil, Used, "level audit: used although untrusted: why"},
+		{"audit without digest", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelAudit, verify.ActionDrop, ""), nil, Passed, "no digest resolved (why)"},
+		{"strict fail", "registry", "r", res(verify.VerdictUntrusted, false, verify.LevelStrict, verify.ActionFail, dig), nil, Blocked, "untrusted: why"},
+		{"strict drop", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionDrop, dig), nil, Dropped, "inconclusive: why"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called := false
+			vf := func(context.Context, string) (*verify.Result, error) { called = true; return tc.res, tc.err }
+			o := Cache(ctx, allowDir{}, vf, tc.typ, tc.ref)
+			if o.Action != tc.want || !strings.Contains(o.Reason, tc.reason) || (tc.reason == "" && o.Reason != "") {
+				t.Fatalf("Cache = %q %q, want %q containing %q", o.Action, o.Reason, tc.want, tc.reason)
+			}
+			if called != (tc.typ == "registry" && tc.ref != "") {
+				t.Fatalf("verified = %v for type %q ref %q", called, tc.typ, tc.ref)
+			}
+			if o.Result != tc.res {
+				t.Fatalf("Result not passed on")
+			}
+			if o.Action.Removes() != (tc.want == Dropped || tc.want == Blocked) {
+				t.Fatalf("Removes wrong for %q", o.Action)
+			}
+		})
+	}
+}
+
+func TestWorst(t *testing.T) {
+	unt := res(verify.VerdictUntrusted, false, verify.LevelStrict, verify.ActionFail, dig)
+	inc := res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionFail, "")
+	ok := res(verify.VerdictTrusted, true, verify.LevelStrict, verify.ActionFail, dig)
+	audit := res(verify.VerdictUntrusted, false, verify.LevelAudit, verify.ActionFail, dig)
+	skip := res(verify.VerdictSkipped, false, verify.LevelSkip, verify.ActionFail, "")
+	for _, tc := range []struct {
+		rs   []*verify.Result
+		want Status
+	}{
+		{nil, OK},
+		{[]*verify.Result{ok, audit, skip}, OK},
+		{[]*verify.Result{ok, inc}, Inconclusive},
+		{[]*verify.Result{inc, unt, inc}, Untrusted},
+		{[]*verify.Result{unt, inc}, Untrusted},
+	} {
+		if got := Worst(tc.rs); got != tc.want {
+			t.Errorf("Worst(%d results) = %d, want %d", len(tc.rs), got, tc.want)
+		}
+	}
+	if StatusOf(nil) != Untrusted || StatusOf(inc) != Inconclusive || StatusOf(unt) != Untrusted {
+		t.Fatal("StatusOf")
+	}
+}
