@@ -205,17 +205,11 @@ func signatureFormat(flag string, p *verify.Policy) (signature.Format, error) {
 // resolveDigest returns the manifest digest of r: r's own digest, or the
 // digest the registry reports for the tag.
 func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
-	if d, ok := r.(name.Digest); ok {
-		return v1.NewHash(d.DigestStr())
+	d, err := registry.Digest(r, ropts...)
+	if registry.IsNotFound(err) {
+		return v1.Hash{}, fmt.Errorf("%s does not exist in the registry", r)
 	}
-	desc, err := remote.Head(r, ropts...)
-	if err != nil {
-		if registry.IsNotFound(err) {
-			return v1.Hash{}, fmt.Errorf("%s does not exist in the registry", r)
-		}
-		return v1.Hash{}, err
-	}
-	return desc.Digest, nil
+	return d, err
 }
 
 // loadSigner loads the private key named by the flag (or TRUSTCACHE_KEY);

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
+	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 )
 
@@ -439,7 +440,7 @@ func (v *Verifier) Provenance(ctx context.Context, ref string, opts ProvenanceOp
 		node.Reasons = append(node.Reasons, err.Error())
 		return node, nil
 	}
-	digest, err := v.resolve(ctx, r, ropts)
+	digest, err := registry.Digest(r, ropts...)
 	if err != nil {
 		node.Inconclusive = true
 		node.Reasons = append(node.Reasons, fmt.Sprintf("resolving %s: %v", ref, err))

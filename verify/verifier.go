@@ -215,7 +215,7 @@ func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, sco
 		res.addReason(err.Error())
 		return
 	}
-	digest, err := v.resolve(ctx, r, ropts)
+	digest, err := registry.Digest(r, ropts...)
 	if err != nil {
 		if registry.IsNotFound(err) {
 			res.addReason(fmt.Sprintf("%s not found in the registry", ref))
@@ -288,17 +288,6 @@ func (v *Verifier) counted(scope *Scope, repo string, digest v1.Hash, sigs []sig
 
 // resolve returns the manifest digest ref names: the digest itself for a
 // digest reference (no request), else one HEAD request.
-func (v *Verifier) resolve(ctx context.Context, r name.Reference, ropts []remote.Option) (v1.Hash, error) {
-	if d, ok := r.(name.Digest); ok {
-		return v1.NewHash(d.DigestStr())
-	}
-	desc, err := remote.Head(r, ropts...)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	return desc.Digest, nil
-}
-
 // decide checks each signature against the scope and fills in the verdict.
 func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []signature.Signature, explain bool) {
 	signed := map[string]bool{} // allowed builders with a counting signature
