@@ -283,7 +283,13 @@ func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Sta
 // by s's key, but for builtAt: a build that records exactly what an earlier
 // one did (the same exports, imports, policy and source — a rebuild of the
 // same commit) adds no record, and spares the referrers write.
+//
+// A keyless signer has no key of its own to compare (each build's
+// certificate is for a new ephemeral key): its record is always written.
 func sameRecord(s signature.Signer, st provenance.Statement) func(signature.Signature) bool {
+	if s.Key == nil {
+		return func(signature.Signature) bool { return false }
+	}
 	want := st
 	want.Predicate.BuiltAt = ""
 	wantJSON, err := want.Marshal()
