@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
@@ -192,4 +197,71 @@ func (nopKeyless) SignMessage(context.Context, []byte) (signature.KeylessSignatu
 
 func (nopKeyless) SignDSSE(context.Context, string, []byte) (signature.KeylessSignature, error) {
 	return signature.KeylessSignature{}, errors.New("not used")
+}
+
+// BenchmarkSignAndRecord: what a signing build of a new commit does after
+// the build — a new signature (.sig tag) and a new provenance record
+// (referrers tag) on its new cache digest, each with its confirmation wait
+// — on an in-memory registry without the referrers API: the signature
+// alone, the two in turn (as before signAndRecord), and the two at once.
+// Each iteration pushes a new subject first (~1 ms), so that no variant
+// reads what an earlier one attached.
+func BenchmarkSignAndRecord(b *testing.B) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	b.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	privPEM, _, err := keys.GenerateKeyPair([]byte("pw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, _ := keys.LoadPrivateKey(privPEM, []byte("pw"))
+	repo, _ := name.NewRepository(host + "/team/cache")
+	signer := signature.Signer{Key: key, Builder: "ci"}
+	newSubject := func(b *testing.B) (sign func(context.Context) ([]signedReport, error), record func(context.Context) error) {
+		img, err := random.Image(128, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, _ := img.Digest()
+		if err := remote.Write(repo.Digest(d.String()), img); err != nil {
+			b.Fatal(err)
+		}
+		targets := []exportTarget{{repo, d, "cache"}}
+		sign = func(ctx context.Context) ([]signedReport, error) {
+			_, _, err := signer.Attach(ctx, signature.FormatLegacy, repo, d, nil)
+			return nil, err
+		}
+		record = func(ctx context.Context) error {
+			_, err := attachProvenance(ctx, signer, provenanceRecord(&trustReport{}, nil, "bench", targets, time.Now()), targets)
+			return err
+		}
+		return sign, record
+	}
+	b.Run("sign-only", func(b *testing.B) {
+		for b.Loop() {
+			sign, _ := newSubject(b)
+			if _, err := sign(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("in-turn", func(b *testing.B) {
+		for b.Loop() {
+			sign, record := newSubject(b)
+			if _, err := sign(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			if err := record(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("at-once", func(b *testing.B) {
+		for b.Loop() {
+			sign, record := newSubject(b)
+			if serr, rerr := signAndRecord(context.Background(), &trustReport{}, sign, record); serr != nil || rerr != nil {
+				b.Fatal(serr, rerr)
+			}
+		}
+	})
 }
