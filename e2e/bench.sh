@@ -7,6 +7,8 @@
 # only the provenance record's.
 # BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
 # commit's) in the same runs, interleaved: a row comparing the two.
+# BENCH_PROVENANCE_BASELINE=BINARY also measures another docker-trustcache build's signing build
+# with a new record (an earlier commit's) in the same rounds, interleaved: a row comparing the two.
 set -euo pipefail
 
 : "${E2E_REGISTRY:?source \$TRUSTCACHE_E2E_DIR/env first (make bench does)}"
@@ -181,13 +183,37 @@ if [[ -z $only || $only == provenance ]]; then
 	# apart: another policy digest in the record, the same signed annotations).
 	newrec() { "$docker" trustcache build --trust-policy "$work/policy-$1.yaml" "${signed[@]:3}"; }
 	for i in w1 w2 $(seq 1 "$runs"); do { cat policy.yaml; echo "# $i"; } >"policy-$i.yaml"; done
-	for i in w1 w2; do "${norec[@]}" >/dev/null 2>&1 && "${signed[@]}" >/dev/null 2>&1 && newrec $i >/dev/null 2>&1; done # warm-up
-	: >norec.times >samerec.times >newrec.times
+	# The baseline binary, if any, in a copy of the docker config (the same builder), with policy
+	# files of its own (a new record each build for it too).
+	pbase=${BENCH_PROVENANCE_BASELINE:-}
+	if [[ -n $pbase ]]; then
+		cp -r "$DOCKER_CONFIG" "$work/base-config"
+		cp "$pbase" "$work/base-config/cli-plugins/docker-trustcache"
+		for i in w1 w2 $(seq 1 "$runs"); do { cat policy.yaml; echo "# base $i"; } >"policy-b$i.yaml"; done
+	fi
+	basenew() { env DOCKER_CONFIG="$work/base-config" "$docker" trustcache build --trust-policy "$work/policy-b$1.yaml" "${signed[@]:3}"; }
+	# A new signature each build too (another signed annotation): what a build of a new commit
+	# writes, a signature and a record, with the record and (BENCH_PROVENANCE_BASELINE) in the
+	# baseline binary, against the same without the record.
+	newsig() { env TRUSTCACHE_PROVENANCE_ATTACH=off "$docker" trustcache build --sign-annotation "bench=n$1" "${signed[@]:3}"; }
+	newboth() { "$docker" trustcache build --trust-policy "$work/policy-$1.yaml" --sign-annotation "bench=s$1" "${signed[@]:3}"; }
+	basenewboth() { env DOCKER_CONFIG="$work/base-config" "$docker" trustcache build --trust-policy "$work/policy-b$1.yaml" --sign-annotation "bench=b$1" "${signed[@]:3}"; }
+	for i in w1 w2; do
+		"${norec[@]}" >/dev/null 2>&1 && "${signed[@]}" >/dev/null 2>&1 && newrec $i >/dev/null 2>&1 # warm-up
+		[[ -z $pbase ]] || basenew $i >/dev/null 2>&1
+	done
+	: >norec.times >samerec.times >newrec.times >basenew.times >newsig.times >newboth.times >basenewboth.times
 	for i in $(seq 1 "$runs"); do
 		timed "${norec[@]}" >>norec.times
 		timed "${signed[@]}" >>samerec.times
 		timed newrec "$i" >>newrec.times
+		[[ -z $pbase ]] || timed basenew "$i" >>basenew.times
+		timed newsig "$i" >>newsig.times
+		timed newboth "$i" >>newboth.times
+		[[ -z $pbase ]] || timed basenewboth "$i" >>basenewboth.times
 	done
+	t_newsig=$(median <newsig.times)
+	t_newboth=$(median <newboth.times)
 	t_norec=$(median <norec.times)
 	t_samerec=$(median <samerec.times)
 	t_newrec=$(median <newrec.times)
@@ -200,9 +226,18 @@ if [[ -z $only || $only == provenance ]]; then
 |---|---|---|---|
 | fully cached signing build, a new record each build (another policy digest: one referrer written); medians of $runs | $(ms "$t_newrec") | $(ms "$t_norec") | $(awk -v a="$t_newrec" -v b="$t_norec" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}') |
 | same, the record the same as the last build's (a rebuild: read, not written again) | $(ms "$t_samerec") | $(ms "$t_norec") | $(awk -v a="$t_samerec" -v b="$t_norec" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}') |
+| a new signature and a new record each build (another signed annotation and policy digest) | $(ms "$t_newboth") | $(ms "$t_newsig") (a new signature each build) | $(awk -v a="$t_newboth" -v b="$t_newsig" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}') |
 | records on the cache digest after the run (\`docker trustcache provenance\`) | $nrec | | |
 TABLE
 	)
+	if [[ -n $pbase ]]; then
+		t_basenew=$(median <basenew.times)
+		provtable=$(printf '%s\n| baseline %s, a new record each build; medians of %s | %s | %s | %s |' "$provtable" "$(basename "$pbase")" "$runs" \
+			"$(ms "$t_basenew")" "$(ms "$t_norec")" "$(awk -v a="$t_basenew" -v b="$t_norec" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}')")
+		t_basenewboth=$(median <basenewboth.times)
+		provtable=$(printf '%s\n| baseline %s, a new signature and a new record each build | %s | %s | %s |' "$provtable" "$(basename "$pbase")" \
+			"$(ms "$t_basenewboth")" "$(ms "$t_newsig")" "$(awk -v a="$t_basenewboth" -v b="$t_newsig" 'BEGIN{printf "%+.1f %% (%+.0f ms)", (a/b-1)*100, (a-b)*1000}')")
+	fi
 	table=$(printf '%s\n\n%s' "$table" "$provtable")
 fi
 

@@ -187,8 +187,8 @@ scopes:
 	return path
 }
 
-// TestKeylessVerify: what trustcache and cosign v3 sign keyless against the real Fulcio and
-// TSA, trustcache verifies offline for the main-branch identity, and refuses under a policy
+// TestKeylessVerify: what trustcache, cosign v2 (.sig layer) and cosign v3 (bundle) sign
+// keyless against the real Fulcio and TSA, trustcache verifies offline for the main-branch identity, and refuses under a policy
 // that wants another identity (the pull-request run of the same workflow).
 func TestKeylessVerify(t *testing.T) {
 	k := keyless(t)
@@ -211,6 +211,17 @@ func TestKeylessVerify(t *testing.T) {
 		{"trustcache bundle", func(t *testing.T, pinned string) {
 			e.runWith(t, deadProxy, nil, cfg.docker, "trustcache", "sign", "--keyless", "--signing-config", k.signingConfig,
 				"--identity-token", gh.token(t, main.claims()), "--signature-format", "bundle", "--no-ledger", pinned).must(t)
+		}},
+		{"cosign v2 legacy", func(t *testing.T, pinned string) {
+			// cosign v2.6.5 keyless: a Fulcio certificate (no SCT: the e2e Fulcio has no CT
+			// log), an RFC 3161 timestamp from the TSA, nothing uploaded to a transparency log;
+			// a .sig layer with the certificate, chain and timestamp annotations.
+			tok := strings.TrimPrefix(e.tokenFile(t, "cosign2.jwt", gh.token(t, main.claims())), "@")
+			e.cosign(t, "sign", "--fulcio-url", k.fulcioURL, "--timestamp-server-url", k.tsaURL,
+				"--tlog-upload=false", "--insecure-skip-verify=true", "--oidc-disable-ambient-providers=true",
+				"--identity-token", tok, "-y", pinned).must(t)
+			repoOf, digest, _ := strings.Cut(pinned, "@")
+			checkLegacyKeylessLayer(t, e, repoOf, digest)
 		}},
 		{"cosign v3 bundle", func(t *testing.T, pinned string) {
 			// cosign v3 reads --identity-token as a file when it can.

@@ -207,20 +207,19 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	bakeErr := runDocker(ctx, bin, append(argv, inv.BuildxArgs(overrides...)...), streams)
 	report.Built = bakeErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
-	if bakeErr == nil && signer != nil {
-		signed, err := signer.signExported(ctx, v)
-		report.Signed = signed
-		if err != nil {
-			printReport(dockerCLI.Err(), report)
-			_ = writeReport(inv.Trust.Report, report)
-			return fmt.Errorf("the bake succeeded, but signing its exports failed: %w", err)
-		}
-	}
 	if bakeErr == nil && exports != nil {
-		if err := recordProvenance(ctx, exports.base, exports.exported, signer != nil, report, p, version); err != nil {
+		// As build: signed and recorded at once (signAndRecord).
+		var sign func(context.Context) ([]signedReport, error)
+		if signer != nil {
+			sign = func(ctx context.Context) ([]signedReport, error) { return signer.signExported(ctx, v) }
+		}
+		signErr, recordErr := signAndRecord(ctx, report, sign, func(ctx context.Context) error {
+			return recordProvenance(ctx, exports.base, exports.exported, signer != nil, report, p, version)
+		})
+		if err := exportsFailed("bake", signErr, recordErr); err != nil {
 			printReport(dockerCLI.Err(), report)
 			_ = writeReport(inv.Trust.Report, report)
-			return fmt.Errorf("the bake succeeded, but attaching its provenance record failed: %w", err)
+			return err
 		}
 	}
 	printReport(dockerCLI.Err(), report)

@@ -235,20 +235,20 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
 	report.Built = buildErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
-	if buildErr == nil && signer != nil {
-		signed, err := signer.signExported(ctx, v)
-		report.Signed = signed
-		if err != nil {
-			printReport(dockerCLI.Err(), report)
-			_ = writeReport(inv.Trust.Report, report)
-			return fmt.Errorf("the build succeeded, but signing its exports failed: %w", err)
-		}
-	}
 	if buildErr == nil && exports != nil {
-		if err := recordProvenance(ctx, exports, exports.exported, signer != nil, report, p, version); err != nil {
+		// The exports are signed and the provenance record attached at once
+		// (signAndRecord: the record claims no signature).
+		var sign func(context.Context) ([]signedReport, error)
+		if signer != nil {
+			sign = func(ctx context.Context) ([]signedReport, error) { return signer.signExported(ctx, v) }
+		}
+		signErr, recordErr := signAndRecord(ctx, report, sign, func(ctx context.Context) error {
+			return recordProvenance(ctx, exports, exports.exported, signer != nil, report, p, version)
+		})
+		if err := exportsFailed("build", signErr, recordErr); err != nil {
 			printReport(dockerCLI.Err(), report)
 			_ = writeReport(inv.Trust.Report, report)
-			return fmt.Errorf("the build succeeded, but attaching its provenance record failed: %w", err)
+			return err
 		}
 	}
 	printReport(dockerCLI.Err(), report)

@@ -203,6 +203,66 @@ func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]e
 	return err
 }
 
+// signAndRecord does, at once, what a finished build does with its
+// exports: sign signs them (nil when the build does not --sign; its
+// result goes to report.Signed) and record puts the provenance record in
+// the report and, signing, attaches it (recordProvenance). Each half ends
+// in a registry confirmation wait (the .sig or referrers tag read back
+// until it is seen to hold), so run in turn the record's wait followed
+// the signatures'; run together they overlap.
+//
+// That is sound because the record claims no signature: its subjects are
+// what the build exported, its predicate the caches it imported and how
+// they were verified, true whether or not the exports' signatures are
+// written. Nothing trusts a cache by its record alone: verification reads
+// the cache's own signatures, and requireProvenance wants both. Still, a
+// build whose signing fails should not go on writing: a signing failure
+// stops the record (its context is cancelled); whatever was attached by
+// then stays listed in report.Attested, and the record's error says it
+// was stopped. A record failure does not stop the signing. Both errors
+// are returned, neither hides the other.
+func signAndRecord(ctx context.Context, report *trustReport, sign func(context.Context) ([]signedReport, error), record func(context.Context) error) (signErr, recordErr error) {
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var g errgroup.Group
+	if sign != nil {
+		g.Go(func() error {
+			signed, err := sign(ctx)
+			if err != nil {
+				stop()
+			}
+			report.Signed, signErr = signed, err
+			return err
+		})
+	}
+	if record != nil {
+		g.Go(func() error {
+			recordErr = record(rctx)
+			return recordErr
+		})
+	}
+	_ = g.Wait() // both errors are kept, not the first alone
+	if signErr != nil && recordErr != nil && ctx.Err() == nil && errors.Is(recordErr, context.Canceled) {
+		recordErr = fmt.Errorf("stopped when signing failed, attached to %d subject(s) by then: %w", len(report.Attested), recordErr)
+	}
+	return signErr, recordErr
+}
+
+// exportsFailed is the error of a build (what: "build" or "bake") that
+// succeeded but whose signing or provenance record failed; nil when
+// neither did.
+func exportsFailed(what string, signErr, recordErr error) error {
+	switch {
+	case signErr != nil && recordErr != nil:
+		return fmt.Errorf("the %s succeeded, but signing its exports failed: %w; and attaching its provenance record failed: %w", what, signErr, recordErr)
+	case signErr != nil:
+		return fmt.Errorf("the %s succeeded, but signing its exports failed: %w", what, signErr)
+	case recordErr != nil:
+		return fmt.Errorf("the %s succeeded, but attaching its provenance record failed: %w", what, recordErr)
+	}
+	return nil
+}
+
 // attachProvenance signs st and attaches it to each target
 // (attachBundle).
 func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Statement, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
@@ -217,7 +277,13 @@ func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Sta
 // by s's key, but for builtAt: a build that records exactly what an earlier
 // one did (the same exports, imports, policy and source — a rebuild of the
 // same commit) adds no record, and spares the referrers write.
+//
+// A keyless signer has no key of its own to compare (each build's
+// certificate is for a new ephemeral key): its record is always written.
 func sameRecord(s signature.Signer, st provenance.Statement) func(signature.Signature) bool {
+	if s.Key == nil {
+		return func(signature.Signature) bool { return false }
+	}
 	want := st
 	want.Predicate.BuiltAt = ""
 	wantJSON, err := want.Marshal()
