@@ -55,6 +55,7 @@ import (
 
 	internalregistry "github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -72,7 +73,7 @@ const maxJunkRequests = 10
 // junkReason is the reason a too-long signature list is refused with.
 const junkReason = "more than 256 signatures"
 
-// The shared fixture helpers (newFixture, pushImage, sign,
+// The shared fixture helpers (newFixture, sign,
 // addJunkSignatures) take a *testing.T; benchmarks have a *testing.B, so
 // junkEnv builds the same setup through testing.TB. The test below uses
 // the shared helpers themselves.
@@ -448,12 +449,12 @@ func measureVerify(f func()) (elapsed time.Duration, allocated, peak uint64) {
 // inconclusive, it comes quickly, and one verification allocates less
 // than heapBound in all (registry included), so the heap cannot grow more.
 func TestVerify5000JunkBounded(t *testing.T) {
-	check := func(t *testing.T, requests *atomic.Int64, verify func() *Result) {
+	check := func(t *testing.T, requests func() int64, verify func() *Result) {
 		t.Helper()
 		var res *Result
-		before := requests.Load()
+		before := requests()
 		elapsed, allocated, peak := measureVerify(func() { res = verify() })
-		n := requests.Load() - before
+		n := requests() - before
 		if res.Trusted || res.Verdict != VerdictUntrusted || !strings.Contains(res.Reason(), junkReason) {
 			t.Errorf("Verify = %s (%s); want untrusted: %s", res.Verdict, res.Reason(), junkReason)
 		}
@@ -478,8 +479,8 @@ func TestVerify5000JunkBounded(t *testing.T) {
 	t.Run(".sig tag", func(t *testing.T) {
 		f := newFixture(t)
 		p := f.policy(t, "", "")
-		repo := f.reg.repo(t, "team/app-cache")
-		d := pushImage(t, repo, "main")
+		repo := f.reg.Repo(t, "team/app-cache")
+		d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 		sign(t, f.ci, "ci", repo, d, now, nil)
 		addJunkSignatures(t, repo, d, junkCount)
 		// The manifest is under the body limit: refused by count, not size.
@@ -491,24 +492,24 @@ func TestVerify5000JunkBounded(t *testing.T) {
 			t.Fatalf(".sig manifest of %d bytes; the test wants it under the %d-byte body limit", len(desc.Manifest), internalregistry.MaxResponseBody)
 		}
 		t.Logf(".sig manifest with %d layers: %d bytes (body limit %d)", junkCount+1, len(desc.Manifest), internalregistry.MaxResponseBody)
-		check(t, &f.reg.requests, func() *Result { return f.verify(t, p, repo.Tag("main").String()) })
+		check(t, func() int64 { return served(f.reg) }, func() *Result { return f.verify(t, p, repo.Tag("main").String()) })
 	})
 
 	t.Run("referrers tag", func(t *testing.T) {
 		f := newFixture(t)
 		p := f.policy(t, "", "")
-		repo := f.reg.repo(t, "team/app-cache")
-		d := pushImage(t, repo, "main")
+		repo := f.reg.Repo(t, "team/app-cache")
+		d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 		s := signature.Signer{Key: f.ci.priv, Builder: "ci", Now: func() time.Time { return now }}
 		if _, err := s.SignBundle(context.Background(), repo, d, nil); err != nil {
 			t.Fatal(err)
 		}
 		// One valid bundle alone is trusted: the junk is what refuses it.
 		wantVerdict(t, f.verify(t, p, repo.Tag("main").String()), VerdictTrusted, "")
-		if err := appendJunkReferrersTag(f.reg.host, repo, d, junkCount); err != nil {
+		if err := appendJunkReferrersTag(f.reg.Host, repo, d, junkCount); err != nil {
 			t.Fatal(err)
 		}
-		check(t, &f.reg.requests, func() *Result { return f.verify(t, p, repo.Tag("main").String()) })
+		check(t, func() int64 { return served(f.reg) }, func() *Result { return f.verify(t, p, repo.Tag("main").String()) })
 	})
 
 	t.Run("referrers API", func(t *testing.T) {
@@ -518,7 +519,7 @@ func TestVerify5000JunkBounded(t *testing.T) {
 		if _, err := pushJunkReferrers(be.host, be.repo, be.digest, junkCount); err != nil {
 			t.Fatal(err)
 		}
-		check(t, &be.requests, func() *Result { return be.verifyOnce(t) })
+		check(t, be.requests.Load, func() *Result { return be.verifyOnce(t) })
 	})
 }
 

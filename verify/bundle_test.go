@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // signBundle attaches a sigstore bundle over digest, as cosign v3 writes
@@ -48,13 +49,13 @@ func TestVerifyBundles(t *testing.T) {
 	}, {
 		name: "bundle that names another repository",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
-			signBundle(t, f.ci, repo, d, d, map[string]string{"identity": f.reg.host + "/team/other", "created": created})
+			signBundle(t, f.ci, repo, d, d, map[string]string{"identity": f.reg.Host + "/team/other", "created": created})
 		},
 		want: VerdictUntrusted, reason: "copied from another repository",
 	}, {
 		name: "bundle over another digest attached here",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
-			other := pushImage(t, repo, "other")
+			other := testreg.PushRandom(t, repo.Tag("other"), 256, 1)
 			signBundle(t, f.ci, repo, d, other, map[string]string{"identity": repo.Name(), "created": created})
 		},
 		want: VerdictUntrusted, reason: "copied from another manifest",
@@ -93,8 +94,8 @@ func TestVerifyBundles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, tc.scope, "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			tc.setup(t, f, repo, d)
 			wantVerdict(t, f.verify(t, p, repo.Tag("main").String()), tc.want, tc.reason)
 		})

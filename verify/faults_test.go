@@ -15,11 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
-
-func (tr *testRegistry) setFault(f func(w http.ResponseWriter, r *http.Request) bool) {
-	tr.fault.Store(&f)
-}
 
 // TestRegistryFaults: a registry that fails, lies, floods or stalls never
 // makes a signed cache trusted through the fault, and each fault ends as
@@ -153,14 +150,14 @@ func TestRegistryFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, d, now, nil)
 			// As cosign writes it, without the payload embedded, so that
 			// the payload blob is fetched and its faults apply (embedded
 			// payloads: TestVerifyInlineData).
 			stripData(t, repo, d)
-			f.reg.setFault(tc.fault)
+			f.reg.SetFault(tc.fault)
 			start := time.Now()
 			res, err := New(p, WithClock(func() time.Time { return now }), WithRequestTimeout(time.Second)).Verify(t.Context(), repo.Tag("main").String())
 			if err != nil {
@@ -182,8 +179,8 @@ func TestRegistryFaults(t *testing.T) {
 func TestTooManySignatures(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now, nil)
 	addJunkSignatures(t, repo, d, signature.MaxSignatures+1)
 	res := f.verify(t, p, repo.Tag("main").String())

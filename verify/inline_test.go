@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // stripData rewrites digest's .sig manifest without data in its layer
@@ -49,7 +50,7 @@ type blobWatch struct {
 }
 
 func (bw *blobWatch) install(f *fixture) {
-	f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+	f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
 			return false
 		}
@@ -169,8 +170,8 @@ func TestVerifyInlineData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, d, now, nil)
 			m := sigManifest(t, repo, d)
 			if len(m.Layers) != 1 || m.Layers[0].Data == nil {
@@ -193,22 +194,22 @@ func TestVerifyInlineData(t *testing.T) {
 func TestVerifyBundleInline(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	s := signature.Signer{Key: f.ci.priv, Builder: "ci", Now: func() time.Time { return now }}
 	if _, err := s.SignBundle(context.Background(), repo, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	bw := &blobWatch{}
 	bw.install(f)
-	before := f.reg.requests.Load()
+	before := served(f.reg)
 	wantVerdict(t, f.verify(t, p, repo.Tag("main").String()), VerdictTrusted, "")
 	if n := bw.gets.Load(); n != 0 {
 		t.Errorf("%d blob fetches; want 0 (the bundle is embedded)", n)
 	}
 	// The test registry has no referrers API: the list is its 404, then
 	// the referrers tag.
-	if n := f.reg.requests.Load() - before; n != 6 {
+	if n := served(f.reg) - before; n != 6 {
 		t.Errorf("cold verify of a bundle-signed tag: %d requests; want 6 (ping, HEAD tag, GET .sig: none, GET referrers: 404, GET referrers tag, GET referrer manifest)", n)
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -547,12 +548,12 @@ func TestKeyless(t *testing.T) {
 				if identity == "" {
 					identity = mainIdentity
 				}
-				repo := k.reg.repo(t, "team/app-cache")
-				d := pushImage(t, repo, "main")
+				repo := k.reg.Repo(t, "team/app-cache")
+				d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 				o := tt.opts(k)
 				o.bundle = bundle
 				cert := k.signKeyless(t, repo, d, o)
-				scope := strings.ReplaceAll(tt.scope, "HOST", k.reg.host)
+				scope := strings.ReplaceAll(tt.scope, "HOST", k.reg.Host)
 				if strings.Contains(extra, "REVOKED") {
 					scope = strings.ReplaceAll(extra, "REVOKED", certID(cert)) + "\n" + scope
 				}
@@ -597,7 +598,7 @@ scopes:
   - repositories: ["%s/team/*"]
     builders: [gha, gitlab, ci]
 %s
-`, filepath.Base(k.root), identity, gitlabIssuer, k.reg.host, scopeExtra)
+`, filepath.Base(k.root), identity, gitlabIssuer, k.reg.Host, scopeExtra)
 }
 
 // TestKeylessThreshold: the threshold counts distinct builders across key
@@ -605,8 +606,8 @@ scopes:
 func TestKeylessThreshold(t *testing.T) {
 	k := newKeylessFixture(t)
 	p := k.keylessPolicyWith(t, mainIdentity, "    threshold: 2")
-	repo := k.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := k.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	main := signOpts{claims: githubClaims("acme", "refs/heads/main", "push")}
 	k.signKeyless(t, repo, d, main)
 	k.signKeyless(t, repo, d, main)
@@ -625,8 +626,8 @@ func TestKeylessNotAllowed(t *testing.T) {
 	k := newKeylessFixture(t)
 	text := strings.Replace(k.policyText(mainIdentity, ""), "builders: [gha, gitlab, ci]", "builders: [gitlab, ci]", 1)
 	p := writePolicy(t, k.dir, text)
-	repo := k.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := k.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	k.signKeyless(t, repo, d, signOpts{claims: githubClaims("acme", "refs/heads/main", "push")})
 	wantVerdict(t, k.verifyAt(t, p, repo.Tag("main").String(), time.Now()), VerdictUntrusted, "signed by builder gha, which is not allowed")
 }
@@ -636,8 +637,8 @@ func TestKeylessNotAllowed(t *testing.T) {
 func TestKeylessWithoutTrustedRoot(t *testing.T) {
 	k := newKeylessFixture(t)
 	p := k.policy(t, "", "")
-	repo := k.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := k.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	k.signKeyless(t, repo, d, signOpts{claims: githubClaims("acme", "refs/heads/main", "push")})
 	wantVerdict(t, k.verifyAt(t, p, repo.Tag("main").String(), time.Now()), VerdictUntrusted, "the policy has no trustedRoot")
 }
@@ -648,11 +649,11 @@ func TestKeylessWithoutTrustedRoot(t *testing.T) {
 func BenchmarkVerifyKeyless(b *testing.B) {
 	k := newKeylessFixture(b)
 	p := k.keylessPolicyWith(b, mainIdentity, "")
-	keyless := k.reg.repo(b, "team/keyless")
-	d := pushImage(b, keyless, "main")
+	keyless := k.reg.Repo(b, "team/keyless")
+	d := testreg.PushRandom(b, keyless.Tag("main"), 256, 1)
 	k.signKeyless(b, keyless, d, signOpts{claims: githubClaims("acme", "refs/heads/main", "push")})
-	keyed := k.reg.repo(b, "team/keyed")
-	d2 := pushImage(b, keyed, "main")
+	keyed := k.reg.Repo(b, "team/keyed")
+	d2 := testreg.PushRandom(b, keyed.Tag("main"), 256, 1)
 	sign(b, k.ci, "ci", keyed, d2, time.Now(), nil)
 	once := func(repo name.Repository) {
 		res, err := New(p).Verify(context.Background(), repo.Tag("main").String())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // The registry ping remembered in the ledger (internal/registry/pingcache.go,
@@ -42,8 +43,8 @@ func newPingFixture(t *testing.T) *pingFixture {
 	t.Helper()
 	pf := &pingFixture{fixture: newFixture(t)}
 	pf.p = pf.policy(t, "", "")
-	repo := pf.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := pf.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, pf.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 	pf.l = newLedger(t)
 	pf.tag, pf.dig = repo.Tag("main").String(), repo.Digest(d.String()).String()
@@ -66,7 +67,7 @@ func newPingFixture(t *testing.T) *pingFixture {
 		}
 		return false
 	}
-	pf.reg.fault.Store(&hook)
+	pf.reg.SetFault(hook)
 	return pf
 }
 
@@ -89,7 +90,7 @@ func (pf *pingFixture) run(t *testing.T, ref string, at time.Time, opts ...Optio
 
 func (pf *pingFixture) stored(t *testing.T) map[string]registry.PingOutcome {
 	t.Helper()
-	got, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.host)
+	got, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host)
 	if err != nil {
 		t.Fatalf("LoadPings: %v", err)
 	}
@@ -248,8 +249,8 @@ func TestLedgerPingAuthChange(t *testing.T) {
 // cache, and stands when the registry has not changed.
 func TestLedgerPingUntrusted(t *testing.T) {
 	pf := newPingFixture(t)
-	repo := pf.reg.repo(t, "team/app-cache")
-	pushImage(t, repo, "unsigned")
+	repo := pf.reg.Repo(t, "team/app-cache")
+	testreg.PushRandom(t, repo.Tag("unsigned"), 256, 1)
 	unsigned := repo.Tag("unsigned").String()
 	pf.run(t, pf.tag, now, WithLedger(pf.l))
 
@@ -304,7 +305,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			pf := newPingFixture(t)
 			pf.run(t, pf.tag, now, WithLedger(pf.l))
-			key := pingKey("http", pf.reg.host)
+			key := pingKey("http", pf.reg.Host)
 			var v []byte
 			db, err := bolt.Open(pf.l.Path(), 0o600, &bolt.Options{ReadOnly: true})
 			if err != nil {
@@ -325,7 +326,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			if aside, _ := filepath.Glob(pf.l.Path() + ".corrupt-*"); len(aside) != 0 {
 				t.Errorf("a damaged ping entry moved the ledger aside: %v", aside)
 			}
-			if _, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.host); err != nil {
+			if _, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host); err != nil {
 				t.Errorf("the damaged entry was not written over: %v", err)
 			}
 			if _, served := pf.run(t, pf.tag, now.Add(2*time.Minute), WithLedger(pf.l)); len(served) != 1 {

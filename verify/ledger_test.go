@@ -28,6 +28,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -47,12 +48,12 @@ func newLedger(t testing.TB) *Ledger {
 // returns the result and the registry requests it made.
 func ledgerRun(t *testing.T, f *fixture, v *Verifier, ref string) (*Result, int64) {
 	t.Helper()
-	before := f.reg.requests.Load()
+	before := served(f.reg)
 	res, err := v.Verify(context.Background(), ref)
 	if err != nil {
 		t.Fatalf("Verify(%q) error: %v", ref, err)
 	}
-	return res, f.reg.requests.Load() - before
+	return res, served(f.reg) - before
 }
 
 func ledgerVerifier(p *Policy, l *Ledger, at time.Time) *Verifier {
@@ -68,8 +69,8 @@ func ledgerVerifier(p *Policy, l *Ledger, at time.Time) *Verifier {
 func TestLedgerRoundTrips(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), map[string]string{"ref": "refs/heads/main"})
 	l := newLedger(t)
 	tag, dig := repo.Tag("main").String(), repo.Digest(d.String()).String()
@@ -152,8 +153,8 @@ func TestLedgerInvalidation(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t)
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 			l := newLedger(t)
 			ref := repo.Digest(d.String()).String()
@@ -179,12 +180,12 @@ func TestLedgerFingerprint(t *testing.T) {
 	f := newFixture(t)
 	p1 := f.policy(t, "", "")
 	p2 := f.policy(t, "", "")
-	s1, _ := p1.Match(f.reg.host + "/team/app-cache")
-	s2, _ := p2.Match(f.reg.host + "/team/app-cache")
+	s1, _ := p1.Match(f.reg.Host + "/team/app-cache")
+	s2, _ := p2.Match(f.reg.Host + "/team/app-cache")
 	if p1.Fingerprint(s1) != p2.Fingerprint(s2) {
 		t.Errorf("Fingerprint differs for the same policy parsed twice")
 	}
-	other, _ := p1.Match(f.reg.host + "/team/release-cache")
+	other, _ := p1.Match(f.reg.Host + "/team/release-cache")
 	if p1.Fingerprint(s1) == p1.Fingerprint(other) {
 		t.Errorf("Fingerprint is the same for two scopes")
 	}
@@ -197,8 +198,8 @@ func TestLedgerFingerprint(t *testing.T) {
 // maxAge it lasts until the earliest counted signature gets too old.
 func TestLedgerExpiry(t *testing.T) {
 	f := newFixture(t)
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now.Add(-10*time.Hour), nil)
 	sign(t, f.release, "release", repo, d, now.Add(-time.Hour), nil)
 	ref := repo.Digest(d.String()).String()
@@ -207,7 +208,7 @@ func TestLedgerExpiry(t *testing.T) {
 		p := f.policy(t, "", "")
 		l := newLedger(t)
 		ledgerRun(t, f, ledgerVerifier(p, l, now), ref)
-		e, err := l.Lookup(context.Background(), f.reg.host+"/team/app-cache", d.String())
+		e, err := l.Lookup(context.Background(), f.reg.Host+"/team/app-cache", d.String())
 		if err != nil || e == nil {
 			t.Fatalf("Lookup = %v, %v; want the entry", e, err)
 		}
@@ -231,7 +232,7 @@ func TestLedgerExpiry(t *testing.T) {
 		p := f.policy(t, "    maxAge: 48h", "")
 		l := newLedger(t)
 		ledgerRun(t, f, ledgerVerifier(p, l, now), ref)
-		e, err := l.Lookup(context.Background(), f.reg.host+"/team/app-cache", d.String())
+		e, err := l.Lookup(context.Background(), f.reg.Host+"/team/app-cache", d.String())
 		if err != nil || e == nil {
 			t.Fatalf("Lookup = %v, %v; want the entry", e, err)
 		}
@@ -269,15 +270,15 @@ func TestLedgerExpiry(t *testing.T) {
 func TestLedgerTagMoved(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now, nil)
 	l := newLedger(t)
 	tag := repo.Tag("main").String()
 	if res, _ := ledgerRun(t, f, ledgerVerifier(p, l, now), tag); !res.Trusted {
 		t.Fatalf("Verify(%q) = %s; want trusted", tag, res.Verdict)
 	}
-	d2 := pushImage(t, repo, "main") // unsigned
+	d2 := testreg.PushRandom(t, repo.Tag("main"), 256, 1) // unsigned
 	res, n := ledgerRun(t, f, ledgerVerifier(p, l, now), tag)
 	wantVerdict(t, res, VerdictUntrusted, "no signatures found")
 	if res.FromLedger || res.Digest != d2.String() || n < 3 {
@@ -289,11 +290,11 @@ func TestLedgerTagMoved(t *testing.T) {
 // that are not trusted are never recorded.
 func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 	f := newFixture(t)
-	repo := f.reg.repo(t, "team/app-cache")
-	pushImage(t, repo, "unsigned")
-	stranger := pushImage(t, repo, "stranger")
+	repo := f.reg.Repo(t, "team/app-cache")
+	testreg.PushRandom(t, repo.Tag("unsigned"), 256, 1)
+	stranger := testreg.PushRandom(t, repo.Tag("stranger"), 256, 1)
 	sign(t, f.rand, "ci", repo, stranger, now, nil)
-	flaky := pushImage(t, repo, "flaky")
+	flaky := testreg.PushRandom(t, repo.Tag("flaky"), 256, 1)
 	sign(t, f.ci, "ci", repo, flaky, now, nil)
 	l := newLedger(t)
 	for _, p := range []*Policy{f.policy(t, "", ""), f.policy(t, "    level: audit", "")} {
@@ -311,7 +312,7 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 		}
 		return false
 	}
-	f.reg.fault.Store(&fault)
+	f.reg.SetFault(fault)
 	res, _ := ledgerRun(t, f, ledgerVerifier(f.policy(t, "", ""), l, now), repo.Digest(flaky.String()).String())
 	wantVerdict(t, res, VerdictInconclusive, "")
 	entries, err := l.Entries(context.Background())
@@ -320,7 +321,7 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 	}
 
 	// Audit results that are trusted are recorded, and served.
-	f.reg.fault.Store(nil)
+	f.reg.SetFault(nil)
 	audit := f.policy(t, "    level: audit", "")
 	ledgerRun(t, f, ledgerVerifier(audit, l, now), repo.Digest(flaky.String()).String())
 	res, _ = ledgerRun(t, f, ledgerVerifier(audit, l, now), repo.Digest(flaky.String()).String())
@@ -376,11 +377,11 @@ func rawGet(t *testing.T, path, key string) []byte {
 func TestLedgerCorrupt(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now, nil)
 	ref := repo.Digest(d.String()).String()
-	key := f.reg.host + "/team/app-cache@" + d.String()
+	key := f.reg.Host + "/team/app-cache@" + d.String()
 
 	garbage := make([]byte, 64<<10)
 	rand.Read(garbage)
@@ -448,7 +449,7 @@ func TestLedgerCorrupt(t *testing.T) {
 			c.damage(t, l.Path())
 
 			var ce *LedgerCorruptError
-			e, err := l.Lookup(context.Background(), f.reg.host+"/team/app-cache", d.String())
+			e, err := l.Lookup(context.Background(), f.reg.Host+"/team/app-cache", d.String())
 			if e != nil || !errors.As(err, &ce) || ce.MovedTo == "" {
 				t.Fatalf("Lookup on a damaged ledger = %v, %v; want nil, *LedgerCorruptError with MovedTo", e, err)
 			}
@@ -509,8 +510,8 @@ func testEntry(i int, expires time.Time) LedgerEntry {
 func TestLedgerWriteFailure(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now, nil)
 	l := newLedger(t)
 	// A directory where the lock file should be: every operation fails.

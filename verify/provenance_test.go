@@ -17,6 +17,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -81,9 +82,9 @@ func newProvFixture(t *testing.T, scopeExtra string) *provFixture {
 	t.Helper()
 	f := &provFixture{fixture: newFixture(t)}
 	f.p = f.policy(t, "    requireProvenance: true\n"+scopeExtra, "")
-	f.base, f.app = f.reg.repo(t, "team/base"), f.reg.repo(t, "team/app")
-	f.dBase = pushImage(t, f.base, "main")
-	f.dApp = pushImage(t, f.app, "main")
+	f.base, f.app = f.reg.Repo(t, "team/base"), f.reg.Repo(t, "team/app")
+	f.dBase = testreg.PushRandom(t, f.base.Tag("main"), 256, 1)
+	f.dApp = testreg.PushRandom(t, f.app.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", f.base, f.dBase, now.Add(-2*time.Hour), nil)
 	attachRecord(t, f.ci, f.base, f.dBase, record(t, f.p, f.base, f.dBase))
 	sign(t, f.ci, "ci", f.app, f.dApp, now.Add(-time.Hour), nil)
@@ -196,7 +197,7 @@ func TestRequireProvenance(t *testing.T) {
 		{
 			name: "an import whose pinned digest no longer verifies",
 			setup: func(t *testing.T, f *provFixture) {
-				poisoned := pushImage(t, f.base, "poisoned") // signed by nobody
+				poisoned := testreg.PushRandom(t, f.base.Tag("poisoned"), 256, 1) // signed by nobody
 				attachRecord(t, f.ci, f.app, f.dApp, record(t, f.p, f.app, f.dApp, used(f.base, poisoned)))
 			},
 			want: VerdictUntrusted, reason: "no longer verifies under this policy",
@@ -204,7 +205,7 @@ func TestRequireProvenance(t *testing.T) {
 		{
 			name: "an import whose own record is missing",
 			setup: func(t *testing.T, f *provFixture) {
-				unrecorded := pushImage(t, f.base, "unrecorded")
+				unrecorded := testreg.PushRandom(t, f.base.Tag("unrecorded"), 256, 1)
 				sign(t, f.ci, "ci", f.base, unrecorded, now.Add(-time.Hour), nil)
 				attachRecord(t, f.ci, f.app, f.dApp, record(t, f.p, f.app, f.dApp, used(f.base, unrecorded)))
 			},
@@ -240,7 +241,7 @@ func TestRequireProvenance(t *testing.T) {
 			name:  "depth exceeded, the record made under this policy",
 			scope: "    maxDepth: 0\n",
 			setup: func(t *testing.T, f *provFixture) {
-				poisoned := pushImage(t, f.base, "poisoned") // not re-verified below maxDepth
+				poisoned := testreg.PushRandom(t, f.base.Tag("poisoned"), 256, 1) // not re-verified below maxDepth
 				attachRecord(t, f.ci, f.app, f.dApp, record(t, f.p, f.app, f.dApp, used(f.base, poisoned)))
 			},
 			want: VerdictTrusted,
@@ -289,8 +290,8 @@ func TestRequireProvenance(t *testing.T) {
 func TestRequireProvenanceOff(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 	res := f.verify(t, p, repo.Tag("main").String())
 	wantVerdict(t, res, VerdictTrusted, "")
@@ -306,7 +307,7 @@ func TestRequireProvenanceOff(t *testing.T) {
 func TestRequireProvenancePolicyEdit(t *testing.T) {
 	f := newProvFixture(t, "")
 	// base re-signed by ci2 only (its ci signature removed: a new digest).
-	d2 := pushImage(t, f.base, "v2")
+	d2 := testreg.PushRandom(t, f.base.Tag("v2"), 256, 1)
 	sign(t, f.ci2, "ci", f.base, d2, now.Add(-time.Hour), nil)
 	attachRecord(t, f.ci2, f.base, d2, record(t, f.p, f.base, d2))
 	attachRecord(t, f.ci, f.app, f.dApp, record(t, f.p, f.app, f.dApp, used(f.base, d2)))
@@ -322,8 +323,8 @@ func TestRequireProvenancePolicyEdit(t *testing.T) {
 // the top; within maxDepth.
 func TestRequireProvenanceChain(t *testing.T) {
 	f := newProvFixture(t, "")
-	mid := f.reg.repo(t, "team/mid")
-	dMid := pushImage(t, mid, "main")
+	mid := f.reg.Repo(t, "team/mid")
+	dMid := testreg.PushRandom(t, mid.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", mid, dMid, now.Add(-time.Hour), nil)
 	bad := used(f.base, f.dBase)
 	bad.Verdict = "inconclusive"
@@ -342,7 +343,7 @@ func TestRequireProvenanceChain(t *testing.T) {
 func TestRequireProvenanceInconclusive(t *testing.T) {
 	f := newProvFixture(t, "")
 	attachRecord(t, f.ci, f.app, f.dApp, record(t, f.p, f.app, f.dApp, used(f.base, f.dBase)))
-	f.reg.failWhen("/referrers/")
+	f.reg.SetFault(failWhen("/referrers/"))
 	res := f.verifyApp(t)
 	if res.Trusted || res.Verdict != VerdictInconclusive {
 		t.Errorf("Verify = %s (%s); want inconclusive", res.Verdict, res.Reason())
@@ -354,8 +355,8 @@ func TestRequireProvenanceInconclusive(t *testing.T) {
 func TestProvenanceCommandChain(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "") // no requireProvenance: the walk is the command's
-	a, b, c := f.reg.repo(t, "team/a"), f.reg.repo(t, "team/b"), f.reg.repo(t, "team/c")
-	dA, dB, dC := pushImage(t, a, "main"), pushImage(t, b, "main"), pushImage(t, c, "main")
+	a, b, c := f.reg.Repo(t, "team/a"), f.reg.Repo(t, "team/b"), f.reg.Repo(t, "team/c")
+	dA, dB, dC := testreg.PushRandom(t, a.Tag("main"), 256, 1), testreg.PushRandom(t, b.Tag("main"), 256, 1), testreg.PushRandom(t, c.Tag("main"), 256, 1)
 	for _, x := range []struct {
 		r name.Repository
 		d v1.Hash
@@ -392,7 +393,7 @@ func TestProvenanceCommandChain(t *testing.T) {
 	}
 
 	// No record: a reason, never an error.
-	none, err := v.Provenance(context.Background(), a.Digest(pushImage(t, a, "bare").String()).String(), ProvenanceOptions{})
+	none, err := v.Provenance(context.Background(), a.Digest(testreg.PushRandom(t, a.Tag("bare"), 256, 1).String()).String(), ProvenanceOptions{})
 	if err != nil || none.OK || !strings.Contains(fmt.Sprint(none.Reasons), "no provenance record") {
 		t.Errorf("no record: %+v, %v; want a reason", none, err)
 	}
@@ -438,7 +439,7 @@ scopes:
   - repositories: ["%[1]s/team/*"]
     builders: [ci, release]
     threshold: 1
-%[2]s`, f.reg.host, tt.scope)
+%[2]s`, f.reg.Host, tt.scope)
 		_, err := ParsePolicy(f.dir+"/policy.yaml", []byte(text))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v; want one containing %q", tt.scope, err, tt.want)

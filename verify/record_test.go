@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // attach signs d in repo as builder with k, as "docker trustcache sign"
@@ -57,16 +58,16 @@ func TestRecordSigned(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			extra := strings.ReplaceAll(strings.ReplaceAll(tc.extra, "REVOKED", f.ci.id(t)), "HOST", f.reg.host)
+			extra := strings.ReplaceAll(strings.ReplaceAll(tc.extra, "REVOKED", f.ci.id(t)), "HOST", f.reg.Host)
 			var p *Policy
 			if strings.HasPrefix(extra, "revoked") {
 				p = f.policy(t, "", extra)
 			} else {
 				p = f.policy(t, extra, "")
 			}
-			repo := f.reg.repo(t, tc.repo)
-			d := pushImage(t, repo, "main")
-			other := pushImage(t, repo, "other")
+			repo := f.reg.Repo(t, tc.repo)
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
+			other := testreg.PushRandom(t, repo.Tag("other"), 256, 1)
 			signed := d
 			if tc.ofOther {
 				signed = other
@@ -75,12 +76,12 @@ func TestRecordSigned(t *testing.T) {
 			l := newLedger(t)
 			ref := repo.Digest(d.String()).String()
 
-			before := f.reg.requests.Load()
+			before := served(f.reg)
 			res, err := ledgerVerifier(p, l, now).RecordSigned(context.Background(), ref, []signature.Signature{sig})
 			if err != nil {
 				t.Fatalf("RecordSigned(%q): %v", ref, err)
 			}
-			if n := f.reg.requests.Load() - before; n != 0 {
+			if n := served(f.reg) - before; n != 0 {
 				t.Errorf("RecordSigned made %d registry requests; want 0", n)
 			}
 			wantVerdict(t, res, tc.want, tc.reason)
@@ -94,12 +95,12 @@ func TestRecordSigned(t *testing.T) {
 			}
 			// A verification by digest on this host: from the ledger, no
 			// request, when recorded.
-			before = f.reg.requests.Load()
+			before = served(f.reg)
 			again, err := ledgerVerifier(p, l, now.Add(time.Minute)).Verify(context.Background(), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := f.reg.requests.Load() - before; again.FromLedger != (tc.want == VerdictTrusted) || (again.FromLedger && n != 0) {
+			if n := served(f.reg) - before; again.FromLedger != (tc.want == VerdictTrusted) || (again.FromLedger && n != 0) {
 				t.Errorf("Verify after RecordSigned: FromLedger %v, %d requests", again.FromLedger, n)
 			}
 			if again.Verdict != tc.want {
@@ -113,10 +114,10 @@ func TestRecordSigned(t *testing.T) {
 // skip scope records nothing; without a ledger the verdict is still given.
 func TestRecordSignedReferences(t *testing.T) {
 	f := newFixture(t)
-	p := f.policy(t, `  - repositories: ["`+f.reg.host+`/team/skipped"]
+	p := f.policy(t, `  - repositories: ["`+f.reg.Host+`/team/skipped"]
     level: skip`, "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sig := attach(t, f.ci, "ci", signature.FormatLegacy, repo, d)
 	l := newLedger(t)
 	v := ledgerVerifier(p, l, now)
@@ -129,7 +130,7 @@ func TestRecordSignedReferences(t *testing.T) {
 		repo string
 		want Verdict
 	}{{"nowhere/app", VerdictUntrusted}, {"team/skipped", VerdictSkipped}} {
-		r := f.reg.repo(t, c.repo)
+		r := f.reg.Repo(t, c.repo)
 		res, err := v.RecordSigned(context.Background(), r.Digest(d.String()).String(), []signature.Signature{sig})
 		if err != nil || res.Verdict != c.want {
 			t.Errorf("RecordSigned(%s) = %v, %v; want %s", c.repo, res.Verdict, err, c.want)

@@ -28,6 +28,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // pushIndex pushes a random index of three images to repo:tag.
@@ -120,7 +121,7 @@ func TestMixAndMatchIndex(t *testing.T) {
 		setup: func(t *testing.T, f *fixture, repo name.Repository, idx v1.ImageIndex) string {
 			d := digestOf(t, idx)
 			raw := rawOf(t, swapChild(t, idx))
-			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+			f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 				if !strings.HasSuffix(r.URL.Path, "/manifests/"+d.String()) {
 					return false
 				}
@@ -143,7 +144,7 @@ func TestMixAndMatchIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			raw := rawOf(t, idx)
-			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+			f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 				if r.Method != http.MethodHead || !strings.HasSuffix(r.URL.Path, "/manifests/main") {
 					return false
 				}
@@ -162,7 +163,7 @@ func TestMixAndMatchIndex(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
+			repo := f.reg.Repo(t, "team/app-cache")
 			idx := pushIndex(t, repo, "main")
 			signed := digestOf(t, idx)
 			sign(t, f.ci, "ci", repo, signed, now, nil)
@@ -225,10 +226,10 @@ func TestRollbackAndFreeze(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, tc.scope, "")
-			repo := f.reg.repo(t, "team/app-cache")
-			old := pushImage(t, repo, "v1")
+			repo := f.reg.Repo(t, "team/app-cache")
+			old := testreg.PushRandom(t, repo.Tag("v1"), 256, 1)
 			sign(t, f.ci, "ci", repo, old, now.Add(-48*time.Hour), nil)
-			cur := pushImage(t, repo, "main")
+			cur := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, cur, now.Add(-time.Hour), nil)
 			wantVerdict(t, f.verify(t, p, repo.Tag("main").String()), VerdictTrusted, "")
 
@@ -247,8 +248,8 @@ func TestRollbackAndFreeze(t *testing.T) {
 	t.Run("freeze with the ledger", func(t *testing.T) {
 		f := newFixture(t)
 		p := f.policy(t, "    maxAge: 24h", "")
-		repo := f.reg.repo(t, "team/app-cache")
-		d := pushImage(t, repo, "main")
+		repo := f.reg.Repo(t, "team/app-cache")
+		d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 		sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 		l := newLedger(t)
 		ref := repo.Tag("main").String()
@@ -314,7 +315,7 @@ func TestOversizedPayloads(t *testing.T) {
 	}
 	// serve answers GETs of blob with respond.
 	serve := func(f *fixture, blob v1.Hash, respond func(w http.ResponseWriter)) {
-		f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+blob.String()) {
 				return false
 			}
@@ -393,15 +394,15 @@ func TestOversizedPayloads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, d, now, nil)
 			stripData(t, repo, d) // as cosign writes it: the payload blob is fetched
 			payload := sigManifest(t, repo, d).Layers[0].Digest
 			unfetched := tc.attack(t, f, repo, d, payload)
 			var fetches atomic.Int64
 			if unfetched != nil {
-				f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 					if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+unfetched.String()) {
 						fetches.Add(1)
 					}
@@ -430,8 +431,8 @@ func TestOversizedPayloads(t *testing.T) {
 func TestSignatureListAtTheLimit(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now, nil)
 	addJunkSignatures(t, repo, d, signature.MaxSignatures-1)
 	if n := len(sigManifest(t, repo, d).Layers); n != signature.MaxSignatures {
@@ -486,8 +487,8 @@ func TestSlowRetrievalBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			k := f.ci
 			if !tc.valid {
 				k = f.rand
@@ -510,7 +511,7 @@ func TestSlowRetrievalBound(t *testing.T) {
 					Annotations: map[string]string{signature.SignatureAnnotation: "MEUCIQAAAAAA"}})
 			}
 			putSigManifest(t, repo, d, m)
-			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+			f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 				i := strings.LastIndex(r.URL.Path, "/blobs/")
 				if i < 0 || !junk[r.URL.Path[i+len("/blobs/"):]] {
 					return false
@@ -560,13 +561,13 @@ func TestRedirectToAnotherHost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			sign(t, f.ci, "ci", repo, d, now, nil)
-			registryURL := "http://" + f.reg.host
+			registryURL := "http://" + f.reg.Host
 
 			// The attacker's signature list, under another digest's tag.
-			evilDigest := pushImage(t, repo, "evil")
+			evilDigest := testreg.PushRandom(t, repo.Tag("evil"), 256, 1)
 			sign(t, f.rand, "ci", repo, evilDigest, now, nil)
 			evilPath := "/v2/" + repo.RepositoryStr() + "/manifests/" + signature.SigTag(repo, evilDigest).TagStr()
 
@@ -601,7 +602,7 @@ func TestRedirectToAnotherHost(t *testing.T) {
 			}))
 			t.Cleanup(mirror.Close)
 
-			f.reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+			f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
 				if u, pw, ok := r.BasicAuth(); !ok || u != user || pw != pass {
 					w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
 					w.WriteHeader(http.StatusUnauthorized)

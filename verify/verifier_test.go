@@ -3,93 +3,38 @@ package verify
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
-// testRegistry is a real in-memory registry over httptest. Handlers in
-// fault, when set, answer a request before the registry does.
-type testRegistry struct {
-	host     string
-	requests atomic.Int64
-	fault    atomic.Pointer[func(w http.ResponseWriter, r *http.Request) bool]
-}
-
-func newTestRegistry(t testing.TB) *testRegistry {
-	t.Helper()
-	tr := &testRegistry{}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.requests.Add(1)
-		if f := tr.fault.Load(); f != nil && (*f)(w, r) {
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	tr.host = strings.TrimPrefix(srv.URL, "http://")
-	return tr
-}
-
-// failWhen makes the registry answer 500 to requests whose path contains
+// failWhen is a fault answering 500 to requests whose path contains
 // substr.
-func (tr *testRegistry) failWhen(substr string) {
-	f := func(w http.ResponseWriter, r *http.Request) bool {
+func failWhen(substr string) testreg.Fault {
+	return func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.Contains(r.URL.Path, substr) {
 			http.Error(w, "injected fault", http.StatusInternalServerError)
 			return true
 		}
 		return false
 	}
-	tr.fault.Store(&f)
 }
 
-func (tr *testRegistry) repo(t testing.TB, path string) name.Repository {
-	t.Helper()
-	r, err := name.NewRepository(tr.host + "/" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// pushImage pushes a random image to repo:tag and returns its digest.
-func pushImage(t testing.TB, repo name.Repository, tag string) v1.Hash {
-	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(repo.Tag(tag), img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// served is how many requests reg has had since its Reset.
+func served(reg *testreg.Registry) int64 { return int64(len(reg.Requests())) }
 
 type testKey struct {
 	priv    *ecdsa.PrivateKey
@@ -99,10 +44,7 @@ type testKey struct {
 // newKey generates a key and writes its public key to dir/NAME.pub.
 func newKey(t testing.TB, dir, name string) testKey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := testreg.Key(t)
 	pemBytes, err := keys.MarshalPublicKeyPEM(priv.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +107,7 @@ var now = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 // team/release-cache), other (a builder in the policy, allowed nowhere in
 // team/), and a stranger key that is in no policy.
 type fixture struct {
-	reg                           *testRegistry
+	reg                           *testreg.Registry
 	dir                           string
 	ci, ci2, release, other, rand testKey
 }
@@ -174,7 +116,7 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	return &fixture{
-		reg:     newTestRegistry(t),
+		reg:     testreg.New(t),
 		dir:     dir,
 		ci:      newKey(t, dir, "ci"),
 		ci2:     newKey(t, dir, "ci2"),
@@ -202,7 +144,7 @@ scopes:
     builders: [release]
   - repositories: ["%[1]s/elsewhere/**"]
     builders: [other]
-%[3]s`, f.reg.host, scopeExtra, extra))
+%[3]s`, f.reg.Host, scopeExtra, extra))
 }
 
 func (f *fixture) verify(t *testing.T, p *Policy, ref string) *Result {
@@ -230,8 +172,8 @@ func wantVerdict(t *testing.T, res *Result, want Verdict, reason string) {
 func TestVerifyTrusted(t *testing.T) {
 	f := newFixture(t)
 	p := f.policy(t, "", "")
-	repo := f.reg.repo(t, "team/app-cache")
-	d := pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 	sign(t, f.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 
 	res := f.verify(t, p, repo.Tag("main").String())
@@ -298,7 +240,7 @@ func TestVerifyRules(t *testing.T) {
 	}, {
 		name: "signature copied from another digest",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
-			other := pushImage(t, repo, "other")
+			other := testreg.PushRandom(t, repo.Tag("other"), 256, 1)
 			sign(t, f.ci, "ci", repo, other, now, nil)
 			copyTag(t, signature.SigTag(repo, other), signature.SigTag(repo, d))
 		},
@@ -307,7 +249,7 @@ func TestVerifyRules(t *testing.T) {
 	}, {
 		name: "cache and signature copied from another repository",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
-			src := f.reg.repo(t, "team/source-cache")
+			src := f.reg.Repo(t, "team/source-cache")
 			copyTag(t, repo.Tag("main"), src.Tag("main"))
 			sign(t, f.ci, "ci", src, d, now, nil)
 			copyTag(t, signature.SigTag(src, d), signature.SigTag(repo, d))
@@ -404,7 +346,7 @@ func TestVerifyRules(t *testing.T) {
 		name: "registry fails fetching signatures",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
 			sign(t, f.ci, "ci", repo, d, now, nil)
-			f.reg.failWhen("/manifests/sha256-")
+			f.reg.SetFault(failWhen("/manifests/sha256-"))
 		},
 		want:   VerdictInconclusive,
 		reason: "500",
@@ -413,7 +355,7 @@ func TestVerifyRules(t *testing.T) {
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
 			sign(t, f.ci, "ci", repo, d, now, nil)
 			stripData(t, repo, d) // as cosign writes it: the payload is fetched
-			f.reg.failWhen("/blobs/")
+			f.reg.SetFault(failWhen("/blobs/"))
 		},
 		want:   VerdictInconclusive,
 		reason: "500",
@@ -421,7 +363,7 @@ func TestVerifyRules(t *testing.T) {
 		name: "registry fails resolving the tag",
 		setup: func(t *testing.T, f *fixture, repo name.Repository, d v1.Hash) {
 			sign(t, f.ci, "ci", repo, d, now, nil)
-			f.reg.failWhen("/manifests/main")
+			f.reg.SetFault(failWhen("/manifests/main"))
 		},
 		want:   VerdictInconclusive,
 		reason: "500",
@@ -444,8 +386,8 @@ func TestVerifyRules(t *testing.T) {
 			if path == "" {
 				path = "team/app-cache"
 			}
-			repo := f.reg.repo(t, path)
-			d := pushImage(t, repo, "main")
+			repo := f.reg.Repo(t, path)
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 			tc.setup(t, f, repo, d)
 			res := f.verify(t, p, repo.Tag("main").String())
 			wantVerdict(t, res, tc.want, tc.reason)
@@ -455,8 +397,8 @@ func TestVerifyRules(t *testing.T) {
 
 func TestVerifyLevels(t *testing.T) {
 	f := newFixture(t)
-	repo := f.reg.repo(t, "team/app-cache")
-	pushImage(t, repo, "main")
+	repo := f.reg.Repo(t, "team/app-cache")
+	testreg.PushRandom(t, repo.Tag("main"), 256, 1)
 
 	audit := f.verify(t, f.policy(t, "    level: audit", ""), repo.Tag("main").String())
 	wantVerdict(t, audit, VerdictUntrusted, "no signatures found")
@@ -467,13 +409,13 @@ func TestVerifyLevels(t *testing.T) {
 		t.Errorf("audit result has no digest; the build pins audited caches")
 	}
 
-	before := f.reg.requests.Load()
+	before := served(f.reg)
 	skip := f.verify(t, f.policy(t, "    level: skip", ""), repo.Tag("main").String())
 	wantVerdict(t, skip, VerdictSkipped, "skip")
 	if skip.Enforced() {
 		t.Errorf("skip result Enforced() = true; want false")
 	}
-	if n := f.reg.requests.Load() - before; n != 0 {
+	if n := served(f.reg) - before; n != 0 {
 		t.Errorf("skip level made %d registry requests; want 0", n)
 	}
 
@@ -513,9 +455,9 @@ func TestVerifyRoundTrips(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			p := f.policy(t, "", "")
-			repo := f.reg.repo(t, "team/app-cache")
-			d := pushImage(t, repo, "main")
-			d2 := pushImage(t, repo, "second")
+			repo := f.reg.Repo(t, "team/app-cache")
+			d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
+			d2 := testreg.PushRandom(t, repo.Tag("second"), 256, 1)
 			for _, dd := range []v1.Hash{d, d2} {
 				sign(t, f.ci, "ci", repo, dd, now, nil)
 				if tc.strip {
@@ -526,12 +468,12 @@ func TestVerifyRoundTrips(t *testing.T) {
 			v := New(p, WithClock(func() time.Time { return now }))
 			count := func(ref string) int64 {
 				t.Helper()
-				before := f.reg.requests.Load()
+				before := served(f.reg)
 				res, err := v.Verify(context.Background(), ref)
 				if err != nil || !res.Trusted {
 					t.Fatalf("Verify(%q) = %+v, %v; want trusted", ref, res, err)
 				}
-				return f.reg.requests.Load() - before
+				return served(f.reg) - before
 			}
 			if n := count(repo.Tag("main").String()); n != tc.tag {
 				t.Errorf("cold verify of a tag: %d requests; want %d (%s)", n, tc.tag, tc.tagWhy)
