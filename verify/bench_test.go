@@ -25,16 +25,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,9 +41,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -56,7 +49,6 @@ import (
 	internalregistry "github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
-	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // junkCount is how many junk signatures the hostile setups attach.
@@ -81,57 +73,30 @@ const junkReason = "more than 256 signatures"
 // junkEnv is one in-process registry, one key (builder "ci"), a policy
 // allowing it for the registry's team/*, and one image team/app-cache:main.
 type junkEnv struct {
-	host     string
-	requests atomic.Int64 // requests the registry served
-	repo     name.Repository
-	digest   v1.Hash
-	key      *ecdsa.PrivateKey
-	policy   *Policy
+	reg    *testreg.Registry
+	repo   name.Repository
+	digest v1.Hash
+	key    *ecdsa.PrivateKey
+	policy *Policy
 }
 
 func newJunkEnv(tb testing.TB, referrersAPI bool) *junkEnv {
 	tb.Helper()
-	reg := registry.New(registry.WithReferrersSupport(referrersAPI), registry.Logger(log.New(io.Discard, "", 0)))
-	be := &junkEnv{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		be.requests.Add(1)
-		reg.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	be.host = strings.TrimPrefix(srv.URL, "http://")
-	var err error
-	if be.repo, err = name.NewRepository(be.host + "/team/app-cache"); err != nil {
-		tb.Fatal(err)
-	}
-	img, err := random.Image(256, 1)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := remote.Write(be.repo.Tag("main"), img); err != nil {
-		tb.Fatal(err)
-	}
-	if be.digest, err = img.Digest(); err != nil {
-		tb.Fatal(err)
-	}
-	if be.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		tb.Fatal(err)
-	}
-	pub, err := keys.MarshalPublicKeyPEM(be.key.Public())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	be := &junkEnv{reg: testreg.New(tb, testreg.Referrers(referrersAPI))}
+	be.repo = be.reg.Repo(tb, "team/app-cache")
+	be.digest = testreg.PushRandom(tb, be.repo.Tag("main"), 256, 1)
 	dir := tb.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "ci.pub"), pub, 0o644); err != nil {
-		tb.Fatal(err)
-	}
+	be.key = newKey(tb, dir, "ci").priv
 	pf := filepath.Join(dir, "policy.yaml")
-	text := fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"%s/team/*\"]\n    builders: [ci]\n", be.host)
+	text := fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"%s/team/*\"]\n    builders: [ci]\n", be.reg.Host)
 	if err := os.WriteFile(pf, []byte(text), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	if be.policy, err = LoadPolicy(pf); err != nil {
+	p, err := LoadPolicy(pf)
+	if err != nil {
 		tb.Fatal(err)
 	}
+	be.policy = p
 	return be
 }
 
@@ -299,7 +264,7 @@ var (
 	setupJunkReferrersTag = junkSetup{
 		name: "5000 junk referrers (referrers tag) + 1 valid bundle", format: signature.FormatBundle, hostile: true,
 		addJunk: func(tb testing.TB, be *junkEnv) {
-			if err := appendJunkReferrersTag(be.host, be.repo, be.digest, junkCount); err != nil {
+			if err := appendJunkReferrersTag(be.reg.Host, be.repo, be.digest, junkCount); err != nil {
 				tb.Fatal(err)
 			}
 		},
@@ -307,7 +272,7 @@ var (
 	setupJunkReferrersAPI = junkSetup{
 		name: "5000 junk referrers (referrers API) + 1 valid bundle", format: signature.FormatBundle, api: true, hostile: true,
 		addJunk: func(tb testing.TB, be *junkEnv) {
-			if _, err := pushJunkReferrers(be.host, be.repo, be.digest, junkCount); err != nil {
+			if _, err := pushJunkReferrers(be.reg.Host, be.repo, be.digest, junkCount); err != nil {
 				tb.Fatal(err)
 			}
 		},
@@ -516,10 +481,10 @@ func TestVerify5000JunkBounded(t *testing.T) {
 		be := newJunkEnv(t, true)
 		be.sign(t, signature.FormatBundle)
 		setupOneBundleAPI.checkVerdict(t, be.verifyOnce(t))
-		if _, err := pushJunkReferrers(be.host, be.repo, be.digest, junkCount); err != nil {
+		if _, err := pushJunkReferrers(be.reg.Host, be.repo, be.digest, junkCount); err != nil {
 			t.Fatal(err)
 		}
-		check(t, be.requests.Load, func() *Result { return be.verifyOnce(t) })
+		check(t, func() int64 { return served(be.reg) }, func() *Result { return be.verifyOnce(t) })
 	})
 }
 
@@ -545,7 +510,7 @@ func BenchmarkVerifyWarmWire(b *testing.B) {
 		b.Fatalf("Verify(%q) = %s (%s)", env.tag, res.Verdict, res.Reason())
 	}
 	wire.Store(0)
-	env.requests.Store(0)
+	env.reg.Reset()
 	n := 0
 	for b.Loop() {
 		if res, _ := New(env.policy, opts...).Verify(context.Background(), env.tag); !res.Trusted {
@@ -553,6 +518,6 @@ func BenchmarkVerifyWarmWire(b *testing.B) {
 		}
 		n++
 	}
-	b.ReportMetric(float64(env.requests.Load())/float64(n), "requests/op")
+	b.ReportMetric(float64(served(env.reg))/float64(n), "requests/op")
 	b.ReportMetric(float64(wire.Load())/float64(n), "wire-requests/op")
 }

@@ -1,9 +1,6 @@
 package verify
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -49,10 +47,7 @@ func FuzzIdentityRepository(f *testing.F) {
 // verified. (An attacker cannot sign; this guards the parsers and rules
 // against a payload a sloppy or older signer wrote.)
 func FuzzSignedContent(f *testing.F) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
+	priv := testreg.Key(f)
 	pubPEM, err := keys.MarshalPublicKeyPEM(priv.Public())
 	if err != nil {
 		f.Fatal(err)

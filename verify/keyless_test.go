@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -240,16 +239,11 @@ func (k *keylessFixture) signKeyless(t testing.TB, repo name.Repository, d v1.Ha
 	if o.created.IsZero() {
 		o.created = time.Now()
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testreg.Key(t)
 	cert := o.ca.issue(t, o.claims, key.Public(), o.notBefore)
 	signer := key
 	if o.wrongKey {
-		if signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			t.Fatal(err)
-		}
+		signer = testreg.Key(t)
 	}
 	ann := map[string]string{signature.AnnotationCreated: o.created.UTC().Format(time.RFC3339)}
 	if o.bundle {
@@ -693,10 +687,7 @@ func FuzzKeylessMaterial(f *testing.F) {
 		f.Fatal(err)
 	}
 	kr := &KeylessRoot{tr: tr}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
+	key := testreg.Key(f)
 	cert := fc.issue(f, githubClaims("acme", "refs/heads/main", "push"), key.Public(), time.Now().Add(-time.Minute))
 	ts, err := vs.TimestampResponse([]byte("another signature"))
 	if err != nil {

@@ -2,34 +2,23 @@ package verify
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
-	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // newLedger opens a ledger in a fresh directory, as the plugin does in the
@@ -532,43 +521,30 @@ func TestLedgerWriteFailure(t *testing.T) {
 // registry requests per verification.
 
 type benchEnv struct {
-	requests atomic.Int64
+	reg      *testreg.Registry
 	policy   *Policy
 	tag, dig string
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	env := &benchEnv{}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		env.requests.Add(1)
-		reg.ServeHTTP(w, r)
-	}))
-	b.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	repo, err := name.NewRepository(host + "/team/app-cache")
-	if err != nil {
-		b.Fatal(err)
-	}
-	img, _ := random.Image(256, 1)
-	if err := remote.Write(repo.Tag("main"), img); err != nil {
-		b.Fatal(err)
-	}
-	d, _ := img.Digest()
-	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	env := &benchEnv{reg: testreg.New(b)}
+	host := env.reg.Host
+	repo := env.reg.Repo(b, "team/app-cache")
+	d := testreg.PushRandom(b, repo.Tag("main"), 256, 1)
+	dir := b.TempDir()
+	priv := newKey(b, dir, "ci").priv
 	s := signature.Signer{Key: priv, Builder: "ci", Now: func() time.Time { return now }}
 	if _, err := s.Sign(context.Background(), repo, d, nil); err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	pub, _ := keys.MarshalPublicKeyPEM(priv.Public())
-	os.WriteFile(filepath.Join(dir, "ci.pub"), pub, 0o644)
 	pol := fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [%q]\n    builders: [ci]\n", host+"/team/*")
 	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(pol), 0o644)
-	if env.policy, err = LoadPolicy(filepath.Join(dir, "policy.yaml")); err != nil {
+	p, err := LoadPolicy(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
 		b.Fatal(err)
 	}
+	env.policy = p
 	env.tag, env.dig = repo.Tag("main").String(), repo.Digest(d.String()).String()
 	return env
 }
@@ -580,7 +556,7 @@ func (env *benchEnv) run(b *testing.B, ref string, opts ...Option) {
 	if res, _ := New(env.policy, opts...).Verify(context.Background(), ref); !res.Trusted {
 		b.Fatalf("Verify(%q) = %s (%s)", ref, res.Verdict, res.Reason())
 	}
-	env.requests.Store(0)
+	env.reg.Reset()
 	n := 0
 	for b.Loop() {
 		res, _ := New(env.policy, opts...).Verify(context.Background(), ref)
@@ -589,7 +565,7 @@ func (env *benchEnv) run(b *testing.B, ref string, opts ...Option) {
 		}
 		n++
 	}
-	b.ReportMetric(float64(env.requests.Load())/float64(n), "requests/op")
+	b.ReportMetric(float64(served(env.reg))/float64(n), "requests/op")
 }
 
 func BenchmarkVerifyCold(b *testing.B) {

@@ -2,9 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -498,11 +495,7 @@ func FuzzRecordCheck(f *testing.F) {
 
 // fuzzPubPEM is a public key PEM, indented for an inline policy key.
 func fuzzPubPEM(f *testing.F) string {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		f.Fatal(err)
-	}
-	pemBytes, err := keys.MarshalPublicKeyPEM(priv.Public())
+	pemBytes, err := keys.MarshalPublicKeyPEM(testreg.Key(f).Public())
 	if err != nil {
 		f.Fatal(err)
 	}
