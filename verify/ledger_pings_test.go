@@ -25,7 +25,7 @@ import (
 // internal/registry/pingstore.go), through the Verifier.
 
 // pingFixture is a fixture with one signed image team/app-cache:main, a
-// ledger, and a log of the requests the registry served.
+// ledger, and a registry that can be told to require a Bearer token.
 type pingFixture struct {
 	*fixture
 	p        *Policy
@@ -33,8 +33,7 @@ type pingFixture struct {
 	tag, dig string
 
 	mu     sync.Mutex
-	served []string // "METHOD PATH"
-	bearer bool     // the registry requires a Bearer token
+	bearer bool // the registry requires a Bearer token
 }
 
 const pingTestToken = "t0ken"
@@ -50,7 +49,6 @@ func newPingFixture(t *testing.T) *pingFixture {
 	pf.tag, pf.dig = repo.Tag("main").String(), repo.Digest(d.String()).String()
 	hook := func(w http.ResponseWriter, r *http.Request) bool {
 		pf.mu.Lock()
-		pf.served = append(pf.served, r.Method+" "+r.URL.Path)
 		bearer := pf.bearer
 		pf.mu.Unlock()
 		if !bearer {
@@ -75,17 +73,13 @@ func newPingFixture(t *testing.T) *pingFixture {
 // noLedger) and returns the result and the requests the registry served.
 func (pf *pingFixture) run(t *testing.T, ref string, at time.Time, opts ...Option) (*Result, []string) {
 	t.Helper()
-	pf.mu.Lock()
-	pf.served = nil
-	pf.mu.Unlock()
+	pf.reg.Reset()
 	opts = append([]Option{WithClock(func() time.Time { return at })}, opts...)
 	res, err := New(pf.p, opts...).Verify(context.Background(), ref)
 	if err != nil {
 		t.Fatalf("Verify(%q): %v", ref, err)
 	}
-	pf.mu.Lock()
-	defer pf.mu.Unlock()
-	return res, pf.served
+	return res, pf.reg.Requests()
 }
 
 func (pf *pingFixture) stored(t *testing.T) map[string]registry.PingOutcome {
