@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,23 +46,12 @@ func newPingFixture(t *testing.T) *pingFixture {
 	sign(t, pf.ci, "ci", repo, d, now.Add(-time.Hour), nil)
 	pf.l = newLedger(t)
 	pf.tag, pf.dig = repo.Tag("main").String(), repo.Digest(d.String()).String()
+	auth := testreg.Bearer(pingTestToken)
 	hook := func(w http.ResponseWriter, r *http.Request) bool {
 		pf.mu.Lock()
 		bearer := pf.bearer
 		pf.mu.Unlock()
-		if !bearer {
-			return false
-		}
-		if r.URL.Path == "/token" {
-			json.NewEncoder(w).Encode(map[string]string{"token": pingTestToken})
-			return true
-		}
-		if r.Header.Get("Authorization") != "Bearer "+pingTestToken {
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="test"`, r.Host))
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
-			return true
-		}
-		return false
+		return bearer && auth(w, r)
 	}
 	pf.reg.SetFault(hook)
 	return pf

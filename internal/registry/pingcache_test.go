@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // memStore is a PingStore in memory.
@@ -125,19 +126,10 @@ func newTestReg(t *testing.T, tls bool) *testReg {
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // anonymous: no credentials of the machine
 	tr := &testReg{}
 	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	auth := testreg.Bearer(testToken)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tr.requests.Add(1)
-		if r.URL.Path == "/token" {
-			json.NewEncoder(w).Encode(map[string]string{"token": testToken})
-			return
-		}
-		if tr.bearer.Load() && r.Header.Get("Authorization") != "Bearer "+testToken {
-			scheme := "http"
-			if r.TLS != nil {
-				scheme = "https"
-			}
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s://%s/token",service="test"`, scheme, r.Host))
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED"}]}`, http.StatusUnauthorized)
+		if (r.URL.Path == "/token" || tr.bearer.Load()) && auth(w, r) {
 			return
 		}
 		reg.ServeHTTP(w, r)

@@ -10,6 +10,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -89,6 +91,29 @@ func New(t testing.TB, opts ...Option) *Registry {
 	t.Cleanup(r.Server.Close)
 	r.Host = strings.TrimPrefix(r.Server.URL, "http://")
 	return r
+}
+
+// Bearer is a fault that makes the registry require the Bearer token
+// token: its /token endpoint hands the token to anyone, and a request
+// without it is answered 401 with a challenge naming that endpoint (https
+// when the request came over TLS).
+func Bearer(token string) Fault {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/token" {
+			json.NewEncoder(w).Encode(map[string]string{"token": token})
+			return true
+		}
+		if r.Header.Get("Authorization") == "Bearer "+token {
+			return false
+		}
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s://%s/token",service="test"`, scheme, r.Host))
+		http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+		return true
+	}
 }
 
 // SetFault installs f (nil removes it) for the requests from now on.

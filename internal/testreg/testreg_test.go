@@ -31,6 +31,13 @@ func TestRegistryLogAndFault(t *testing.T) {
 	if _, err := remote.Head(repo.Digest(d.String())); err != nil {
 		t.Fatalf("HEAD without the fault: %v", err)
 	}
+	r.SetFault(Bearer("t0ken"))
+	if _, err := remote.Head(repo.Digest(d.String())); err != nil {
+		t.Fatalf("HEAD through Bearer (anonymous token): %v", err)
+	}
+	if r.Count(http.MethodGet, "/token") != 1 {
+		t.Fatalf("requests %v: want one token GET", r.Requests())
+	}
 	if k := Key(t); k.Curve.Params().Name != "P-256" {
 		t.Fatalf("Key curve %s", k.Curve.Params().Name)
 	}
