@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // gatewayHealth asks the gateway on sock for its health.
@@ -69,7 +71,7 @@ func TestServeClientGoesAway(t *testing.T) {
 		"--cache-from", signed, "-o", "type=local,dest="+filepath.Join(e.dir, "out-slow"), slow)
 	cmd.Env = e.environ(nil)
 	cmd.Dir = e.dir
-	progress := &lockedBuffer{}
+	progress := &testreg.Buffer{}
 	cmd.Stdout, cmd.Stderr = progress, progress
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -117,7 +119,7 @@ func TestServeClientGoesAway(t *testing.T) {
 type ownBuildkitd struct {
 	config string
 	sock   string
-	log    *lockedBuffer
+	log    *testreg.Buffer
 	cmd    *exec.Cmd
 	done   chan error
 }
@@ -134,7 +136,7 @@ func startOwnBuildkitd(t *testing.T) *ownBuildkitd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	b := &ownBuildkitd{config: filepath.Join(dir, "buildkitd.toml"), sock: filepath.Join(dir, "buildkitd.sock"), log: &lockedBuffer{}}
+	b := &ownBuildkitd{config: filepath.Join(dir, "buildkitd.toml"), sock: filepath.Join(dir, "buildkitd.sock"), log: &testreg.Buffer{}}
 	toml := `root = "` + filepath.Join(dir, "root") + `"
 insecure-entitlements = ["network.host"]
 

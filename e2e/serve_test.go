@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,31 +17,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // gatewayProc is a running `docker-trustcache trustcache serve`.
 type gatewayProc struct {
 	cmd  *exec.Cmd
 	sock string // the socket it serves on
-	log  *lockedBuffer
+	log  *testreg.Buffer
 	done chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startGateway runs the plugin binary under test directly (as systemd
@@ -59,7 +42,7 @@ func (e *env) startGateway(t *testing.T, policy string) *gatewayProc {
 // --listen wins).
 func (e *env) startGatewayOn(t *testing.T, policy, buildkit, dir string, extra ...string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{sock: filepath.Join(e.dir, dir, "buildkitd.sock"), log: &lockedBuffer{}, done: make(chan error, 1)}
+	g := &gatewayProc{sock: filepath.Join(e.dir, dir, "buildkitd.sock"), log: &testreg.Buffer{}, done: make(chan error, 1)}
 	args := []string{"trustcache", "serve", "--buildkit", buildkit,
 		"--listen", "unix://" + g.sock, "--policy", policy, "--log-format", "json", "--no-ledger", "--drain-timeout", "30s"}
 	g.cmd = exec.Command(pluginBin, append(args, extra...)...)

@@ -1,14 +1,12 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +14,8 @@ import (
 	"github.com/docker/cli/cli/command"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // rawFrames is a pass-through codec for the fake buildkitd.
@@ -99,24 +99,6 @@ func TestServeRefusesToStart(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's log and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -138,7 +120,7 @@ func TestServeReloadAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log testreg.Buffer
 	sock := filepath.Join(dir, "run", "gw.sock")
 	sigs := make(chan os.Signal)
 	done := make(chan error, 1)

@@ -5,7 +5,6 @@ package endpoint
 // passes through but the content.
 
 import (
-	"bytes"
 	"encoding/base64"
 	"log/slog"
 	"net"
@@ -13,12 +12,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // TestServesOnlyVerifiedContent: the verified manifest by digest, the blobs
@@ -170,24 +170,6 @@ func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
 	return &authn.Basic{Username: k.user, Password: k.pass}, nil
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestHeadersAndCredentialsStayHere: the client's headers never go
 // upstream, the registry's never come back, and the user's credentials
 // appear in no response, log line or Problem.
@@ -212,7 +194,7 @@ func TestHeadersAndCredentialsStayHere(t *testing.T) {
 		}
 		tr.reg.ServeHTTP(w, r)
 	})
-	var logs lockedBuffer
+	var logs testreg.Buffer
 	s := startServer(t, WithKeychain(staticKeychain{user, pass}),
 		WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ref := mustAdd(t, s, a)
