@@ -83,8 +83,26 @@ func isolate(t *testing.T) string {
 	t.Cleanup(func() { systemPluginDirs = prevDirs })
 	t.Setenv("TRUSTCACHE_PASSWORD", "test-password")
 	t.Setenv("TRUSTCACHE_POLICY", "")
+	// What the machine or the developer's shell may set (a sourced e2e env,
+	// a CI runner's variables, a docker context) never reaches a test.
+	for _, k := range hostEnv {
+		t.Setenv(k, "")
+	}
 	t.Chdir(dir)
 	return dir
+}
+
+// hostEnv are the variables that the plugin, the docker CLI or the signed
+// CI context read and that a test does not choose: isolate clears them.
+var hostEnv = []string{
+	"TRUSTCACHE_KEY", "TRUSTCACHE_KEY_PEM", "COSIGN_PASSWORD", "TRUSTCACHE_PROVENANCE_ATTACH",
+	"TRUSTCACHE_SOURCE_REPO", "TRUSTCACHE_SOURCE_REF", "TRUSTCACHE_SOURCE_COMMIT", "TRUSTCACHE_SOURCE_RUN",
+	"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_BUILDKIT", "DOCKER_TLS", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
+	"BUILDX_BUILDER", "BUILDKIT_PROGRESS", "SIGSTORE_ID_TOKEN",
+	"CI", "GITHUB_ACTIONS", "GITHUB_REF", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_SHA",
+	"ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+	"GITLAB_CI", "CI_COMMIT_BRANCH", "CI_COMMIT_SHA", "CI_COMMIT_TAG", "CI_MERGE_REQUEST_IID",
+	"CI_PIPELINE_URL", "CI_PROJECT_PATH", "CI_SERVER_HOST",
 }
 
 func golden(t *testing.T, name, got string) {
