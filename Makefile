@@ -1,7 +1,8 @@
 # docker-trustcache — build, install, test.
 SHELL := /bin/bash
 #
-#   make demo      set up a local Docker engine, BuildKit, registry and cosign (e2e/setup.sh),
+#   make demo      set up a local Docker engine, BuildKit, registry and cosign (e2e/setup.sh:
+#                  e2e/install.sh, then e2e/start.sh),
 #                  install the plugin, and run the headline scenario
 #   make test      unit tests (race detector), release-check, then the e2e suite against real servers
 #   make install   build and install the plugin into $DOCKER_CONFIG/cli-plugins (default ~/.docker)
@@ -24,7 +25,7 @@ PLATFORMS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 # The version LDFLAGS stamps: VERSION itself asks git again on every use.
 STAMPED       := $(patsubst main.version=%,%,$(filter main.version=%,$(LDFLAGS)))
 
-.PHONY: all build build-kms install uninstall release release-check test unit unit-tests unit-hermetic vet e2e e2e-setup e2e-teardown demo bench fuzz clean
+.PHONY: all build build-kms install uninstall release release-check test unit unit-tests unit-hermetic vet shellcheck e2e e2e-setup e2e-teardown demo bench fuzz clean
 
 all: build
 
@@ -67,11 +68,16 @@ release-check: release
 # The whole suite: what CI runs.
 test: unit release-check e2e
 
-vet:
+vet: shellcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
 	$(GO) vet -tags kms ./keys
+
+# The e2e and CI scripts. shellcheck comes from Debian's packages (e2e/install.sh --apt installs it).
+shellcheck:
+	@command -v shellcheck >/dev/null || bash e2e/install.sh --apt
+	shellcheck -x e2e/*.sh .ci/run
 
 # Unit tests, race detector on; fuzz seed corpora run as ordinary tests.
 unit: vet unit-tests

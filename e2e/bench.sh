@@ -37,7 +37,7 @@ plugin=$DOCKER_CONFIG/cli-plugins/docker-trustcache
 bash "$here/builder.sh" "$DOCKER_CONFIG" >/dev/null
 export TRUSTCACHE_PASSWORD=bench COSIGN_PASSWORD=bench BUILDKIT_PROGRESS=plain DOCKER_CLI_HINTS=false
 # cosign must not reach the public sigstore services: fail fast on loopback.
-deadproxy=(env HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost)
+deadproxy=(env HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 "NO_PROXY=127.0.0.1,localhost")
 cd "$work"
 
 "$docker" trustcache keys generate --name ci >/dev/null 2>&1
@@ -106,17 +106,17 @@ m_cosign=$(peak "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-i
 # Build overhead on a fully cached build: trustcache build vs plain buildx build, same cache.
 mkdir project
 printf 'FROM %s\nRUN echo bench > /bench.txt\n' "$E2E_BASE_IMAGE" >project/Dockerfile
-flags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
-"$docker" trustcache build $flags --sign --key ci.key --cache-to "type=registry,ref=$repo:buildcache,mode=max" -o type=local,dest=out project >/dev/null 2>&1
+flags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
+"$docker" trustcache build "${flags[@]}" --sign --key ci.key --cache-to "type=registry,ref=$repo:buildcache,mode=max" -o type=local,dest=out project >/dev/null 2>&1
 cdigest=$("$E2E_CRANE" digest "$repo:buildcache")
 # BuildKit's state drifts over a run (its cache metadata grows), which skews commands measured one
 # after the other: the three builds are run in turn, round after round, and each one's median taken.
-plain=("$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$cdigest" -o type=local,dest=out project)
-tcbuild=("$docker" trustcache build $flags --cache-from "$repo:buildcache" -o type=local,dest=out project)
+plain=("$docker" buildx build "${flags[@]}" --cache-from "type=registry,ref=$repo@$cdigest" -o "type=local,dest=out" project)
+tcbuild=("$docker" trustcache build "${flags[@]}" --cache-from "$repo:buildcache" -o "type=local,dest=out" project)
 # The floor: the buildx plugin run directly, as the docker CLI runs it (trustcache build runs it so).
-direct=(env "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=$docker" "$DOCKER_CONFIG/cli-plugins/docker-buildx" buildx build $flags --cache-from "type=registry,ref=$repo@$cdigest" -o type=local,dest=out project)
+direct=(env "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND=$docker" "$DOCKER_CONFIG/cli-plugins/docker-buildx" buildx build "${flags[@]}" --cache-from "type=registry,ref=$repo@$cdigest" -o "type=local,dest=out" project)
 for _ in 1 2; do "${plain[@]}" >/dev/null 2>&1 && "${tcbuild[@]}" >/dev/null 2>&1 && "${direct[@]}" >/dev/null 2>&1; done # warm-up
-: >plain.times >tcbuild.times >direct.times
+for f in plain.times tcbuild.times direct.times; do : >"$f"; done
 for _ in $(seq 1 "$runs"); do
 	timed "${plain[@]}" >>plain.times
 	timed "${tcbuild[@]}" >>tcbuild.times
@@ -174,10 +174,10 @@ if [[ -z $only || $only == provenance ]]; then
 	# after round, each one's median taken.
 	mkdir -p provproject
 	printf 'FROM %s\nRUN echo bench-provenance > /bench.txt\n' "$E2E_BASE_IMAGE" >provproject/Dockerfile
-	pflags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
+	pflags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
 	prepo=$E2E_REGISTRY/bench/prov-$RANDOM$RANDOM
-	"$docker" trustcache build $pflags --sign --key ci.key --cache-to "type=registry,ref=$prepo:c,mode=max" -o type=local,dest=pout provproject >/dev/null 2>&1
-	signed=("$docker" trustcache build $pflags --no-ledger --sign --key ci.key --cache-from "$prepo:c" --cache-to "type=registry,ref=$prepo:c,mode=max" -o type=local,dest=pout provproject)
+	"$docker" trustcache build "${pflags[@]}" --sign --key ci.key --cache-to "type=registry,ref=$prepo:c,mode=max" -o type=local,dest=pout provproject >/dev/null 2>&1
+	signed=("$docker" trustcache build "${pflags[@]}" --no-ledger --sign --key ci.key --cache-from "$prepo:c" --cache-to "type=registry,ref=$prepo:c,mode=max" -o "type=local,dest=pout" provproject)
 	norec=(env TRUSTCACHE_PROVENANCE_ATTACH=off "${signed[@]}")
 	# A new record each build without a new signature: another policy file each time (a comment
 	# apart: another policy digest in the record, the same signed annotations).
@@ -202,7 +202,7 @@ if [[ -z $only || $only == provenance ]]; then
 		"${norec[@]}" >/dev/null 2>&1 && "${signed[@]}" >/dev/null 2>&1 && newrec $i >/dev/null 2>&1 # warm-up
 		[[ -z $pbase ]] || basenew $i >/dev/null 2>&1
 	done
-	: >norec.times >samerec.times >newrec.times >basenew.times >newsig.times >newboth.times >basenewboth.times
+	for f in norec.times samerec.times newrec.times basenew.times newsig.times newboth.times basenewboth.times; do : >"$f"; done
 	for i in $(seq 1 "$runs"); do
 		timed "${norec[@]}" >>norec.times
 		timed "${signed[@]}" >>samerec.times
@@ -246,8 +246,8 @@ if [[ -z $only || $only == gateway ]]; then
 	# through it vs directly against buildkitd, same cache; then 20 such builds at once.
 	mkdir gwproject
 	printf 'FROM %s\nRUN echo bench-gateway > /bench.txt\n' "$E2E_BASE_IMAGE" >gwproject/Dockerfile
-	flags="--builder $E2E_BUILDER --network $E2E_NETWORK --provenance=false"
-	"$docker" trustcache build $flags --sign --key ci.key --cache-to "type=registry,ref=$repo:gwcache,mode=max" -o type=local,dest=gwout gwproject >/dev/null 2>&1
+	flags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
+	"$docker" trustcache build "${flags[@]}" --sign --key ci.key --cache-to "type=registry,ref=$repo:gwcache,mode=max" -o type=local,dest=gwout gwproject >/dev/null 2>&1
 	gdigest=$("$E2E_CRANE" digest "$repo:gwcache")
 	"$plugin" trustcache serve --buildkit "$E2E_BUILDKIT_ADDR" --listen "unix://$work/gw/buildkitd.sock" \
 		--policy "$work/policy.yaml" --log-format json >gateway.log 2>&1 &
@@ -255,7 +255,7 @@ if [[ -z $only || $only == gateway ]]; then
 	for _ in $(seq 1 100); do grep -q '"msg":"serving"' gateway.log && break; sleep 0.1; done
 	grep -q '"msg":"serving"' gateway.log || { cat gateway.log >&2; exit 1; }
 	"$docker" buildx create --name tc-bench-gw --driver remote "unix://$work/gw/buildkitd.sock" >/dev/null
-	gwflags="--builder tc-bench-gw --network $E2E_NETWORK --provenance=false"
+	gwflags=(--builder tc-bench-gw --network "$E2E_NETWORK" --provenance=false)
 	baseline=${BENCH_GATEWAY_BASELINE:-}
 	if [[ -n $baseline ]]; then
 		"$baseline" trustcache serve --buildkit "$E2E_BUILDKIT_ADDR" --listen "unix://$work/gwb/buildkitd.sock" \
@@ -269,15 +269,15 @@ if [[ -z $only || $only == gateway ]]; then
 	ggwb0() { "$docker" buildx build --builder tc-bench-gwb --network "$E2E_NETWORK" --provenance=false -o "type=local,dest=$1" gwproject; }
 	# Direct: the cache by its digest, from the registry. Through the gateway: by tag, verified and
 	# rewritten to the verified content endpoint.
-	gdirect() { "$docker" buildx build $flags --cache-from "type=registry,ref=$repo@$gdigest" -o "type=local,dest=$1" gwproject; }
-	ggw() { "$docker" buildx build $gwflags --cache-from "type=registry,ref=$repo:gwcache" -o "type=local,dest=$1" gwproject; }
+	gdirect() { "$docker" buildx build "${flags[@]}" --cache-from "type=registry,ref=$repo@$gdigest" -o "type=local,dest=$1" gwproject; }
+	ggw() { "$docker" buildx build "${gwflags[@]}" --cache-from "type=registry,ref=$repo:gwcache" -o "type=local,dest=$1" gwproject; }
 	# The same build without a cache import: what forwarding alone costs.
-	gdirect0() { "$docker" buildx build $flags -o "type=local,dest=$1" gwproject; }
-	ggw0() { "$docker" buildx build $gwflags -o "type=local,dest=$1" gwproject; }
+	gdirect0() { "$docker" buildx build "${flags[@]}" -o "type=local,dest=$1" gwproject; }
+	ggw0() { "$docker" buildx build "${gwflags[@]}" -o "type=local,dest=$1" gwproject; }
 	echo "measuring the gateway (medians of $runs runs)..." >&2
 	for _ in 1 2; do gdirect gwout >/dev/null 2>&1 && ggw gwout >/dev/null 2>&1; done # warm-up
 	[[ -z $baseline ]] || for _ in 1 2; do ggwb0 gwout >/dev/null 2>&1; done
-	: >gdirect.times >ggw.times >gdirect0.times >ggw0.times
+	for f in gdirect.times ggw.times gdirect0.times ggw0.times; do : >"$f"; done
 	cpu() { awk '{print $14 + $15}' "/proc/$gwpid/stat"; } # the gateway's CPU time, in clock ticks
 	cpu0=$(cpu)
 	for _ in $(seq 1 "$runs"); do
@@ -309,7 +309,7 @@ if [[ -z $only || $only == gateway ]]; then
 		batch gdirect "$r"
 		batch ggw "$r"
 	done
-	: >cratios >cdirect.all >cgw.all
+	for f in cratios cdirect.all cgw.all; do : >"$f"; done
 	for i in $(seq 1 "$conc"); do
 		d=$(median <"gdirect.$i.times")
 		g=$(median <"ggw.$i.times")

@@ -1,21 +1,32 @@
 # shellcheck shell=bash
-# Shared settings and helpers for e2e/setup.sh, e2e/teardown.sh and e2e/builder.sh.
+# Shared settings and helpers for e2e/install.sh, e2e/start.sh, e2e/teardown.sh and e2e/builder.sh.
 # Sourced, never executed.
 
+# shellcheck disable=SC2034
 E2E_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STATE=${TRUSTCACHE_E2E_DIR:-/tmp/trustcache-e2e}
 TOOLS=${TRUSTCACHE_TOOLS:-$HOME/.cache/trustcache-e2e/bin}
 
+# The settings below are read by the scripts that source this file.
+# shellcheck disable=SC2034
 REGISTRY_ADDR=127.0.0.1:5000
+# shellcheck disable=SC2034
 BUILDER_NAME=trustcache-e2e
+# shellcheck disable=SC2034
 BASE_IMAGE=$REGISTRY_ADDR/e2e/busybox:latest
 
-# Pinned tool versions.
+# Pinned tool versions (read by install.sh).
+# shellcheck disable=SC2034
 BUILDX_VERSION=v0.38.2
+# shellcheck disable=SC2034
 BUILDKIT_VERSION=v0.34.2
+# shellcheck disable=SC2034
 REGISTRY_VERSION=v3.0.0
+# shellcheck disable=SC2034
 COSIGN_VERSION=v2.6.5
+# shellcheck disable=SC2034
 COSIGN3_VERSION=v3.1.3
+# shellcheck disable=SC2034
 CRANE_VERSION=v0.22.1
 
 log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -30,7 +41,7 @@ step() {
 	local name=$1
 	shift
 	STEP_START=$SECONDS
-	STEP_NOTE=done
+	STEP_NOTE="done"
 	"$@"
 	log "$name: $STEP_NOTE ($((SECONDS - STEP_START))s)"
 }
@@ -68,9 +79,9 @@ start_bg() {
 	local name=$1 logfile=$2 pidfile=$3
 	shift 3
 	rm -f "$pidfile"
+	# shellcheck disable=SC2016 # $$ and $@ are the child shell's
 	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
-	local i
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		[[ -s $pidfile ]] && return 0
 		sleep 0.1
 	done

@@ -6,7 +6,7 @@
 # The OIDC issuers Fulcio trusts run inside the e2e test binary (e2e/oidc_test.go), on the fixed
 # loopback ports below, which Fulcio's config must name when it starts.
 #
-# Sourced by e2e/setup.sh (which installs the tools in its lanes and calls sigstore_start and
+# Sourced by e2e/install.sh (which builds the tools in its lanes) and e2e/start.sh (which calls start_fulcio, start_tsa and
 # sigstore_trust_files); run directly (bash e2e/sigstore.sh) it installs what is missing, starts
 # both services, writes the trust files and $STATE/sigstore.env, and touches nothing else.
 # The CA and TSA keys live in memory: after a restart the trust files are made again, and
