@@ -230,7 +230,7 @@ type env struct {
 
 // newEnv makes a fresh env for t, with the plugin under test, the buildx plugin and the remote
 // builder cfg.builder in its docker config; everything in it is removed when t ends.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{
@@ -349,7 +349,7 @@ func (r result) String() string {
 }
 
 // must fails t unless the command exited 0.
-func (r result) must(t *testing.T) result {
+func (r result) must(t testing.TB) result {
 	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("%v", r)
@@ -358,7 +358,7 @@ func (r result) must(t *testing.T) result {
 }
 
 // wantCode fails t unless the command exited with code.
-func (r result) wantCode(t *testing.T, code int) result {
+func (r result) wantCode(t testing.TB, code int) result {
 	t.Helper()
 	if r.code != code {
 		t.Fatalf("want exit %d; got %v", code, r)
@@ -368,18 +368,18 @@ func (r result) wantCode(t *testing.T, code int) result {
 
 // run runs name with args in e, feeding it stdin (nil: no input), and returns what it did.
 // It fails t only when the command cannot be started.
-func (e *env) run(t *testing.T, stdin io.Reader, name string, args ...string) result {
+func (e *env) run(t testing.TB, stdin io.Reader, name string, args ...string) result {
 	t.Helper()
 	return e.runWith(t, nil, stdin, name, args...)
 }
 
-func (e *env) runWith(t *testing.T, extra map[string]string, stdin io.Reader, name string, args ...string) result {
+func (e *env) runWith(t testing.TB, extra map[string]string, stdin io.Reader, name string, args ...string) result {
 	t.Helper()
 	return runCmd(t, e.dir, e.environ(extra), stdin, name, args...)
 }
 
 // runCmd runs name with args in dir with exactly the environment environ.
-func runCmd(t *testing.T, dir string, environ []string, stdin io.Reader, name string, args ...string) result {
+func runCmd(t testing.TB, dir string, environ []string, stdin io.Reader, name string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), cmdTimeout)
 	defer cancel()
@@ -412,25 +412,25 @@ func runCmd(t *testing.T, dir string, environ []string, stdin io.Reader, name st
 }
 
 // docker runs the docker CLI in e.
-func (e *env) docker(t *testing.T, args ...string) result {
+func (e *env) docker(t testing.TB, args ...string) result {
 	t.Helper()
 	return e.run(t, nil, cfg.docker, args...)
 }
 
 // trustcache runs `docker trustcache ARGS` in e.
-func (e *env) trustcache(t *testing.T, args ...string) result {
+func (e *env) trustcache(t testing.TB, args ...string) result {
 	t.Helper()
 	return e.run(t, nil, cfg.docker, append([]string{"trustcache"}, args...)...)
 }
 
 // cosign runs cosign v2 in e, with COSIGN_PASSWORD=keyPassword and the dead-proxy guard.
-func (e *env) cosign(t *testing.T, args ...string) result {
+func (e *env) cosign(t testing.TB, args ...string) result {
 	t.Helper()
 	return e.runWith(t, cosignVars(), nil, cfg.cosign, args...)
 }
 
 // cosign3 runs cosign v3 in e, with COSIGN_PASSWORD=keyPassword and the dead-proxy guard.
-func (e *env) cosign3(t *testing.T, args ...string) result {
+func (e *env) cosign3(t testing.TB, args ...string) result {
 	t.Helper()
 	return e.runWith(t, cosignVars(), nil, cfg.cosign3, args...)
 }
@@ -444,14 +444,14 @@ func cosignVars() map[string]string {
 }
 
 // crane runs crane in e.
-func (e *env) crane(t *testing.T, args ...string) result {
+func (e *env) crane(t testing.TB, args ...string) result {
 	t.Helper()
 	return e.run(t, nil, cfg.crane, args...)
 }
 
 // uniqueRepo returns a repository in the e2e registry that no other test (or run) uses:
 // 127.0.0.1:5000/e2e/<sanitized test name>-<random>.
-func uniqueRepo(t *testing.T) string {
+func uniqueRepo(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	dash := false
@@ -478,7 +478,7 @@ func uniqueRepo(t *testing.T) string {
 
 // pushRandomImage pushes to repo a new image (the base image plus one layer of random content)
 // under a fresh tag, and returns the tag reference and the manifest digest.
-func pushRandomImage(t *testing.T, repo string) (ref, digest string) {
+func pushRandomImage(t testing.TB, repo string) (ref, digest string) {
 	t.Helper()
 	layer := filepath.Join(t.TempDir(), "layer.tar")
 	if err := writeRandomLayer(layer, randomHex(t, 32)); err != nil {
@@ -519,7 +519,7 @@ func writeRandomLayer(path, content string) error {
 	return err
 }
 
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -357,7 +357,7 @@ func verifyWithTrustcache(t *testing.T, c *interopCell) {
 // verifyWithCosign: `cosign verify --key` with the signing key passes and
 // prints a payload naming the digest; with the other key it fails. For the
 // legacy format, cosign v3 is also run with --new-bundle-format=false.
-func verifyWithCosign(t *testing.T, c *interopCell, cosign func(*testing.T, ...string) result, v3 bool) {
+func verifyWithCosign(t *testing.T, c *interopCell, cosign func(testing.TB, ...string) result, v3 bool) {
 	var r result
 	referrersUsed(t, c, func() {
 		r = cosign(t, cosignVerifyArgs(c.key.pub(), c.pinned)...).must(t)

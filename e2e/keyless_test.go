@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -335,35 +334,35 @@ func TestKeylessBuildMainVsPR(t *testing.T) {
 	}
 }
 
-// TestKeylessSignLatency measures docker trustcache sign with a key and keyless (Fulcio
-// certificate and RFC 3161 timestamp from the loopback services) in the same run, whole
-// process, legacy format, each signing a fresh image (no earlier signatures to read); it logs
-// the medians and their ratio.
-func TestKeylessSignLatency(t *testing.T) {
-	const n = 7
-	k := keyless(t)
-	gh := oidcIssuer(t, k.githubIssuer)
+// BenchmarkKeylessSign times docker trustcache sign, whole process, legacy format, each run
+// signing a fresh image (no earlier signatures to read): with a key, and keyless (a Fulcio
+// certificate and an RFC 3161 timestamp from the loopback services). Run both in one
+// invocation and compare them as a ratio (benchstat):
+//
+//	go test -tags e2e -run '^$' -bench BenchmarkKeylessSign -count 7 ./e2e/
+func BenchmarkKeylessSign(b *testing.B) {
+	k := keyless(b)
+	gh := oidcIssuer(b, k.githubIssuer)
 	main := ghRun{repo: "acme/app", workflow: ".github/workflows/build.yml", ref: "refs/heads/main", event: "push"}
-	e := trustEnv(t)
-	e.genKey(t, "tc")
-	repo := uniqueRepo(t)
-	token := e.tokenFile(t, "gh.jwt", gh.token(t, main.claims()))
-	key := func(pinned string) []string {
-		return []string{"trustcache", "sign", "--no-ledger", "--key", "tc.key", pinned}
+	e := trustEnv(b)
+	e.genKey(b, "tc")
+	repo := uniqueRepo(b)
+	token := e.tokenFile(b, "gh.jwt", gh.token(b, main.claims()))
+	for _, bc := range []struct {
+		name string
+		args []string
+	}{
+		{"key", []string{"--key", "tc.key"}},
+		{"keyless", []string{"--keyless", "--signing-config", k.signingConfig, "--identity-token", token}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				_, digest := pushRandomImage(b, repo)
+				args := append(append([]string{"trustcache", "sign", "--no-ledger"}, bc.args...), repo+"@"+digest)
+				b.StartTimer()
+				e.runWith(b, deadProxy, nil, cfg.docker, args...).must(b)
+			}
+		})
 	}
-	kl := func(pinned string) []string {
-		return []string{"trustcache", "sign", "--no-ledger", "--keyless", "--signing-config", k.signingConfig, "--identity-token", token, pinned}
-	}
-	times := map[string][]time.Duration{}
-	for i := 0; i < n; i++ { // interleaved
-		for name, args := range map[string]func(string) []string{"key": key, "keyless": kl} {
-			_, digest := pushRandomImage(t, repo)
-			start := time.Now()
-			e.runWith(t, deadProxy, nil, cfg.docker, args(repo+"@"+digest)...).must(t)
-			times[name] = append(times[name], time.Since(start))
-		}
-	}
-	med := func(ds []time.Duration) time.Duration { slices.Sort(ds); return ds[len(ds)/2] }
-	km, lm := med(times["key"]), med(times["keyless"])
-	t.Logf("sign 1 ref, whole process, median of %d: key %s, keyless %s (%.2fx)", n, km.Round(time.Millisecond), lm.Round(time.Millisecond), float64(lm)/float64(km))
 }

@@ -35,7 +35,7 @@ type keylessConfig struct {
 
 // keyless returns the keyless configuration, failing t when the services are not set up (run
 // e2e/setup.sh, or e2e/sigstore.sh alone and source $TRUSTCACHE_E2E_DIR/sigstore.env).
-func keyless(t *testing.T) keylessConfig {
+func keyless(t testing.TB) keylessConfig {
 	t.Helper()
 	var missing []string
 	need := func(k string) string {
@@ -84,7 +84,7 @@ var (
 
 // oidcIssuer returns the issuer serving at issuerURL (a fixed loopback address that Fulcio's
 // config names), starting it the first time. It lives as long as the test binary.
-func oidcIssuer(t *testing.T, issuerURL string) *issuer {
+func oidcIssuer(t testing.TB, issuerURL string) *issuer {
 	t.Helper()
 	issuersMu.Lock()
 	defer issuersMu.Unlock()
@@ -146,7 +146,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // token mints a token with claims, plus iss, aud sigstore, iat, nbf and a 10-minute exp unless
 // claims set them.
-func (is *issuer) token(t *testing.T, claims map[string]any) string {
+func (is *issuer) token(t testing.TB, claims map[string]any) string {
 	t.Helper()
 	c := map[string]any{"aud": "sigstore"}
 	for k, v := range claims {
@@ -182,7 +182,7 @@ func (is *issuer) sign(claims map[string]any) (string, error) {
 }
 
 // tokenFile writes tok to a file in e's directory and returns "@path" for --identity-token.
-func (e *env) tokenFile(t *testing.T, name, tok string) string {
+func (e *env) tokenFile(t testing.TB, name, tok string) string {
 	t.Helper()
 	p := filepath.Join(e.dir, name)
 	if err := os.WriteFile(p, []byte(tok), 0o600); err != nil { // no newline: cosign reads the file as is

@@ -12,7 +12,7 @@ import (
 
 // trustEnv is an env with the trustcache key password set and helpers for
 // keys and policies kept in its directory.
-func trustEnv(t *testing.T) *env {
+func trustEnv(t testing.TB) *env {
 	t.Helper()
 	e := newEnv(t)
 	e.setenv("TRUSTCACHE_PASSWORD", keyPassword)
@@ -20,7 +20,7 @@ func trustEnv(t *testing.T) *env {
 }
 
 // genKey makes NAME.key and NAME.pub in e's directory with docker trustcache.
-func (e *env) genKey(t *testing.T, name string) {
+func (e *env) genKey(t testing.TB, name string) {
 	t.Helper()
 	r := e.trustcache(t, "keys", "generate", "--name", name, "--dir", e.dir).must(t)
 	if !strings.HasPrefix(strings.TrimSpace(r.stdout), "sha256:") {
@@ -42,7 +42,7 @@ type scope struct {
 }
 
 // writePolicy writes a policy to e's directory as FILE and returns its path.
-func (e *env) writePolicy(t *testing.T, file string, builders []builder, scopes []scope) string {
+func (e *env) writePolicy(t testing.TB, file string, builders []builder, scopes []scope) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("version: 1\nbuilders:\n")
@@ -83,7 +83,7 @@ type verifyJSON struct {
 }
 
 // parseVerify parses the JSON lines verify --format json printed.
-func parseVerify(t *testing.T, out string) []verifyJSON {
+func parseVerify(t testing.TB, out string) []verifyJSON {
 	t.Helper()
 	var res []verifyJSON
 	dec := json.NewDecoder(strings.NewReader(out))
