@@ -24,7 +24,7 @@ type Services struct {
 	Fulcio string   // base URL (POST /api/v2/signingCert)
 	TSAs   []string // timestamp URLs (POST, application/timestamp-query)
 	// TransparencyLogs lists the logs the config names. trustcache does not
-	// upload to them (see README: a verified time comes from the
+	// upload to them (see docs/ci.md: a verified time comes from the
 	// timestamp authority); they are kept for the caller's warning.
 	TransparencyLogs []string
 }
