@@ -61,6 +61,10 @@ type Server struct {
 	admit    Admission
 	identify IdentifyFunc
 	owners   *owners
+	// awaitOpen is how long a call waits for the build or session it
+	// names to be opened (Control.Solve or Status, Control.Session)
+	// before it is refused.
+	awaitOpen time.Duration
 }
 
 // Option configures a Server.
@@ -101,7 +105,7 @@ func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option)
 		admit = *o.admit
 	}
 	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}, tls: o.tls != nil,
-		admit: admit, identify: o.identify, owners: newOwners()}
+		admit: admit, identify: o.identify, owners: newOwners(), awaitOpen: defaultAwaitOpen}
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(s.handle),
@@ -285,7 +289,7 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 		}
 		// The frontend's calls may overtake the Control.Solve (or Status)
 		// that opens the build, as buildkitd allows.
-		if err := s.require(ctx, who, method, kindBuild, ids[0], awaitOpen); err != nil {
+		if err := s.require(ctx, who, method, kindBuild, ids[0], s.awaitOpen); err != nil {
 			return err
 		}
 	case ruleHistory, ruleHistoryUpdate:
@@ -298,7 +302,7 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 	// A session is the caller's once it attached it; a Solve may overtake
 	// its session's attach.
 	for _, id := range n.sessions {
-		if err := s.require(ctx, who, method, kindSession, id, awaitOpen); err != nil {
+		if err := s.require(ctx, who, method, kindSession, id, s.awaitOpen); err != nil {
 			return err
 		}
 	}
@@ -323,10 +327,9 @@ func (s *Server) claim(ctx context.Context, who Identity, method string, kind na
 	return nil
 }
 
-// awaitOpen is how long a call waits for the build or session it names
-// to be opened (Control.Solve or Status, Control.Session) before it is
-// refused.
-const awaitOpen = 10 * time.Second
+// defaultAwaitOpen is Server.awaitOpen: buildkitd itself waits a few
+// seconds for a build a frontend call names and for a session.
+const defaultAwaitOpen = 10 * time.Second
 
 // require refuses the call unless id is who's, waiting up to d for it to
 // be opened.

@@ -40,6 +40,8 @@ type backend struct {
 	// hold, when set, keeps every Solve call open after the client's
 	// last message until it is closed (a build running).
 	hold chan struct{}
+	// history is what ListenBuildHistory streams: BuildHistoryEvents.
+	history [][]byte
 }
 
 type call struct {
@@ -94,6 +96,15 @@ func (b *backend) handle(_ any, ss grpc.ServerStream) error {
 		b.mu.Lock()
 		b.calls[i].msgs = append(b.calls[i].msgs, f)
 		b.mu.Unlock()
+		if method == mListenBuildHistory {
+			for _, ev := range b.history {
+				m := frame(ev)
+				if err := ss.SendMsg(&m); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		if md.Get("x-fail") != nil {
 			return status.Error(codes.ResourceExhausted, "backend says no")
 		}
@@ -200,7 +211,14 @@ func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *bytes.Buffer) {
 }
 
 // gatewayWith is gateway serving trusted caches through ep.
-func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *bytes.Buffer) {
+func gatewayWith(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer) {
+	t.Helper()
+	client, log, _ := gatewayServer(t, be, ep, opts...)
+	return client, log
+}
+
+// gatewayServer is gatewayWith, also returning the Server.
+func gatewayServer(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer, *Server) {
 	t.Helper()
 	var logBuf bytes.Buffer
 	var mu sync.Mutex
@@ -210,7 +228,7 @@ func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *byt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	s := New(cc, NewDecider(testVerifier(t), ep, log), log)
+	s := New(cc, NewDecider(testVerifier(t), ep, log), log, opts...)
 	l, err := Listen("unix://" + filepath.Join(t.TempDir(), "run", "gw.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +242,7 @@ func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *byt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return client, &logBuf
+	return client, &logBuf, s
 }
 
 type lockedWriter struct {
