@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +34,8 @@ type serveOptions struct {
 	// Mutual TLS on --listen tcp://, and to a buildkitd on tcp://.
 	tlsCert, tlsKey, tlsCA                        string
 	bkTLSCert, bkTLSKey, bkTLSCA, bkTLSServerName string
+	// Who may build: unix socket peers, TLS certificate subjects.
+	allowUIDs, allowGIDs, allowSubjects []string
 }
 
 func newServeCommand(dockerCLI command.Cli) *cobra.Command {
@@ -45,6 +50,19 @@ compose). Trusted registry caches are imported through the verified content
 endpoint, pinned to the verified digest; untrusted or inconclusive ones are
 removed from the build, or fail it (policy onUntrusted: fail); other cache
 types are removed unless the policy's allowUnsignedTypes lists them.
+
+Builds belong to the client that opened them: a client is its uid on a
+unix socket (SO_PEERCRED), its certificate over TLS. A build's frontend
+calls, status, history and session, and every session a request names,
+are forwarded only for that client; other calls naming them, and methods
+the gateway does not list, are refused and logged. Who may connect at
+all: --allow-uid and --allow-gid on a unix socket (default: the user
+running serve, and root), --allow-subject over TLS (default: every
+certificate the CA signed); others are refused at connection. One
+builder serves one trust level: never let a pull-request job use the
+builder protected jobs use (its local cache, secrets and cache mounts are
+shared with every client); caches cross levels through the signed
+registry cache.
 
 A frontend image runs inside buildkitd, out of the gateway's sight: a
 "# syntax=" line is not followed (the built-in Dockerfile frontend
@@ -85,6 +103,9 @@ serving fails.`,
 	flags.StringVar(&opts.bkTLSCert, "buildkit-tls-cert", "", "The gateway's client certificate (PEM) for buildkitd")
 	flags.StringVar(&opts.bkTLSKey, "buildkit-tls-key", "", "The key of --buildkit-tls-cert (PEM)")
 	flags.StringVar(&opts.bkTLSServerName, "buildkit-tls-servername", "", "Name buildkitd's certificate must carry (default: the host of --buildkit)")
+	flags.StringSliceVar(&opts.allowUIDs, "allow-uid", nil, "Users (uid or name) who may build on a unix:// --listen, besides the user running serve and root")
+	flags.StringSliceVar(&opts.allowGIDs, "allow-gid", nil, "Groups (gid or name) whose members (primary or supplementary) may build on a unix:// --listen")
+	flags.StringSliceVar(&opts.allowSubjects, "allow-subject", nil, "Glob patterns of the client certificates' subject CN or SANs that may build on a tcp:// --listen (default: any certificate --tls-cacert signed)")
 	return cmd
 }
 
@@ -98,6 +119,71 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, nil)), nil
 	}
 	return nil, usagef("--log-format: unknown format %q (want text or json)", format)
+}
+
+// admission is who may connect: on a unix socket the user running serve,
+// root, and --allow-uid/--allow-gid; over TLS the certificates
+// --allow-subject matches (all the CA signed when none is given).
+func admission(opts serveOptions) (gateway.Admission, error) {
+	a := gateway.DefaultAdmission()
+	tcp := strings.HasPrefix(opts.listen, "tcp://")
+	if tcp && (len(opts.allowUIDs) > 0 || len(opts.allowGIDs) > 0) {
+		return a, usagef("--allow-uid and --allow-gid admit unix socket clients; on --listen %s admit certificates with --allow-subject", opts.listen)
+	}
+	if !tcp && len(opts.allowSubjects) > 0 {
+		return a, usagef("--allow-subject admits TLS client certificates, on a tcp:// --listen; on a unix socket use --allow-uid and --allow-gid")
+	}
+	for _, u := range opts.allowUIDs {
+		id, err := lookupID(u, "--allow-uid", func(n string) (string, error) {
+			usr, err := user.Lookup(n)
+			if err != nil {
+				return "", err
+			}
+			return usr.Uid, nil
+		})
+		if err != nil {
+			return a, err
+		}
+		if !slices.Contains(a.UIDs, id) {
+			a.UIDs = append(a.UIDs, id)
+		}
+	}
+	for _, g := range opts.allowGIDs {
+		id, err := lookupID(g, "--allow-gid", func(n string) (string, error) {
+			grp, err := user.LookupGroup(n)
+			if err != nil {
+				return "", err
+			}
+			return grp.Gid, nil
+		})
+		if err != nil {
+			return a, err
+		}
+		a.GIDs = append(a.GIDs, id)
+	}
+	a.Subjects = opts.allowSubjects
+	if err := a.Validate(); err != nil {
+		return a, usagef("--allow-subject: %w", err)
+	}
+	return a, nil
+}
+
+// lookupID reads a numeric id, or looks a name up.
+func lookupID(v, flag string, lookup func(string) (string, error)) (uint32, error) {
+	if v == "" {
+		return 0, usagef("%s: empty entry", flag)
+	}
+	s := v
+	if _, err := strconv.ParseUint(v, 10, 32); err != nil {
+		if s, err = lookup(v); err != nil {
+			return 0, usagef("%s %s: not a number, and %v", flag, v, err)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, usagef("%s %s: %v", flag, v, err)
+	}
+	return uint32(n), nil
 }
 
 // runServe serves until a signal on sigs (SIGTERM, SIGINT: stop; SIGHUP:
@@ -129,8 +215,13 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	v, release := newVerifier(dockerCLI, p, opts.noLedger)
 	releases = append(releases, release)
 
-	// TLS: a tcp listener only with client certificates.
-	var srvOpts []gateway.Option
+	// Who may connect, then TLS: a tcp listener only with client
+	// certificates.
+	admit, err := admission(opts)
+	if err != nil {
+		return err
+	}
+	srvOpts := []gateway.Option{gateway.WithAdmission(admit)}
 	serverFiles := gateway.TLSFiles{Cert: opts.tlsCert, Key: opts.tlsKey, CA: opts.tlsCA, CertFlag: "--tls-cert", KeyFlag: "--tls-key", CAFlag: "--tls-cacert"}
 	if serverFiles.Set() {
 		cfg, err := gateway.ServerTLS(serverFiles)
@@ -179,7 +270,8 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	log.Info("serving", "listen", opts.listen, "address", l.Addr().String(), "tls", serverFiles.Set(), "buildkit", opts.buildkit, "policy", p.File)
+	log.Info("serving", "listen", opts.listen, "address", l.Addr().String(), "tls", serverFiles.Set(), "buildkit", opts.buildkit, "policy", p.File,
+		"allowUIDs", admit.UIDs, "allowGIDs", admit.GIDs, "allowSubjects", admit.Subjects)
 
 	shutdown := func(why string) error {
 		log.Info("stopping: waiting for running calls", "reason", why, "drainTimeout", opts.drainTimeout.String())

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -91,6 +92,11 @@ func TestServeRefusesToStart(t *testing.T) {
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--buildkit-tls-cert", policy, "--buildkit-tls-key", policy}, "--buildkit-tls-cacert is required"},
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--buildkit-tls-cacert", filepath.Join(dir, "none.pem")}, "--buildkit-tls-cacert: open "},
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "unix://" + policy}, "is not a socket"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", "tcp://127.0.0.1:0", "--allow-uid", "1000"}, "--allow-uid and --allow-gid admit unix socket clients"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-subject", "ci-*"}, "--allow-subject admits TLS client certificates"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-uid", "no-such-user-tc"}, "--allow-uid no-such-user-tc: not a number"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-gid", "no-such-group-tc"}, "--allow-gid no-such-group-tc: not a number"},
+		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-uid", "99999999999"}, "--allow-uid 99999999999"},
 	} {
 		res := run(t, append([]string{"serve"}, tc.args...)...)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, tc.want) {
@@ -131,6 +137,9 @@ func TestServeReloadAndStop(t *testing.T) {
 		}, sigs)
 	}()
 	waitFor(t, "the serving log line", func() bool { return strings.Contains(log.String(), `"msg":"serving"`) })
+	if want := fmt.Sprintf(`"allowUIDs":[%d`, os.Getuid()); !strings.Contains(log.String(), want) {
+		t.Errorf("the serving line does not say who may build (%s):\n%s", want, log.String())
+	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
 		t.Fatalf("socket %v, %v; want mode 0660", fi, err)
 	}

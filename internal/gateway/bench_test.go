@@ -71,7 +71,7 @@ func BenchmarkSessionRelay(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer client.Close()
-			cs, err := client.NewStream(b.Context(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
+			cs, err := client.NewStream(sessionCtx(b.Context(), "bench-"+tc.name), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
 			if err != nil {
 				b.Fatal(err)
 			}

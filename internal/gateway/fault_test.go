@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -73,7 +74,7 @@ func TestClientGoesAway(t *testing.T) {
 
 	// The next client is served.
 	req2, resp := frame("x"), frame{}
-	if err := client.Invoke(t.Context(), "/moby.buildkit.v1.Control/Fail", &req2, &resp); status.Code(err) != codes.ResourceExhausted {
+	if err := client.Invoke(metadata.AppendToOutgoingContext(t.Context(), "x-fail", "1"), "/moby.buildkit.v1.Control/Info", &req2, &resp); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("the next call = %v; want the backend's answer", err)
 	}
 	if got := healthOf(t, client); got != healthServing {
@@ -102,7 +103,7 @@ func TestBackendRestarts(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("Solve with buildkitd gone = %v; want Unavailable", err)
 	}
-	cs, err := client.NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
+	cs, err := client.NewStream(sessionCtx(t.Context(), "session-1"), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
 	if err == nil {
 		var f frame
 		err = cs.RecvMsg(&f)

@@ -64,7 +64,7 @@ func TestDecideFrontend(t *testing.T) {
 				req = solveWithFrontend(s, tc.fe, tc.attrs...)
 			}
 			if tc.fe == "" {
-				req = tagBytes(2, []byte("definition"))
+				req = tagBytes(2, llbDef)
 			}
 			fr, err := s.frontend(req)
 			if err != nil {
@@ -101,19 +101,20 @@ func TestFrontendMalformed(t *testing.T) {
 func TestSolveFrontendRefused(t *testing.T) {
 	be := startBackend(t)
 	client, logBuf := gateway(t, be)
+	openBuild(t, client, t.Context(), "build-1")
 	for _, tc := range []struct{ method, image string }{
 		{"/moby.buildkit.v1.Control/Solve", "reg.example/evil/fe@" + otherDigest},
 		{"/moby.buildkit.v1.frontend.LLBBridge/Solve", "reg.example/evil/fe:latest"},
 	} {
 		req := frame(solveWithFrontend(inspected[tc.method], "gateway.v0", "source", tc.image, "cache-from", "reg.example/team/cache:signed"))
 		var resp frame
-		err := client.Invoke(t.Context(), tc.method, &req, &resp)
+		err := client.Invoke(buildCtx(t.Context(), "build-1"), tc.method, &req, &resp)
 		s := status.Convert(err)
 		if s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), `trustcache gateway: not building: frontend image "`+tc.image+`" is not allowed`) || !strings.Contains(s.Message(), "frontends: [REPOSITORY@sha256:") {
 			t.Errorf("%s: Invoke = %v; want PermissionDenied naming the image and how to allow it", tc.method, err)
 		}
 	}
-	if calls := be.recorded(); len(calls) != 0 {
+	if calls := solveCalls(be); len(calls) != 0 {
 		t.Errorf("buildkitd got %d calls; want none", len(calls))
 	}
 	if !strings.Contains(logBuf.String(), `"msg":"frontend","client":"pid=`) || !strings.Contains(logBuf.String(), `"action":"blocked"`) {

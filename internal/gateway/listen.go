@@ -82,8 +82,8 @@ func Listen(addr string) (net.Listener, error) {
 	return &unixListener{UnixListener: ul, path: path}, nil
 }
 
-// unixListener removes its socket when closed and names each connection's
-// peer (pid, uid) for the decision log.
+// unixListener removes its socket when closed and gives each connection
+// its peer's credentials (see admitListener).
 type unixListener struct {
 	*net.UnixListener
 	path string
@@ -94,7 +94,7 @@ func (l *unixListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &peerConn{UnixConn: c, peer: peerAddr(c)}, nil
+	return newPeerConn(c), nil
 }
 
 // Addr is the socket's path (not the temporary name it was made under).
@@ -108,16 +108,22 @@ func (l *unixListener) Close() error {
 	return err
 }
 
-// peerConn is a connection whose RemoteAddr names the peer process.
+// peerConn is a unix connection whose RemoteAddr is its peer's
+// credentials, read when it was accepted.
 type peerConn struct {
 	*net.UnixConn
-	peer net.Addr
+	cred *peerCred
+	err  error // why cred could not be read
 }
 
-func (c *peerConn) RemoteAddr() net.Addr { return c.peer }
+func newPeerConn(c *net.UnixConn) *peerConn {
+	cred, err := peerCredOf(c)
+	return &peerConn{UnixConn: c, cred: cred, err: err}
+}
 
-// processAddr names a unix socket's peer process.
-type processAddr string
-
-func (a processAddr) Network() string { return "unix" }
-func (a processAddr) String() string  { return string(a) }
+func (c *peerConn) RemoteAddr() net.Addr {
+	if c.cred == nil {
+		return c.UnixConn.RemoteAddr()
+	}
+	return c.cred
+}

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -53,19 +52,28 @@ const (
 // Server forwards gRPC calls to buildkitd, deciding the cache imports of
 // Solve requests on the way.
 type Server struct {
-	backend *grpc.ClientConn
-	decider *Decider
-	log     *slog.Logger
-	grpc    *grpc.Server
-	scopes  *buildScopes
-	tls     bool // clients must present a certificate (WithTLS)
+	backend  *grpc.ClientConn
+	decider  *Decider
+	log      *slog.Logger
+	grpc     *grpc.Server
+	scopes   *buildScopes
+	tls      bool // clients must present a certificate (WithTLS)
+	admit    Admission
+	identify IdentifyFunc
+	owners   *owners
+	// awaitOpen is how long a call waits for the build or session it
+	// names to be opened (Control.Solve or Status, Control.Session)
+	// before it is refused.
+	awaitOpen time.Duration
 }
 
 // Option configures a Server.
 type Option func(*serverOptions)
 
 type serverOptions struct {
-	tls *tls.Config
+	tls      *tls.Config
+	admit    *Admission
+	identify IdentifyFunc
 }
 
 // WithTLS serves with TLS (see ServerTLS): required to serve on tcp://.
@@ -73,13 +81,31 @@ func WithTLS(cfg *tls.Config) Option {
 	return func(o *serverOptions) { o.tls = cfg }
 }
 
+// WithAdmission says which clients may connect (default:
+// DefaultAdmission). Validate it first.
+func WithAdmission(a Admission) Option {
+	return func(o *serverOptions) { o.admit = &a }
+}
+
+// WithIdentify tells clients apart with f instead of by their peer
+// credentials or certificate (tests run two clients in one process with
+// it). Admission at connection still applies.
+func WithIdentify(f IdentifyFunc) Option {
+	return func(o *serverOptions) { o.identify = f }
+}
+
 // New returns a Server forwarding to backend (see Dial).
 func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option) *Server {
-	var o serverOptions
+	o := serverOptions{identify: identify}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}, tls: o.tls != nil}
+	admit := DefaultAdmission()
+	if o.admit != nil {
+		admit = *o.admit
+	}
+	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}, tls: o.tls != nil,
+		admit: admit, identify: o.identify, owners: newOwners(), awaitOpen: defaultAwaitOpen}
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(s.handle),
@@ -87,7 +113,7 @@ func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option)
 		grpc.MaxSendMsgSize(maxMessageSize),
 	}
 	if o.tls != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.tls)))
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(admitTLS(o.tls, admit, log))))
 	}
 	s.grpc = grpc.NewServer(gopts...)
 	return s
@@ -169,7 +195,7 @@ func (s *Server) Serve(l net.Listener) error {
 		l.Close()
 		return fmt.Errorf("serving %s: tcp needs TLS with client certificates", l.Addr())
 	}
-	return s.grpc.Serve(l)
+	return s.grpc.Serve(&admitListener{Listener: l, a: s.admit, log: s.log})
 }
 
 // Shutdown stops accepting calls and waits for those running (builds) to
@@ -188,7 +214,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// handle is every method's handler.
+// handle is every method's handler: it tells who calls, checks that
+// what the call names is the caller's (methods.go), and forwards it.
 func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 	method, ok := grpc.MethodFromServerStream(ss)
 	if !ok {
@@ -199,52 +226,151 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 	if svc, m, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/"); !strings.HasPrefix(method, "/") || !ok || svc == "" || m == "" || strings.Contains(m, "/") {
 		return status.Errorf(codes.Unimplemented, "trustcache gateway: malformed method name %q", method)
 	}
+	ctx := ss.Context()
+	r := methods[method]
 	switch method {
 	case healthCheck:
 		return s.healthCheck(ss)
 	case healthWatch:
 		return s.healthWatch(ss)
 	}
-	if sh, ok := inspected[method]; ok {
-		return s.forwardSolve(ss, method, sh)
+	who, err := s.identify(ctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "call refused", slog.String("method", method), slog.String("reason", "client not identified: "+err.Error()))
+		return status.Errorf(codes.PermissionDenied, "trustcache gateway: %s: the client cannot be identified: %v", method, err)
 	}
-	return s.forward(ss, method, nil, false)
-}
-
-// client names the caller for the log: the peer process on a unix
-// socket, the address and the certificate's subject over TLS.
-func client(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil || p.Addr.String() == "" {
-		return "unknown"
+	if r == 0 {
+		return s.deny(ctx, who, method, "", "the gateway does not forward this method (it forwards the methods docs/serve.md lists)")
 	}
-	a := p.Addr.String()
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
-		a += ",cn=" + ti.State.VerifiedChains[0][0].Subject.CommonName
-	}
-	return a
-}
-
-// forwardSolve decides the imports of a Solve request, then forwards the
-// rewritten request; the call never reaches buildkitd when a decision
-// refuses it.
-func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) error {
-	ctx := ss.Context()
-	var req frame
-	if err := ss.RecvMsg(&req); err != nil {
-		if errors.Is(err, io.EOF) {
-			return status.Error(codes.InvalidArgument, "trustcache gateway: no request")
+	var first *frame
+	var n names
+	if decodesFirst(method) {
+		var req frame
+		if err := ss.RecvMsg(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return status.Error(codes.InvalidArgument, "trustcache gateway: no request")
+			}
+			return err
 		}
-		return err
+		first = &req
+		if n, err = requestNames(method, req); err != nil {
+			return s.refuse(ctx, who, method, err)
+		}
 	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	switch r {
+	case ruleSession:
+		ids := md.Get(sessionIDHeader)
+		if len(ids) != 1 || ids[0] == "" {
+			return s.refuse(ctx, who, method, malformed("want exactly one %s header naming the session; got %d", sessionIDHeader, len(ids)))
+		}
+		// Attached under its exact ID: the session manager's key.
+		if err := s.claim(ctx, who, method, kindSession, ids[0]); err != nil {
+			return err
+		}
+	case ruleStatus:
+		if n.build == "" {
+			return s.refuse(ctx, who, method, malformed("Ref is empty: Status names no build"))
+		}
+		if err := s.claim(ctx, who, method, kindBuild, n.build); err != nil {
+			return err
+		}
+	case ruleSolve:
+		// A Solve without a Ref opens a build no other call can name.
+		if n.build != "" {
+			if err := s.claim(ctx, who, method, kindBuild, n.build); err != nil {
+				return err
+			}
+		}
+	case ruleBridge:
+		ids := md.Get(buildIDKey)
+		if len(ids) != 1 || ids[0] == "" {
+			return s.refuse(ctx, who, method, malformed("want exactly one %s metadata naming the build; got %d", buildIDKey, len(ids)))
+		}
+		// The frontend's calls may overtake the Control.Solve (or Status)
+		// that opens the build, as buildkitd allows.
+		if err := s.require(ctx, who, method, kindBuild, ids[0], s.awaitOpen); err != nil {
+			return err
+		}
+	case ruleHistory, ruleHistoryUpdate:
+		if n.build != "" || r == ruleHistoryUpdate {
+			if err := s.require(ctx, who, method, kindBuild, n.build, 0); err != nil {
+				return err
+			}
+		}
+	}
+	// A session is the caller's once it attached it; a Solve may overtake
+	// its session's attach.
+	for _, id := range n.sessions {
+		if err := s.require(ctx, who, method, kindSession, id, s.awaitOpen); err != nil {
+			return err
+		}
+	}
+	switch method {
+	case mControlSolve, mBridgeSolve:
+		return s.forwardSolve(ss, who, method, inspected[method], *first)
+	case mListenBuildHistory:
+		return s.forward(ss, method, first, true, func(ev []byte) bool {
+			ref := historyEventRef(ev)
+			return ref != "" && s.owners.ownerOf(kindBuild, ref) == who.Key
+		})
+	}
+	return s.forward(ss, method, first, first != nil, nil)
+}
+
+// claim binds id to who, or refuses the call when another client holds
+// it.
+func (s *Server) claim(ctx context.Context, who Identity, method string, kind nameKind, id string) error {
+	if owner := s.owners.claim(kind, id, who.Key); owner != who.Key {
+		return s.deny(ctx, who, method, kind.String()+" "+id, "the "+kind.String()+" belongs to another client")
+	}
+	return nil
+}
+
+// defaultAwaitOpen is Server.awaitOpen: buildkitd itself waits a few
+// seconds for a build a frontend call names and for a session.
+const defaultAwaitOpen = 10 * time.Second
+
+// require refuses the call unless id is who's, waiting up to d for it to
+// be opened.
+func (s *Server) require(ctx context.Context, who Identity, method string, kind nameKind, id string, d time.Duration) error {
+	owner := s.owners.ownerOf(kind, id)
+	if owner == "" && d > 0 {
+		owner = s.owners.await(ctx, kind, id, d)
+	}
+	switch owner {
+	case who.Key:
+		return nil
+	case "":
+		return s.deny(ctx, who, method, kind.String()+" "+id, "no "+kind.String()+" of this client has that ID (one is opened through the gateway: a build by Control.Solve or Status, a session by Control.Session)")
+	}
+	return s.deny(ctx, who, method, kind.String()+" "+id, "the "+kind.String()+" belongs to another client")
+}
+
+// deny refuses a call that reaches for what is not the caller's, or a
+// method the gateway does not forward: PermissionDenied, logged.
+func (s *Server) deny(ctx context.Context, who Identity, method, what, why string) error {
+	s.log.WarnContext(ctx, "call refused", slog.String("client", who.Name), slog.String("identity", who.Key),
+		slog.String("method", method), slog.String("names", what), slog.String("reason", why))
+	if what != "" {
+		why = what + ": " + why
+	}
+	return status.Errorf(codes.PermissionDenied, "trustcache gateway: %s refused: %s", method, why)
+}
+
+// forwardSolve decides the imports of req, a Solve request, then forwards
+// the rewritten request; the call never reaches buildkitd when a decision
+// refuses it.
+func (s *Server) forwardSolve(ss grpc.ServerStream, who Identity, method string, sh shape, req frame) error {
+	ctx := ss.Context()
 	// A frontend image would run inside buildkitd, out of the gateway's
 	// sight: only one the policy allows.
 	fr, err := sh.frontend(req)
 	if err != nil {
-		return s.refuse(ctx, method, err)
+		return s.refuse(ctx, who, method, err)
 	}
 	fd := decideFrontend(method, fr, s.decider.Policy())
-	s.logFrontend(ctx, method, fd)
+	s.logFrontend(ctx, who, method, fd)
 	if fd.refusal != "" {
 		return status.Errorf(codes.PermissionDenied, "trustcache gateway: not building: %s", fd.refusal)
 	}
@@ -257,26 +383,26 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, method string, sh shape) err
 	defer s.scopes.release(bs)
 	imps, err := sh.imports(req)
 	if err != nil {
-		return s.refuse(ctx, method, err)
+		return s.refuse(ctx, who, method, err)
 	}
 	if len(imps) > 0 {
-		decisions, err := s.decider.Decide(ctx, client(ctx), method, imps, bs)
+		decisions, err := s.decider.Decide(ctx, who.Name, method, imps, bs)
 		if err != nil {
 			return err
 		}
 		out, err := sh.rewrite(req, decisions)
 		if err != nil {
-			return s.refuse(ctx, method, err)
+			return s.refuse(ctx, who, method, err)
 		}
 		req = out
 	}
-	return s.forward(ss, method, &req, true)
+	return s.forward(ss, method, &req, true, nil)
 }
 
 // logFrontend logs the decision on a request's frontend: refusals at
 // WARN, a frontend image let through at INFO, the built-in frontends at
 // DEBUG.
-func (s *Server) logFrontend(ctx context.Context, method string, fd frontendDecision) {
+func (s *Server) logFrontend(ctx context.Context, who Identity, method string, fd frontendDecision) {
 	if fd.frontend == "" {
 		return
 	}
@@ -288,7 +414,7 @@ func (s *Server) logFrontend(ctx context.Context, method string, fd frontendDeci
 		level, action = slog.LevelInfo, "allowed"
 	}
 	s.log.Log(ctx, level, "frontend",
-		slog.String("client", client(ctx)),
+		slog.String("client", who.Name),
 		slog.String("method", method),
 		slog.String("frontend", fd.frontend),
 		slog.String("image", fd.image),
@@ -300,8 +426,8 @@ func (s *Server) logFrontend(ctx context.Context, method string, fd frontendDeci
 }
 
 // refuse answers a request the gateway cannot decode.
-func (s *Server) refuse(ctx context.Context, method string, err error) error {
-	s.log.WarnContext(ctx, "request refused", slog.String("client", client(ctx)), slog.String("method", method), slog.String("reason", err.Error()))
+func (s *Server) refuse(ctx context.Context, who Identity, method string, err error) error {
+	s.log.WarnContext(ctx, "request refused", slog.String("client", who.Name), slog.String("method", method), slog.String("reason", err.Error()))
 	var m *MalformedError
 	if errors.As(err, &m) {
 		return status.Errorf(codes.InvalidArgument, "trustcache gateway: %s: %v", method, err)
@@ -313,8 +439,9 @@ func (s *Server) refuse(ctx context.Context, method string, err error) error {
 // directions, with its metadata, headers and trailers. first, when set, is
 // the client's first message, already read. For a unary call (an
 // inspected Solve) only first is sent: a further message from the client
-// is never relayed.
-func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool) error {
+// is never relayed. keep, when set, decides which of buildkitd's messages
+// reach the client.
+func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool, keep func([]byte) bool) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -376,6 +503,10 @@ func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unar
 			for {
 				if err := cs.RecvMsg(&m); err != nil {
 					return err
+				}
+				if keep != nil && !keep(m.bufs.Materialize()) {
+					m.free()
+					continue
 				}
 				if err := ss.SendMsg(&m); err != nil {
 					m.free()

@@ -30,8 +30,8 @@ import (
 )
 
 // backend is a fake buildkitd: a gRPC server that records every call and
-// answers by echoing each message, prefixed with "echo:". A method ending
-// in "/Fail" fails with codes.ResourceExhausted.
+// answers by echoing each message, prefixed with "echo:". A call with the
+// metadata x-fail fails with codes.ResourceExhausted.
 type backend struct {
 	mu    sync.Mutex
 	calls []call
@@ -40,6 +40,8 @@ type backend struct {
 	// hold, when set, keeps every Solve call open after the client's
 	// last message until it is closed (a build running).
 	hold chan struct{}
+	// history is what ListenBuildHistory streams: BuildHistoryEvents.
+	history [][]byte
 }
 
 type call struct {
@@ -94,7 +96,16 @@ func (b *backend) handle(_ any, ss grpc.ServerStream) error {
 		b.mu.Lock()
 		b.calls[i].msgs = append(b.calls[i].msgs, f)
 		b.mu.Unlock()
-		if strings.HasSuffix(method, "/Fail") {
+		if method == mListenBuildHistory {
+			for _, ev := range b.history {
+				m := frame(ev)
+				if err := ss.SendMsg(&m); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if md.Get("x-fail") != nil {
 			return status.Error(codes.ResourceExhausted, "backend says no")
 		}
 		out := frame(append([]byte("echo:"), f...))
@@ -103,6 +114,27 @@ func (b *backend) handle(_ any, ss grpc.ServerStream) error {
 		}
 	}
 	return nil
+}
+
+// solveCalls are the Solve calls be got.
+func solveCalls(be *backend) []call {
+	var out []call
+	for _, c := range be.recorded() {
+		if strings.HasSuffix(c.method, "/Solve") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// openBuild opens build id through the gateway for the client of ctx: a
+// Control.Status call, as buildx makes first.
+func openBuild(t *testing.T, client *grpc.ClientConn, ctx context.Context, id string) {
+	t.Helper()
+	req, resp := frame(tagBytes(1, []byte(id))), frame{}
+	if err := client.Invoke(ctx, mStatus, &req, &resp); err != nil {
+		t.Fatalf("opening build %s: %v", id, err)
+	}
 }
 
 func (b *backend) recorded() []call {
@@ -179,7 +211,14 @@ func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *bytes.Buffer) {
 }
 
 // gatewayWith is gateway serving trusted caches through ep.
-func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *bytes.Buffer) {
+func gatewayWith(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer) {
+	t.Helper()
+	client, log, _ := gatewayServer(t, be, ep, opts...)
+	return client, log
+}
+
+// gatewayServer is gatewayWith, also returning the Server.
+func gatewayServer(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer, *Server) {
 	t.Helper()
 	var logBuf bytes.Buffer
 	var mu sync.Mutex
@@ -189,7 +228,7 @@ func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *byt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	s := New(cc, NewDecider(testVerifier(t), ep, log), log)
+	s := New(cc, NewDecider(testVerifier(t), ep, log), log, opts...)
 	l, err := Listen("unix://" + filepath.Join(t.TempDir(), "run", "gw.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +242,7 @@ func gatewayWith(t *testing.T, be *backend, ep Endpoint) (*grpc.ClientConn, *byt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return client, &logBuf
+	return client, &logBuf, s
 }
 
 type lockedWriter struct {
@@ -248,7 +287,7 @@ func TestForwardUnary(t *testing.T) {
 func TestForwardBidiStream(t *testing.T) {
 	be := startBackend(t)
 	client, _ := gateway(t, be)
-	cs, err := client.NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
+	cs, err := client.NewStream(sessionCtx(t.Context(), "session-1"), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +320,7 @@ func TestForwardBackendError(t *testing.T) {
 	be := startBackend(t)
 	client, _ := gateway(t, be)
 	req, resp := frame("x"), frame{}
-	err := client.Invoke(t.Context(), "/moby.buildkit.v1.Control/Fail", &req, &resp)
+	err := client.Invoke(metadata.AppendToOutgoingContext(t.Context(), "x-fail", "1"), "/moby.buildkit.v1.Control/Info", &req, &resp)
 	if s := status.Convert(err); s.Code() != codes.ResourceExhausted || s.Message() != "backend says no" {
 		t.Errorf("Invoke = %v; want the backend's ResourceExhausted", err)
 	}
@@ -291,7 +330,7 @@ func TestSolveImportsDecided(t *testing.T) {
 	be := startBackend(t)
 	client, logBuf := gateway(t, be)
 	req := frame(cat(
-		tagBytes(2, []byte("definition")),
+		tagBytes(2, llbDef),
 		tagBytes(8, cat(
 			tagBytes(5, entry("registry", "mode", "max", "ref", "reg.example/team/cache:signed")),
 			tagBytes(5, entry("registry", "ref", "reg.example/team/cache:evil")),
@@ -339,14 +378,15 @@ func TestSolveImportsDecided(t *testing.T) {
 func TestSolveBlocked(t *testing.T) {
 	be := startBackend(t)
 	client, _ := gateway(t, be)
+	openBuild(t, client, t.Context(), "build-1")
 	req := frame(mapField(3, "cache-imports", `[{"Type":"registry","Attrs":{"ref":"reg.example/team/cache:fail"}}]`))
 	var resp frame
-	err := client.Invoke(t.Context(), "/moby.buildkit.v1.frontend.LLBBridge/Solve", &req, &resp)
+	err := client.Invoke(buildCtx(t.Context(), "build-1"), "/moby.buildkit.v1.frontend.LLBBridge/Solve", &req, &resp)
 	s := status.Convert(err)
 	if s.Code() != codes.PermissionDenied || !strings.Contains(s.Message(), "reg.example/team/cache:fail is untrusted: not signed by any key in the policy (policy onUntrusted: fail)") {
 		t.Errorf("Invoke = %v; want PermissionDenied naming the cache", err)
 	}
-	if calls := be.recorded(); len(calls) != 0 {
+	if calls := solveCalls(be); len(calls) != 0 {
 		t.Errorf("buildkitd got %+v; want nothing", calls)
 	}
 }
@@ -483,7 +523,7 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	cs, err := client.NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Status")
+	cs, err := client.NewStream(sessionCtx(t.Context(), "session-1"), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +571,7 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client2.Close()
-	cs2, err := client2.NewStream(t.Context(), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Status")
+	cs2, err := client2.NewStream(sessionCtx(t.Context(), "session-2"), &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/moby.buildkit.v1.Control/Session")
 	if err != nil {
 		t.Fatal(err)
 	}

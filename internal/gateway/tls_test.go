@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
@@ -287,5 +289,77 @@ func TestTLSConfigErrors(t *testing.T) {
 		if _, err := ClientTLS(tc.f); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ClientTLS(%+v) = %v; want %q", tc.f, err, tc.want)
 		}
+	}
+}
+
+// TestServeTLSTenants: over TLS a client is its certificate. One the
+// --allow-subject patterns do not match fails its handshake; two admitted
+// certificates are two clients: one's build is not the other's.
+func TestServeTLSTenants(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	srvCert, srvKey := ca.issue(t, dir, "gateway", true)
+	be := startBackend(t)
+	cc, err := Dial(be.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	cfg, err := ServerTLS(serverFiles(srvCert, srvKey, ca.file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sb strings.Builder
+	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &sb, mu: &mu}, nil))
+	admit := Admission{Subjects: []string{"ci-*", "spiffe://example.org/builders/**"}}
+	if err := admit.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := New(cc, NewDecider(testVerifier(t), fakeEndpoint{}, log), log, WithTLS(cfg), WithAdmission(admit))
+	s.awaitOpen = 200 * time.Millisecond
+	l, err := Listen("tcp://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+
+	dial := func(cn string) *grpc.ClientConn {
+		cert, key := ca.issue(t, dir, cn, false)
+		c, err := ClientTLS(TLSFiles{Cert: cert, Key: key, CA: ca.file, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient("passthrough:///"+l.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(c)), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	invoke := func(conn *grpc.ClientConn, ctx context.Context, method string, req []byte) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		f, resp := frame(req), frame{}
+		return conn.Invoke(ctx, method, &f, &resp)
+	}
+	victim, attacker, outsider := dial("ci-main"), dial("ci-pr-42"), dial("pr-job")
+	if err := invoke(outsider, t.Context(), listWorkers, nil); status.Code(err) != codes.Unavailable {
+		t.Errorf("a certificate no pattern matches: %v; want refused at the handshake", err)
+	}
+	mu.Lock()
+	if !strings.Contains(sb.String(), `"msg":"connection refused","client":"cn=pr-job"`) {
+		t.Errorf("refusal not logged:\n%s", sb.String())
+	}
+	mu.Unlock()
+	if err := invoke(victim, t.Context(), mStatus, tagBytes(statusRef, []byte("build-main"))); err != nil {
+		t.Fatalf("victim's Status: %v", err)
+	}
+	if err := invoke(attacker, buildCtx(t.Context(), "build-main"), bridgeReturn, nil); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another certificate's Return in the build: %v; want PermissionDenied", err)
+	}
+	if err := invoke(victim, buildCtx(t.Context(), "build-main"), bridgeReturn, nil); err != nil {
+		t.Errorf("the build's own Return: %v", err)
 	}
 }

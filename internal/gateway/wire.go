@@ -347,6 +347,9 @@ func (r *rewriter) cacheOptions(b []byte) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
+			if ref == "" {
+				return nil, malformed("Cache.ImportRefsDeprecated has an empty reference")
+			}
 			// BuildKit turns each into {Type: registry, Attrs: {ref: …}}.
 			d, err := r.next(Import{Type: "registry", Attrs: map[string]string{"ref": ref}, Where: "Cache.ImportRefsDeprecated"})
 			if err != nil {
@@ -412,6 +415,9 @@ func (r *rewriter) entry(b []byte, where string) (_ []byte, ok bool, _ error) {
 			unknown = append(unknown, f.raw...)
 		}
 	}
+	if imp.Type == "" {
+		return nil, false, malformed("%s has an entry with no Type", where)
+	}
 	d, err := r.next(imp)
 	if err != nil {
 		return nil, false, err
@@ -444,6 +450,52 @@ type jsonEntry struct {
 	Attrs map[string]string `json:"Attrs,omitempty"`
 }
 
+// jsonEntryNulls is jsonEntry with what may be null made visible: the
+// gateway refuses a null anywhere in the list.
+type jsonEntryNulls struct {
+	Type  *string            `json:"Type,omitempty"`
+	Attrs map[string]*string `json:"Attrs,omitempty"`
+}
+
+// parseCacheImports decodes the "cache-imports" attribute. It refuses
+// what BuildKit's Dockerfile frontend would decode into a nil entry (v0.34.2
+// dereferences it and buildkitd exits), a null anywhere, an entry with no
+// Type, and anything but a JSON list.
+func parseCacheImports(where, value string) ([]*jsonEntry, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(value), &raw); err != nil {
+		return nil, malformed("%s: %v", where, err)
+	}
+	if raw == nil {
+		return nil, malformed("%s is null: want a JSON list of cache imports", where)
+	}
+	list := make([]*jsonEntry, 0, len(raw))
+	for i, r := range raw {
+		var n *jsonEntryNulls
+		if err := json.Unmarshal(r, &n); err != nil {
+			return nil, malformed("%s[%d]: %v", where, i, err)
+		}
+		if n == nil {
+			return nil, malformed("%s[%d] is null: want a cache import {\"Type\": …, \"Attrs\": {…}}", where, i)
+		}
+		if n.Type == nil || *n.Type == "" {
+			return nil, malformed("%s[%d] has no Type", where, i)
+		}
+		e := &jsonEntry{Type: *n.Type}
+		for k, v := range n.Attrs {
+			if v == nil {
+				return nil, malformed("%s[%d].Attrs[%s] is null", where, i, k)
+			}
+			if e.Attrs == nil {
+				e.Attrs = map[string]string{}
+			}
+			e.Attrs[k] = *v
+		}
+		list = append(list, e)
+	}
+	return list, nil
+}
+
 // attr walks the value of frontend attribute key; ok is false when the
 // attribute is to be removed (no import left).
 func (r *rewriter) attr(attrs, key, value string) (_ string, ok bool, _ error) {
@@ -455,6 +507,9 @@ func (r *rewriter) attr(attrs, key, value string) (_ string, ok bool, _ error) {
 		// dockerui: strings.Split(value, ","), each a registry ref.
 		var kept []string
 		for ref := range strings.SplitSeq(value, ",") {
+			if ref == "" {
+				return "", false, malformed("%s has an empty reference in %q", where, value)
+			}
 			d, err := r.next(Import{Type: "registry", Attrs: map[string]string{"ref": ref}, Where: where})
 			if err != nil {
 				return "", false, err
@@ -468,15 +523,12 @@ func (r *rewriter) attr(attrs, key, value string) (_ string, ok bool, _ error) {
 		}
 		return strings.Join(kept, ","), len(kept) > 0, nil
 	}
-	var list []*jsonEntry
-	if err := json.Unmarshal([]byte(value), &list); err != nil {
-		return "", false, malformed("%s: %v", where, err)
+	list, err := parseCacheImports(where, value)
+	if err != nil {
+		return "", false, err
 	}
 	var kept []*jsonEntry
 	for _, e := range list {
-		if e == nil {
-			continue
-		}
 		attrs := map[string]string{}
 		for k, v := range e.Attrs {
 			attrs[k] = v

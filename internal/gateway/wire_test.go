@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"maps"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -38,6 +40,19 @@ func entry(typ string, attrs ...string) []byte {
 }
 
 // unknowns are fields no inspected message defines: they must survive.
+// llbDef is a pb.Definition of one op: a source.
+var llbDef = tagBytes(1, tagBytes(3, tagBytes(1, []byte("docker-image://docker.io/library/busybox:latest"))))
+
+// sessionCtx is ctx with the metadata of a session attach (Control.Session).
+func sessionCtx(ctx context.Context, id string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, sessionIDHeader, id)
+}
+
+// buildCtx is ctx with the metadata of a frontend's LLBBridge call in build id.
+func buildCtx(ctx context.Context, id string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, buildIDKey, id)
+}
+
 var unknowns = cat(tagVarint(99, 7), tagBytes(98, []byte("opaque")), protowire.AppendFixed64(protowire.AppendTag(nil, 97, protowire.Fixed64Type), 42))
 
 // otherFields returns the top-level fields of msg other than skip, as
@@ -303,7 +318,7 @@ func TestMalformedRequests(t *testing.T) {
 }
 
 func TestNoImports(t *testing.T) {
-	for _, req := range [][]byte{nil, unknowns, mapField(7, "cache-imports", ""), mapField(7, "cache-imports", "null"), tagBytes(8, tagBytes(4, entry("registry", "ref", "x")))} {
+	for _, req := range [][]byte{nil, unknowns, mapField(7, "cache-imports", ""), tagBytes(8, tagBytes(4, entry("registry", "ref", "x")))} {
 		imps, err := controlSolve.imports(req)
 		if err != nil || len(imps) != 0 {
 			t.Errorf("imports(%q) = %v, %v; want none", req, imps, err)
