@@ -177,8 +177,12 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport
+	var p *verify.Policy
+	if v != nil {
+		p = v.Policy()
+	}
 	for _, t := range targets {
-		sig, _, err := bs.signer.Attach(ctx, bs.format, t.repo, t.digest, bs.annotations, ropts...)
+		sig, err := attachFresh(ctx, bs.cli.Err(), bs.signer, bs.format, p, t.repo, t.digest, bs.annotations, ropts)
 		if err != nil {
 			return signed, err
 		}

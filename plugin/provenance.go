@@ -156,7 +156,9 @@ func provenanceRecord(report *trustReport, p *verify.Policy, version string, tar
 		Caches:     make([]provenance.Cache, 0, len(report.Caches)),
 	}
 	if p != nil {
-		pred.Policy = provenance.Policy{File: p.File, Digest: p.Digest}
+		// The whole policy's fingerprint, key files and trusted root
+		// included: what the provenance walk compares below maxDepth.
+		pred.Policy = provenance.Policy{File: p.File, Digest: p.Fingerprint(nil)}
 	}
 	for _, c := range report.Caches {
 		pc := provenance.Cache{Reference: c.Source, Target: c.Target, Type: c.Type, Action: c.Action, Guarantee: c.Guarantee}

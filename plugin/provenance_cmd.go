@@ -106,7 +106,7 @@ func nodeVerdict(n *verify.ProvenanceNode) string {
 func renderProvenance(w io.Writer, p *verify.Policy, ref string, n *verify.ProvenanceNode) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s\n", printable(ref), nodeVerdict(n))
-	fmt.Fprintf(&b, "  policy:    %s (%s)\n", printable(p.File), p.Digest)
+	fmt.Fprintf(&b, "  policy:    %s (%s)\n", printable(p.File), p.Fingerprint(nil))
 	renderNode(&b, p, n, "  ")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -145,7 +145,7 @@ func renderPredicate(b *strings.Builder, p *verify.Policy, pr *provenance.Predic
 	pol := "none recorded"
 	if d := pr.Policy.Digest; d != "" {
 		pol = d + " (another policy)"
-		if d == p.Digest {
+		if d == p.Fingerprint(nil) {
 			pol = d + " (this policy)"
 		}
 	}

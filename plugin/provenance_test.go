@@ -123,7 +123,7 @@ func TestProvenanceRecordInReport(t *testing.T) {
 	keyID, _ := keys.ID(pub)
 	want := provenance.New([]provenance.Subject{{Name: host + "/team/cache", Digest: map[string]string{"sha256": exported.Hex}}}, provenance.Predicate{
 		Trustcache: "test",
-		Policy:     provenance.Policy{File: p.File, Digest: p.Digest},
+		Policy:     provenance.Policy{File: p.File, Digest: p.Fingerprint(nil)},
 		Source:     provenance.Source{Repository: "github.com/acme/app", Ref: "refs/heads/main", Commit: "0123456789abcdef"},
 		Caches: []provenance.Cache{
 			{Reference: rep.Caches[0].Source, Type: "registry", Digest: goodDigest.String(), Verdict: "trusted", Action: "used",

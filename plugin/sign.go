@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -43,6 +44,12 @@ the builder's private key. Each tag is resolved to its manifest digest once,
 before anything is written; the cosign-compatible signature is attached to
 that digest in the sha256-<hex>.sig tag, next to any signatures already
 there. Prints each signed REPOSITORY@DIGEST.
+
+A signature by the same key over the same digest, repository and
+annotations makes signing a no-op while it still counts: within the maxAge
+of the policy's scope for the repository (a scope without maxAge: any
+age), else within 24 hours. An older one is signed again ("re-signed: …"
+on stderr) and, in the .sig tag, replaced.
 
 With a policy, each signed digest the policy trusts on this signature is
 recorded in the ledger (see "docker trustcache ledger"), so this host's next
@@ -137,20 +144,100 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		defer done()
 	}
 	for _, t := range targets {
-		sig, added, err := signer.Attach(ctx, format, t.repo, t.digest, ann, ropts...)
+		sig, err := attachFresh(ctx, dockerCLI.Err(), signer, format, p, t.repo, t.digest, ann, ropts)
 		if err != nil {
 			return err
 		}
 		ref := t.repo.Name() + "@" + t.digest.String()
-		if !added {
-			fmt.Fprintf(dockerCLI.Err(), "%s: already signed by this key with these annotations\n", ref)
-		}
 		fmt.Fprintf(dockerCLI.Out(), "%s\n", ref)
 		if v != nil {
 			recordSigned(ctx, dockerCLI.Err(), v, ref, sig)
 		}
 	}
 	return nil
+}
+
+// DefaultResignAge is how old a signature by the same key over the same
+// content may be before `sign` (and build/bake --sign) makes a fresh one,
+// where the signer's policy sets no maxAge for the repository because there
+// is no policy or no scope for it. A day: signing then never leaves a
+// signature older than a day, so the digest counts under any verifier
+// whose maxAge is a day or more (shorter ones are unusual: every cache
+// would need a rebuild each day), and it costs at most one signature per
+// digest and key a day — in the .sig tag replacing the last, so the tag
+// does not grow. It is also how long the ledger trusts a signature without
+// a maxAge (verify.DefaultLedgerTTL).
+const DefaultResignAge = 24 * time.Hour
+
+// resignAge is how old an equivalent signature by this signer on repo may
+// be and still count, under policy p (nil: none), and how to say it: the
+// scope's maxAge; 0 (any age) for a scope without one, which counts any
+// age; DefaultResignAge without a policy or scope.
+func resignAge(p *verify.Policy, repo name.Repository) (time.Duration, string) {
+	if p != nil {
+		if canon, err := verify.CanonicalRepository(repo.Name()); err == nil {
+			if scope, ok := p.Match(canon); ok {
+				if scope.MaxAge > 0 {
+					return scope.MaxAge, "maxAge " + shortDuration(scope.MaxAge)
+				}
+				return 0, ""
+			}
+		}
+	}
+	return DefaultResignAge, shortDuration(DefaultResignAge) + " (the re-sign age without a policy maxAge)"
+}
+
+// shortDuration is d as a policy writes it: 720h, not 720h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func orAny(limit string) string {
+	if limit == "" {
+		return "any age"
+	}
+	return limit
+}
+
+// attachFresh signs digest in repo as Signer.AttachFresh does, with the
+// re-sign age policy p sets for repo: an equivalent signature by this key
+// that would no longer count is signed again (and says so on errOut), one
+// that counts makes it a no-op. It returns the signature that stands for
+// this signer, and an error — never success — when even that one would not
+// count under p's maxAge (a clock far off, a registry that did not keep
+// the new one).
+func attachFresh(ctx context.Context, errOut io.Writer, signer signature.Signer, format signature.Format, p *verify.Policy, repo name.Repository, digest v1.Hash, ann map[string]string, ropts []remote.Option) (signature.Signature, error) {
+	ref := repo.Name() + "@" + digest.String()
+	age, limit := resignAge(p, repo)
+	signer.MaxAge = age
+	a, err := signer.AttachFresh(ctx, format, repo, digest, ann, ropts...)
+	if err != nil {
+		return a.Signature, err
+	}
+	switch {
+	case a.Refreshed:
+		why := "has no signed creation time"
+		if !a.Aged.IsZero() {
+			why = "from " + a.Aged.UTC().Format(time.RFC3339) + " is older than " + limit
+			if a.Aged.After(time.Now().Add(signature.ClockSkew)) {
+				why = "from " + a.Aged.UTC().Format(time.RFC3339) + " is dated in the future"
+			}
+		}
+		fmt.Fprintf(errOut, "%s: re-signed: the existing signature by this key %s\n", ref, why)
+	case !a.Added:
+		fmt.Fprintf(errOut, "%s: already signed by this key with these annotations\n", ref)
+	}
+	if ok, at := signer.Fresh(a.Signature); !ok {
+		return a.Signature, fmt.Errorf("%s: the signature by this key there (created %s) would not count (re-sign age %s, clock skew %s): not signed", ref, at.UTC().Format(time.RFC3339), orAny(limit), signature.ClockSkew)
+	}
+	return a.Signature, nil
 }
 
 // recordSigned records a digest this host has just signed in the ledger when

@@ -14,6 +14,10 @@ import (
 // outside the policy file), the revoked key ids and the scope's settings.
 // Any change to the policy, its keys or its revocations changes it, and
 // ledger entries recorded under the old one stop matching.
+//
+// With a nil scope it identifies the whole policy: what a provenance
+// record stores as its policy digest, and what the provenance walk
+// compares below maxDepth ("made under this same policy").
 func (p *Policy) Fingerprint(scope *Scope) string {
 	h := sha256.New()
 	field := func(parts ...string) {

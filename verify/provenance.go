@@ -39,8 +39,9 @@ import (
 // One such record is enough (a digest rebuilt byte for byte carries one
 // record per build that made it). The walk is bounded: maxDepth levels of
 // imports are re-verified; an import below that is accepted only when the
-// record listing it was made under this very policy (the same policy file
-// digest), which verified it then — otherwise the chain is too deep and
+// record listing it was made under this very policy (the same
+// Policy.Fingerprint(nil): policy file, key files, trusted root), which
+// verified it then — otherwise the chain is too deep and
 // the cache does not count. All the walk's registry requests together are
 // bounded by maxRequests; a walk that needs more does not count either.
 // An import that is one of its own ancestors (a cycle) proves nothing.
@@ -334,8 +335,12 @@ func (v *Verifier) checkImport(ctx context.Context, f *walkFrame, st *provenance
 	}
 	depth := f.depth + 1
 	if depth > f.w.maxDepth {
-		if st.Predicate.Policy.Digest == v.policy.Digest {
-			ir.OK, ir.Reason = true, fmt.Sprintf("below maxDepth %d: not re-verified; the record was made under this same policy (%s), which verified it", f.w.maxDepth, v.policy.Digest)
+		// "The same policy" is the whole policy's fingerprint: the file,
+		// every key it names (a key rotated by replacing its file changes
+		// it), its trusted root and revocations. A record written before
+		// the fingerprint holds the file's digest and never matches.
+		if fp := v.policy.Fingerprint(nil); st.Predicate.Policy.Digest == fp {
+			ir.OK, ir.Reason = true, fmt.Sprintf("below maxDepth %d: not re-verified; the record was made under this same policy and keys (%s), which verified it", f.w.maxDepth, fp)
 			return ir
 		}
 		return fail("the chain is deeper than maxDepth %d: %s was not re-verified, and the record was made under another policy (%s)", f.w.maxDepth, ir.Pinned, orNone(st.Predicate.Policy.Digest))

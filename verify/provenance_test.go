@@ -49,7 +49,7 @@ func record(t *testing.T, p *Policy, repo name.Repository, d v1.Hash, caches ...
 	}
 	return provenance.New([]provenance.Subject{sub}, provenance.Predicate{
 		Trustcache: "test",
-		Policy:     provenance.Policy{File: p.File, Digest: p.Digest},
+		Policy:     provenance.Policy{File: p.File, Digest: p.Fingerprint(nil)},
 		Caches:     caches,
 		BuiltAt:    now.Add(-time.Hour).Format(time.RFC3339),
 	})
@@ -459,7 +459,7 @@ func FuzzRecordCheck(f *testing.F) {
 	other, _ := v1.NewHash("sha256:" + strings.Repeat("cd", 32))
 	sub, _ := provenance.NewSubject(repo.Name(), d.String())
 	mk := func(caches ...provenance.Cache) []byte {
-		data, _ := provenance.New([]provenance.Subject{sub}, provenance.Predicate{Policy: provenance.Policy{Digest: p.Digest}, Caches: caches}).Marshal()
+		data, _ := provenance.New([]provenance.Subject{sub}, provenance.Predicate{Policy: provenance.Policy{Digest: p.Fingerprint(nil)}, Caches: caches}).Marshal()
 		return data
 	}
 	f.Add(mk())
@@ -486,7 +486,7 @@ func FuzzRecordCheck(f *testing.F) {
 			t.Fatalf("a record for another subject holds: %+v", st.Subject)
 		}
 		for _, c := range st.Predicate.Caches {
-			if c.Action != provenance.ActionDropped && (c.Action != provenance.ActionUsed || c.Verdict != "trusted" || st.Predicate.Policy.Digest != p.Digest) {
+			if c.Action != provenance.ActionDropped && (c.Action != provenance.ActionUsed || c.Verdict != "trusted" || st.Predicate.Policy.Digest != p.Fingerprint(nil)) {
 				t.Fatalf("import %+v passed below maxDepth without a trusted verdict under this policy", c)
 			}
 		}
@@ -504,4 +504,77 @@ func fuzzPubPEM(f *testing.F) string {
 		b.WriteString("      " + strings.TrimSuffix(l, "\n") + "\n")
 	}
 	return b.String()
+}
+
+// TestProvenanceShortcutKeyRotation: the "same policy" shortcut below
+// maxDepth must see a key rotated by replacing its .pub file (the policy
+// file's bytes unchanged). The issue's chain: an attacker signs poison A
+// (with a record) with builder a's stolen key; honest builder b builds B
+// from A, then C from B; a's key is rotated by replacing a.pub. With
+// maxDepth 1, C's import B is re-verified, and B's import A lies below
+// maxDepth: accepted only if B's record was made under this very policy —
+// which it was not, since a's key changed.
+func TestProvenanceShortcutKeyRotation(t *testing.T) {
+	reg := testreg.New(t)
+	dir := t.TempDir()
+	stolen, kb := newKey(t, dir, "a"), newKey(t, dir, "b")
+	text := fmt.Sprintf(`version: 1
+builders:
+  - name: a
+    key: a.pub
+  - name: b
+    key: b.pub
+scopes:
+  - repositories: ["%s/team/*"]
+    builders: [a, b]
+    requireProvenance: true
+    maxDepth: 1
+`, reg.Host)
+	p := writePolicy(t, dir, text)
+	ra, rb, rc := reg.Repo(t, "team/a"), reg.Repo(t, "team/b"), reg.Repo(t, "team/c")
+	dA := testreg.PushRandom(t, ra.Tag("main"), 256, 1)
+	dB := testreg.PushRandom(t, rb.Tag("main"), 256, 1)
+	dC := testreg.PushRandom(t, rc.Tag("main"), 256, 1)
+	sign(t, stolen, "a", ra, dA, now.Add(-3*time.Hour), nil)
+	attachRecord(t, stolen, ra, dA, record(t, p, ra, dA))
+	sign(t, kb, "b", rb, dB, now.Add(-2*time.Hour), nil)
+	attachRecord(t, kb, rb, dB, record(t, p, rb, dB, used(ra, dA)))
+	sign(t, kb, "b", rc, dC, now.Add(-time.Hour), nil)
+	attachRecord(t, kb, rc, dC, record(t, p, rc, dC, used(rb, dB)))
+	verifyC := func(p *Policy) *Result {
+		t.Helper()
+		res, err := New(p, WithClock(func() time.Time { return now })).Verify(context.Background(), rc.Tag("main").String())
+		if err != nil {
+			t.Fatalf("Verify: %v", err)
+		}
+		return res
+	}
+	// Before the rotation: C holds, A accepted below maxDepth by B's
+	// record, made under this policy.
+	wantVerdict(t, verifyC(p), VerdictTrusted, "record")
+
+	newKey(t, dir, "a") // rotate: a.pub now holds a new key
+	rotated, err := LoadPolicy(p.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rotated.Digest != p.Digest {
+		t.Fatalf("the policy file's digest changed (%s → %s); the test wants a rotation that leaves the file as it is", p.Digest, rotated.Digest)
+	}
+	if rotated.Fingerprint(nil) == p.Fingerprint(nil) {
+		t.Fatalf("Fingerprint(nil) unchanged by a key rotation")
+	}
+	wantVerdict(t, verifyC(rotated), VerdictUntrusted, "made under another policy")
+}
+
+// TestProvenanceShortcutOldRecord: a record written before the policy
+// fingerprint stored the policy file's digest; below maxDepth it never
+// counts as "made under this policy", even under the very same policy and
+// keys (it cannot tell a key rotation).
+func TestProvenanceShortcutOldRecord(t *testing.T) {
+	f := newProvFixture(t, "    maxDepth: 0\n")
+	st := record(t, f.p, f.app, f.dApp, used(f.base, f.dBase))
+	st.Predicate.Policy.Digest = f.p.Digest
+	attachRecord(t, f.ci, f.app, f.dApp, st)
+	wantVerdict(t, f.verifyApp(t), VerdictUntrusted, "made under another policy")
 }

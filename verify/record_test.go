@@ -144,3 +144,11 @@ func TestRecordSignedReferences(t *testing.T) {
 		t.Errorf("RecordSigned without a ledger = %+v, %v; want trusted", res, err)
 	}
 }
+
+// TestClockSkewAgrees: the signer refreshes a signature dated in the
+// future by the same skew the verifier allows.
+func TestClockSkewAgrees(t *testing.T) {
+	if signature.ClockSkew != ClockSkew {
+		t.Errorf("signature.ClockSkew = %s, verify.ClockSkew = %s; want the same", signature.ClockSkew, ClockSkew)
+	}
+}

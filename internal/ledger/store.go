@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -109,8 +108,13 @@ func (e *Entry[S]) Expired(now time.Time) bool { return !now.Before(e.Expires) }
 //
 // The ledger is as trustworthy as the directory it is in (the docker
 // config dir, which also holds registry credentials): it is created 0700
-// and 0600, and a ledger file or directory writable by group or others is
-// refused.
+// and 0600, and a ledger file or directory another user could write —
+// owned by a user other than this one or root, or writable by group or
+// others, a sticky directory included — is refused with an error naming
+// it. The values' checksum (codec.go) is not keyed: it finds corruption,
+// not forgery. A key kept beside the file would stop no one the owner and
+// mode checks let write the file — this user and root can read the key
+// too — so it would add a file and no protection.
 type Store[S any] struct {
 	path        string
 	lockTimeout time.Duration
@@ -566,21 +570,26 @@ func (l *Store[S]) view(full bool, bucket string, fn func(*bolt.Bucket) error) e
 	})
 }
 
-// checkPermissions refuses a ledger that others could have written.
+// checkPermissions refuses a ledger file that another user could have
+// written (writableByOthers), and checks its directory (checkDir).
 func (l *Store[S]) checkPermissions(fi fs.FileInfo) error {
-	if runtime.GOOS == "windows" {
-		return nil
+	if why := writableByOthers(fi); why != "" {
+		return fmt.Errorf("ledger %s %s; not using it", l.path, why)
 	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("ledger %s is writable by group or others (mode %v); not using it", l.path, fi.Mode().Perm())
-	}
+	return l.checkDir()
+}
+
+// checkDir refuses a ledger whose directory another user could write:
+// they could replace or plant the file. It runs before the lock file is
+// made there, so a refused directory gets nothing of the ledger's.
+func (l *Store[S]) checkDir() error {
 	dir := filepath.Dir(l.path)
 	di, err := os.Stat(dir)
 	if err != nil {
 		return fmt.Errorf("reading ledger: %w", err)
 	}
-	if di.Mode().Perm()&0o022 != 0 && di.Mode()&fs.ModeSticky == 0 {
-		return fmt.Errorf("ledger directory %s is writable by group or others (mode %v); not using it", dir, di.Mode().Perm())
+	if why := writableByOthers(di); why != "" {
+		return fmt.Errorf("ledger directory %s %s; not using it", dir, why)
 	}
 	return nil
 }
@@ -590,6 +599,9 @@ func (l *Store[S]) checkPermissions(fi fs.FileInfo) error {
 // Store values (or goroutines) in one process exclude each other like
 // two processes do.
 func (l *Store[S]) lock(ctx context.Context, exclusive bool) (unlock func(), err error) {
+	if err := l.checkDir(); err != nil {
+		return nil, err
+	}
 	fl := flock.New(l.path+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	ctx, cancel := context.WithTimeout(ctx, l.lockTimeout)
 	defer cancel()

@@ -66,8 +66,12 @@ type Predicate struct {
 
 // Policy identifies the trust policy.
 type Policy struct {
-	File   string `json:"file,omitempty"`
-	Digest string `json:"digest,omitempty"` // sha256:<hex> of the policy file's bytes
+	File string `json:"file,omitempty"`
+	// Digest is the policy's fingerprint, sha256:<hex> over the policy
+	// file, every key and trusted root it names and its revocations
+	// (verify's Policy.Fingerprint(nil)). Records made before it held the
+	// SHA-256 of the policy file's bytes alone, which no fingerprint equals.
+	Digest string `json:"digest,omitempty"`
 }
 
 // Source is the build's source context.

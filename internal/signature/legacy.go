@@ -183,6 +183,11 @@ type AppendOptions struct {
 	// redundant (same key, same signed content but for the time). Nil:
 	// never.
 	Same func(existing Signature) bool
+	// Replace, for AppendLegacy, picks signatures already in the .sig tag
+	// that the new one replaces (this signer's aged equivalent ones): their
+	// layers are left out when the tag is written. Asked after Same found
+	// none, once per signature read. Nil: every signature stays.
+	Replace func(existing Signature) bool
 	// Attempts bounds the write-verify-merge rounds (default 10).
 	Attempts int
 	// PredicateType is, for AppendBundle, the predicate type of the
@@ -223,14 +228,21 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
 
-	if ao.Same != nil {
+	drop := map[string]bool{} // layer digest + " " + base64 signature
+	if ao.Same != nil || ao.Replace != nil {
 		existing, err := ReadLegacy(ctx, repo, digest, opts...)
 		if err != nil && !errors.Is(err, ErrTooManySignatures) {
 			return false, err
 		}
 		for _, s := range existing {
-			if s.Err == nil && ao.Same(s) {
+			if s.Err == nil && ao.Same != nil && ao.Same(s) {
 				return false, nil
+			}
+		}
+		for _, s := range existing {
+			if s.Err == nil && ao.Replace != nil && ao.Replace(s) {
+				h, _, _ := v1.SHA256(bytes.NewReader(s.Payload))
+				drop[h.String()+" "+base64.StdEncoding.EncodeToString(s.Signature)] = true
 			}
 		}
 	}
@@ -238,8 +250,12 @@ func AppendLegacy(ctx context.Context, repo name.Repository, digest v1.Hash, pay
 	var base v1.Image
 	present := func() (bool, error) {
 		img, ok, err := readSigImage(tag, ld, b64, opts)
-		base = img
-		return ok, err
+		if ok || err != nil || len(drop) == 0 {
+			base = img
+			return ok, err
+		}
+		base, err = withoutLayers(img, drop)
+		return false, err
 	}
 	write := func() error {
 		ann := maps.Clone(ao.Annotations)
@@ -336,6 +352,40 @@ func readSigImage(tag name.Tag, ld v1.Hash, b64 string, opts []remote.Option) (v
 		}
 	}
 	return img, false, nil
+}
+
+// withoutLayers returns the signature image img without the layers in drop
+// (keyed by layer digest + " " + base64 signature), every other layer kept
+// in order with its descriptor (annotations, inline data) and its config
+// diff_id, on an empty signature image as cosign starts one. When img has
+// none of them it is returned as it is.
+func withoutLayers(img v1.Image, drop map[string]bool) (v1.Image, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	if len(layers) != len(m.Layers) {
+		return nil, fmt.Errorf("signature image has %d layers and %d descriptors", len(layers), len(m.Layers))
+	}
+	var adds []mutate.Addendum
+	for i, d := range m.Layers {
+		if drop[d.Digest.String()+" "+d.Annotations[SignatureAnnotation]] {
+			continue
+		}
+		l := layers[i]
+		if content, ok := inlineContent(d); ok {
+			l = withInlineContent(l, content)
+		}
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: d.MediaType, Annotations: d.Annotations, URLs: d.URLs})
+	}
+	if len(adds) == len(m.Layers) {
+		return img, nil
+	}
+	return mutate.Append(emptySignatures(), adds...)
 }
 
 // emptySignatures is the empty OCI image cosign starts a signature list from.

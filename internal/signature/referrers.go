@@ -399,31 +399,34 @@ func (m rawManifest) MediaType() (types.MediaType, error) { return types.OCIMani
 // subject annotations are annotations plus builder, created, and identity
 // (the repository, which cosign's statement does not sign otherwise). A
 // bundle by the same key over the same digest and annotations (whatever its
-// time) already there makes it a no-op: added=false.
+// time, but fresh under s.MaxAge) already there makes it a no-op:
+// added=false.
 func (s Signer) SignBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (added bool, err error) {
-	_, added, err = s.signBundle(ctx, repo, digest, annotations, opts...)
-	return added, err
+	a, err := s.signBundle(ctx, repo, digest, annotations, opts...)
+	return a.Added, err
 }
 
-func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Signature, bool, error) {
+func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (Attachment, error) {
 	if s.Keyless != nil {
-		return s.signBundleKeyless(ctx, repo, digest, annotations, opts...)
+		sig, added, err := s.signBundleKeyless(ctx, repo, digest, annotations, opts...)
+		return Attachment{Signature: sig, Added: added}, err
 	}
 	ann := s.annotations(annotations)
 	ann[AnnotationIdentity] = repo.Name()
 	statement, err := NewStatement(digest, ann)
 	if err != nil {
-		return Signature{}, false, err
+		return Attachment{}, err
 	}
 	bundle, err := NewBundle(statement, s.Key)
 	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
+		return Attachment{}, fmt.Errorf("signing %s@%s: %w", repo.Name(), digest, err)
 	}
 	b, err := ParseBundle(bundle)
 	if err != nil {
-		return Signature{}, false, fmt.Errorf("signing %s@%s: the bundle made does not parse: %w", repo.Name(), digest, err)
+		return Attachment{}, fmt.Errorf("signing %s@%s: the bundle made does not parse: %w", repo.Name(), digest, err)
 	}
 	kept := bundleSignature(b, "bundle (signed here)")
+	var aged agedSet
 	same := func(existing Signature) bool {
 		if existing.Format != FormatBundle || keys.VerifySignature(s.Key.Public(), existing.SignedBytes(), existing.Signature) != nil {
 			return false
@@ -435,9 +438,21 @@ func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.
 		if !sameButCreated(st.Annotations(), ann) {
 			return false
 		}
+		if ok, t := s.fresh(st.Annotations()); !ok {
+			aged.add(existing, t)
+			return false
+		}
 		kept = existing
 		return true
 	}
+	// An aged bundle stays: removing a referrer means deleting its manifest
+	// (and, without the referrers API, rewriting the referrers tag), which
+	// many registries refuse. It no longer counts, and the fresh one makes
+	// the next signing a no-op: at most one is added per MaxAge.
 	added, err := AppendBundle(ctx, repo, digest, bundle, AppendOptions{Same: same}, opts...)
-	return kept, added, err
+	a := Attachment{Signature: kept, Added: added}
+	if added {
+		a.Aged, a.Refreshed = aged.newest, len(aged.sigs) > 0
+	}
+	return a, err
 }
