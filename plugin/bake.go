@@ -160,9 +160,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 		decisions[i] = uniqDecisions[c.uniq]
 	}
 	for _, c := range report.Caches {
-		if c.Action == actionDropped || c.Action == actionBlocked {
-			fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s cache %s of target %s: %s\n", c.Action, printable(c.Source), printable(c.Target), printable(c.Reason))
-		}
+		noteRemoved(dockerCLI.Err(), c)
 	}
 	fail := func(err error) error {
 		printReport(dockerCLI.Err(), report)

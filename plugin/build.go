@@ -183,9 +183,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	}
 	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
 	for _, c := range report.Caches {
-		if c.Action == actionDropped || c.Action == actionBlocked {
-			fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s cache %s: %s\n", c.Action, printable(c.Source), printable(c.Reason))
-		}
+		noteRemoved(dockerCLI.Err(), c)
 	}
 	if blocked != nil {
 		printReport(dockerCLI.Err(), report)
@@ -317,6 +315,24 @@ func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSp
 	default:
 		return buildargs.Decision{Action: buildargs.Remove}, rep
 	}
+}
+
+// noteRemoved writes one line for a cache the build runs without: a note
+// for a missing one (a tag nothing was pushed to yet, as on a new branch's
+// first build), a warning for a dropped or blocked one.
+func noteRemoved(w io.Writer, c cacheReport) {
+	if c.Action != actionDropped && c.Action != actionBlocked {
+		return
+	}
+	target := ""
+	if c.Target != "" {
+		target = " of target " + printable(c.Target)
+	}
+	if c.Result != nil && c.Result.Missing {
+		fmt.Fprintf(w, "trustcache: no cache at %s%s yet (the tag does not exist in the registry): building without it\n", printable(c.Result.Reference), target)
+		return
+	}
+	fmt.Fprintf(w, "WARNING: trustcache: %s cache %s%s: %s\n", c.Action, printable(c.Source), target, printable(c.Reason))
 }
 
 // unverifiedImports says why a signing build must not run: the caches it

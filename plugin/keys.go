@@ -14,10 +14,8 @@ func newKeysCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Manage builder keys",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
+		Args:  noSubcommand,
+		RunE:  showHelp,
 	}
 	cmd.AddCommand(newKeysGenerateCommand(dockerCLI), newKeysIDCommand(dockerCLI))
 	return cmd

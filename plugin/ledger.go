@@ -48,10 +48,8 @@ resolved to its digest. It also remembers, for an hour, how each registry
 answered the unauthenticated /v2/ ping (status and auth challenge, never
 credentials or tokens), so a warm verification of a tag is one request.
 --no-ledger (verify, build) bypasses it.`,
-		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
+		Args: noSubcommand,
+		RunE: showHelp,
 	}
 	cmd.AddCommand(newLedgerLsCommand(dockerCLI), newLedgerPruneCommand(dockerCLI))
 	return cmd

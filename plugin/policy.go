@@ -20,10 +20,8 @@ func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Write, check and explain the trust policy",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
+		Args:  noSubcommand,
+		RunE:  showHelp,
 	}
 	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI), newPolicyExplainCommand(dockerCLI))
 	return cmd

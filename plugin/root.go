@@ -24,6 +24,8 @@ digest-pinned caches on to BuildKit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
+		Args:          noSubcommand,
+		RunE:          showHelp,
 		// The docker CLI's plugin root has its own completion command.
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

@@ -35,7 +35,9 @@ under the policy.
 
 Exit status: 0 when every REF passes (trusted, or its scope level is audit or
 skip); 3 when a REF is untrusted; 4 when a registry or network failure left a
-REF without a verdict; 2 for a usage or configuration error.`,
+REF without a verdict; 5 when a REF's tag does not exist in the registry
+(verdict missing: no cache pushed to it yet) and none is untrusted or
+inconclusive; 2 for a usage or configuration error.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.format != "text" && opts.format != "json" {
@@ -119,7 +121,8 @@ func verifyAll(ctx context.Context, v *verify.Verifier, refs []string) ([]*verif
 }
 
 // verifyStatus maps results to the exit code: untrusted wins over
-// inconclusive; results the policy does not enforce (audit, skip) pass.
+// inconclusive, inconclusive over missing; results the policy does not
+// enforce (audit, skip) pass.
 func verifyStatus(results []*verify.Result) error {
 	code := exitFor(decision.Worst(results))
 	if code == ExitOK {
@@ -135,6 +138,8 @@ func exitFor(s decision.Status) int {
 		return ExitUntrusted
 	case decision.Inconclusive:
 		return ExitInconclusive
+	case decision.Missing:
+		return ExitMissing
 	default:
 		return ExitOK
 	}

@@ -9,12 +9,15 @@ type Verdict string
 
 // Verdicts. Untrusted is a verdict about the signatures (missing, bad, not
 // enough); Inconclusive means the registry or network failed before a
-// verdict could be reached. A build may run without a cache on either; it
-// never uses one on either.
+// verdict could be reached; Missing means the registry answered that the
+// tag (or its repository) does not exist: no cache there yet, or deleted —
+// nothing to import, which is not an attack on the build. A build may run
+// without a cache on any of them; it never uses one on any of them.
 const (
 	VerdictTrusted      Verdict = "trusted"
 	VerdictUntrusted    Verdict = "untrusted"
 	VerdictInconclusive Verdict = "inconclusive"
+	VerdictMissing      Verdict = "missing"
 	VerdictSkipped      Verdict = "skipped" // the scope's level is skip: not verified
 )
 
@@ -47,6 +50,9 @@ type Result struct {
 	Threshold   int      `json:"threshold,omitempty"`
 	Signers     []Signer `json:"signers"`
 	Reasons     []string `json:"reasons"`
+	// Missing is true when the verdict is VerdictMissing: the tag does not
+	// exist in the registry.
+	Missing bool `json:"missing,omitempty"`
 	// FromLedger is true when the verdict came from the local ledger of
 	// digests this host verified before, without fetching signatures.
 	FromLedger bool `json:"fromLedger,omitempty"`

@@ -218,7 +218,8 @@ func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, sco
 	digest, err := registry.Digest(r, ropts...)
 	if err != nil {
 		if registry.IsNotFound(err) {
-			res.addReason(fmt.Sprintf("%s not found in the registry", ref))
+			res.Verdict, res.Missing = VerdictMissing, true
+			res.addReason(fmt.Sprintf("missing: %s does not exist in the registry (no cache pushed to it yet, or deleted)", ref))
 			return
 		}
 		res.Verdict = VerdictInconclusive

@@ -374,8 +374,8 @@ func TestVerifyRules(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
-		want:   VerdictUntrusted,
-		reason: "not found",
+		want:   VerdictMissing,
+		reason: "does not exist in the registry",
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -486,4 +486,35 @@ func TestVerifyRoundTrips(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVerifyMissing: a tag nothing was pushed to (a new branch's first
+// build) is its own verdict, missing, never untrusted (a CI gate would
+// take it for an attack) nor trusted; a tag that exists without
+// signatures stays untrusted, and a registry failure inconclusive.
+func TestVerifyMissing(t *testing.T) {
+	f := newFixture(t)
+	p := f.policy(t, "    onUntrusted: fail", "")
+	repo := f.reg.Repo(t, "team/app-cache")
+	testreg.PushRandom(t, repo.Tag("unsigned"), 256, 1)
+	for _, tc := range []struct {
+		ref     string
+		want    Verdict
+		missing bool
+	}{
+		{repo.Tag("new-branch").String(), VerdictMissing, true},                         // repository exists, tag does not
+		{f.reg.Repo(t, "team/never-pushed").Tag("main").String(), VerdictMissing, true}, // no such repository
+		{repo.Tag("unsigned").String(), VerdictUntrusted, false},
+	} {
+		res := f.verify(t, p, tc.ref)
+		wantVerdict(t, res, tc.want, "")
+		if res.Missing != tc.missing || res.Trusted || res.Digest != "" && tc.missing {
+			t.Errorf("Verify(%q): Missing %v, Trusted %v, Digest %q; want Missing %v, not trusted, no digest when missing", tc.ref, res.Missing, res.Trusted, res.Digest, tc.missing)
+		}
+		if tc.missing && (!strings.HasPrefix(res.Reason(), "missing: ") || !res.Enforced()) {
+			t.Errorf("Verify(%q) reasons %q, Enforced %v; want a \"missing: \" reason, enforced (never imported)", tc.ref, res.Reason(), res.Enforced())
+		}
+	}
+	f.reg.SetFault(failWhen("/manifests/"))
+	wantVerdict(t, f.verify(t, p, repo.Tag("new-branch").String()), VerdictInconclusive, "500")
 }

@@ -74,6 +74,11 @@ func Of(res *verify.Result) Outcome {
 	switch {
 	case res.Verdict == verify.VerdictSkipped:
 		o.Action, o.Reason = Passed, "scope level skip: not verified"
+	case res.Verdict == verify.VerdictMissing:
+		// Nothing to import (a new branch's first build): the build runs
+		// without it whatever onUntrusted says, as it would without the
+		// --cache-from; nothing an attacker sent reaches it.
+		o.Action, o.Reason = Dropped, res.Reason()
 	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
 		o.Action = Used
 		if !res.Trusted {
@@ -95,6 +100,9 @@ type Status int
 const (
 	// OK: every result is trusted or not enforced (audit, skip).
 	OK Status = iota
+	// Missing: at least one enforced result is missing (the tag does not
+	// exist), none untrusted or inconclusive.
+	Missing
 	// Inconclusive: at least one enforced result is inconclusive, none
 	// untrusted.
 	Inconclusive
@@ -117,8 +125,8 @@ func Worst(results []*verify.Result) Status {
 }
 
 // StatusOf returns the status one blocking result contributes:
-// Inconclusive for an inconclusive verdict, Untrusted otherwise (also
-// where there is no result).
+// Inconclusive for an inconclusive verdict, Missing for a missing one,
+// Untrusted otherwise (also where there is no result).
 func StatusOf(r *verify.Result) Status {
 	if r == nil {
 		return Untrusted
@@ -127,8 +135,11 @@ func StatusOf(r *verify.Result) Status {
 }
 
 func statusOf(r *verify.Result) Status {
-	if r.Verdict == verify.VerdictInconclusive {
+	switch r.Verdict {
+	case verify.VerdictInconclusive:
 		return Inconclusive
+	case verify.VerdictMissing:
+		return Missing
 	}
 	return Untrusted
 }

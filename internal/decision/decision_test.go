@@ -41,6 +41,8 @@ func TestCacheTable(t *testing.T) {
 		{"audit without digest", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelAudit, verify.ActionDrop, ""), nil, Passed, "no digest resolved (why)"},
 		{"strict fail", "registry", "r", res(verify.VerdictUntrusted, false, verify.LevelStrict, verify.ActionFail, dig), nil, Blocked, "untrusted: why"},
 		{"strict drop", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionDrop, dig), nil, Dropped, "inconclusive: why"},
+		{"missing, on untrusted fail", "registry", "r", res(verify.VerdictMissing, false, verify.LevelStrict, verify.ActionFail, ""), nil, Dropped, "why"},
+		{"missing, audit", "registry", "r", res(verify.VerdictMissing, false, verify.LevelAudit, verify.ActionDrop, ""), nil, Dropped, "why"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := false
@@ -68,6 +70,7 @@ func TestWorst(t *testing.T) {
 	ok := res(verify.VerdictTrusted, true, verify.LevelStrict, verify.ActionFail, dig)
 	audit := res(verify.VerdictUntrusted, false, verify.LevelAudit, verify.ActionFail, dig)
 	skip := res(verify.VerdictSkipped, false, verify.LevelSkip, verify.ActionFail, "")
+	miss := res(verify.VerdictMissing, false, verify.LevelStrict, verify.ActionFail, "")
 	for _, tc := range []struct {
 		rs   []*verify.Result
 		want Status
@@ -77,12 +80,15 @@ func TestWorst(t *testing.T) {
 		{[]*verify.Result{ok, inc}, Inconclusive},
 		{[]*verify.Result{inc, unt, inc}, Untrusted},
 		{[]*verify.Result{unt, inc}, Untrusted},
+		{[]*verify.Result{ok, miss}, Missing},
+		{[]*verify.Result{miss, inc}, Inconclusive},
+		{[]*verify.Result{miss, unt}, Untrusted},
 	} {
 		if got := Worst(tc.rs); got != tc.want {
 			t.Errorf("Worst(%d results) = %d, want %d", len(tc.rs), got, tc.want)
 		}
 	}
-	if StatusOf(nil) != Untrusted || StatusOf(inc) != Inconclusive || StatusOf(unt) != Untrusted {
+	if StatusOf(nil) != Untrusted || StatusOf(inc) != Inconclusive || StatusOf(unt) != Untrusted || StatusOf(miss) != Missing {
 		t.Fatal("StatusOf")
 	}
 }

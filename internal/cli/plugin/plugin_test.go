@@ -208,3 +208,32 @@ func TestStatusError(t *testing.T) {
 		t.Error("StatusError does not unwrap to its cause")
 	}
 }
+
+// "docker trustcache help COMMAND" is the command's help, as "docker help
+// trustcache COMMAND" is; an unknown topic or a command the docker CLI
+// never runs fails.
+func TestHelpAndUnknownCommands(t *testing.T) {
+	out, _, err := runArgs(t, noop, "trustcache", "help", "probe")
+	if err != nil || !strings.HasPrefix(out, "Usage:  docker trustcache probe [ARG...]\n\nRun the probe\n") {
+		t.Errorf("trustcache help probe: %v\n%s", err, out)
+	}
+	out, _, err = runArgs(t, noop, "trustcache", "help", "group", "leaf")
+	if err != nil || !strings.HasPrefix(out, "Usage:  docker trustcache group leaf\n\nA leaf\n") {
+		t.Errorf("trustcache help group leaf: %v\n%s", err, out)
+	}
+	if out, _, _ = runArgs(t, noop, "trustcache", "--help"); strings.Contains(out, "\n  help") {
+		t.Errorf("trustcache --help lists the help command:\n%s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trustcache", "help", "prbe"}, "unknown help topic: prbe"},
+		{[]string{"bogus"}, "docker: unknown command: docker bogus\n\nRun 'docker --help' for more information"},
+	} {
+		out, _, err := runArgs(t, noop, tc.args...)
+		if err == nil || err.Error() != tc.want || out != "" {
+			t.Errorf("%q: error %v, stdout %q; want %q", tc.args, err, out, tc.want)
+		}
+	}
+}

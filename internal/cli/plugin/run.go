@@ -108,6 +108,15 @@ func newRoot(dockerCLI command.Cli, plugin *cobra.Command, meta metadata.Metadat
 			DisableDescriptions: os.Getenv("DOCKER_CLI_DISABLE_COMPLETION_DESCRIPTION") != "",
 		},
 		Annotations: map[string]string{annotationHelp: rootHelp},
+		// What is not a command here is not understood: "docker
+		// [OPTIONS] trustcache" is the only one the docker CLI runs.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("docker: unknown command: docker %s\n\nRun 'docker --help' for more information", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	// Commands and options complete with their own values, never with
 	// file names unless they say so.
@@ -123,6 +132,13 @@ func newRoot(dockerCLI command.Cli, plugin *cobra.Command, meta metadata.Metadat
 	root.SetOut(dockerCLI.Out())
 	root.SetErr(dockerCLI.Err())
 	root.AddCommand(plugin, metadataCommand(plugin, meta))
+	// "docker trustcache help verify" is "docker trustcache verify
+	// --help", as "docker help trustcache verify" is.
+	if plugin.HasSubCommands() {
+		help := helpCommand()
+		help.Hidden = true
+		plugin.AddCommand(help)
+	}
 	disableFlagsInUseLine(root)
 	return root
 }

@@ -144,7 +144,8 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// helpCommand is "help [command]": the help of the command named.
+// helpCommand is "help [command]": the help of the command named, under
+// the command the help command is added to.
 func helpCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:               "help [command]",
@@ -152,7 +153,7 @@ func helpCommand() *cobra.Command {
 		PersistentPreRun:  func(*cobra.Command, []string) {},
 		PersistentPostRun: func(*cobra.Command, []string) {},
 		RunE: func(c *cobra.Command, args []string) error {
-			cmd, rest, err := c.Root().Find(args)
+			cmd, rest, err := c.Parent().Find(args)
 			if cmd == nil || err != nil || len(rest) > 0 {
 				return fmt.Errorf("unknown help topic: %v", strings.Join(rest, " "))
 			}
