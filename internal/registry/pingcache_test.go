@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -109,14 +107,15 @@ func (n *netLog) pings() int {
 	return c
 }
 
-// testReg is an in-memory registry over httptest that can be switched to
-// require a Bearer token, handed out anonymously by its /token endpoint.
+// testReg is testreg's in-memory registry (over TLS or not) that can be
+// switched to require a Bearer token, handed out anonymously by its /token
+// endpoint.
 type testReg struct {
-	srv      *httptest.Server
-	host     string
-	bearer   atomic.Bool
-	requests atomic.Int64 // requests the handler saw
-	repo     name.Repository
+	*testreg.Registry
+	srv    *httptest.Server
+	host   string
+	bearer atomic.Bool
+	repo   name.Repository
 }
 
 const testToken = "t0ken"
@@ -124,23 +123,12 @@ const testToken = "t0ken"
 func newTestReg(t *testing.T, tls bool) *testReg {
 	t.Helper()
 	t.Setenv("DOCKER_CONFIG", t.TempDir()) // anonymous: no credentials of the machine
-	tr := &testReg{}
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	tr := &testReg{Registry: testreg.New(t, testreg.TLS(tls))}
+	tr.srv, tr.host = tr.Server, tr.Host
 	auth := testreg.Bearer(testToken)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.requests.Add(1)
-		if (r.URL.Path == "/token" || tr.bearer.Load()) && auth(w, r) {
-			return
-		}
-		reg.ServeHTTP(w, r)
+	tr.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		return (r.URL.Path == "/token" || tr.bearer.Load()) && auth(w, r)
 	})
-	if tls {
-		tr.srv = httptest.NewTLSServer(h)
-	} else {
-		tr.srv = httptest.NewServer(h)
-	}
-	t.Cleanup(tr.srv.Close)
-	tr.host = strings.TrimPrefix(strings.TrimPrefix(tr.srv.URL, "http://"), "https://")
 	var err error
 	if tr.repo, err = name.NewRepository(tr.host + "/team/app"); err != nil {
 		t.Fatal(err)
@@ -152,9 +140,12 @@ func newTestReg(t *testing.T, tls bool) *testReg {
 	if err := remote.Write(tr.repo.Tag("main"), img, remote.WithTransport(tr.srv.Client().Transport)); err != nil {
 		t.Fatal(err)
 	}
-	tr.requests.Store(0)
+	tr.Reset()
 	return tr
 }
+
+// requests is how many requests the registry saw since Reset.
+func (tr *testReg) requests() int { return len(tr.Requests()) }
 
 // head is one new process's HEAD of the tag through a session of c: a
 // new puller, so a new ping.
@@ -194,7 +185,7 @@ func TestPingCacheLoopbackHTTP(t *testing.T) {
 	}
 
 	now = now.Add(PingTTL - time.Second)
-	reg.requests.Store(0)
+	reg.Reset()
 	s, err := head(t, NewPingCache(store, clock(&now)), net, ref)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +193,7 @@ func TestPingCacheLoopbackHTTP(t *testing.T) {
 	if diff := cmp.Diff([]string{"http HEAD /v2/team/app/manifests/main"}, net.take()); diff != "" {
 		t.Errorf("warm requests on the network (-want +got):\n%s", diff)
 	}
-	if n := reg.requests.Load(); n != 1 {
+	if n := reg.requests(); n != 1 {
 		t.Errorf("warm: the registry served %d requests; want 1", n)
 	}
 	if !s.Served(reg.host) {
@@ -293,24 +284,24 @@ func TestPingCacheAnonymousToBearer(t *testing.T) {
 	if ch := store.get(reg.host)["http"].Challenges; len(ch) != 1 || !strings.HasPrefix(ch[0], `Bearer realm=`) {
 		t.Errorf("stored challenges %q; want the Bearer challenge", ch)
 	}
-	reg.requests.Store(0)
+	reg.Reset()
 	if _, err := head(t, c, nil, ref); err != nil {
 		t.Fatalf("HEAD with a new session after Recheck: %v", err)
 	}
-	if n := reg.requests.Load(); n != 2 {
+	if n := reg.requests(); n != 2 {
 		t.Errorf("HEAD after Recheck: %d requests; want 2 (token, HEAD: the ping is known)", n)
 	}
 	// Recheck is once per process.
-	if s.Recheck(context.Background(), ref.Registry, 0) != true || reg.requests.Load() != 2 {
+	if s.Recheck(context.Background(), ref.Registry, 0) != true || reg.requests() != 2 {
 		t.Errorf("a second Recheck pinged again or changed its answer")
 	}
 
 	// The next process: token and HEAD, no ping.
-	reg.requests.Store(0)
+	reg.Reset()
 	if _, err := head(t, NewPingCache(store, clock(&now)), nil, ref); err != nil {
 		t.Fatal(err)
 	}
-	if n := reg.requests.Load(); n != 2 {
+	if n := reg.requests(); n != 2 {
 		t.Errorf("next process: %d requests; want 2 (token, HEAD)", n)
 	}
 	for _, o := range store.get(reg.host) {
@@ -335,11 +326,11 @@ func TestPingCacheRecheckUnchanged(t *testing.T) {
 	}
 	saves := store.saves
 	s, _ = head(t, NewPingCache(store, clock(&now)), nil, ref)
-	reg.requests.Store(0)
+	reg.Reset()
 	if !s.Served(reg.host) || s.Recheck(context.Background(), ref.Registry, 0) {
 		t.Errorf("Served, Recheck = %v, true; want true, false", s.Served(reg.host))
 	}
-	if n := reg.requests.Load(); n != 1 {
+	if n := reg.requests(); n != 1 {
 		t.Errorf("Recheck made %d requests; want 1 (the http ping)", n)
 	}
 	if store.saves != saves {

@@ -36,6 +36,7 @@ type Option func(*config)
 
 type config struct {
 	referrers bool
+	tls       bool
 	blobs     ggcrregistry.BlobHandler
 }
 
@@ -43,6 +44,11 @@ type config struct {
 // go-containerregistry's registry has it: clients fall back to the
 // referrers tag).
 func Referrers(on bool) Option { return func(c *config) { c.referrers = on } }
+
+// TLS serves the registry over https with httptest's self-signed
+// certificate (default off: plain http, as loopback registries are). Clients
+// trust it through Server.Client().Transport.
+func TLS(on bool) Option { return func(c *config) { c.tls = on } }
 
 // Blobs stores blobs in h (a test may seed it directly).
 func Blobs(h ggcrregistry.BlobHandler) Option { return func(c *config) { c.blobs = h } }
@@ -77,7 +83,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 		ropts = append(ropts, ggcrregistry.WithBlobHandler(c.blobs))
 	}
 	r := &Registry{Handler: ggcrregistry.New(ropts...)}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.requests = append(r.requests, req.Method+" "+req.URL.Path)
 		r.headers = append(r.headers, req.Header.Clone())
@@ -88,8 +94,13 @@ func New(t testing.TB, opts ...Option) *Registry {
 		}
 		r.Handler.ServeHTTP(w, req)
 	}))
+	if c.tls {
+		r.Server.StartTLS()
+	} else {
+		r.Server.Start()
+	}
 	t.Cleanup(r.Server.Close)
-	r.Host = strings.TrimPrefix(r.Server.URL, "http://")
+	r.Host = strings.TrimPrefix(strings.TrimPrefix(r.Server.URL, "http://"), "https://")
 	return r
 }
 
