@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // testClientKey is the metadata that names the client in tests that run
@@ -45,7 +46,7 @@ func byMetadata(ctx context.Context) (Identity, error) {
 type tenants struct {
 	be               *backend
 	client           *grpc.ClientConn
-	log              *bytes.Buffer
+	log              *testreg.Buffer
 	victim, attacker context.Context
 }
 
@@ -374,15 +375,15 @@ func TestTenantPeerUID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := func(t *testing.T, opts ...Option) (string, *bytes.Buffer, *grpc.ClientConn) {
+	start := func(t *testing.T, opts ...Option) (string, *testreg.Buffer, *grpc.ClientConn) {
 		be := startBackend(t)
 		cc, err := Dial(be.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cc.Close() })
-		var logBuf bytes.Buffer
-		log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logBuf, mu: new(sync.Mutex)}, nil))
+		var logBuf testreg.Buffer
+		log := slog.New(slog.NewJSONHandler(&logBuf, nil))
 		s := New(cc, NewDecider(testVerifier(t), fakeEndpoint{}, log), log, opts...)
 		s.awaitOpen = 300 * time.Millisecond
 		sock := filepath.Join(dir, fmt.Sprintf("gw-%d.sock", time.Now().UnixNano()))
