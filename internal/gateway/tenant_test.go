@@ -183,6 +183,11 @@ func TestTenantForgedBuildID(t *testing.T) {
 	tn.wantDenied(t, "UpdateBuildHistory of a build the gateway never saw", tn.attacker, mUpdateBuildHistory, tagBytes(updateHistoryRef, []byte("build-before")))
 	// The last Ref is the one buildkitd reads.
 	tn.wantDenied(t, "Solve with a second Ref", tn.attacker, mControlSolve, cat(tagBytes(ctlSolveRef, []byte("build-attacker")), tagBytes(ctlSolveRef, []byte("build-victim"))))
+	// buildx probes the history API with a made-up Ref: forwarded (the
+	// stream shows only the caller's builds).
+	if err := tn.call(tn.attacker, mListenBuildHistory, tagBytes(historyReqRef, []byte("buildx-test-history-api-feature"))); err != nil {
+		t.Errorf("ListenBuildHistory of a build no one opened: %v; want forwarded", err)
+	}
 	if err := tn.call(tn.victim, mUpdateBuildHistory, tagBytes(updateHistoryRef, []byte("build-victim"))); err != nil {
 		t.Errorf("the victim's UpdateBuildHistory: %v", err)
 	}
