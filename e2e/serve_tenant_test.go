@@ -5,6 +5,10 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,6 +202,31 @@ const victimDockerfile = `FROM %BASE%
 RUN echo %NONCE% > /nonce.txt && sleep 20 && echo honest-%NONCE% > /result.txt
 `
 
+// slowBase is cfg.baseImage through a proxy of the registry that answers
+// manifests after a delay: the victim's frontend (which resolves its base
+// image before it returns its result) takes that long, and an attacker
+// has the time to return first, as it would on a busy registry.
+func slowBase(t *testing.T, delay time.Duration) string {
+	t.Helper()
+	host, path, ok := strings.Cut(cfg.baseImage, "/")
+	if !ok {
+		t.Fatalf("base image %q has no registry host", cfg.baseImage)
+	}
+	up, err := url.Parse("http://" + host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(up)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/manifests/") {
+			time.Sleep(delay)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://") + "/" + path
+}
+
 // TestServeTenants: #21's attacks by another client of a shared builder
 // (another uid, admitted by --allow-uid), on the real stack: buildkitd,
 // the gateway and a buildx victim. Each is refused, the victim's build is
@@ -222,7 +251,8 @@ func TestServeTenants(t *testing.T) {
 	// Attack 1: the attacker solves its own result in the victim's build
 	// and returns it first.
 	t.Run("Poisoning", func(t *testing.T) {
-		v := e.startVictim(t, builder, "victim-poison", victimDockerfile)
+		df := strings.Replace(victimDockerfile, "%BASE%", slowBase(t, 6*time.Second), 1)
+		v := e.startVictim(t, builder, "victim-poison", df)
 		id := lab.activeBuild(t, v)
 		victimBuildID = id
 		if seen := lab.attack(t, false, gwAddr, "-action", "history")[0]; len(seen.Refs) != 0 {

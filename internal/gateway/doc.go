@@ -2,11 +2,16 @@
 // every registry cache import, whichever client builds: buildx (remote
 // driver), buildctl, bake, compose, CI actions.
 //
-// Every method is forwarded to buildkitd as raw frames through a
-// pass-through codec: unary calls and streams in both directions, with
-// their headers, trailers and metadata, one message at a time and never
-// buffered. Only two requests are decoded, by protobuf field number with
-// protowire (no BuildKit module is linked), and rewritten:
+// Every method of BuildKit's APIs the gateway lists (methods.go) is
+// forwarded to buildkitd as raw frames through a pass-through codec: unary
+// calls and streams in both directions, with their headers, trailers and
+// metadata, one message at a time and never buffered; any other method is
+// refused. Each client is identified (identity.go: its uid on a unix
+// socket, its certificate over TLS) and admitted or refused at connection;
+// builds and sessions belong to the client that opened them (owners.go),
+// and a call naming another client's is refused (names.go reads what a
+// request names). Only two requests are rewritten, decoded by protobuf
+// field number with protowire (no BuildKit module is linked):
 //
 //   - /moby.buildkit.v1.Control/Solve: SolveRequest.Cache (field 8) with
 //     its Imports (5) and ImportRefsDeprecated (2), and the FrontendAttrs

@@ -50,8 +50,8 @@ const (
 	// ruleSession: Control.Session attaches the session of its
 	// X-Docker-Expose-Session-Uuid header: bound to the caller.
 	ruleSession
-	// ruleHistory: Control.ListenBuildHistory: a Ref must be the
-	// caller's; the stream carries only the caller's builds.
+	// ruleHistory: Control.ListenBuildHistory: a Ref must not be another
+	// client's; the stream carries only the caller's builds.
 	ruleHistory
 	// ruleHistoryUpdate: Control.UpdateBuildHistory of a build the caller
 	// owns.

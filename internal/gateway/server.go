@@ -292,11 +292,16 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 		if err := s.require(ctx, who, method, kindBuild, ids[0], s.awaitOpen); err != nil {
 			return err
 		}
-	case ruleHistory, ruleHistoryUpdate:
-		if n.build != "" || r == ruleHistoryUpdate {
-			if err := s.require(ctx, who, method, kindBuild, n.build, 0); err != nil {
-				return err
-			}
+	case ruleHistory:
+		// A build no client opened through the gateway may be asked
+		// about (buildx probes the API with a made-up Ref): the stream
+		// shows nothing of it.
+		if owner := s.owners.ownerOf(kindBuild, n.build); n.build != "" && owner != "" && owner != who.Key {
+			return s.deny(ctx, who, method, "build "+n.build, "the build belongs to another client")
+		}
+	case ruleHistoryUpdate:
+		if err := s.require(ctx, who, method, kindBuild, n.build, 0); err != nil {
+			return err
 		}
 	}
 	// A session is the caller's once it attached it; a Solve may overtake

@@ -205,24 +205,23 @@ func testVerifier(t *testing.T) fakeVerifier {
 
 // gateway starts a gateway in front of be and returns a client connection
 // to it and its log.
-func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *bytes.Buffer) {
+func gateway(t *testing.T, be *backend) (*grpc.ClientConn, *testreg.Buffer) {
 	t.Helper()
 	return gatewayWith(t, be, fakeEndpoint{})
 }
 
 // gatewayWith is gateway serving trusted caches through ep.
-func gatewayWith(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer) {
+func gatewayWith(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *testreg.Buffer) {
 	t.Helper()
 	client, log, _ := gatewayServer(t, be, ep, opts...)
 	return client, log
 }
 
 // gatewayServer is gatewayWith, also returning the Server.
-func gatewayServer(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *bytes.Buffer, *Server) {
+func gatewayServer(t *testing.T, be *backend, ep Endpoint, opts ...Option) (*grpc.ClientConn, *testreg.Buffer, *Server) {
 	t.Helper()
-	var logBuf bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logBuf, mu: &mu}, nil))
+	var logBuf testreg.Buffer
+	log := slog.New(slog.NewJSONHandler(&logBuf, nil))
 	cc, err := Dial(be.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // testClientKey is the metadata that names the client in tests that run
@@ -45,7 +46,7 @@ func byMetadata(ctx context.Context) (Identity, error) {
 type tenants struct {
 	be               *backend
 	client           *grpc.ClientConn
-	log              *bytes.Buffer
+	log              *testreg.Buffer
 	victim, attacker context.Context
 }
 
@@ -182,6 +183,11 @@ func TestTenantForgedBuildID(t *testing.T) {
 	tn.wantDenied(t, "UpdateBuildHistory of a build the gateway never saw", tn.attacker, mUpdateBuildHistory, tagBytes(updateHistoryRef, []byte("build-before")))
 	// The last Ref is the one buildkitd reads.
 	tn.wantDenied(t, "Solve with a second Ref", tn.attacker, mControlSolve, cat(tagBytes(ctlSolveRef, []byte("build-attacker")), tagBytes(ctlSolveRef, []byte("build-victim"))))
+	// buildx probes the history API with a made-up Ref: forwarded (the
+	// stream shows only the caller's builds).
+	if err := tn.call(tn.attacker, mListenBuildHistory, tagBytes(historyReqRef, []byte("buildx-test-history-api-feature"))); err != nil {
+		t.Errorf("ListenBuildHistory of a build no one opened: %v; want forwarded", err)
+	}
 	if err := tn.call(tn.victim, mUpdateBuildHistory, tagBytes(updateHistoryRef, []byte("build-victim"))); err != nil {
 		t.Errorf("the victim's UpdateBuildHistory: %v", err)
 	}
@@ -374,15 +380,15 @@ func TestTenantPeerUID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := func(t *testing.T, opts ...Option) (string, *bytes.Buffer, *grpc.ClientConn) {
+	start := func(t *testing.T, opts ...Option) (string, *testreg.Buffer, *grpc.ClientConn) {
 		be := startBackend(t)
 		cc, err := Dial(be.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cc.Close() })
-		var logBuf bytes.Buffer
-		log := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logBuf, mu: new(sync.Mutex)}, nil))
+		var logBuf testreg.Buffer
+		log := slog.New(slog.NewJSONHandler(&logBuf, nil))
 		s := New(cc, NewDecider(testVerifier(t), fakeEndpoint{}, log), log, opts...)
 		s.awaitOpen = 300 * time.Millisecond
 		sock := filepath.Join(dir, fmt.Sprintf("gw-%d.sock", time.Now().UnixNano()))
