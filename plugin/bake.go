@@ -186,6 +186,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	}
 	if ep != nil {
 		defer ep.Close()
+		streams.env = append(streams.env, endpointEnv(dockerCLI.Err(), ep)...) // its credential: never on argv
 	}
 	overrides, err := cacheOverrides(caches, decisions)
 	if err != nil {

@@ -214,6 +214,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	}
 	if ep != nil {
 		defer ep.Close()
+		streams.env = append(streams.env, endpointEnv(dockerCLI.Err(), ep)...) // its credential: never on argv
 	}
 	argv, err := inv.Rewrite(decisions)
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 const (
 	envPolicy = "TRUSTCACHE_POLICY" // policy file, when --policy is not given
 	envKey    = "TRUSTCACHE_KEY"    // signing key, when --key is not given
+	// envDockerAuthConfig is docker/cli's registry credentials in the
+	// environment ({"auths":{HOST:{"auth":BASE64}}}): the verified content
+	// endpoint's credential reaches buildx in it, merged with the user's.
+	envDockerAuthConfig = "DOCKER_AUTH_CONFIG"
 )
 
 // envBuildKit is the docker CLI's switch between BuildKit and the legacy

@@ -2,8 +2,12 @@ package plugin
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -60,7 +64,7 @@ func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p
 		fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: %s; verified caches are passed on pinned by digest only, and BuildKit does not check a cache manifest against its digest (requireVerifiedBytes: true in the policy refuses to build instead)\n", msg)
 		return nil, nil
 	}
-	ep := endpoint.New(endpoint.WithKeychain(dockerKeychain{dockerCLI}))
+	ep := endpoint.New(endpoint.WithKeychain(dockerKeychain{dockerCLI}), endpoint.RequireCredential())
 	if err := ep.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -106,4 +110,65 @@ func noteRefused(w io.Writer, ep *endpoint.Server, report *trustReport) {
 			fmt.Fprintf(w, "WARNING: trustcache: cache %s: not passed on to BuildKit: %s\n", printable(c.Source), printable(msg))
 		}
 	}
+}
+
+// endpointEnv returns the environment the build's docker-buildx runs with
+// so that BuildKit can read the verified content endpoint ep: its
+// credential in DOCKER_AUTH_CONFIG, merged with the user's own entries
+// (nil without an endpoint). The endpoint's references are on buildx's
+// command line, which every local user can read (/proc/PID/cmdline); its
+// environment only the user and root can (/proc/PID/environ), and buildx
+// (docker/cli's config package) answers BuildKit's request for the
+// endpoint's credentials from it. A DOCKER_AUTH_CONFIG of the user's that
+// does not parse as docker/cli parses it is ignored by docker/cli anyway:
+// it is replaced, with a warning.
+func endpointEnv(warn io.Writer, ep *endpoint.Server) []string {
+	if ep == nil {
+		return nil
+	}
+	user, password := ep.Credential()
+	if user == "" {
+		return nil
+	}
+	v, err := mergeAuthConfig(getenv(envDockerAuthConfig), ep.Addr(), user, password)
+	if err != nil {
+		fmt.Fprintf(warn, "WARNING: trustcache: %s is not what docker uses (%v): the build runs with the verified content endpoint's entry only\n", envDockerAuthConfig, err)
+	}
+	return []string{envDockerAuthConfig + "=" + v}
+}
+
+// mergeAuthConfig returns the DOCKER_AUTH_CONFIG value existing (empty:
+// none) with host's entry set to user:password. existing is read as
+// docker/cli reads it: one JSON object of "auths", each entry an "auth",
+// nothing else; one that does not parse is replaced (and the error
+// returned with the value).
+func mergeAuthConfig(existing, host, user, password string) (string, error) {
+	type entry struct {
+		Auth string `json:"auth"`
+	}
+	var cfg struct {
+		Auths map[string]entry `json:"auths"`
+	}
+	var perr error
+	if strings.TrimSpace(existing) != "" {
+		dec := json.NewDecoder(strings.NewReader(existing))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			perr = err
+		} else if dec.More() {
+			perr = errors.New("more than one JSON object")
+		}
+		if perr != nil {
+			cfg.Auths = nil
+		}
+	}
+	if cfg.Auths == nil {
+		cfg.Auths = map[string]entry{}
+	}
+	cfg.Auths[host] = entry{Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + password))}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	return string(out), perr
 }

@@ -36,7 +36,10 @@
 //     name it serves starts with a random 128-bit token of this Server (or
 //     of one of its Scopes, each build's when one Server serves many, which
 //     ends with Scope.Close); a request without it is answered 404 before
-//     anything upstream is contacted.
+//     anything upstream is contacted. The token is no secret from other
+//     local users when the reference is on a command line (a build's
+//     docker-buildx): a build's Server also requires a credential
+//     (RequireCredential), and answers 401 to every request without it.
 //
 // What was refused and why is recorded as a Problem, for the build's trust
 // report: a Mismatch (the registry served other content than the digest

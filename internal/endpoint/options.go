@@ -48,3 +48,22 @@ func WithRequestTimeout(d time.Duration) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(s *Server) { s.log = l }
 }
+
+// RequireCredential makes the Server answer every request that does not
+// carry its credential — HTTP Basic, user CredentialUser and a random
+// 256-bit password of this Server (Credential) — with 401 and a Basic
+// challenge, before it looks at the path. A registry client (BuildKit)
+// answers the challenge with the credentials its session gives for the
+// endpoint's host:port.
+//
+// A build's endpoint needs it: its references (127.0.0.1:PORT/TOKEN/N@…)
+// travel on the docker-buildx command line, which every local user can
+// read in /proc/PID/cmdline, and the endpoint fetches with the building
+// user's registry credentials; the credential travels only in buildx's
+// environment (DOCKER_AUTH_CONFIG), which only that user (and root) can
+// read. Default: not required — the gateway's references travel only in
+// its gRPC requests to buildkitd, whose session could not answer the
+// challenge.
+func RequireCredential() Option {
+	return func(s *Server) { s.requireCredential = true }
+}

@@ -74,6 +74,7 @@ const (
 	codeManifestUnknown = "MANIFEST_UNKNOWN"
 	codeBlobUnknown     = "BLOB_UNKNOWN"
 	codeUnsupported     = "UNSUPPORTED"
+	codeUnauthorized    = "UNAUTHORIZED"
 	codeDigestInvalid   = "DIGEST_INVALID"
 	codeUnavailable     = "UNAVAILABLE"
 )

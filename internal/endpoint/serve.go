@@ -21,6 +21,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.active.Done()
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="trustcache verified content endpoint"`)
+		writeError(w, http.StatusUnauthorized, codeUnauthorized, "the verified content endpoint needs its credential")
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "the verified content endpoint is read-only")
 		return

@@ -3,6 +3,9 @@ package endpoint
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,8 +40,12 @@ type Server struct {
 	log      *slog.Logger
 	own      *http.Transport // the default base transport, owned: Close closes its idle connections
 	rt       http.RoundTripper
-	token    string    // the first component of every name Add serves; never logged
-	buffers  sync.Pool // *[]byte of streamBuffer+HoldBack bytes
+	token    string // the first component of every name Add serves; never logged
+	// requireCredential: every request must carry authz (RequireCredential).
+	requireCredential bool
+	password          string    // the credential's password; never logged
+	authz             [32]byte  // SHA-256 of the Authorization header value it must send
+	buffers           sync.Pool // *[]byte of streamBuffer+HoldBack bytes
 
 	mu        sync.Mutex
 	started   bool
@@ -71,6 +78,12 @@ func New(opts ...Option) *Server {
 	s.root = s.newScope(s.token)
 	for _, o := range opts {
 		o(s)
+	}
+	if s.requireCredential {
+		var pw [32]byte // 256 bits
+		rand.Read(pw[:])
+		s.password = hex.EncodeToString(pw[:])
+		s.authz = sha256.Sum256([]byte("Basic " + base64.StdEncoding.EncodeToString([]byte(CredentialUser+":"+s.password))))
 	}
 	if s.base == nil {
 		def, ok := remote.DefaultTransport.(*http.Transport)
@@ -128,6 +141,32 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	s.stopWatch = context.AfterFunc(ctx, func() { s.Close() })
 	return nil
+}
+
+// CredentialUser is the user name of the credential RequireCredential
+// makes the Server require.
+const CredentialUser = "trustcache"
+
+// Credential returns the user name and password every request must carry
+// (HTTP Basic), or "", "" when the Server was made without
+// RequireCredential. Hand it only to what may read the cache: never put it
+// on a command line.
+func (s *Server) Credential() (user, password string) {
+	if !s.requireCredential {
+		return "", ""
+	}
+	return CredentialUser, s.password
+}
+
+// authorized reports whether r may be answered: it carries the credential,
+// or none is required. The header is compared by its hash, in constant
+// time.
+func (s *Server) authorized(r *http.Request) bool {
+	if !s.requireCredential {
+		return true
+	}
+	got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+	return subtle.ConstantTimeCompare(got[:], s.authz[:]) == 1
 }
 
 // Addr is the host:port the Server listens on ("" before Start).
