@@ -83,6 +83,9 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	if err != nil {
 		return usagef("docker trustcache bake: %w", err)
 	}
+	if err := checkBuildxPolicyFlag("bake", inv.Flags); err != nil {
+		return err
+	}
 	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
 	streams.env = env
@@ -141,7 +144,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 			return err
 		}
 	}
-	report := &trustReport{}
+	report := &trustReport{command: "bake"}
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
@@ -203,7 +206,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 		defer exports.base.cleanup()
 	}
 	bakeErr := runDocker(ctx, bin, append(argv, inv.BuildxArgs(overrides...)...), streams)
-	report.Built = bakeErr == nil
+	report.ran, report.Built = true, bakeErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
 	if bakeErr == nil && exports != nil {
 		// As build: signed and recorded at once (signAndRecord).

@@ -129,6 +129,11 @@ type trustReport struct {
 	// Attested, the subjects --sign attached it to, signed.
 	Provenance *provenance.Statement `json:"provenance,omitempty"`
 	Attested   []signedReport        `json:"attested,omitempty"`
+
+	// For the summary: the command ("build", or "bake"; "" is build), and
+	// whether it ran (Built says whether it succeeded).
+	command string
+	ran     bool
 }
 
 // signedReport is one digest --sign signed.
@@ -141,6 +146,9 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
+	}
+	if err := checkBuildxPolicyFlag("build", inv.Flags); err != nil {
+		return err
 	}
 	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
@@ -231,7 +239,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		defer exports.cleanup()
 	}
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
-	report.Built = buildErr == nil
+	report.ran, report.Built = true, buildErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
 	if buildErr == nil && exports != nil {
 		// The exports are signed and the provenance record attached at once
@@ -363,7 +371,18 @@ func printReport(w io.Writer, r *trustReport) {
 		return
 	}
 	var b strings.Builder
-	b.WriteString("trustcache: summary\n")
+	command := r.command
+	if command == "" {
+		command = "build"
+	}
+	switch {
+	case r.Built:
+		b.WriteString("trustcache: summary\n")
+	case r.ran:
+		fmt.Fprintf(&b, "trustcache: summary: the %s failed; what was decided for its caches:\n", command)
+	default:
+		fmt.Fprintf(&b, "trustcache: summary: the %s did not run; what was decided for its caches:\n", command)
+	}
 	if r.Policy != "" {
 		fmt.Fprintf(&b, "  policy   %s\n", printable(r.Policy))
 	} else {
@@ -376,7 +395,17 @@ func printReport(w io.Writer, r *trustReport) {
 		}
 		switch c.Action {
 		case actionUsed:
-			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", src, printable(c.Pinned))
+			// "used" only for a build that succeeded: a cache is passed on
+			// to a build that failed or never ran, not used.
+			label := "used"
+			switch {
+			case r.Built:
+			case c.Result != nil && c.Result.Trusted:
+				label = "verified"
+			default:
+				label = "audited"
+			}
+			fmt.Fprintf(&b, "  %-8s %s\n           pinned to %s", label, src, printable(c.Pinned))
 			switch c.Guarantee {
 			case guaranteeVerifiedBytes:
 				b.WriteString(" (verified bytes)")

@@ -73,7 +73,7 @@ configuration error.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: as for verify)")
+	addPolicyFlag(flags, &opts.policy, "Policy file (default: as for verify)")
 	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json"`)
 	flags.IntVar(&opts.depth, "depth", 0, "Also show the records of the imported caches, this many levels down")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Re-verify imports without the local ledger of digests verified before")

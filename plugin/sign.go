@@ -73,7 +73,7 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the key file's base name)")
 	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
 	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
-	flags.StringVar(&opts.policy, "policy", "", "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
+	addPolicyFlag(flags, &opts.policy, "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Do not record the signed digests in the local ledger")
 	flags.BoolVar(&opts.keyless.keyless, "keyless", false, "Sign with a Fulcio certificate for an OIDC identity instead of a key")
 	flags.StringVar(&opts.keyless.identityToken, "identity-token", "", "OIDC token for --keyless: the token or @FILE (default $SIGSTORE_ID_TOKEN, else the GitHub Actions token)")

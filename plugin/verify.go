@@ -53,7 +53,7 @@ inconclusive; 2 for a usage or configuration error.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
+	addPolicyFlag(flags, &opts.policy, "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
 	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json" (one JSON object per line)`)
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")
 	return cmd
