@@ -47,7 +47,8 @@ after the verification when the scope sets no maxAge. A tag is still
 resolved to its digest. It also remembers, for an hour, how each registry
 answered the unauthenticated /v2/ ping (status and auth challenge, never
 credentials or tokens), so a warm verification of a tag is one request.
---no-ledger (verify, build) bypasses it.`,
+--no-ledger bypasses it (verify, build, bake, provenance, serve); sign
+--no-ledger does not record what it signed.`,
 		Args: noSubcommand,
 		RunE: showHelp,
 	}

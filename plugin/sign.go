@@ -70,7 +70,7 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&opts.key, "key", "", "Private key: a file, env://VAR (default $TRUSTCACHE_KEY)")
-	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the key file's base name)")
+	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the name the policy gives the key, else the key file's base name)")
 	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
 	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
 	addPolicyFlag(flags, &opts.policy, "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
