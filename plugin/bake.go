@@ -48,6 +48,9 @@ trustcache options:
                                  used and dropped, with why; what was signed;
                                  the provenance record) as JSON
 ` + signOptionsHelp + `
+Examples:
+` + bakeExample + `
+
 Exit status: the bake's own; 3 or 4 when onUntrusted: fail stopped the
 bake for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -57,8 +60,9 @@ docker buildx bake options follow.
 
 func newBakeCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "bake [OPTIONS] [TARGET...]",
-		Short: "Bake with only verified, digest-pinned caches (docker buildx bake)",
+		Use:     "bake [OPTIONS] [TARGET...]",
+		Example: bakeExample,
+		Short:   "Bake with only verified, digest-pinned caches (docker buildx bake)",
 		Long: `Run "docker buildx bake" with every target's cache-from verified against the
 trust policy first; see "docker trustcache bake --help".`,
 		// bake's flags are parsed by internal/buildargs, exactly as buildx

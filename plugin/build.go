@@ -67,6 +67,9 @@ trustcache options:
                                  dropped, with why; what was signed; the
                                  provenance record) as JSON
 ` + signOptionsHelp + `
+Examples:
+` + buildExample + `
+
 Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
 build for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -76,8 +79,9 @@ docker buildx build options follow.
 
 func newBuildCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "build [OPTIONS] PATH | URL | -",
-		Short: "Build with only verified, digest-pinned caches (docker buildx build)",
+		Use:     "build [OPTIONS] PATH | URL | -",
+		Example: buildExample,
+		Short:   "Build with only verified, digest-pinned caches (docker buildx build)",
 		Long: `Run "docker buildx build" with every --cache-from verified against the trust
 policy first; see "docker trustcache build --help".`,
 		// buildx's flags are parsed by internal/buildargs, exactly as buildx

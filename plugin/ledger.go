@@ -35,8 +35,9 @@ func openLedger(noLedger bool) (*verify.Ledger, error) {
 
 func newLedgerCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "ledger",
-		Short: "List and prune the digests this host verified",
+		Use:     "ledger",
+		Example: ledgerExample,
+		Short:   "List and prune the digests this host verified",
 		Long: `The ledger is the list of cache digests this host verified as trusted, or
 signed itself (sign, build --sign) and its policy trusts on that signature,
 kept in trustcache/ledger.db in the docker config dir. A digest in it is trusted
@@ -64,6 +65,7 @@ func newLedgerLsCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts ledgerLsOptions
 	cmd := &cobra.Command{
 		Use:     "ls [OPTIONS]",
+		Example: ledgerLsExample,
 		Aliases: []string{"list"},
 		Short:   "List the ledger's entries",
 		Args:    exactArgs(0),
@@ -142,8 +144,9 @@ type ledgerPruneOptions struct {
 func newLedgerPruneCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts ledgerPruneOptions
 	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove expired entries from the ledger",
+		Use:     "prune [OPTIONS]",
+		Example: ledgerPruneExample,
+		Short:   "Remove expired entries from the ledger",
 		Long: `Remove the expired entries from the ledger, or every entry with --all: the
 next verification of each digest fetches its signatures again. Remembered
 registry pings are pruned too (not counted). Prints how many entries were

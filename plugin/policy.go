@@ -23,10 +23,11 @@ import (
 
 func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "policy",
-		Short: "Write, check and explain the trust policy",
-		Args:  noSubcommand,
-		RunE:  showHelp,
+		Use:     "policy",
+		Example: policyExample,
+		Short:   "Write, check and explain the trust policy",
+		Args:    noSubcommand,
+		RunE:    showHelp,
 	}
 	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI), newPolicyExplainCommand(dockerCLI))
 	return cmd
@@ -34,9 +35,10 @@ func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 
 func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "init [FILE]",
-		Short: "Write a commented starter policy (default .trustcache.yaml)",
-		Args:  maxArgs(1),
+		Use:     "init [FILE]",
+		Example: policyInitExample,
+		Short:   "Write a commented starter policy (default .trustcache.yaml)",
+		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := policyFileName
 			if len(args) == 1 {
@@ -66,8 +68,9 @@ func writeNewFile(path string, data []byte, mode os.FileMode) error {
 func newPolicyLintCommand(dockerCLI command.Cli) *cobra.Command {
 	var policyFlag string
 	cmd := &cobra.Command{
-		Use:   "lint [OPTIONS] [FILE]",
-		Short: "Check a policy file: every problem with its file, line and field",
+		Use:     "lint [OPTIONS] [FILE]",
+		Example: policyLintExample,
+		Short:   "Check a policy file: every problem with its file, line and field",
 		Long: `Check a policy file (default: the policy the other commands would use) and
 print every problem found, each with its file, line and field. A valid policy
 with keyless builders also gets a summary of its trusted root and of what each
@@ -125,8 +128,9 @@ func addPolicyFlag(flags *pflag.FlagSet, p *string, usage string) {
 func newPolicyExplainCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
-		Use:   "explain [OPTIONS] REF",
-		Short: "Explain, rule by rule, why a cache is or is not trusted",
+		Use:     "explain [OPTIONS] REF",
+		Example: policyExplainExample,
+		Short:   "Explain, rule by rule, why a cache is or is not trusted",
 		Long: `Verify REF and print every step of the decision: which scope matched (and
 which less specific ones also did), the digest, and for each signature every
 rule in order — key (or, for a keyless signature, identity: the certificate

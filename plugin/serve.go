@@ -71,6 +71,7 @@ serving fails.`,
 			return withStatus(runServe(cmd.Context(), dockerCLI, dockerCLI.Err(), opts, sigs))
 		},
 	}
+	cmd.Example = serveExample
 	flags := cmd.Flags()
 	flags.StringVar(&opts.buildkit, "buildkit", "", "buildkitd address: unix://PATH or tcp://127.0.0.1:PORT (required)")
 	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660), or tcp://HOST:PORT with --tls-cert, --tls-key and --tls-cacert")

@@ -36,8 +36,9 @@ type signOptions struct {
 func newSignCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts signOptions
 	cmd := &cobra.Command{
-		Use:   "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
-		Short: "Sign caches or images as a trusted builder",
+		Use:     "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
+		Example: signExample,
+		Short:   "Sign caches or images as a trusted builder",
 		Long: `Sign each REF (a registry cache manifest or an image, by tag or digest) with
 the builder's private key. Each tag is resolved to its manifest digest once,
 before anything is written; the cosign-compatible signature is attached to

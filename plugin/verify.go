@@ -27,8 +27,9 @@ type verifyOptions struct {
 func newVerifyCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify [OPTIONS] REF [REF...]",
-		Short: "Verify that caches are signed by enough allowed builders",
+		Use:     "verify [OPTIONS] REF [REF...]",
+		Example: verifyExample,
+		Short:   "Verify that caches are signed by enough allowed builders",
 		Long: `Verify that each cache reference (a registry cache manifest or an image with
 inline cache, by tag or digest) carries signatures by enough allowed builders
 under the policy.
