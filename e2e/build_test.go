@@ -335,8 +335,22 @@ func TestBuildExitCodePassThrough(t *testing.T) {
 		t.Fatal("a failing RUN did not fail docker buildx build")
 	}
 	args = append([]string{"build"}, remoteBuildArgs()...)
-	got := e.trustcache(t, append(args, "--trust-policy", policy, dir)...)
+	// With a cache tag nothing was pushed to yet: a note, and a summary
+	// that says the build failed (never "used").
+	missing := uniqueRepo(t) + ":never-pushed"
+	got := e.trustcache(t, append(args, "--trust-policy", policy, "--cache-from", missing, dir)...)
 	if got.code != want {
 		t.Errorf("docker trustcache build exit = %d; want buildx's %d", got.code, want)
+	}
+	for _, w := range []string{"trustcache: no cache at " + missing + " yet", "trustcache: summary: the build failed"} {
+		if !strings.Contains(got.stderr, w) {
+			t.Errorf("docker trustcache build stderr lacks %q:\n%s", w, got.stderr)
+		}
+	}
+	// buildx's --policy naming the trustcache policy: stopped before buildx
+	// runs (its "RUN exit 3" would fail otherwise), saying which flag.
+	got = e.trustcache(t, append(args, "--policy", policy, dir)...)
+	if got.code != 2 || !strings.Contains(got.stderr, "did you mean --trust-policy "+policy+"?") || strings.Contains(got.stderr+got.stdout, "exit 3") {
+		t.Errorf("docker trustcache build --policy TRUSTCACHE-POLICY = exit %d\n%s%s\nwant exit 2 before buildx runs, naming --trust-policy", got.code, got.stdout, got.stderr)
 	}
 }

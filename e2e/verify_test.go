@@ -53,8 +53,8 @@ func TestCosignSignThenVerify(t *testing.T) {
 	}
 }
 
-// TestVerifyExitCodes: untrusted (3), inconclusive (4: nothing listens) and
-// configuration errors (2) are told apart.
+// TestVerifyExitCodes: untrusted (3), inconclusive (4: nothing listens),
+// missing (5) and configuration errors (2) are told apart.
 func TestVerifyExitCodes(t *testing.T) {
 	e := trustEnv(t)
 	e.genKey(t, "ci")
@@ -63,10 +63,16 @@ func TestVerifyExitCodes(t *testing.T) {
 	ref, _ := pushRandomImage(t, uniqueRepo(t))
 	e.trustcache(t, "verify", "--policy", policy, ref).wantCode(t, 3)
 	e.trustcache(t, "verify", "--policy", policy, "127.0.0.1:9/e2e/nothing:here").wantCode(t, 4)
+	// A tag nothing was pushed to (a new branch's first run): missing (5),
+	// told apart from untrusted, on the real registry.
+	r := e.trustcache(t, "verify", "--trust-policy", policy, uniqueRepo(t)+":never-pushed").wantCode(t, 5)
+	if !strings.Contains(r.stdout, ": missing\n") {
+		t.Errorf("verify of a tag never pushed:\n%s\nwant verdict missing", r.stdout)
+	}
 	e.trustcache(t, "verify", "--policy", "no-such-policy.yaml", ref).wantCode(t, 2)
 	bad := e.writePolicy(t, "bad.yaml", []builder{{"ci", []string{"ci.pub"}}},
 		[]scope{{repos: []string{"**"}, builders: []string{"nobody"}}})
-	r := e.trustcache(t, "policy", "lint", bad).wantCode(t, 2)
+	r = e.trustcache(t, "policy", "lint", bad).wantCode(t, 2)
 	if !strings.Contains(r.stderr, "bad.yaml:") || !strings.Contains(r.stderr, "nobody") {
 		t.Errorf("policy lint of an unknown builder: %q", r.stderr)
 	}

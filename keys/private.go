@@ -158,6 +158,10 @@ func decryptPrivateKey(envelope, password []byte) (crypto.Signer, error) {
 	return signer, nil
 }
 
+// errPublicKey is the error for a public key given where the private key is
+// needed.
+var errPublicKey = errors.New("pass the private key instead")
+
 // checkPrivateKeyPEMType explains why a PEM block type is not an encrypted
 // cosign key.
 func checkPrivateKeyPEMType(t string) error {
@@ -170,7 +174,7 @@ func checkPrivateKeyPEMType(t string) error {
 	case "ENCRYPTED PRIVATE KEY":
 		return fmt.Errorf("PEM block %q is a password-protected PKCS #8 key (openssl), which is not supported; convert it with `cosign import-key-pair`", t)
 	case publicKeyPEMType:
-		return fmt.Errorf("PEM block %q is a public key; %s", t, want)
+		return fmt.Errorf("PEM block %q is a public key, which the policy lists: %w", t, errPublicKey)
 	default:
 		return fmt.Errorf("PEM block %q is not an encrypted private key; %s", truncate(t, 64), want)
 	}

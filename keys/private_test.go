@@ -222,7 +222,7 @@ func TestLoadPrivateKeyErrors(t *testing.T) {
 		{name: "unencrypted EC", data: pemOf("EC PRIVATE KEY", ecDER), want: `private key is not encrypted (PEM block "EC PRIVATE KEY")`},
 		{name: "unencrypted RSA", data: pemOf("RSA PRIVATE KEY", []byte{1}), want: `not encrypted (PEM block "RSA PRIVATE KEY")`},
 		{name: "openssl encrypted", data: pemOf("ENCRYPTED PRIVATE KEY", []byte{1}), want: `PEM block "ENCRYPTED PRIVATE KEY" is a password-protected PKCS #8 key`},
-		{name: "public key", data: pubPEM, want: `PEM block "PUBLIC KEY" is a public key`},
+		{name: "public key", data: pubPEM, want: `PEM block "PUBLIC KEY" is a public key, which the policy lists: pass the private key instead`},
 		{name: "certificate", data: pemOf("CERTIFICATE", []byte{1}), want: `PEM block "CERTIFICATE" is not an encrypted private key`},
 		{name: "envelope not JSON", data: pemOf(SigstorePrivateKeyPEMType, []byte("not json")), want: "encrypted private key is corrupt: the envelope is not valid JSON"},
 		{name: "envelope truncated", data: pemOf(SigstorePrivateKeyPEMType, goodBlock.Bytes[:len(goodBlock.Bytes)-10]), want: "encrypted private key is corrupt"},

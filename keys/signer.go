@@ -2,9 +2,11 @@ package keys
 
 import (
 	"crypto"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 )
 
 // Option configures LoadSigner.
@@ -42,14 +44,24 @@ func LoadSigner(ref string, pass PasswordFunc, opts ...Option) (crypto.Signer, e
 	if err != nil {
 		return nil, fmt.Errorf("loading private key: %w", err)
 	}
+	envelope, err := encryptedEnvelope(data)
+	if err != nil {
+		if errors.Is(err, errPublicKey) {
+			if path, ok := keyFilePath(ref); ok && strings.HasSuffix(path, ".pub") {
+				if priv := strings.TrimSuffix(path, ".pub") + ".key"; fileExists(priv) {
+					err = fmt.Errorf("%w (did you mean %s?)", err, priv)
+				}
+			}
+		}
+		return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
+	}
+	// Only a private key is worth a warning about who can read it (a
+	// public key given by mistake is refused above, without advice to
+	// chmod it).
 	if path, ok := keyFilePath(ref); ok {
 		if msg := modeWarning(path); msg != "" {
 			o.warn(msg)
 		}
-	}
-	envelope, err := encryptedEnvelope(data)
-	if err != nil {
-		return nil, fmt.Errorf("private key %s: %w", describeRef(ref), err)
 	}
 	var password []byte
 	if pass != nil {
@@ -86,4 +98,9 @@ func modeWarning(path string) string {
 		return ""
 	}
 	return fmt.Sprintf("private key file %s has mode %#o and is accessible by group or others; restrict it with chmod 600 %s", path, perm, path)
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }

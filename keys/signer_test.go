@@ -39,6 +39,12 @@ func TestLoadSigner(t *testing.T) {
 	worldReadable := write("world.key", privPEM, 0o644)
 	emptyPassword := write("empty.key", emptyPriv, 0o600)
 	plain := write("plain.key", pemOf("PRIVATE KEY", der), 0o600)
+	pubPEM, err := MarshalPublicKeyPEM(wantPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := write("world.pub", pubPEM, 0o644) // beside world.key
+	lonePublic := write("lone.pub", pubPEM, 0o644)
 	t.Setenv("TRUSTCACHE_TEST_KEY", string(privPEM))
 	t.Setenv("TRUSTCACHE_TEST_EMPTY", "")
 
@@ -69,6 +75,11 @@ func TestLoadSigner(t *testing.T) {
 			wantErr: "private key \"" + private + "\": decrypting private key: wrong password"},
 		{name: "password func fails", ref: private, pass: failing, wantErrIs: ErrNoPassword, wantAsked: true},
 		{name: "unencrypted key is refused before asking", ref: plain, pass: failing, wantErr: "not encrypted"},
+		// A public key given by mistake: said so, with the private key
+		// beside it, and no advice to chmod a public key.
+		{name: "public key beside its private key", ref: public, pass: failing,
+			wantErr: `PEM block "PUBLIC KEY" is a public key, which the policy lists: pass the private key instead (did you mean ` + worldReadable + `?)`},
+		{name: "public key", ref: lonePublic, pass: failing, wantErr: "is a public key, which the policy lists: pass the private key instead"},
 		{name: "missing file", ref: filepath.Join(dir, "missing.key"), pass: failing, wantErrIs: os.ErrNotExist},
 		{name: "unset variable", ref: "env://TRUSTCACHE_TEST_UNSET", pass: failing, wantErr: "TRUSTCACHE_TEST_UNSET is not set"},
 		{name: "empty variable", ref: "env://TRUSTCACHE_TEST_EMPTY", pass: failing, wantErr: "TRUSTCACHE_TEST_EMPTY is not set"},

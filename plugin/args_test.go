@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 )
 
 // variadicCommands take any number of arguments (references): a made-up
@@ -136,4 +138,65 @@ func TestUnknownCommandSuggests(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", tc.args, res.code, res.stderr, ExitUsage, tc.want)
 		}
 	}
+}
+
+// TestEveryCommandHasExamples: every command's --help ends its
+// description with realistic examples, each line a docker trustcache (or
+// docker buildx) command line or a comment.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+		if c.Hidden || c.Name() == "help" {
+			return
+		}
+		if !c.HasExample() {
+			t.Errorf("%s has no Example", c.CommandPath())
+			return
+		}
+		for _, l := range strings.Split(c.Example, "\n") {
+			l = strings.TrimSpace(l)
+			if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "docker ") && !strings.HasPrefix(l, "--") {
+				t.Errorf("%s: example line %q is not a command", c.CommandPath(), l)
+			}
+		}
+		if strings.HasPrefix(c.Example, "docker") || strings.HasSuffix(c.Example, "\n") {
+			t.Errorf("%s: Example %q is not indented by two spaces, or ends in a newline", c.CommandPath(), c.Example)
+		}
+		// Every docker trustcache line parses: its flags exist and its
+		// arguments are what the command takes.
+		for _, line := range strings.Split(strings.ReplaceAll(c.Example, "\\\n", " "), "\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), "docker trustcache ")
+			if !ok {
+				continue
+			}
+			if err := parseExample(strings.Fields(rest)); err != nil {
+				t.Errorf("%s: example %q: %v", c.CommandPath(), strings.TrimSpace(line), err)
+			}
+		}
+	}
+	walk(NewRootCommand(nil, "test"))
+}
+
+// parseExample parses args as "docker trustcache ARGS" would be, without
+// running anything.
+func parseExample(args []string) error {
+	cmd, rest, err := NewRootCommand(nil, "test").Find(args)
+	if err != nil {
+		return err
+	}
+	switch cmd.Name() {
+	case "build":
+		_, err := buildargs.Parse(rest)
+		return err
+	case "bake":
+		_, err := buildargs.ParseBake(rest)
+		return err
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		return err
+	}
+	return cmd.ValidateArgs(cmd.Flags().Args())
 }

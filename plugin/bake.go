@@ -48,6 +48,9 @@ trustcache options:
                                  used and dropped, with why; what was signed;
                                  the provenance record) as JSON
 ` + signOptionsHelp + `
+Examples:
+` + bakeExample + `
+
 Exit status: the bake's own; 3 or 4 when onUntrusted: fail stopped the
 bake for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -57,8 +60,9 @@ docker buildx bake options follow.
 
 func newBakeCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "bake [OPTIONS] [TARGET...]",
-		Short: "Bake with only verified, digest-pinned caches (docker buildx bake)",
+		Use:     "bake [OPTIONS] [TARGET...]",
+		Example: bakeExample,
+		Short:   "Bake with only verified, digest-pinned caches (docker buildx bake)",
 		Long: `Run "docker buildx bake" with every target's cache-from verified against the
 trust policy first; see "docker trustcache bake --help".`,
 		// bake's flags are parsed by internal/buildargs, exactly as buildx
@@ -82,6 +86,9 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	inv, err := buildargs.ParseBake(args)
 	if err != nil {
 		return usagef("docker trustcache bake: %w", err)
+	}
+	if err := checkBuildxPolicyFlag("bake", inv.Flags); err != nil {
+		return err
 	}
 	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
@@ -141,7 +148,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 			return err
 		}
 	}
-	report := &trustReport{}
+	report := &trustReport{command: "bake"}
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
@@ -204,7 +211,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 		defer exports.base.cleanup()
 	}
 	bakeErr := runDocker(ctx, bin, append(argv, inv.BuildxArgs(overrides...)...), streams)
-	report.Built = bakeErr == nil
+	report.ran, report.Built = true, bakeErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
 	if bakeErr == nil && exports != nil {
 		// As build: signed and recorded at once (signAndRecord).

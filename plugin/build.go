@@ -67,6 +67,9 @@ trustcache options:
                                  dropped, with why; what was signed; the
                                  provenance record) as JSON
 ` + signOptionsHelp + `
+Examples:
+` + buildExample + `
+
 Exit status: the build's own; 3 or 4 when onUntrusted: fail stopped the
 build for an untrusted or inconclusive cache; 2 for a usage or
 configuration error.
@@ -76,8 +79,9 @@ docker buildx build options follow.
 
 func newBuildCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "build [OPTIONS] PATH | URL | -",
-		Short: "Build with only verified, digest-pinned caches (docker buildx build)",
+		Use:     "build [OPTIONS] PATH | URL | -",
+		Example: buildExample,
+		Short:   "Build with only verified, digest-pinned caches (docker buildx build)",
 		Long: `Run "docker buildx build" with every --cache-from verified against the trust
 policy first; see "docker trustcache build --help".`,
 		// buildx's flags are parsed by internal/buildargs, exactly as buildx
@@ -129,6 +133,11 @@ type trustReport struct {
 	// Attested, the subjects --sign attached it to, signed.
 	Provenance *provenance.Statement `json:"provenance,omitempty"`
 	Attested   []signedReport        `json:"attested,omitempty"`
+
+	// For the summary: the command ("build", or "bake"; "" is build), and
+	// whether it ran (Built says whether it succeeded).
+	command string
+	ran     bool
 }
 
 // signedReport is one digest --sign signed.
@@ -141,6 +150,9 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
+	}
+	if err := checkBuildxPolicyFlag("build", inv.Flags); err != nil {
+		return err
 	}
 	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
@@ -232,7 +244,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		defer exports.cleanup()
 	}
 	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
-	report.Built = buildErr == nil
+	report.ran, report.Built = true, buildErr == nil
 	noteRefused(dockerCLI.Err(), ep, report)
 	if buildErr == nil && exports != nil {
 		// The exports are signed and the provenance record attached at once
@@ -364,7 +376,18 @@ func printReport(w io.Writer, r *trustReport) {
 		return
 	}
 	var b strings.Builder
-	b.WriteString("trustcache: summary\n")
+	command := r.command
+	if command == "" {
+		command = "build"
+	}
+	switch {
+	case r.Built:
+		b.WriteString("trustcache: summary\n")
+	case r.ran:
+		fmt.Fprintf(&b, "trustcache: summary: the %s failed; what was decided for its caches:\n", command)
+	default:
+		fmt.Fprintf(&b, "trustcache: summary: the %s did not run; what was decided for its caches:\n", command)
+	}
 	if r.Policy != "" {
 		fmt.Fprintf(&b, "  policy   %s\n", printable(r.Policy))
 	} else {
@@ -377,7 +400,17 @@ func printReport(w io.Writer, r *trustReport) {
 		}
 		switch c.Action {
 		case actionUsed:
-			fmt.Fprintf(&b, "  used     %s\n           pinned to %s", src, printable(c.Pinned))
+			// "used" only for a build that succeeded: a cache is passed on
+			// to a build that failed or never ran, not used.
+			label := "used"
+			switch {
+			case r.Built:
+			case c.Result != nil && c.Result.Trusted:
+				label = "verified"
+			default:
+				label = "audited"
+			}
+			fmt.Fprintf(&b, "  %-8s %s\n           pinned to %s", label, src, printable(c.Pinned))
 			switch c.Guarantee {
 			case guaranteeVerifiedBytes:
 				b.WriteString(" (verified bytes)")

@@ -198,7 +198,7 @@ func TestDiscoveryNone(t *testing.T) {
 		if res.code != ExitUsage {
 			t.Errorf("%s with no policy = exit %d %q; want %d", strings.Join(args, " "), res.code, res.stderr, ExitUsage)
 		}
-		for _, want := range []string{"no policy", "--policy", "TRUSTCACHE_POLICY", ".trustcache.yaml", l.configPolicy} {
+		for _, want := range []string{"no policy", "FILE", "TRUSTCACHE_POLICY", ".trustcache.yaml", l.configPolicy} {
 			if !strings.Contains(res.stderr, want) {
 				t.Errorf("%s with no policy: stderr %q does not mention %q", strings.Join(args, " "), res.stderr, want)
 			}

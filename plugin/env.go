@@ -10,7 +10,7 @@ import (
 // COSIGN_PASSWORD) is read by keys.Password through lookupEnv, env:// key
 // references by keys, and DOCKER_CONFIG by the docker CLI's config package.
 const (
-	envPolicy = "TRUSTCACHE_POLICY" // policy file, when --policy is not given
+	envPolicy = "TRUSTCACHE_POLICY" // policy file, when --trust-policy is not given
 	envKey    = "TRUSTCACHE_KEY"    // signing key, when --key is not given
 	// envDockerAuthConfig is docker/cli's registry credentials in the
 	// environment ({"auths":{HOST:{"auth":BASE64}}}): the verified content

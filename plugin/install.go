@@ -23,8 +23,9 @@ type installOptions struct {
 func newInstallCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts installOptions
 	cmd := &cobra.Command{
-		Use:   "install (--alias-builder [--force] | --check)",
-		Short: `Route "docker build" through docker trustcache`,
+		Use:     "install (--alias-builder [--force] | --check)",
+		Example: installExample,
+		Short:   `Route "docker build" through docker trustcache`,
 		Long: `Set "aliases": {"builder": "trustcache"} in the docker CLI config file
 ($DOCKER_CONFIG/config.json, default ~/.docker/config.json), so that
 "docker build", "docker image build" and "docker builder build" run
@@ -70,8 +71,9 @@ type uninstallOptions struct {
 func newUninstallCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts uninstallOptions
 	cmd := &cobra.Command{
-		Use:   "uninstall --alias-builder",
-		Short: `Stop routing "docker build" through docker trustcache`,
+		Use:     "uninstall --alias-builder",
+		Example: uninstallExample,
+		Short:   `Stop routing "docker build" through docker trustcache`,
 		Long: `Remove "aliases": {"builder": "trustcache"} from the docker CLI config file,
 and the "aliases" object when that leaves it empty (an empty "aliases" means
 the same to the docker CLI as none). A builder alias set to something else

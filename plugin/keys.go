@@ -12,10 +12,11 @@ import (
 
 func newKeysCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "keys",
-		Short: "Manage builder keys",
-		Args:  noSubcommand,
-		RunE:  showHelp,
+		Use:     "keys",
+		Example: keysExample,
+		Short:   "Manage builder keys",
+		Args:    noSubcommand,
+		RunE:    showHelp,
 	}
 	cmd.AddCommand(newKeysGenerateCommand(dockerCLI), newKeysIDCommand(dockerCLI))
 	return cmd
@@ -29,8 +30,9 @@ type keysGenerateOptions struct {
 func newKeysGenerateCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts keysGenerateOptions
 	cmd := &cobra.Command{
-		Use:   "generate --name NAME [--dir DIR]",
-		Short: "Generate a builder key pair (cosign-compatible)",
+		Use:     "generate --name NAME [--dir DIR]",
+		Example: keysGenerateExample,
+		Short:   "Generate a builder key pair (cosign-compatible)",
 		Long: `Generate an ECDSA P-256 key pair: NAME.key, the private key encrypted with a
 password in the format of "cosign generate-key-pair" (mode 0600), and
 NAME.pub, the PKIX public key to list in the policy. Existing files are never
@@ -84,8 +86,9 @@ func runKeysGenerate(dockerCLI command.Cli, opts keysGenerateOptions) error {
 
 func newKeysIDCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "id PUBKEY",
-		Short: "Print the key id of a public key",
+		Use:     "id PUBKEY",
+		Example: keysIDExample,
+		Short:   "Print the key id of a public key",
 		Long: `Print the key id of a public key file (PKIX PEM, as NAME.pub or cosign.pub):
 "sha256:" and the hex SHA-256 of the key's DER encoding. Revocations in the
 policy name keys by this id.`,

@@ -35,8 +35,9 @@ func openLedger(noLedger bool) (*verify.Ledger, error) {
 
 func newLedgerCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "ledger",
-		Short: "List and prune the digests this host verified",
+		Use:     "ledger",
+		Example: ledgerExample,
+		Short:   "List and prune the digests this host verified",
 		Long: `The ledger is the list of cache digests this host verified as trusted, or
 signed itself (sign, build --sign) and its policy trusts on that signature,
 kept in trustcache/ledger.db in the docker config dir. A digest in it is trusted
@@ -47,7 +48,8 @@ after the verification when the scope sets no maxAge. A tag is still
 resolved to its digest. It also remembers, for an hour, how each registry
 answered the unauthenticated /v2/ ping (status and auth challenge, never
 credentials or tokens), so a warm verification of a tag is one request.
---no-ledger (verify, build) bypasses it.`,
+--no-ledger bypasses it (verify, build, bake, provenance, serve); sign
+--no-ledger does not record what it signed.`,
 		Args: noSubcommand,
 		RunE: showHelp,
 	}
@@ -63,6 +65,7 @@ func newLedgerLsCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts ledgerLsOptions
 	cmd := &cobra.Command{
 		Use:     "ls [OPTIONS]",
+		Example: ledgerLsExample,
 		Aliases: []string{"list"},
 		Short:   "List the ledger's entries",
 		Args:    exactArgs(0),
@@ -141,8 +144,9 @@ type ledgerPruneOptions struct {
 func newLedgerPruneCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts ledgerPruneOptions
 	cmd := &cobra.Command{
-		Use:   "prune [OPTIONS]",
-		Short: "Remove expired entries from the ledger",
+		Use:     "prune [OPTIONS]",
+		Example: ledgerPruneExample,
+		Short:   "Remove expired entries from the ledger",
 		Long: `Remove the expired entries from the ledger, or every entry with --all: the
 next verification of each digest fetches its signatures again. Remembered
 registry pings are pruned too (not counted). Prints how many entries were

@@ -100,3 +100,21 @@ func TestBuildSkipsMissingCache(t *testing.T) {
 		t.Error("buildx ran although an unsigned cache blocked the build")
 	}
 }
+
+// TestBakeSkipsMissingCache: as build, a bake runs without a target's cache
+// whose tag does not exist yet, under onUntrusted: fail, with a note.
+func TestBakeSkipsMissingCache(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	bakePolicy(t, dir, host, "    onUntrusted: fail\n")
+	missing := host + "/team/cache:new-branch"
+	f := fakeBake(t, dir, 0)
+	bakeDef(t, f.def, map[string]map[string]any{"a": {"cache-from": []any{registryCache(missing)}}})
+	res := run(t, "bake", "--trust-policy", "policy.yaml")
+	note := "trustcache: no cache at " + missing + " of target a yet (the tag does not exist in the registry): building without it\n"
+	if res.code != 0 || !strings.Contains(res.stderr, note) || strings.Contains(res.stderr, "WARNING") {
+		t.Errorf("bake with a missing cache = exit %d\n%s\nwant exit 0, the note %q and no warning", res.code, res.stderr, note)
+	}
+	readArgs(t, f.args) // the bake ran
+}

@@ -1,27 +1,33 @@
 package plugin
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
+	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
 func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "policy",
-		Short: "Write, check and explain the trust policy",
-		Args:  noSubcommand,
-		RunE:  showHelp,
+		Use:     "policy",
+		Example: policyExample,
+		Short:   "Write, check and explain the trust policy",
+		Args:    noSubcommand,
+		RunE:    showHelp,
 	}
 	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI), newPolicyExplainCommand(dockerCLI))
 	return cmd
@@ -29,9 +35,10 @@ func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 
 func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "init [FILE]",
-		Short: "Write a commented starter policy (default .trustcache.yaml)",
-		Args:  maxArgs(1),
+		Use:     "init [FILE]",
+		Example: policyInitExample,
+		Short:   "Write a commented starter policy (default .trustcache.yaml)",
+		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := policyFileName
 			if len(args) == 1 {
@@ -59,20 +66,30 @@ func writeNewFile(path string, data []byte, mode os.FileMode) error {
 }
 
 func newPolicyLintCommand(dockerCLI command.Cli) *cobra.Command {
-	return &cobra.Command{
-		Use:   "lint [FILE]",
-		Short: "Check a policy file: every problem with its file, line and field",
+	var policyFlag string
+	cmd := &cobra.Command{
+		Use:     "lint [OPTIONS] [FILE]",
+		Example: policyLintExample,
+		Short:   "Check a policy file: every problem with its file, line and field",
 		Long: `Check a policy file (default: the policy the other commands would use) and
 print every problem found, each with its file, line and field. A valid policy
 with keyless builders also gets a summary of its trusted root and of what each
-identity matches. Exit status 0 when the policy is valid, 2 when it is not.`,
+identity matches. FILE and --trust-policy FILE are the same. Exit status 0
+when the policy is valid, 2 when it is not.`,
 		Args: maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			flag := ""
+			flag := policyFlag
 			if len(args) == 1 {
+				if flag != "" && flag != args[0] {
+					return withStatus(usagef("two policies: FILE %q and --trust-policy %q; check one at a time", args[0], flag))
+				}
 				flag = args[0]
 			}
 			path, err := findPolicy(flag, ".", dockerCLI.Err())
+			var none *noPolicyError
+			if errors.As(err, &none) {
+				none.positional = true
+			}
 			if err != nil {
 				return withStatus(asUsage(err))
 			}
@@ -85,13 +102,35 @@ identity matches. Exit status 0 when the policy is valid, 2 when it is not.`,
 			return nil
 		},
 	}
+	addPolicyFlag(cmd.Flags(), &policyFlag, "Policy file to check, as FILE (default: as for verify)")
+	return cmd
+}
+
+// flagTrustPolicy is the policy flag of every command that takes a policy.
+// build and bake parse theirs in internal/buildargs (buildargs.FlagPolicy),
+// where --policy is buildx's own; everywhere else --policy is a synonym.
+const flagTrustPolicy = "trust-policy"
+
+// addPolicyFlag registers --trust-policy on flags, with --policy as its
+// synonym (the name verify, sign, serve, explain and provenance had
+// before): help lists the one name.
+func addPolicyFlag(flags *pflag.FlagSet, p *string, usage string) {
+	flags.StringVar(p, flagTrustPolicy, "", usage+"; --policy is a synonym")
+	prev := flags.GetNormalizeFunc()
+	flags.SetNormalizeFunc(func(f *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "policy" {
+			return flagTrustPolicy
+		}
+		return prev(f, name)
+	})
 }
 
 func newPolicyExplainCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
-		Use:   "explain [OPTIONS] REF",
-		Short: "Explain, rule by rule, why a cache is or is not trusted",
+		Use:     "explain [OPTIONS] REF",
+		Example: policyExplainExample,
+		Short:   "Explain, rule by rule, why a cache is or is not trusted",
 		Long: `Verify REF and print every step of the decision: which scope matched (and
 which less specific ones also did), the digest, and for each signature every
 rule in order — key (or, for a keyless signature, identity: the certificate
@@ -125,7 +164,7 @@ verify.`,
 			return verifyStatus([]*verify.Result{res})
 		},
 	}
-	cmd.Flags().StringVar(&opts.policy, "policy", "", "Policy file (default: as for verify)")
+	addPolicyFlag(cmd.Flags(), &opts.policy, "Policy file (default: as for verify)")
 	cmd.Flags().StringVar(&opts.format, "format", "text", `Output format: "text" or "json"`)
 	return cmd
 }
@@ -208,4 +247,68 @@ func writeKeylessSummary(w io.Writer, p *verify.Policy) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// checkBuildxPolicyFlag stops a build or bake (command) whose --policy,
+// buildx's source policy flag, names a trustcache policy: buildx would
+// reject the file after trustcache verified the caches under another
+// policy (or none), and the user meant --trust-policy.
+func checkBuildxPolicyFlag(command string, flags []buildargs.FlagUse) error {
+	for _, f := range flags {
+		if f.Trust || f.Name != "policy" {
+			continue
+		}
+		for _, path := range policyFlagFiles(f.Value) {
+			if isTrustPolicy(path) {
+				return usagef("docker trustcache %s --policy %s: --policy is buildx's build policy flag, and %s is a trustcache policy: did you mean --trust-policy %s?", command, f.Value, path, path)
+			}
+		}
+	}
+	return nil
+}
+
+// policyFlagFiles returns the files a buildx --policy value may name: the
+// value itself, and the filename= of its CSV form.
+func policyFlagFiles(value string) []string {
+	files := []string{value}
+	fields, err := csv.NewReader(strings.NewReader(value)).Read()
+	if err != nil {
+		return files
+	}
+	for _, f := range fields {
+		if k, v, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "filename" {
+			files = append(files, v)
+		}
+	}
+	return files
+}
+
+// maxPolicyProbe bounds what isTrustPolicy reads of a file.
+const maxPolicyProbe = 1 << 20
+
+// isTrustPolicy says whether path is a .yaml or .yml file that parses as a
+// trustcache policy: a YAML mapping with a version and builders or scopes.
+func isTrustPolicy(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+	default:
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicyProbe))
+	if err != nil {
+		return false
+	}
+	var top map[string]yaml.Node
+	if yaml.Unmarshal(data, &top) != nil {
+		return false
+	}
+	_, version := top["version"]
+	_, builders := top["builders"]
+	_, scopes := top["scopes"]
+	return version && (builders || scopes)
 }

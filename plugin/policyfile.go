@@ -17,8 +17,8 @@ import (
 // context's repository.
 const policyFileName = ".trustcache.yaml"
 
-// findPolicy returns the policy file to use, in this order: the --policy
-// flag; TRUSTCACHE_POLICY; .trustcache.yaml in startDir or its parents
+// findPolicy returns the policy file to use, in this order: the
+// --trust-policy flag; TRUSTCACHE_POLICY; .trustcache.yaml in startDir or its parents
 // (see discoverPolicy); policy.yaml in the trustcache folder of the docker
 // config dir. Discovered files that were skipped are named on warn.
 func findPolicy(flag, startDir string, warn io.Writer) (string, error) {
@@ -38,19 +38,28 @@ func findPolicy(flag, startDir string, warn io.Writer) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	return "", &noPolicyError{flag: "--policy", configPolicy: p}
+	return "", &noPolicyError{flag: "--" + flagTrustPolicy, discovers: startDir != "", configPolicy: p}
 }
 
 // noPolicyError reports that no policy was given or found. Its message
-// lists every way to give one, with the flag of the command that failed.
+// lists every way to give one to the command that failed.
 type noPolicyError struct {
-	flag         string // --policy, or --trust-policy for build
+	flag         string // the policy flag, --trust-policy
+	positional   bool   // the command takes the policy as its FILE argument (policy lint)
+	discovers    bool   // the command looks for .trustcache.yaml (serve does not)
 	configPolicy string // where the docker config dir's policy would be
 }
 
 func (e *noPolicyError) Error() string {
-	return "no policy: pass " + e.flag + " FILE, set " + envPolicy + ", add " + policyFileName +
-		" at the root of your repository, or put one at " + e.configPolicy + " (docker trustcache policy init writes a starter)"
+	msg := "no policy: pass " + e.flag + " FILE"
+	if e.positional {
+		msg = "no policy: pass the policy FILE"
+	}
+	msg += ", set " + envPolicy
+	if e.discovers {
+		msg += ", add " + policyFileName + " at the root of your repository"
+	}
+	return msg + ", or put one at " + e.configPolicy + " (docker trustcache policy init writes a starter)"
 }
 
 // discoverPolicy looks for .trustcache.yaml in startDir and its parents.
@@ -126,7 +135,7 @@ func acceptPolicyFile(p, dir string) (string, error) {
 			return "", usagef("policy %s: %w", p, err)
 		}
 		if rel, err := filepath.Rel(realDir, resolved); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return "", usagef("policy %s is a symbolic link out of %s; a discovered policy is never followed out of its directory (pass the file with --policy or %s if you mean it)", p, dir, envPolicy)
+			return "", usagef("policy %s is a symbolic link out of %s; a discovered policy is never followed out of its directory (pass the file with --trust-policy or %s if you mean it)", p, dir, envPolicy)
 		}
 		target = resolved
 	}

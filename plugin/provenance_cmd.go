@@ -27,8 +27,9 @@ type provenanceOptions struct {
 func newProvenanceCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts provenanceOptions
 	cmd := &cobra.Command{
-		Use:   "provenance [OPTIONS] REF",
-		Short: "Show the verified record of what an image or cache was built from",
+		Use:     "provenance [OPTIONS] REF",
+		Example: provenanceExample,
+		Short:   "Show the verified record of what an image or cache was built from",
 		Long: `Read the provenance records attached to REF's digest (an image or cache that
 docker trustcache build --sign pushed) and show each with its check under the
 policy: signed by a builder REF's scope allows, naming REF's digest, and each
@@ -73,7 +74,7 @@ configuration error.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: as for verify)")
+	addPolicyFlag(flags, &opts.policy, "Policy file (default: as for verify)")
 	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json"`)
 	flags.IntVar(&opts.depth, "depth", 0, "Also show the records of the imported caches, this many levels down")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Re-verify imports without the local ledger of digests verified before")

@@ -17,8 +17,9 @@ const pluginName = "trustcache"
 // NewRootCommand returns the "trustcache" command with all its subcommands.
 func NewRootCommand(dockerCLI command.Cli, version string) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   pluginName,
-		Short: "Sign build caches and build only from verified ones",
+		Use:     pluginName,
+		Example: rootExample,
+		Short:   "Sign build caches and build only from verified ones",
 		Long: `Sign the build caches trusted builders export, and pass only verified,
 digest-pinned caches on to BuildKit.`,
 		SilenceUsage:  true,

@@ -89,10 +89,11 @@ serving fails.`,
 			return withStatus(runServe(cmd.Context(), dockerCLI, dockerCLI.Err(), opts, sigs))
 		},
 	}
+	cmd.Example = serveExample
 	flags := cmd.Flags()
 	flags.StringVar(&opts.buildkit, "buildkit", "", "buildkitd address: unix://PATH or tcp://127.0.0.1:PORT (required)")
 	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660), or tcp://HOST:PORT with --tls-cert, --tls-key and --tls-cacert")
-	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, the docker config dir)")
+	addPolicyFlag(flags, &opts.policy, "Policy file (default: $TRUSTCACHE_POLICY, the docker config dir)")
 	flags.StringVar(&opts.logFormat, "log-format", "text", `Log format: "text" or "json"`)
 	flags.DurationVar(&opts.drainTimeout, "drain-timeout", 5*time.Minute, "On SIGTERM or SIGINT, how long running builds may take to finish")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")

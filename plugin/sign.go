@@ -37,8 +37,9 @@ type signOptions struct {
 func newSignCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts signOptions
 	cmd := &cobra.Command{
-		Use:   "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
-		Short: "Sign caches or images as a trusted builder",
+		Use:     "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
+		Example: signExample,
+		Short:   "Sign caches or images as a trusted builder",
 		Long: `Sign each REF (a registry cache manifest or an image, by tag or digest) with
 the builder's private key. Each tag is resolved to its manifest digest once,
 before anything is written; the cosign-compatible signature is attached to
@@ -77,10 +78,10 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 	}
 	flags := cmd.Flags()
 	flags.StringVar(&opts.key, "key", "", "Private key: a file, env://VAR (default $TRUSTCACHE_KEY)")
-	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the key file's base name)")
+	flags.StringVar(&opts.builderName, "builder-name", "", "Builder name to record in the signature (default: the name the policy gives the key, else the key file's base name)")
 	flags.StringArrayVarP(&opts.annotations, "annotation", "a", nil, "Extra signed annotation KEY=VALUE (repeatable)")
 	flags.StringVar(&opts.format, "signature-format", "", `"legacy" (cosign v2 .sig tag) or "bundle" (sigstore bundle referrer, cosign v3) (default: the policy's signatureFormat, else legacy)`)
-	flags.StringVar(&opts.policy, "policy", "", "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
+	addPolicyFlag(flags, &opts.policy, "Policy file whose signatureFormat is the default (default: as for verify; none needed)")
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Do not record the signed digests in the local ledger")
 	flags.BoolVar(&opts.keyless.keyless, "keyless", false, "Sign with a Fulcio certificate for an OIDC identity instead of a key")
 	flags.StringVar(&opts.keyless.identityToken, "identity-token", "", "OIDC token for --keyless: the token or @FILE (default $SIGSTORE_ID_TOKEN, else the GitHub Actions token)")

@@ -27,8 +27,9 @@ type verifyOptions struct {
 func newVerifyCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify [OPTIONS] REF [REF...]",
-		Short: "Verify that caches are signed by enough allowed builders",
+		Use:     "verify [OPTIONS] REF [REF...]",
+		Example: verifyExample,
+		Short:   "Verify that caches are signed by enough allowed builders",
 		Long: `Verify that each cache reference (a registry cache manifest or an image with
 inline cache, by tag or digest) carries signatures by enough allowed builders
 under the policy.
@@ -53,7 +54,7 @@ inconclusive; 2 for a usage or configuration error.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.policy, "policy", "", "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
+	addPolicyFlag(flags, &opts.policy, "Policy file (default: $TRUSTCACHE_POLICY, .trustcache.yaml in the repository, the docker config dir)")
 	flags.StringVar(&opts.format, "format", "text", `Output format: "text" or "json" (one JSON object per line)`)
 	flags.BoolVar(&opts.noLedger, "no-ledger", false, "Verify without the local ledger of digests verified before")
 	return cmd

@@ -77,7 +77,7 @@ func (ps *parser) document(data []byte) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			ps.errorf(nil, "", "empty policy: want a YAML mapping starting with \"version: %d\"", PolicyVersion)
 		} else {
-			ps.syntaxError(err)
+			ps.syntaxError(data, err)
 		}
 		return nil, errorsJoin(ps.errs)
 	}
@@ -86,7 +86,7 @@ func (ps *parser) document(data []byte) (*yaml.Node, error) {
 	case err == nil:
 		ps.errorf(&next, "", "more than one YAML document: a policy is one document")
 	case !errors.Is(err, io.EOF):
-		ps.syntaxError(err)
+		ps.syntaxError(data, err)
 	}
 	if len(ps.errs) > 0 {
 		return nil, errorsJoin(ps.errs)
@@ -98,16 +98,56 @@ func (ps *parser) document(data []byte) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-// syntaxError records a YAML error, with its line when yaml.v3 gives one.
-func (ps *parser) syntaxError(err error) {
+// syntaxError records err, a YAML syntax error in data, at the line where
+// the parser failed.
+func (ps *parser) syntaxError(data []byte, err error) {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		if line, convErr := strconv.Atoi(m[1]); convErr == nil {
-			ps.errs = append(ps.errs, &PolicyError{File: ps.file, Line: line, Msg: "YAML: " + m[2]})
+			ps.errs = append(ps.errs, &PolicyError{File: ps.file, Line: failedLine(data, m[2], line), Msg: "YAML: " + m[2]})
 			return
 		}
 	}
 	ps.errorf(nil, "", "%s", strings.Replace(msg, "yaml: ", "YAML: ", 1))
+}
+
+// failedLine returns the line where the YAML parser failed with problem
+// (the message without "yaml: line N: "), or yamlLine when it cannot tell.
+//
+// yaml.v3 reports the line of its context, the start of the block or
+// flow collection being parsed (often the line above a mis-indented key,
+// or "builders:" two lines up), not that of the token it failed on. The
+// parser reads the text in order and stops at its first problem, so the
+// shortest run of leading lines that fails with the same problem ends on
+// the line the parser failed on; a binary search finds it in a few
+// parses.
+func failedLine(data []byte, problem string, yamlLine int) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if !failsWith(data, problem) || len(lines) > 100_000 {
+		return yamlLine
+	}
+	lo, hi := 1, len(lines) // prefix hi fails with problem; find the shortest
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if failsWith(bytes.Join(lines[:mid], nil), problem) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return hi
+}
+
+// failsWith says whether parsing data's YAML documents fails with problem.
+func failsWith(data []byte, problem string) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		if err := dec.Decode(&n); err != nil {
+			m := yamlLineRE.FindStringSubmatch(err.Error())
+			return m != nil && m[2] == problem
+		}
+	}
 }
 
 // field is one key: value pair of a mapping.

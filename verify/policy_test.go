@@ -369,10 +369,26 @@ func TestParsePolicyErrors(t *testing.T) {
 		notWant string
 	}{
 		{
-			// yaml.v3 gives the line of the block the error is in.
+			// The line the parser failed on, the mis-indented key (yaml.v3
+			// says line 2, the start of the block it was in).
 			name: "syntax error",
 			text: "version: 1\nbuilders:\n  - name: a\n   key: b\n",
-			want: []string{"policy.yaml:2: YAML: did not find expected '-' indicator"},
+			want: []string{"policy.yaml:4: YAML: did not find expected '-' indicator"},
+		},
+		{
+			name: "syntax error under scopes",
+			text: "version: 1\nbuilders:\n  - name: a\n    key: b\nscopes:\n  - repositories: [x]\n    builders: [a]\n   level: audit\n",
+			want: []string{"policy.yaml:8: YAML: "},
+		},
+		{
+			name: "unclosed quote",
+			text: "version: 1\nbuilders:\n  - name: a\n    key: \"b\nscopes: []\n",
+			want: []string{"policy.yaml:4: YAML: found unexpected end of stream"},
+		},
+		{
+			name: "syntax error in a second document",
+			text: "version: 1\n---\nbuilders:\n  - name: a\n   key: b\n",
+			want: []string{"policy.yaml:5: YAML: did not find expected '-' indicator"},
 		},
 		{
 			name: "tab indentation",
