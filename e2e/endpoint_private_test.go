@@ -259,7 +259,10 @@ func TestEndpointPrivateBuild(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(out, "secret.txt")); strings.TrimSpace(string(got)) != secret {
 		t.Errorf("the consumer built secret %q; want the producer's %q from the verified cache\n%s", got, secret, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "(verified bytes)") || !strings.Contains(r.stderr, " CACHED\n") {
+	// The secret step is realized from the imported cache (BuildKit
+	// downloads its layers rather than printing CACHED, see
+	// ENVIRONMENT.md): the secret matching the producer's is the hit.
+	if !strings.Contains(r.stderr, "(verified bytes)") || !strings.Contains(r.stderr, "importing cache manifest from 127.0.0.1:") {
 		t.Errorf("the build did not import the cache through the endpoint:\n%s", r.stderr)
 	}
 }
