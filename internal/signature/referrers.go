@@ -439,7 +439,7 @@ func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.
 			return false
 		}
 		if ok, t := s.fresh(st.Annotations()); !ok {
-			aged.add(existing, t)
+			aged.add(s, existing, t)
 			return false
 		}
 		kept = existing
@@ -452,7 +452,7 @@ func (s Signer) signBundle(ctx context.Context, repo name.Repository, digest v1.
 	added, err := AppendBundle(ctx, repo, digest, bundle, AppendOptions{Same: same}, opts...)
 	a := Attachment{Signature: kept, Added: added}
 	if added {
-		a.Aged, a.Refreshed = aged.newest, len(aged.sigs) > 0
+		a.Aged, a.Refreshed = aged.newest, aged.seen
 	}
 	return a, err
 }

@@ -135,7 +135,9 @@ func TestAttachRefreshesAged(t *testing.T) {
 }
 
 // TestAttachRefreshesFuture: a signature by this key dated beyond
-// ClockSkew in the future counts under no policy: it is replaced too.
+// ClockSkew in the future does not count here: a fresh one is added, but
+// the future one stays (it may count where the clock agrees with its
+// signer's; a signer whose clock is behind must not delete it).
 func TestAttachRefreshesFuture(t *testing.T) {
 	ctx := context.Background()
 	repo := newRepo(t)
@@ -148,11 +150,11 @@ func TestAttachRefreshesFuture(t *testing.T) {
 	}
 	s.Now, s.MaxAge = func() time.Time { return now }, 24*time.Hour
 	a, err := s.AttachFresh(ctx, FormatLegacy, repo, d, nil)
-	if err != nil || !a.Added || !a.Aged.Equal(now.Add(time.Hour)) {
-		t.Fatalf("AttachFresh over a future-dated signature = %+v, %v; want it replaced", a, err)
+	if err != nil || !a.Added || !a.Refreshed || a.Replaced != 0 || !a.Aged.Equal(now.Add(time.Hour)) {
+		t.Fatalf("AttachFresh over a future-dated signature = %+v, %v; want a fresh one added, none replaced", a, err)
 	}
-	if mine := createdBy(t, s, readFormat(t, FormatLegacy, repo, d)); len(mine) != 1 || mine[0] != now.Format(time.RFC3339) {
-		t.Errorf("this key's signatures from %v; want only the one made now", mine)
+	if mine := createdBy(t, s, readFormat(t, FormatLegacy, repo, d)); len(mine) != 2 || mine[1] != now.Format(time.RFC3339) {
+		t.Errorf("this key's signatures from %v; want the future one and the one made now", mine)
 	}
 }
 

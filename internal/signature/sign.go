@@ -26,7 +26,8 @@ type Signer struct {
 	// signing a no-op. An older one — or one dated beyond ClockSkew in the
 	// future, or with no readable creation time while MaxAge is set — would
 	// not count for a verifier with that maxAge: a fresh signature is made,
-	// and in the .sig tag it replaces the aged one. 0: any age is kept.
+	// and in the .sig tag it replaces the aged one (a future-dated one is
+	// left in place: see agedSet). 0: any age is kept.
 	MaxAge time.Duration
 }
 
@@ -97,16 +98,25 @@ func (s Signer) fresh(ann map[string]string) (bool, time.Time) {
 	return s.MaxAge == 0 || now.Sub(t) <= s.MaxAge, t
 }
 
-// agedSet collects the equivalent signatures too old to count.
+// agedSet collects the equivalent signatures that do not count under
+// MaxAge: seen says there was one; sigs are those to replace — the aged
+// ones only. One dated in the future (a host whose clock is ahead, or this
+// signer's behind) is not removed: it may count for verifiers whose clock
+// agrees with its signer's, and a signer with a wrong clock must not
+// delete good signatures. A fresh one is added beside it.
 type agedSet struct {
+	seen   bool
 	newest time.Time
 	sigs   []Signature
 }
 
-func (a *agedSet) add(sig Signature, t time.Time) {
-	a.sigs = append(a.sigs, sig)
+func (a *agedSet) add(s Signer, sig Signature, t time.Time) {
+	a.seen = true
 	if t.After(a.newest) {
 		a.newest = t
+	}
+	if !t.After(s.now().Add(ClockSkew)) {
+		a.sigs = append(a.sigs, sig)
 	}
 }
 
@@ -163,7 +173,7 @@ func (s Signer) signLegacy(ctx context.Context, repo name.Repository, digest v1.
 			return false
 		}
 		if ok, t := s.fresh(p.Annotations()); !ok {
-			aged.add(existing, t)
+			aged.add(s, existing, t)
 			return false
 		}
 		kept = existing
@@ -182,7 +192,7 @@ func (s Signer) signLegacy(ctx context.Context, repo name.Repository, digest v1.
 	added, err := AppendLegacy(ctx, repo, digest, payload, sig, AppendOptions{Same: same, Replace: replace}, opts...)
 	a := Attachment{Signature: kept, Added: added}
 	if added {
-		a.Aged, a.Replaced, a.Refreshed = aged.newest, replaced, len(aged.sigs) > 0
+		a.Aged, a.Replaced, a.Refreshed = aged.newest, replaced, aged.seen
 	}
 	return a, err
 }
