@@ -117,6 +117,8 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	type target struct {
 		repo   name.Repository
 		digest v1.Hash
+		tag    string // REF's tag: signed as the tag annotation, and its head written
+		ann    map[string]string
 	}
 	targets := make([]target, len(refs))
 	for i, ref := range refs {
@@ -128,7 +130,11 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		if err != nil {
 			return fmt.Errorf("resolving %s: %w", ref, err)
 		}
-		targets[i] = target{r.Context(), d}
+		tagAnn, err := withTag(ann, tagOf(r), ref)
+		if err != nil {
+			return err
+		}
+		targets[i] = target{r.Context(), d, tagOf(r), tagAnn}
 	}
 	var v *verify.Verifier
 	if p != nil {
@@ -137,10 +143,11 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		defer done()
 	}
 	for _, t := range targets {
-		sig, added, err := signer.Attach(ctx, format, t.repo, t.digest, ann, ropts...)
+		sig, added, err := signer.Attach(ctx, format, t.repo, t.digest, t.ann, ropts...)
 		if err != nil {
 			return err
 		}
+		writeHead(ctx, dockerCLI.Err(), signer, p, t.repo, t.tag, t.digest, ropts)
 		ref := t.repo.Name() + "@" + t.digest.String()
 		if !added {
 			fmt.Fprintf(dockerCLI.Err(), "%s: already signed by this key with these annotations\n", ref)
