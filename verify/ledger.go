@@ -35,13 +35,14 @@ var ErrLedgerClosed = ledger.ErrClosed
 
 // OpenLedger returns the ledger at path, creating its directory (0700) if
 // needed; the file itself is created (0600) by the first write. Its Prune
-// also removes the expired registry pings remembered in it.
+// also removes the expired registry pings remembered in it, and the tag
+// records of the fallback not updated for TagRecordTTL (fallback_ledger.go).
 func OpenLedger(path string) (*Ledger, error) {
 	return openLedger(path)
 }
 
 func openLedger(path string, opts ...ledger.Option) (*Ledger, error) {
-	return ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings)}, opts...)...)
+	return ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(TagBucket, sweepTags)}, opts...)...)
 }
 
 // validEntry reports whether e may stand in for a verification at now
