@@ -18,6 +18,7 @@ const (
 	ExitUsage        = 2 // usage or configuration error: bad flag, argument, policy, key or config file
 	ExitUntrusted    = 3 // verdict: a reference is not trusted (no, bad or too few signatures)
 	ExitInconclusive = 4 // no verdict: a registry or network failure
+	ExitFallback     = 6 // verify: every REF passes, at least one only through its tag's last trusted digest (docs/fallback.md)
 )
 
 // usageError marks an error as a usage or configuration error.

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -72,5 +73,57 @@ func TestSignWritesTagAndHead(t *testing.T) {
 	}
 	if sh, _ := signature.ReadHead(ctx, repo, "dev"); sh != nil {
 		t.Error("signing by digest wrote a head")
+	}
+}
+
+// TestVerifyFallbackOutput: a forged cache under a tag that a trusted
+// builder signed twice: verify uses the tag's last trusted digest, says so
+// in text and JSON, and exits with ExitFallback; with fallback: none it is
+// untrusted (ExitUntrusted).
+func TestVerifyFallbackOutput(t *testing.T) {
+	dir := isolate(t)
+	host := newRegistry(t)
+	run(t, "keys", "generate", "--name", "ci")
+	trustPolicy(t, dir, host, "")
+	ref := host + "/team/cache:main"
+	pushRandom(t, ref)
+	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	good := pushRandom(t, ref)
+	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+		t.Fatal(res.stderr)
+	}
+	forged := pushRandom(t, ref)
+
+	res := run(t, "verify", "--no-ledger", ref)
+	if res.code != ExitFallback {
+		t.Fatalf("verify of a forged tag = %d %q %q; want %d", res.code, res.stdout, res.stderr, ExitFallback)
+	}
+	for _, want := range []string{"trusted (fallback", "digest:  " + good.String(), "tag:     main is " + forged.String() + ", untrusted", "fallback: " + good.String() + " from head (head sequence "} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("verify text output lacks %q:\n%s", want, res.stdout)
+		}
+	}
+	res = run(t, "verify", "--no-ledger", "--format", "json", ref)
+	var out struct {
+		Digest   string `json:"digest"`
+		Trusted  bool   `json:"trusted"`
+		Fallback struct {
+			TagDigest, TagStatus, Digest, Source, Age string
+			Signers                                   []struct{ Builder string }
+		} `json:"fallback"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil || res.code != ExitFallback {
+		t.Fatalf("verify --format json = %d %q: %v", res.code, res.stdout, err)
+	}
+	if !out.Trusted || out.Digest != good.String() || out.Fallback.TagDigest != forged.String() || out.Fallback.TagStatus != "untrusted" ||
+		out.Fallback.Source != "head" || out.Fallback.Age == "" || len(out.Fallback.Signers) != 1 || out.Fallback.Signers[0].Builder != "ci" {
+		t.Errorf("verify JSON %+v", out)
+	}
+
+	trustPolicy(t, dir, host, "    fallback: none\n")
+	if res := run(t, "verify", "--no-ledger", ref); res.code != ExitUntrusted || strings.Contains(res.stdout, "fallback") {
+		t.Errorf("verify with fallback: none = %d %q; want %d, no fallback", res.code, res.stdout, ExitUntrusted)
 	}
 }
