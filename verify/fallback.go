@@ -139,11 +139,10 @@ func (v *Verifier) takeFallback(ctx context.Context, tag name.Tag, res *Result, 
 	case head != nil:
 		fb.HeadSequence = head.Sequence
 		source = FromHead
-		if head.Digest.String() == fb.TagDigest && fb.TagStatus != TagRolledBack {
-			notes = append(notes, fmt.Sprintf("the head record names the tag's own digest %s", head.Digest))
-		} else {
-			got = try(head.Digest.String(), source)
-		}
+		// The head may name the tag's own digest: verified for the tag it
+		// may still count (this host's ledger holds it) where the tag's
+		// own verification read junk.
+		got = try(head.Digest.String(), source)
 		// A head whose digest cannot be verified (junk signatures, gone,
 		// expired) yields the digest before it, which the same signed
 		// head names; never further back.
@@ -217,7 +216,7 @@ func (v *Verifier) verifyForTag(ctx context.Context, repo name.Repository, canon
 		res.addReason(err.Error())
 		return res
 	}
-	v.check(ctx, d, res, ts, false, p)
+	v.check(context.WithValue(ctx, ledgerAsKey{}, ledgerAs{narrowed: ts, plain: scope}), d, res, ts, false, p)
 	return res
 }
 
@@ -267,8 +266,12 @@ func (v *Verifier) readHead(ctx context.Context, tag name.Tag, canon string, sco
 	if r, ok := identityRepository(h.Repository); !ok || r != canon || h.Tag != tag.TagStr() {
 		return nil, fmt.Sprintf("head record %s is for %s:%s, not %s:%s (copied): ignored", sh.Source, h.Repository, h.Tag, canon, tag.TagStr())
 	}
-	if h.Created.After(v.now().Add(ClockSkew)) {
-		return nil, fmt.Sprintf("head record %s was signed in the future (%s): ignored", sh.Source, h.Created.UTC().Format(time.RFC3339))
+	// A sequence is at most the signing time in milliseconds (plus the
+	// heads written within one millisecond): one further ahead than the
+	// clock skew allows would freeze every later head out of the hosts
+	// that saw it.
+	if limit := v.now().Add(ClockSkew); h.Created.After(limit) || h.Sequence > uint64(limit.UnixMilli()) {
+		return nil, fmt.Sprintf("head record %s was signed in the future (%s, sequence %d): ignored", sh.Source, h.Created.UTC().Format(time.RFC3339), h.Sequence)
 	}
 	if rec != nil && h.Sequence < rec.HeadSequence {
 		return nil, fmt.Sprintf("head record %s has sequence %d, lower than %d seen before on this host (rolled back): ignored", sh.Source, h.Sequence, rec.HeadSequence)

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,11 +11,15 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
 // The fallback (verify/fallback.go, docs/fallback.md): the attacks of
@@ -239,6 +244,51 @@ func TestFallbackForgedHead(t *testing.T) {
 	wantFallback(t, res, e.d2, TagUntrusted, FromScan)
 }
 
+// A head record with a sequence far ahead of its time (a key holder's
+// forgery, meant to freeze later heads out of the hosts that see it) is
+// ignored, and does not raise the host's bound.
+func TestFallbackHeadSequenceInTheFuture(t *testing.T) {
+	e := newFallbackEnv(t, "")
+	h := newHost(t)
+	// The head is rewritten with a sequence a year ahead (same key).
+	payload, err := signature.NewHeadPayload(signature.Head{Repository: e.repo.Name(), Tag: "main", Digest: e.d2, Sequence: uint64(now.Add(365 * 24 * time.Hour).UnixMilli()), Created: fbT2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putHead(t, e, payload)
+	e.forge(t)
+	res, _ := h.verify(t, e)
+	if res.Fallback != nil && res.Fallback.Source == FromHead {
+		t.Fatalf("a head with a sequence in the future was followed: %+v", res.Fallback)
+	}
+	if !strings.Contains(res.Reason(), "signed in the future") && (res.Fallback == nil || res.Fallback.Source != FromScan) {
+		t.Errorf("reasons %q: want the head named as from the future", res.Reasons)
+	}
+	if rec := (&Verifier{ledger: h.l, now: func() time.Time { return now }}).loadTag(context.Background(), res.Repository, "main", e.p.Fingerprint(&e.p.Scopes[0])); rec != nil && rec.HeadSequence > uint64(now.UnixMilli()) {
+		t.Errorf("the host's head bound was raised to %d", rec.HeadSequence)
+	}
+}
+
+// putHead writes payload, signed by ci, as the head of :main.
+func putHead(t *testing.T, e *fbEnv, payload []byte) {
+	t.Helper()
+	sig, err := keys.Sign(e.f.ci.priv, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer:       static.NewLayer(payload, signature.HeadMediaType),
+		MediaType:   signature.HeadMediaType,
+		Annotations: map[string]string{signature.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(signature.HeadTag(e.repo, "main"), img); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A digest signed for another tag is no fallback for this one.
 func TestFallbackOnlyForTheTag(t *testing.T) {
 	f := newFixture(t)
@@ -452,5 +502,29 @@ func TestPolicyFallbackField(t *testing.T) {
 	_, err := ParsePolicy("p.yaml", []byte(fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: %s\nscopes:\n  - repositories: [\"x/y\"]\n    builders: [ci]\n    fallback: newest\n", f.ci.pubPath)))
 	if err == nil || !strings.Contains(err.Error(), "scopes[0].fallback") || !strings.Contains(err.Error(), "unknown fallback") {
 		t.Errorf("fallback: newest: %v", err)
+	}
+}
+
+// A host that used d2 keeps it through successive attacks: the tag put
+// back on d1 (fallback to d2), then on d2 again with junk signatures (d2
+// from its ledger). The fallback's verification of d2 shares the ledger
+// entry of the plain one, so neither evicts the other.
+func TestFallbackHostKeepsNewest(t *testing.T) {
+	e := newFallbackEnv(t, "")
+	h := newHost(t)
+	if res, _ := h.verify(t, e); !res.Trusted || res.Digest != e.d2.String() {
+		t.Fatalf("before: %+v", res)
+	}
+	copyTag(t, e.repo.Digest(e.d1.String()), e.main)
+	res, n := h.verify(t, e)
+	wantFallback(t, res, e.d2, TagRolledBack, FromHead)
+	if !res.FromLedger {
+		t.Errorf("the fallback to d2 fetched its signatures again (%d requests); want it from the ledger", n)
+	}
+	copyTag(t, e.repo.Digest(e.d2.String()), e.main)
+	addJunkSignatures(t, e.repo, e.d2, 300)
+	res, n = h.verify(t, e)
+	if !res.Trusted || res.Digest != e.d2.String() || res.Fallback != nil || !res.FromLedger || n != 1 {
+		t.Errorf("tag back on d2 with junk: %s %s fallback %+v from ledger %v, %d requests; want d2 from the ledger in 1 request", res.Verdict, res.Digest, res.Fallback, res.FromLedger, n)
 	}
 }
