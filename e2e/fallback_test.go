@@ -126,6 +126,8 @@ func TestFallbackBuild(t *testing.T) {
 			t.Errorf("%s: fallback %+v; want none", label, fb)
 		case status != "" && (fb == nil || fb.TagStatus != status):
 			t.Errorf("%s: fallback %+v; want tag status %s", label, fb, status)
+		case status != "" && !strings.Contains(r.stderr, "fallback: tag main is "+status):
+			t.Errorf("%s: the build's summary does not name the fallback:\n%s", label, r.stderr)
 		}
 		if cached, total := cachedSteps(r.stderr); total == 0 || cached < total-1 {
 			t.Errorf("%s: %d of %d RUN steps CACHED; want all (BuildKit may realize the last from its cached layers)", label, cached, total)

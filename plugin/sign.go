@@ -52,7 +52,11 @@ reported on stderr (builds under that policy would drop it).
 Signed annotations: builder (--builder-name; default: the name the policy
 gives the key, else the key file's name),
 created (RFC 3339), the source repo, ref, commit and run that CI variables
-tell, and every --annotation.
+tell, every --annotation, and for REF:TAG the tag. Signing REF:TAG also
+writes the tag's signed head record (the tag trustcache-head-TAG), which
+lets a host that finds the tag forged, deleted or rolled back use its last
+trusted digest instead (docs/fallback.md). Signing an unchanged digest
+again writes neither.
 
 The key password is read from TRUSTCACHE_PASSWORD, then COSIGN_PASSWORD,
 then asked for on a terminal.
