@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 )
@@ -35,6 +36,8 @@ const (
 	// ScanTimeout bounds one scan (within the verification's own
 	// deadline).
 	ScanTimeout = 30 * time.Second
+	// scanConcurrency bounds the candidates verified at once.
+	scanConcurrency = 4
 )
 
 // ErrScanBudget is the error of a request past MaxScanRequests.
@@ -120,21 +123,35 @@ func (v *Verifier) scan(ctx context.Context, repo name.Repository, canon, tag st
 	if rec != nil {
 		floor, recDigest = rec.SignedAt, rec.Digest
 	}
-	var best *Result
-	var bestAt time.Time
-	verified := 0
-	for _, d := range cands {
+	// The candidates are verified scanConcurrency at a time; one not
+	// started before the budget or the time ran out is not verified.
+	results := make([]*Result, len(cands))
+	var started atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(scanConcurrency)
+	for i, d := range cands {
 		if ctx.Err() != nil || budget.spent() {
-			stopped = strings.TrimPrefix(stopped+fmt.Sprintf("; stopped after %d of %d candidates (%d requests, %s bound)", verified, len(cands), budget.used.Load(), ScanTimeout), "; ")
 			break
 		}
-		cres := v.verifyForTag(ctx, repo, canon, d, scope, tag, p)
-		verified++
-		if !cres.Trusted {
+		started.Add(1)
+		g.Go(func() error {
+			results[i] = v.verifyForTag(ctx, repo, canon, d, scope, tag, p)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	verified := int(started.Load())
+	if verified < len(cands) || budget.spent() {
+		stopped = strings.TrimPrefix(stopped+fmt.Sprintf("; stopped after %d of %d candidates (%d requests, %s bound)", verified, len(cands), budget.used.Load(), ScanTimeout), "; ")
+	}
+	var best *Result
+	var bestAt time.Time
+	for i, cres := range results {
+		if cres == nil || !cres.Trusted {
 			continue
 		}
 		at := newestSigned(cres.Signers)
-		if d != recDigest && !notOlder(at, floor) {
+		if cands[i] != recDigest && !notOlder(at, floor) {
 			continue
 		}
 		if best == nil || at.After(bestAt) {
