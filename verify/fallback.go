@@ -79,8 +79,14 @@ func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scop
 	seen := tagRecord{Repository: res.Repository, Tag: t, Policy: fp, Digest: res.Digest, SignedAt: signedAt, ForTag: countForTag(res.Signers, t) >= scope.Threshold}
 	if rec != nil && rec.Digest == res.Digest {
 		// The newest this host has taken for the tag: nothing older can
-		// be, and nothing to read (the warm path stays one request).
-		v.saveTag(ctx, seen)
+		// be, and nothing to read (the warm path stays one request). The
+		// record is written only when it changes, or once a day to keep
+		// it from expiring (TagRecordTTL): a write costs the ledger's
+		// exclusive lock and an fsync.
+		if m := rec.merged(seen); m.HeadSequence != rec.HeadSequence || m.ForTag != rec.ForTag || !m.SignedAt.Equal(rec.SignedAt) ||
+			v.now().Sub(rec.UpdatedAt) > 24*time.Hour {
+			v.saveTag(ctx, seen)
+		}
 		return
 	}
 	head, note := v.readHead(ctx, tag, res.Repository, scope, rec, ropts)
