@@ -264,3 +264,74 @@ type rawManifest struct {
 
 func (r rawManifest) RawManifest() ([]byte, error)        { return r.raw, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
+
+// TestFallbackBake: the same through docker trustcache bake. Builder A
+// bakes three targets and signs their caches (bake --sign: the tag
+// annotation and each tag's head); the attacker pushes a forged cache
+// under target c's tag; a fresh agent's bake imports A's three caches —
+// c's through the fallback — and builds A's outputs, never the attacker's.
+func TestFallbackBake(t *testing.T) {
+	e := trustEnv(t)
+	e.genKey(t, "builder-a")
+	repo := uniqueRepo(t)
+	bakeFile := e.bakeProject(t, repo)
+	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+	results := func(t *testing.T, out string) map[string]string {
+		t.Helper()
+		m := map[string]string{}
+		for _, tg := range bakeTargets {
+			m[tg] = readResult(t, filepath.Join(out, tg))
+		}
+		return m
+	}
+
+	e.prune(t)
+	outA := filepath.Join(e.dir, "out-a")
+	args := append([]string{"bake"}, remoteBakeArgs()...)
+	args = append(args, "--trust-policy", policy, "--no-ledger", "--sign", "--key", "builder-a.key", "-f", bakeFile, "--var", "OUT="+outA)
+	for _, tg := range bakeTargets {
+		args = append(args, "--set", tg+".cache-to=type=registry,ref="+repo+":"+tg+",mode=max")
+	}
+	e.trustcache(t, args...).must(t)
+	honest := results(t, outA)
+	e.crane(t, "digest", repo+":trustcache-head-c").must(t) // bake --sign wrote c's head
+
+	// The attacker's cache under c's tag.
+	e.prune(t)
+	outX := filepath.Join(e.dir, "out-attacker")
+	args = append([]string{"buildx", "bake"}, remoteBakeArgs()...)
+	args = append(args, "-f", bakeFile, "--var", "OUT="+outX, "--set", "c.cache-from=",
+		"--set", "c.cache-to=type=registry,ref="+repo+":c,mode=max", "c")
+	e.docker(t, args...).must(t)
+	poison := readResult(t, filepath.Join(outX, "c"))
+
+	e.prune(t)
+	outC := filepath.Join(e.dir, "out-consumer")
+	report := filepath.Join(e.dir, "consumer-report.json")
+	args = append([]string{"bake"}, remoteBakeArgs()...)
+	args = append(args, "--no-ledger", "--trust-policy", policy, "--trust-report", report, "-f", bakeFile, "--var", "OUT="+outC)
+	r := e.trustcache(t, args...).must(t)
+	got := results(t, outC)
+	if got["c"] == poison {
+		t.Fatalf("target c built the attacker's output %q", poison)
+	}
+	for _, tg := range bakeTargets {
+		if got[tg] != honest[tg] {
+			t.Errorf("target %s built %q; want builder A's %q from its cache", tg, got[tg], honest[tg])
+		}
+	}
+	rep := readFallbackReport(t, report)
+	fallbacks := 0
+	for _, c := range rep.Caches {
+		if c.Action != "used" {
+			t.Errorf("cache %+v; want used", c)
+		}
+		if c.Result != nil && c.Result.Fallback != nil {
+			fallbacks++
+		}
+	}
+	if fallbacks != 1 || !strings.Contains(r.stderr, "fallback: tag c is untrusted") {
+		t.Errorf("%d caches through the fallback (want 1, target c); summary:\n%s", fallbacks, r.stderr)
+	}
+}
