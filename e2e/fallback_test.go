@@ -335,3 +335,54 @@ func TestFallbackBake(t *testing.T) {
 		t.Errorf("%d caches through the fallback (want 1, target c); summary:\n%s", fallbacks, r.stderr)
 	}
 }
+
+// TestFallbackGateway: the same through the gateway with plain docker
+// buildx build. Builder A signs :main; the attacker pushes a forged cache
+// under :main; a build through the gateway imports A's cache (the
+// gateway decides through the same Verify), never the attacker's.
+func TestFallbackGateway(t *testing.T) {
+	e := trustEnv(t)
+	ctx := e.serveProject(t)
+	e.genKey(t, "builder-a")
+	repo := uniqueRepo(t)
+	cache := repo + ":main"
+	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{filepath.Join(e.dir, "builder-a.pub")}}},
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+
+	e.prune(t)
+	report := filepath.Join(e.dir, "report-a.json")
+	args := append([]string{"build"}, remoteBuildArgs()...)
+	args = append(args, "--trust-policy", policy, "--trust-report", report, "--no-ledger", "--sign", "--key", "builder-a.key",
+		"--cache-to", "type=registry,ref="+cache+",mode=max", "-o", "type=local,dest="+filepath.Join(e.dir, "out-a"), ctx)
+	e.trustcache(t, args...).must(t)
+	honest := readResult(t, filepath.Join(e.dir, "out-a"))
+	rep := readFallbackReport(t, report)
+	if len(rep.Signed) != 1 {
+		t.Fatalf("builder A signed %+v; want its cache", rep.Signed)
+	}
+	signedDigest := strings.SplitN(rep.Signed[0].Reference, "@", 2)[1]
+
+	e.prune(t)
+	args = append([]string{"buildx", "build"}, remoteBuildArgs()...)
+	args = append(args, "--cache-to", "type=registry,ref="+cache+",mode=max", "-o", "type=local,dest="+filepath.Join(e.dir, "out-x"), ctx)
+	e.docker(t, args...).must(t)
+	poison := readResult(t, filepath.Join(e.dir, "out-x"))
+
+	gw := e.startGateway(t, policy)
+	gwBuilder := "gw-" + randomHex(t, 4)
+	e.docker(t, "buildx", "create", "--name", gwBuilder, "--driver", "remote", "unix://"+gw.sock).must(t)
+	e.prune(t)
+	r := e.docker(t, "buildx", "build", "--builder", gwBuilder, "--network", cfg.network, "--provenance=false",
+		"--cache-from", cache, "-o", "type=local,dest="+filepath.Join(e.dir, "out-gw"), ctx).must(t)
+	got := readResult(t, filepath.Join(e.dir, "out-gw"))
+	if got == poison {
+		t.Fatalf("the build through the gateway built the attacker's output %q", poison)
+	}
+	if got != honest {
+		t.Errorf("the build through the gateway built %q; want builder A's %q\n%s", got, honest, r.stderr)
+	}
+	lines := gw.decisionLines(cache)
+	if len(lines) == 0 || !strings.Contains(lines[0], `"action":"used"`) || !strings.Contains(lines[0], signedDigest) {
+		t.Errorf("decision lines for %s: %q; want used, builder A's digest %s", cache, lines, signedDigest)
+	}
+}
