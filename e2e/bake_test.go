@@ -103,9 +103,9 @@ func TestBake(t *testing.T) {
 	repo := uniqueRepo(t)
 	bakeFile := e.bakeProject(t, repo)
 	drop := e.writePolicy(t, "drop.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: noFallback}})
 	fail := e.writePolicy(t, "fail.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: "    onUntrusted: fail"}})
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: "    onUntrusted: fail\n" + noFallback}})
 	results := func(t *testing.T, out string) map[string]string {
 		t.Helper()
 		m := map[string]string{}

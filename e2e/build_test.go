@@ -118,9 +118,9 @@ func TestBuildHeadline(t *testing.T) {
 	repo := uniqueRepo(t)
 	cache := repo + ":cache"
 	drop := e.writePolicy(t, "drop.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: noFallback}})
 	fail := e.writePolicy(t, "fail.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: "    onUntrusted: fail"}})
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}, extra: "    onUntrusted: fail\n" + noFallback}})
 
 	// consumeWith builds on a pruned builder with --cache-from the tag and
 	// extra flags; consume does so as a fresh host would: without this

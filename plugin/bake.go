@@ -355,6 +355,7 @@ type bakeSigner struct {
 type bakeSignTarget struct {
 	name      string
 	cacheRepo *name.Repository // the target's one registry cache-to, if any
+	cacheTag  string           // its tag
 	pushes    bool
 }
 
@@ -378,7 +379,7 @@ func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets
 				return nil, usagef("target %s: cache-to ref %q: %w", t.Name, caches[0], err)
 			}
 			repo := r.Context()
-			st.cacheRepo = &repo
+			st.cacheRepo, st.cacheTag = &repo, tagOf(r)
 		default:
 			return nil, usagef("--sign signs one registry cache-to per target (bake reports one cache digest per target); target %s has %d", t.Name, len(caches))
 		}
@@ -413,7 +414,7 @@ func (bs *bakeSigner) targetExports() ([]targetExport, error) {
 	out := make([]targetExport, 0, len(bs.targets))
 	for _, t := range bs.targets {
 		te := targetExport{name: t.name, signer: *bs.base}
-		te.signer.cacheRepo, te.signer.pushes = t.cacheRepo, t.pushes
+		te.signer.cacheRepo, te.signer.cacheTag, te.signer.pushes = t.cacheRepo, t.cacheTag, t.pushes
 		tmd, ok, err := md.Target(t.name)
 		if !ok {
 			return nil, fmt.Errorf("target %s: the bake metadata reports nothing for it; not signing by tag", t.name)

@@ -427,6 +427,10 @@ func printReport(w io.Writer, r *trustReport) {
 			if c.Reason != "" {
 				fmt.Fprintf(&b, "\n           %s", printable(c.Reason))
 			}
+			if c.Result != nil && c.Result.Fallback != nil { // docs/fallback.md
+				fb := c.Result.Fallback
+				fmt.Fprintf(&b, "\n           fallback: tag %s is %s %s; its last trusted digest (from %s) is used", printable(fb.Tag), fb.TagStatus, printable(fb.TagDigest), fb.Source)
+			}
 			for _, r := range c.Refused {
 				fmt.Fprintf(&b, "\n           not passed on to BuildKit: %s", printable(r))
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -27,6 +28,8 @@ type buildSigner struct {
 	signer       signature.Signer
 	annotations  map[string]string
 	cacheRepo    *name.Repository // the one registry --cache-to, if any
+	cacheTag     string           // its tag ("" for none)
+	policy       *verify.Policy   // for the head records (signhead.go); nil: none
 	pushes       bool
 	format       signature.Format
 	metadataFile string
@@ -51,7 +54,7 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.
 			return nil, usagef("--cache-to ref %q: %w", caches[0], err)
 		}
 		repo := r.Context()
-		bs.cacheRepo = &repo
+		bs.cacheRepo, bs.cacheTag = &repo, tagOf(r)
 	default:
 		return nil, usagef("--sign signs one registry --cache-to per build (the build reports one cache digest); got %d", len(caches))
 	}
@@ -76,7 +79,7 @@ func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
 	for k, v := range opts.SignAnnotations {
 		ann[k] = v
 	}
-	bs.annotations = ann
+	bs.annotations, bs.policy = ann, p
 	format, err := signatureFormat(opts.SignatureFormat, p)
 	if err != nil {
 		return err
@@ -182,9 +185,16 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 		p = v.Policy()
 	}
 	for _, t := range targets {
-		sig, err := attachFresh(ctx, bs.cli.Err(), bs.signer, bs.format, p, t.repo, t.digest, bs.annotations, ropts)
-		if err != nil {
-			return signed, err
+		var sig signature.Signature
+		for _, tag := range bs.exportedTags(t, md) { // one signature per tag it was exported under, each naming it
+			ann, err := withTag(bs.annotations, tag, t.repo.Name()+":"+tag)
+			if err != nil {
+				return signed, err
+			}
+			if sig, err = attachFresh(ctx, bs.cli.Err(), bs.signer, bs.format, p, t.repo, t.digest, ann, ropts); err != nil {
+				return signed, err
+			}
+			writeHead(ctx, bs.cli.Err(), bs.signer, bs.policy, t.repo, tag, t.digest, ropts)
 		}
 		ref := t.repo.Name() + "@" + t.digest.String()
 		signed = append(signed, signedReport{Reference: ref, Kind: t.kind})
@@ -193,4 +203,24 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 		}
 	}
 	return signed, nil
+}
+
+// exportedTags returns the tags t was exported under (the --cache-to
+// ref's, or each pushed image name's in t's repository), or [""] when it
+// has none: what the signatures name as the tag annotation and the heads
+// written (signhead.go).
+func (bs *buildSigner) exportedTags(t exportTarget, md buildargs.Metadata) []string {
+	if t.kind == "cache" {
+		return []string{bs.cacheTag}
+	}
+	var tags []string
+	for _, n := range strings.Split(md.ImageName, ",") {
+		if r, err := name.ParseReference(strings.TrimSpace(n)); err == nil && r.Context().Name() == t.repo.Name() && tagOf(r) != "" && !slices.Contains(tags, tagOf(r)) {
+			tags = append(tags, tagOf(r))
+		}
+	}
+	if len(tags) == 0 {
+		return []string{""}
+	}
+	return tags
 }

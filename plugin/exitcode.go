@@ -19,6 +19,7 @@ const (
 	ExitUntrusted    = 3 // verdict: a reference is not trusted (no, bad or too few signatures)
 	ExitInconclusive = 4 // no verdict: a registry or network failure
 	ExitMissing      = 5 // verify: a tag does not exist in the registry (no cache there yet); none untrusted or inconclusive
+	ExitFallback     = 6 // verify: every REF passes, at least one only through its tag's last trusted digest (docs/fallback.md)
 )
 
 // usageError marks an error as a usage or configuration error.

@@ -60,7 +60,11 @@ reported on stderr (builds under that policy would drop it).
 Signed annotations: builder (--builder-name; default: the name the policy
 gives the key, else the key file's name),
 created (RFC 3339), the source repo, ref, commit and run that CI variables
-tell, and every --annotation.
+tell, every --annotation, and for REF:TAG the tag. Signing REF:TAG also
+writes the tag's signed head record (the tag trustcache-head-TAG), which
+lets a host that finds the tag forged, deleted or rolled back use its last
+trusted digest instead (docs/fallback.md). Signing an unchanged digest
+again writes neither.
 
 The key password is read from TRUSTCACHE_PASSWORD, then COSIGN_PASSWORD,
 then asked for on a terminal.
@@ -125,6 +129,8 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	type target struct {
 		repo   name.Repository
 		digest v1.Hash
+		tag    string // REF's tag: signed as the tag annotation, and its head written
+		ann    map[string]string
 	}
 	targets := make([]target, len(refs))
 	for i, ref := range refs {
@@ -136,7 +142,11 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		if err != nil {
 			return fmt.Errorf("resolving %s: %w", ref, err)
 		}
-		targets[i] = target{r.Context(), d}
+		tagAnn, err := withTag(ann, tagOf(r), ref)
+		if err != nil {
+			return err
+		}
+		targets[i] = target{r.Context(), d, tagOf(r), tagAnn}
 	}
 	var v *verify.Verifier
 	if p != nil {
@@ -145,10 +155,11 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		defer done()
 	}
 	for _, t := range targets {
-		sig, err := attachFresh(ctx, dockerCLI.Err(), signer, format, p, t.repo, t.digest, ann, ropts)
+		sig, err := attachFresh(ctx, dockerCLI.Err(), signer, format, p, t.repo, t.digest, t.ann, ropts)
 		if err != nil {
 			return err
 		}
+		writeHead(ctx, dockerCLI.Err(), signer, p, t.repo, t.tag, t.digest, ropts)
 		ref := t.repo.Name() + "@" + t.digest.String()
 		fmt.Fprintf(dockerCLI.Out(), "%s\n", ref)
 		if v != nil {

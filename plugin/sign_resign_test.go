@@ -22,9 +22,9 @@ import (
 )
 
 // signAt signs ref with the key file keyFile as builder ci, with the
-// signed creation time at: a signature made long ago, as a restored old
+// signed creation time at (naming tag, when not empty): a signature made long ago, as a restored old
 // .sig tag or last month's build leaves it.
-func signAt(t *testing.T, keyFile, ref string, at time.Time, format signature.Format) {
+func signAt(t *testing.T, keyFile, ref string, at time.Time, format signature.Format, tag string) {
 	t.Helper()
 	k, err := keys.LoadSigner(keyFile, func(bool) ([]byte, error) { return []byte("test-password"), nil })
 	if err != nil {
@@ -39,7 +39,11 @@ func signAt(t *testing.T, keyFile, ref string, at time.Time, format signature.Fo
 		t.Fatal(err)
 	}
 	s := signature.Signer{Key: k, Builder: "ci", Now: func() time.Time { return at }}
-	if _, _, err := s.Attach(context.Background(), format, r.Context(), h.Digest, nil); err != nil {
+	var ann map[string]string
+	if tag != "" { // as sign REPO:TAG signs: naming the tag (docs/fallback.md)
+		ann = map[string]string{"tag": tag}
+	}
+	if _, _, err := s.Attach(context.Background(), format, r.Context(), h.Digest, ann); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -91,7 +95,7 @@ func TestSignRefreshesAged(t *testing.T) {
 			tag := host + "/team/cache:main"
 			ref := host + "/team/cache@" + pushRandom(t, tag).String()
 			aged := time.Now().Add(-800 * time.Hour).UTC().Truncate(time.Second)
-			signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.Format(format))
+			signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.Format(format), "main")
 			if res := run(t, "verify", "--no-ledger", tag); res.code != ExitUntrusted || !strings.Contains(res.stdout, "older than maxAge 720h") {
 				t.Fatalf("verify before = %d %q; want untrusted, older than maxAge", res.code, res.stdout)
 			}
@@ -133,13 +137,13 @@ func TestSignRefreshesWithoutPolicy(t *testing.T) {
 	run(t, "keys", "generate", "--name", "ci")
 	tag := host + "/team/cache:main"
 	ref := host + "/team/cache@" + pushRandom(t, tag).String()
-	signAt(t, filepath.Join(dir, "ci.key"), ref, time.Now().Add(-23*time.Hour), signature.FormatLegacy)
+	signAt(t, filepath.Join(dir, "ci.key"), ref, time.Now().Add(-23*time.Hour), signature.FormatLegacy, "main")
 	if res := run(t, "sign", "--key", "ci.key", tag); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Errorf("sign over a 23h-old signature = %d %q; want already signed", res.code, res.stderr)
 	}
 	old := time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Second)
 	ref2 := host + "/team/cache@" + pushRandom(t, host+"/team/cache:old").String()
-	signAt(t, filepath.Join(dir, "ci.key"), ref2, old, signature.FormatLegacy)
+	signAt(t, filepath.Join(dir, "ci.key"), ref2, old, signature.FormatLegacy, "")
 	want := "is older than 24h (the re-sign age without a policy maxAge)"
 	if res := run(t, "sign", "--key", "ci.key", ref2); res.code != 0 || !strings.Contains(res.stderr, want) {
 		t.Errorf("sign over a 25h-old signature = %d %q; want %q", res.code, res.stderr, want)
@@ -150,7 +154,7 @@ func TestSignRefreshesWithoutPolicy(t *testing.T) {
 
 	trustPolicy(t, dir, host, "") // no maxAge: any age counts
 	ref3 := host + "/team/cache@" + pushRandom(t, host+"/team/cache:kept").String()
-	signAt(t, filepath.Join(dir, "ci.key"), ref3, old.Add(-1000*time.Hour), signature.FormatLegacy)
+	signAt(t, filepath.Join(dir, "ci.key"), ref3, old.Add(-1000*time.Hour), signature.FormatLegacy, "")
 	if res := run(t, "sign", "--key", "ci.key", ref3); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Errorf("sign under a scope without maxAge = %d %q; want already signed", res.code, res.stderr)
 	}
@@ -168,7 +172,7 @@ func TestBuildSignRefreshesAged(t *testing.T) {
 	d := pushRandom(t, host+"/team/cache:main")
 	ref := host + "/team/cache@" + d.String()
 	aged := time.Now().Add(-721 * time.Hour).UTC().Truncate(time.Second)
-	signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.FormatLegacy)
+	signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.FormatLegacy, "")
 
 	p, err := verify.LoadPolicy(filepath.Join(dir, ".trustcache.yaml"))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -38,7 +39,9 @@ Exit status: 0 when every REF passes (trusted, or its scope level is audit or
 skip); 3 when a REF is untrusted; 4 when a registry or network failure left a
 REF without a verdict; 5 when a REF's tag does not exist in the registry
 (verdict missing: no cache pushed to it yet) and none is untrusted or
-inconclusive; 2 for a usage or configuration error.`,
+inconclusive; 6 when every REF passes but a tag's own digest was not trusted
+(forged, missing or rolled back) and its last trusted digest was used instead
+(the fallback, docs/fallback.md); 2 for a usage or configuration error.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.format != "text" && opts.format != "json" {
@@ -126,6 +129,9 @@ func verifyAll(ctx context.Context, v *verify.Verifier, refs []string) ([]*verif
 // enforce (audit, skip) pass.
 func verifyStatus(results []*verify.Result) error {
 	code := exitFor(decision.Worst(results))
+	if code == ExitOK && slices.ContainsFunc(results, func(r *verify.Result) bool { return r != nil && r.Fallback != nil }) {
+		code = ExitFallback
+	}
 	if code == ExitOK {
 		return nil
 	}
@@ -150,11 +156,16 @@ func exitFor(s decision.Status) int {
 // policyFile.
 func renderResult(w io.Writer, policyFile string, r *verify.Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s\n", printable(r.Reference), r.Verdict)
+	verdict := string(r.Verdict)
+	if r.Fallback != nil {
+		verdict += " (fallback: the tag's last trusted digest)"
+	}
+	fmt.Fprintf(&b, "%s: %s\n", printable(r.Reference), verdict)
 	fmt.Fprintf(&b, "  policy:  %s\n", printable(policyFile))
 	if r.Digest != "" {
 		fmt.Fprintf(&b, "  digest:  %s\n", printable(r.Digest))
 	}
+	renderFallback(&b, r.Fallback)
 	if r.Scope != "" {
 		fmt.Fprintf(&b, "  scope:   %s (level %s, threshold %d, on untrusted %s)\n", printable(r.Scope), r.Level, r.Threshold, r.OnUntrusted)
 	}
@@ -173,4 +184,26 @@ func renderResult(w io.Writer, policyFile string, r *verify.Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// renderFallback writes the fallback lines of a result: what the tag had,
+// why it was not used, and the digest used instead.
+func renderFallback(b *strings.Builder, fb *verify.Fallback) {
+	if fb == nil {
+		return
+	}
+	switch fb.TagStatus {
+	case verify.TagMissing:
+		fmt.Fprintf(b, "  tag:     %s is missing\n", printable(fb.Tag))
+	default:
+		fmt.Fprintf(b, "  tag:     %s is %s, %s\n", printable(fb.Tag), printable(fb.TagDigest), printable(fb.TagStatus))
+	}
+	fmt.Fprintf(b, "  fallback: %s from %s", printable(fb.Digest), printable(fb.Source))
+	if fb.HeadSequence != 0 {
+		fmt.Fprintf(b, " (head sequence %d)", fb.HeadSequence)
+	}
+	if fb.Age != "" {
+		fmt.Fprintf(b, ", signed %s ago", printable(fb.Age))
+	}
+	b.WriteString("\n")
 }

@@ -188,7 +188,7 @@ func TestTooManySignatures(t *testing.T) {
 }
 
 // addJunkSignatures appends n junk signature layers to digest's .sig tag.
-func addJunkSignatures(t *testing.T, repo name.Repository, d v1.Hash, n int) {
+func addJunkSignatures(t testing.TB, repo name.Repository, d v1.Hash, n int) {
 	t.Helper()
 	tag := signature.SigTag(repo, d)
 	img, err := remote.Image(tag)

@@ -209,7 +209,7 @@ func TestVerifyBundleInline(t *testing.T) {
 	}
 	// The test registry has no referrers API: the list is its 404, then
 	// the referrers tag.
-	if n := served(f.reg) - before; n != 6 {
-		t.Errorf("cold verify of a bundle-signed tag: %d requests; want 6 (ping, HEAD tag, GET .sig: none, GET referrers: 404, GET referrers tag, GET referrer manifest)", n)
+	if n := served(f.reg) - before; n != 7 {
+		t.Errorf("cold verify of a bundle-signed tag: %d requests; want 7 (ping, HEAD tag, GET .sig: none, GET referrers: 404, GET referrers tag, GET referrer manifest, GET head record: none)", n)
 	}
 }

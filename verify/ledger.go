@@ -35,13 +35,14 @@ var ErrLedgerClosed = ledger.ErrClosed
 
 // OpenLedger returns the ledger at path, creating its directory (0700) if
 // needed; the file itself is created (0600) by the first write. Its Prune
-// also removes the expired registry pings remembered in it.
+// also removes the expired registry pings remembered in it, and the tag
+// records of the fallback not updated for TagRecordTTL (fallback_ledger.go).
 func OpenLedger(path string) (*Ledger, error) {
 	return openLedger(path)
 }
 
 func openLedger(path string, opts ...ledger.Option) (*Ledger, error) {
-	return ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings)}, opts...)...)
+	return ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(TagBucket, sweepTags)}, opts...)...)
 }
 
 // validEntry reports whether e may stand in for a verification at now
@@ -68,8 +69,12 @@ func WithLedger(l *Ledger) Option {
 // settings already.
 func (v *Verifier) fromLedger(ctx context.Context, res *Result, scope *Scope) bool {
 	e, err := v.ledger.Lookup(ctx, res.Repository, res.Digest)
-	if err != nil || e == nil || !validEntry(e, v.policy.Fingerprint(scope), v.now()) || len(e.Signers) < scope.Threshold {
+	plain, narrowed := ledgerScope(ctx, scope)
+	if err != nil || e == nil || !validEntry(e, v.policy.Fingerprint(plain), v.now()) || len(e.Signers) < scope.Threshold {
 		return false
+	}
+	if narrowed && countMatching(e.Signers, scope.Annotations) < scope.Threshold {
+		return false // trusted, but not on signatures that name the tag (verify/fallback.go)
 	}
 	res.Trusted = true
 	res.Verdict = VerdictTrusted
@@ -86,11 +91,12 @@ func (v *Verifier) remember(ctx context.Context, res *Result, scope *Scope) {
 		return
 	}
 	now := v.now()
+	plain, _ := ledgerScope(ctx, scope)
 	e := LedgerEntry{
 		Repository:   res.Repository,
 		Digest:       res.Digest,
 		Signers:      res.Signers,
-		Policy:       v.policy.Fingerprint(scope),
+		Policy:       v.policy.Fingerprint(plain),
 		PolicyDigest: v.policy.Digest,
 		VerifiedAt:   now,
 		Expires:      ledgerExpiry(scope, res.Signers, now),
@@ -122,4 +128,35 @@ func ledgerExpiry(scope *Scope, signers []Signer, now time.Time) time.Time {
 		}
 	}
 	return exp.UTC()
+}
+
+// ledgerAsKey carries, in a verification's context, a scope narrowed for
+// the fallback (scopeForTag) and the scope it narrows: the ledger entries
+// of the narrowed verification are recorded and looked up under the
+// plain scope's fingerprint — a digest trusted under the narrowed scope is
+// trusted under the plain one, and one entry per digest serves both (a
+// lookup under the narrowed scope also needs its signers to name the tag).
+type ledgerAsKey struct{}
+
+type ledgerAs struct{ narrowed, plain *Scope }
+
+// ledgerScope returns the scope whose fingerprint the ledger uses for a
+// verification under scope, and whether scope is a narrowed one.
+func ledgerScope(ctx context.Context, scope *Scope) (*Scope, bool) {
+	if la, ok := ctx.Value(ledgerAsKey{}).(ledgerAs); ok && la.narrowed == scope {
+		return la.plain, true
+	}
+	return scope, false
+}
+
+// countMatching counts the distinct builders among signers whose signed
+// annotations match want.
+func countMatching(signers []Signer, want map[string]string) int {
+	builders := map[string]bool{}
+	for _, s := range signers {
+		if matchAnnotations(want, s.Annotations) == "" {
+			builders[s.Builder] = true
+		}
+	}
+	return len(builders)
 }

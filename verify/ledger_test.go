@@ -67,8 +67,8 @@ func TestLedgerRoundTrips(t *testing.T) {
 	v := ledgerVerifier(p, l, now)
 	cold, n := ledgerRun(t, f, v, tag)
 	wantVerdict(t, cold, VerdictTrusted, "")
-	if cold.FromLedger || n != 3 {
-		t.Errorf("cold Verify(%q): FromLedger %v, %d requests; want false, 3 (ping, HEAD, .sig with the payload embedded)", tag, cold.FromLedger, n)
+	if cold.FromLedger || n != 4 {
+		t.Errorf("cold Verify(%q): FromLedger %v, %d requests; want false, 4 (ping, HEAD, .sig with the payload embedded, the tag's head record)", tag, cold.FromLedger, n)
 	}
 
 	for _, c := range []struct {

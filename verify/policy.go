@@ -110,6 +110,10 @@ type Scope struct {
 	// Provenance is the scope's requireProvenance rule (verify/provenance.go);
 	// the zero value requires none.
 	Provenance ProvenanceRule
+	// Fallback says what a tag whose digest is not trusted yields
+	// (verify/fallback.go): FallbackLastTrusted or FallbackNone; "" is
+	// the default, FallbackLastTrusted.
+	Fallback FallbackMode
 	// Line is the line of the scope in the policy file.
 	Line int
 }

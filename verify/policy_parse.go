@@ -435,7 +435,7 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 	patterns := make(map[string]string)
 	for i, n := range list {
 		path := fmt.Sprintf("scopes[%d]", i)
-		sf := ps.fields(n, path, "repositories", "builders", "threshold", "level", "onUntrusted", "maxAge", "annotations", "acceptUnboundBundles", "requireProvenance", "maxDepth", "maxRequests")
+		sf := ps.fields(n, path, "repositories", "builders", "threshold", "level", "onUntrusted", "maxAge", "annotations", "acceptUnboundBundles", "requireProvenance", "maxDepth", "maxRequests", "fallback")
 		if sf == nil {
 			continue
 		}
@@ -551,6 +551,16 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 			}
 		}
 		s.Provenance = ps.provenanceRule(sf, path, s.Level)
+		if ff, ok := sf["fallback"]; ok {
+			if f, ok := ps.str(ff.value, path+".fallback"); ok {
+				switch FallbackMode(f) {
+				case FallbackLastTrusted, FallbackNone:
+					s.Fallback = FallbackMode(f)
+				default:
+					ps.errorf(ff.key, path+".fallback", "unknown fallback %q: want %s or %s", f, FallbackLastTrusted, FallbackNone)
+				}
+			}
+		}
 		out = append(out, s)
 	}
 	return out

@@ -60,11 +60,37 @@ type Result struct {
 	// records of the digest and the re-verification of their imports
 	// (verify/provenance.go); nil when the rule did not run.
 	Provenance *ProvenanceNode `json:"provenance,omitempty"`
+	// Fallback is set when the tag's own digest was not used and the last
+	// trusted digest of the tag was (verify/fallback.go, docs/fallback.md):
+	// Digest, Signers and the verdict are then the fallback digest's, and
+	// Fallback says what the tag had and why it was not used.
+	Fallback *Fallback `json:"fallback,omitempty"`
 
 	// Explain only: every rule applied to every signature, and the scope
 	// patterns that matched but lost to a more specific one.
 	Checks      []SignatureCheck `json:"checks,omitempty"`
 	OtherScopes []string         `json:"otherScopes,omitempty"`
+}
+
+// Fallback is what the tag of a Result's reference resolved to, why that
+// was not used, and the last trusted digest of the tag used instead.
+type Fallback struct {
+	Tag       string `json:"tag"`
+	TagDigest string `json:"tagDigest"` // "" when the tag is missing
+	// TagStatus is why the tag's digest was not used: TagMissing,
+	// TagUntrusted, TagInconclusive or TagRolledBack.
+	TagStatus string `json:"tagStatus"`
+	Why       string `json:"why"`    // the tag digest's reasons, in one line
+	Digest    string `json:"digest"` // the digest used instead (Result.Digest)
+	// Source is where Digest was found: FromHead, FromHeadPrevious,
+	// FromLedger or FromScan.
+	Source string `json:"source"`
+	// HeadSequence is the sequence of the head record that named Digest
+	// (or its successor, for FromHeadPrevious); 0 for none.
+	HeadSequence uint64   `json:"headSequence,omitempty"`
+	Signers      []Signer `json:"signers"`
+	SignedAt     string   `json:"signedAt,omitempty"` // the newest counted signature's time
+	Age          string   `json:"age,omitempty"`      // how long ago that was
 }
 
 // Pinned returns REPOSITORY@DIGEST, the reference to import, or "" when no

@@ -103,7 +103,9 @@ func New(p *Policy, opts ...Option) *Verifier {
 	for _, o := range opts {
 		o(v)
 	}
-	v.transport = budgetTransport{next: v.transport} // counts a provenance walk's requests (verify/provenance.go)
+	// Count a provenance walk's requests (verify/provenance.go) and a
+	// fallback scan's (verify/fallback_scan.go).
+	v.transport = scanBudgetTransport{next: budgetTransport{next: v.transport}}
 	var pings *registry.PingCache
 	if v.ledger != nil {
 		// With a ledger, the puller's transport remembers registry pings in
@@ -201,6 +203,11 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 		*res = start
 		res.Signers, res.Reasons = []Signer{}, []string{}
 		v.check(ctx, r, res, scope, explain, v.pullers.Renew(p))
+	}
+	// The fallback (verify/fallback.go): a tag whose digest is not trusted,
+	// missing or rolled back yields its last trusted digest.
+	if tag, ok := r.(name.Tag); ok && !explain && scope.Fallback != FallbackNone && ctx.Err() == nil {
+		v.fallback(ctx, tag, res, scope, v.pullers.Current())
 	}
 	return res, nil
 }

@@ -447,10 +447,10 @@ func TestVerifyRoundTrips(t *testing.T) {
 		tag, secondTag, digest  int64
 		tagWhy, secondWhy, dWhy string
 	}{
-		{"payload embedded (trustcache's signatures)", false, 3, 2, 1,
-			"ping, HEAD tag, GET .sig", "no second ping", ".sig"},
-		{"payload as a blob only (cosign's signatures)", true, 4, 3, 2,
-			"ping, HEAD tag, GET .sig, GET payload", "no second ping", ".sig, payload"},
+		{"payload embedded (trustcache's signatures)", false, 4, 3, 1,
+			"ping, HEAD tag, GET .sig, GET head record (verify/fallback.go: a fresh host's rollback bound)", "no second ping", ".sig"},
+		{"payload as a blob only (cosign's signatures)", true, 5, 4, 2,
+			"ping, HEAD tag, GET .sig, GET payload, GET head record", "no second ping", ".sig, payload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
