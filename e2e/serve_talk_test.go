@@ -13,7 +13,8 @@ import (
 // TestServeTalk: a plain `docker buildx build --progress plain` through
 // the gateway shows, in its own progress output, what the gateway decided
 // for each cache import (the signed one used, pinned to its digest,
-// signed by its builder; the unsigned one dropped and why), and the
+// signed by its builder; the unsigned one dropped and why, also among the
+// build's warnings), and the
 // gateway logs one decision line per import of the build. With
 // onUntrusted: fail the client's error names the cache once.
 func TestServeTalk(t *testing.T) {
@@ -68,6 +69,11 @@ func TestServeTalk(t *testing.T) {
 	dropped := regexp.MustCompile(`(?m)^` + n + ` [0-9.]+ dropped +type=registry,ref=` + regexp.QuoteMeta(evil) + `: .*\S`)
 	if m := dropped.FindString(progress); m == "" || !strings.Contains(m, "sign") {
 		t.Errorf("the build's progress does not say %s was dropped and why (%q):\n%s", evil, m, progress)
+	}
+	// And again among the build's warnings, which buildx lists last.
+	warning := regexp.MustCompile(`(?m)^(?:\x1b\[0m)? - trustcache gateway: cache ` + regexp.QuoteMeta(evil) + ` not imported: .*\S`)
+	if !warning.MatchString(progress) {
+		t.Errorf("the build's warnings do not name the dropped cache %s:\n%s", evil, progress)
 	}
 	for _, ref := range []string{signed, evil} {
 		if lines := gw.decisionLines(ref); len(lines) != 1 {

@@ -193,7 +193,7 @@ func (d *Decider) decideBuild(ctx context.Context, client, method string, imps [
 		decisions[i] = o.Decision
 		if bt.first(imps[i], o) {
 			d.logDecision(ctx, client, method, imps[i], o)
-			bt.tell(decisionLine(imps[i], o))
+			bt.tell(decisionLine(imps[i], o), decisionWarning(imps[i], o))
 		}
 		if ref := imps[i].Ref(); o.action == actionBlocked && !named[ref] {
 			named[ref] = true

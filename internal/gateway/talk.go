@@ -38,6 +38,7 @@ const (
 const (
 	statusVertexes protowire.Number = 1 // repeated Vertex
 	statusLogs     protowire.Number = 3 // repeated VertexLog
+	statusWarnings protowire.Number = 4 // repeated VertexWarning
 
 	vertexDigest    protowire.Number = 1
 	vertexName      protowire.Number = 3
@@ -49,7 +50,12 @@ const (
 	logStream    protowire.Number = 3
 	logMsg       protowire.Number = 4
 
-	stdoutStream = 1
+	warnVertex protowire.Number = 1
+	warnLevel  protowire.Number = 2
+	warnShort  protowire.Number = 3
+
+	stdoutStream  = 1
+	warnLevelWarn = 1 // the level BuildKit's own build warnings (lint) have
 )
 
 // talks holds what the gateway has to tell each build's client, by build
@@ -69,6 +75,7 @@ type buildTalk struct {
 	mu      sync.Mutex
 	logged  map[string]string // import → what was logged of it
 	lines   []string          // not yet sent
+	warns   []string          // warnings not yet sent: the dropped imports
 	kept    int               // lines kept, sent or not
 	left    int               // lines left out past maxTalkLines
 	started time.Time         // when the vertex was first sent; zero before
@@ -141,8 +148,10 @@ func (bt *buildTalk) first(imp Import, o outcome) bool {
 	return true
 }
 
-// tell queues a decision line for the build's client.
-func (bt *buildTalk) tell(line string) {
+// tell queues a decision line for the build's client; warn, when not
+// empty, also as a build warning (buildx lists them at the end of its
+// output).
+func (bt *buildTalk) tell(line, warn string) {
 	if bt == nil {
 		return
 	}
@@ -154,6 +163,9 @@ func (bt *buildTalk) tell(line string) {
 	}
 	bt.kept++
 	bt.lines = append(bt.lines, line)
+	if warn != "" {
+		bt.warns = append(bt.warns, warn)
+	}
 }
 
 // pending returns a StatusResponse carrying the lines not yet sent, nil
@@ -174,12 +186,13 @@ func (bt *buildTalk) pending(now time.Time) *frame {
 	if len(lines) == 0 {
 		return nil
 	}
-	bt.lines = nil
+	warns := bt.warns
+	bt.lines, bt.warns = nil, nil
 	var vertex bool
 	if bt.started.IsZero() {
 		bt.started, vertex = now, true
 	}
-	f := frame(statusResponse(talkVertexDigest(bt.build), vertex, bt.started, now, lines))
+	f := frame(statusResponse(talkVertexDigest(bt.build), vertex, bt.started, now, lines, warns))
 	return &f
 }
 
@@ -190,10 +203,10 @@ func talkVertexDigest(build string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// statusResponse encodes a StatusResponse logging lines under the vertex
-// dgst; withVertex also sends the vertex, started at started and
-// completed at now.
-func statusResponse(dgst string, withVertex bool, started, now time.Time, lines []string) []byte {
+// statusResponse encodes a StatusResponse logging lines, and warning
+// warns, under the vertex dgst; withVertex also sends the vertex, started
+// at started and completed at now.
+func statusResponse(dgst string, withVertex bool, started, now time.Time, lines, warns []string) []byte {
 	var out []byte
 	if withVertex {
 		var v []byte
@@ -218,7 +231,18 @@ func statusResponse(dgst string, withVertex bool, started, now time.Time, lines 
 	lg = protowire.AppendVarint(lg, stdoutStream)
 	lg = protowire.AppendTag(lg, logMsg, protowire.BytesType)
 	lg = protowire.AppendString(lg, msg.String())
-	return appendBytesField(out, statusLogs, lg)
+	out = appendBytesField(out, statusLogs, lg)
+	for _, w := range warns {
+		var wb []byte
+		wb = protowire.AppendTag(wb, warnVertex, protowire.BytesType)
+		wb = protowire.AppendString(wb, dgst)
+		wb = protowire.AppendTag(wb, warnLevel, protowire.VarintType)
+		wb = protowire.AppendVarint(wb, warnLevelWarn)
+		wb = protowire.AppendTag(wb, warnShort, protowire.BytesType)
+		wb = protowire.AppendString(wb, w)
+		out = appendBytesField(out, statusWarnings, wb)
+	}
+	return out
 }
 
 // appendTimestamp appends t as a google.protobuf.Timestamp field num.
@@ -265,6 +289,19 @@ func decisionLine(imp Import, o outcome) string {
 		}
 	}
 	return printable(b.String())
+}
+
+// decisionWarning is the build warning for an import the build runs
+// without, "" for the others.
+func decisionWarning(imp Import, o outcome) string {
+	if o.action != actionDropped {
+		return ""
+	}
+	what := "a type=" + imp.Type + " cache"
+	if ref := imp.Ref(); ref != "" {
+		what = "cache " + ref
+	}
+	return printable(fmt.Sprintf("trustcache gateway: %s not imported: %s", what, o.reason))
 }
 
 // printable escapes what a terminal would act on (control characters,

@@ -120,8 +120,8 @@ func TestTalkBuildProgress(t *testing.T) {
 		t.Fatalf("Status got %q; want the gateway's StatusResponse, then buildkitd's", msgs)
 	}
 	resp := pbFields(t, msgs[0])
-	if len(resp[statusVertexes]) != 1 || len(resp[statusLogs]) != 1 || len(resp) != 2 {
-		t.Fatalf("StatusResponse fields %v; want one vertex and one log", resp)
+	if len(resp[statusVertexes]) != 1 || len(resp[statusLogs]) != 1 || len(resp[statusWarnings]) != 1 || len(resp) != 3 {
+		t.Fatalf("StatusResponse fields %v; want one vertex, one log and one warning", resp)
 	}
 	vtx := pbFields(t, resp[statusVertexes][0].([]byte))
 	dgst := str1(t, vtx, vertexDigest)
@@ -146,6 +146,17 @@ func TestTalkBuildProgress(t *testing.T) {
 		"dropped  type=registry,ref=" + evil + ": untrusted: no signatures found\n"
 	if got := str1(t, lg, logMsg); got != want {
 		t.Errorf("decision lines\n%q\nwant\n%q", got, want)
+	}
+
+	w := pbFields(t, resp[statusWarnings][0].([]byte))
+	if v := str1(t, w, warnVertex); v != dgst {
+		t.Errorf("warning of vertex %q; want %q", v, dgst)
+	}
+	if len(w[warnLevel]) != 1 || w[warnLevel][0].(uint64) != 1 {
+		t.Errorf("warning level %v; want 1", w[warnLevel])
+	}
+	if got, want := str1(t, w, warnShort), "trustcache gateway: cache "+evil+" not imported: untrusted: no signatures found"; got != want {
+		t.Errorf("warning %q; want %q", got, want)
 	}
 
 	// Told once: a second Status of the build carries buildkitd's only.
@@ -284,7 +295,7 @@ func TestTalkBounded(t *testing.T) {
 	bt := tk.acquire("many")
 	defer tk.release(bt)
 	for i := range maxTalkLines + 10 {
-		bt.tell(fmt.Sprint("line ", i))
+		bt.tell(fmt.Sprint("line ", i), "")
 	}
 	f := bt.pending(time.Now())
 	lg := pbFields(t, pbFields(t, *f)[statusLogs][0].([]byte))
@@ -292,7 +303,7 @@ func TestTalkBounded(t *testing.T) {
 	if n := strings.Count(msg, "\n"); n != maxTalkLines+1 || !strings.HasSuffix(msg, "10 more decisions not shown (see the gateway's log)\n") {
 		t.Errorf("%d lines, ending %q; want %d and a count of the rest", n, msg[len(msg)-60:], maxTalkLines+1)
 	}
-	bt.tell("late")
+	bt.tell("late", "")
 	f = bt.pending(time.Now())
 	if msg := str1(t, pbFields(t, pbFields(t, *f)[statusLogs][0].([]byte)), logMsg); msg != "1 more decisions not shown (see the gateway's log)\n" {
 		t.Errorf("a line past the bound: %q; want it counted", msg)
