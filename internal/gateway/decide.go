@@ -163,6 +163,18 @@ type outcome struct {
 // gRPC status with codes.PermissionDenied, refuses the call: an import the
 // policy says must fail the build (onUntrusted: fail).
 func (d *Decider) Decide(ctx context.Context, client, method string, imps []Import, into Adder) ([]Decision, error) {
+	return d.decideBuild(ctx, client, method, imps, into, nil)
+}
+
+// decideBuild is Decide for a call of the build bt follows (nil: none):
+// an import the build's calls decided already the same way is not logged
+// again, and each new decision is queued for the build's progress stream.
+func (d *Decider) decideBuild(ctx context.Context, client, method string, imps []Import, into Adder, bt *buildTalk) ([]Decision, error) {
+	if bt == nil {
+		// Still one line per import of the call: a Control.Solve carries
+		// each twice (Cache.Imports, the cache-imports attribute).
+		bt = &buildTalk{logged: map[string]string{}}
+	}
 	v := d.v.Load()
 	outs := make([]outcome, len(imps))
 	var g errgroup.Group
@@ -176,11 +188,16 @@ func (d *Decider) Decide(ctx context.Context, client, method string, imps []Impo
 	_ = g.Wait() // decide reports its failures in outs[i]
 	decisions := make([]Decision, len(imps))
 	var blocked []string
+	named := map[string]bool{} // the caches blocked: each is named once
 	for i, o := range outs {
 		decisions[i] = o.Decision
-		d.logDecision(ctx, client, method, imps[i], o)
-		if o.action == actionBlocked {
-			blocked = append(blocked, fmt.Sprintf("cache %s is %s: %s", imps[i].Ref(), o.res.Verdict, o.res.Reason()))
+		if bt.first(imps[i], o) {
+			d.logDecision(ctx, client, method, imps[i], o)
+			bt.tell(decisionLine(imps[i], o), decisionWarning(imps[i], o))
+		}
+		if ref := imps[i].Ref(); o.action == actionBlocked && !named[ref] {
+			named[ref] = true
+			blocked = append(blocked, fmt.Sprintf("cache %s is %s: %s", ref, o.res.Verdict, o.res.Reason()))
 		}
 	}
 	if len(blocked) > 0 {

@@ -38,6 +38,13 @@
 // closed when the last of them ends: then the references buildkitd was
 // given for the build answer 404.
 //
+// The gateway tells each build's client what it decided (talk.go): the
+// build's Control.Status stream, which only its owner reads, carries one
+// more vertex, "[trustcache] cache imports", whose log lines are the
+// decision on each import; the one other message the gateway writes. Each
+// import is logged once per build, however many of the build's Solve calls
+// carry it.
+//
 // The gateway answers grpc.health.v1.Health itself: SERVING while buildkitd
 // answers.
 package gateway

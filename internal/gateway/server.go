@@ -61,6 +61,7 @@ type Server struct {
 	admit    Admission
 	identify IdentifyFunc
 	owners   *owners
+	talks    *talks // what each build's client is told (talk.go)
 	// awaitOpen is how long a call waits for the build or session it
 	// names to be opened (Control.Solve or Status, Control.Session)
 	// before it is refused.
@@ -105,7 +106,7 @@ func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option)
 		admit = *o.admit
 	}
 	s := &Server{backend: backend, decider: d, log: log, scopes: &buildScopes{ep: d.ep}, tls: o.tls != nil,
-		admit: admit, identify: o.identify, owners: newOwners(), awaitOpen: defaultAwaitOpen}
+		admit: admit, identify: o.identify, owners: newOwners(), talks: &talks{}, awaitOpen: defaultAwaitOpen}
 	gopts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.UnknownServiceHandler(s.handle),
@@ -314,13 +315,19 @@ func (s *Server) handle(_ any, ss grpc.ServerStream) error {
 	switch method {
 	case mControlSolve, mBridgeSolve:
 		return s.forwardSolve(ss, who, method, inspected[method], *first)
+	case mStatus:
+		// The build's progress, with the gateway's decisions on its
+		// cache imports written in (talk.go).
+		bt := s.talks.acquire(n.build)
+		defer s.talks.release(bt)
+		return s.forward(ss, method, first, true, nil, func() *frame { return bt.pending(time.Now()) })
 	case mListenBuildHistory:
 		return s.forward(ss, method, first, true, func(ev []byte) bool {
 			ref := historyEventRef(ev)
 			return ref != "" && s.owners.ownerOf(kindBuild, ref) == who.Key
-		})
+		}, nil)
 	}
-	return s.forward(ss, method, first, first != nil, nil)
+	return s.forward(ss, method, first, first != nil, nil, nil)
 }
 
 // claim binds id to who, or refuses the call when another client holds
@@ -384,14 +391,17 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, who Identity, method string,
 	}
 	// The build's scope of the endpoint lives as long as the build's
 	// Solve calls: its references end with the build.
-	bs := s.scopes.acquire(buildKey(ctx, method, req))
+	build := buildKey(ctx, method, req)
+	bs := s.scopes.acquire(build)
 	defer s.scopes.release(bs)
+	bt := s.talks.acquire(build)
+	defer s.talks.release(bt)
 	imps, err := sh.imports(req)
 	if err != nil {
 		return s.refuse(ctx, who, method, err)
 	}
 	if len(imps) > 0 {
-		decisions, err := s.decider.Decide(ctx, who.Name, method, imps, bs)
+		decisions, err := s.decider.decideBuild(ctx, who.Name, method, imps, bs, bt)
 		if err != nil {
 			return err
 		}
@@ -401,7 +411,7 @@ func (s *Server) forwardSolve(ss grpc.ServerStream, who Identity, method string,
 		}
 		req = out
 	}
-	return s.forward(ss, method, &req, true, nil)
+	return s.forward(ss, method, &req, true, nil, nil)
 }
 
 // logFrontend logs the decision on a request's frontend: refusals at
@@ -445,8 +455,9 @@ func (s *Server) refuse(ctx context.Context, who Identity, method string, err er
 // the client's first message, already read. For a unary call (an
 // inspected Solve) only first is sent: a further message from the client
 // is never relayed. keep, when set, decides which of buildkitd's messages
-// reach the client.
-func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool, keep func([]byte) bool) error {
+// reach the client. inject, when set, is asked before each of buildkitd's
+// messages for one of the gateway's own to send first.
+func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool, keep func([]byte) bool, inject func() *frame) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -512,6 +523,14 @@ func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unar
 				if keep != nil && !keep(m.bufs.Materialize()) {
 					m.free()
 					continue
+				}
+				if inject != nil {
+					if f := inject(); f != nil {
+						if err := ss.SendMsg(f); err != nil {
+							m.free()
+							return err
+						}
+					}
 				}
 				if err := ss.SendMsg(&m); err != nil {
 					m.free()
