@@ -55,6 +55,7 @@ func subcommands(dockerCLI command.Cli) []*cobra.Command {
 		newPolicyCommand(dockerCLI),
 		newLedgerCommand(dockerCLI),
 		newServeCommand(dockerCLI),
+		newBuilderCommand(dockerCLI),
 		newInstallCommand(dockerCLI),
 		newUninstallCommand(dockerCLI),
 	}
