@@ -26,6 +26,8 @@ PLATFORMS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 STAMPED       := $(patsubst main.version=%,%,$(filter main.version=%,$(LDFLAGS)))
 
 IMAGE         ?= docker-trustcache:$(VERSION)
+IMAGE_LATEST  ?= docker-trustcache:latest
+DOCKER        ?= docker
 
 .PHONY: image all build build-kms install uninstall release release-check test unit unit-tests unit-hermetic vet e2e e2e-setup e2e-teardown demo bench fuzz clean
 
@@ -50,7 +52,8 @@ uninstall:
 # as the unprivileged user 65532, entrypoint `docker-trustcache trustcache` (so `docker run IMAGE
 # serve …`), DOCKER_CONFIG (registry credentials, the ledger) at /var/lib/trustcache. Built offline
 # with `docker import` of a rootfs assembled here: no base image to pull. The host's CA bundle is
-# copied in so the gateway can reach registries over TLS. Tagged IMAGE and docker-trustcache:latest.
+# copied in so the gateway can reach registries over TLS. Tagged IMAGE and IMAGE_LATEST (the default
+# --gateway-image of builder create; IMAGE_LATEST= to skip).
 # docs/builder.md and docs/serve.md show how it is run.
 image: build
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; root=$$tmp/rootfs; \
@@ -60,14 +63,14 @@ image: build
 	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $$root/etc/ssl/certs/; fi; \
 	printf 'root:x:0:0:root:/:/nonexistent\nnonroot:x:65532:65532:nonroot:/nonexistent:/nonexistent\n' >$$root/etc/passwd; \
 	printf 'root:x:0:\nnonroot:x:65532:\n' >$$root/etc/group; \
-	id=$$(tar -C $$root --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . | docker import \
+	id=$$(tar -C $$root --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . | $(DOCKER) import \
 	  --change 'USER 65532:65532' \
 	  --change 'ENV DOCKER_CONFIG=/var/lib/trustcache' \
 	  --change 'ENTRYPOINT ["/usr/local/bin/docker-trustcache", "trustcache"]' \
 	  --change 'CMD ["serve", "--help"]' \
 	  - $(IMAGE)); \
-	docker tag $$id docker-trustcache:latest; \
-	echo "$(IMAGE) docker-trustcache:latest $$id"
+	if [ -n "$(IMAGE_LATEST)" ]; then $(DOCKER) tag $$id $(IMAGE_LATEST); fi; \
+	echo "$(IMAGE) $(IMAGE_LATEST) $$id"
 
 # Release files, named as compose names its own (one flat file per platform, the same name in every
 # release); installing is renaming to docker-trustcache[.exe] (README, Install):
