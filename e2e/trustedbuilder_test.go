@@ -3,10 +3,13 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -253,6 +256,8 @@ func TestTrustedBuilder(t *testing.T) {
 		}
 	})
 
+	t.Run("Action", func(t *testing.T) { e.builderAction(t, drop, bkImage, ctx, signed, honest) })
+
 	// builder rm: nothing left of it, and the other builder untouched.
 	e.trustcache(t, "builder", "rm", name).must(t)
 	if left := e.labelled(t, name); len(left) > 0 {
@@ -300,4 +305,92 @@ func (e *env) builderPerf(t *testing.T, name, ctx, cache string) {
 	}
 	t.Logf("fully cached docker buildx build, median of 7: through the gateway %s, straight to BuildKit %s, ratio %.3f",
 		med(via).Round(time.Millisecond), med(straight).Round(time.Millisecond), float64(med(via))/float64(med(straight)))
+}
+
+// builderAction runs action.yml's script as a runner would (RUNNER_OS,
+// RUNNER_ARCH, a temporary GITHUB_OUTPUT, the release files in a local
+// directory laid out as make release lays them out), then a plain docker
+// buildx build on the builder it made current.
+func (e *env) builderAction(t *testing.T, policy, bkImage, ctx, signed, honest string) {
+	arch := map[string]string{"amd64": "X64", "arm64": "ARM64"}[runtime.GOARCH]
+	if runtime.GOOS != "linux" || arch == "" {
+		t.Skipf("no release binary for %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	release := filepath.Join(e.dir, "release")
+	file := "docker-trustcache-linux-" + runtime.GOARCH
+	if err := os.MkdirAll(release, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(pluginBin, filepath.Join(release, file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(pluginBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	writeSums := func(hexsum string) {
+		line := hexsum + "  " + file + "\n" + strings.Repeat("0", 64) + "  docker-trustcache-darwin-arm64\n"
+		if err := os.WriteFile(filepath.Join(release, "checksums.txt"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := "ta-" + randomHex(t, 3)
+	out := filepath.Join(e.dir, "github-output")
+	runAction := func() result {
+		if err := os.WriteFile(out, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return e.runWith(t, map[string]string{
+			"RUNNER_OS": "Linux", "RUNNER_ARCH": arch, "GITHUB_OUTPUT": out,
+			"INPUT_RELEASE": release, "INPUT_POLICY": filepath.Base(policy), "INPUT_NAME": name,
+			"INPUT_BUILDKIT_IMAGE": bkImage, "PATH": filepath.Dir(cfg.docker) + ":" + os.Getenv("PATH"),
+		}, nil, "bash", filepath.Join(repoRoot(t), "action.sh"))
+	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(e.dockerConfig, "trustcache", "builders", name)); err == nil {
+			e.trustcache(t, "builder", "rm", name)
+		}
+	})
+
+	// A binary that does not match its checksum is not installed.
+	installed := filepath.Join(e.dockerConfig, "cli-plugins", "docker-trustcache")
+	if err := os.WriteFile(installed, []byte("#!/bin/sh\necho old\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeSums(strings.Repeat("ab", 32))
+	r := runAction()
+	if r.code == 0 || !strings.Contains(r.stderr, "does not match its checksum") {
+		t.Errorf("action with a wrong checksum: %v", r)
+	}
+	if b, _ := os.ReadFile(installed); !strings.Contains(string(b), "echo old") {
+		t.Errorf("the action installed a binary that does not match its checksum")
+	}
+
+	writeSums(hex.EncodeToString(sum[:]))
+	start := time.Now()
+	r = runAction().must(t)
+	t.Logf("action script (install, gateway image, builder create): %s", time.Since(start).Round(time.Millisecond))
+	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "name="+name {
+		t.Errorf("GITHUB_OUTPUT = %q; want name=%s", b, name)
+	}
+	e.docker(t, "buildx", "prune", "--builder", name, "--all", "--force").must(t)
+	dest := filepath.Join(e.dir, "action-out")
+	r = e.docker(t, "buildx", "build", "--network", cfg.network, "--provenance=false", "--cache-from", signed, "-o", "type=local,dest="+dest, ctx).must(t)
+	if got := readResult(t, dest); got != honest {
+		t.Errorf("after the action, docker buildx build --cache-from %s built %q; want %q\n%s", signed, got, honest, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "CACHED") {
+		t.Errorf("no CACHED step after the action:\n%s", r.stderr)
+	}
+}
+
+// repoRoot is the repository's root (the e2e tests run in e2e/).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
 }

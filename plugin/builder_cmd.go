@@ -60,6 +60,7 @@ type builderCreateOptions struct {
 	gatewayImage  string
 	buildkit      string
 	allow         []string
+	registryAuth  bool
 	timeout       time.Duration
 }
 
@@ -98,6 +99,7 @@ made. The builder's name is printed on stdout.`,
 	flags.StringVar(&opts.gatewayImage, "gateway-image", trustedbuilder.DefaultGatewayImage, "Gateway image (make image builds it)")
 	flags.StringVar(&opts.buildkit, "buildkit", "", "Reuse the buildkitd at unix://PATH or tcp://127.0.0.1:PORT: start only the gateway")
 	flags.StringArrayVar(&opts.allow, "allow", nil, "Also admit these clients: uid:N (or N), user:NAME, gid:N, group:NAME")
+	flags.BoolVar(&opts.registryAuth, "registry-auth", false, "Give the gateway the registry credentials of this docker config (auths entries, not credential helpers)")
 	flags.DurationVar(&opts.timeout, "timeout", time.Minute, "How long to wait for BuildKit and the gateway to be ready")
 	return cmd
 }
@@ -125,6 +127,7 @@ func runBuilderCreate(ctx context.Context, dockerCLI command.Cli, opts builderCr
 		AllowUIDs:     uids,
 		AllowGIDs:     gids,
 		Use:           opts.use,
+		RegistryAuth:  opts.registryAuth,
 		Timeout:       opts.timeout,
 	}, dockerCLI.Err())
 	if err != nil {

@@ -72,6 +72,10 @@ type Options struct {
 	AllowUIDs, AllowGIDs []uint32
 	// Use makes it buildx's current builder (buildx create --use).
 	Use bool
+	// RegistryAuth gives the gateway the registry credentials of
+	// ConfigDir's config.json (copyRegistryAuth): without them it reads
+	// registries anonymously.
+	RegistryAuth bool
 	// Timeout bounds each wait for a container to be ready; default 60s.
 	Timeout time.Duration
 }
@@ -211,6 +215,14 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 				return nil, err
 			}
 		}
+	}
+	if opts.RegistryAuth {
+		hosts, err := copyRegistryAuth(opts.ConfigDir, filepath.Join(dir, "state"), uid, gid, progress)
+		if err != nil {
+			return nil, fmt.Errorf("--registry-auth: %w", err)
+		}
+		rec.RegistryAuth = hosts
+		fmt.Fprintf(progress, "registry credentials for %v given to the gateway\n", hosts)
 	}
 	pol, envs, err := snapshotPolicy(opts.PolicyFile, filepath.Join(dir, "policy"))
 	if err != nil {

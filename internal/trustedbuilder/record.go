@@ -50,6 +50,8 @@ type Record struct {
 	AllowUIDs   []uint32   `json:"allowUids,omitempty"`
 	AllowGIDs   []uint32   `json:"allowGids,omitempty"`
 	Policy      PolicyInfo `json:"policy"`
+	// RegistryAuth names the registries whose credentials the gateway got.
+	RegistryAuth []string `json:"registryAuth,omitempty"`
 }
 
 // PolicyInfo is the policy a builder enforces: a copy made at create, so
