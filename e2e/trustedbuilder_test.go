@@ -394,3 +394,39 @@ func repoRoot(t *testing.T) string {
 	}
 	return filepath.Dir(wd)
 }
+
+// TestTrustedBuilderReuse: --buildkit starts only the gateway, in front of
+// a buildkitd the test runs; rm removes the gateway and leaves that
+// buildkitd serving.
+func TestTrustedBuilderReuse(t *testing.T) {
+	e := trustEnv(t)
+	_, gwImage := builderImages(t)
+	bk := startOwnBuildkitd(t)
+	e.genKey(t, "builder-a")
+	repo := uniqueRepo(t)
+	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+	name := "tr-" + randomHex(t, 3)
+	r, _ := e.createBuilder(t, name, "--trust-policy", policy, "--gateway-image", gwImage, "--buildkit", "unix://"+bk.sock)
+	r.must(t)
+	if left := e.labelled(t, name); len(left) != 1 {
+		t.Errorf("with --buildkit, create made %v; want only the gateway container", left)
+	}
+	ctx := e.serveProject(t)
+	out := filepath.Join(e.dir, "out")
+	r = e.docker(t, "buildx", "build", "--builder", name, "--network", cfg.network, "--provenance=false",
+		"--cache-from", repo+":missing", "-o", "type=local,dest="+out, ctx).must(t)
+	readResult(t, out)
+	logs := e.trustcache(t, "builder", "logs", name).must(t)
+	if !strings.Contains(logs.stdout+logs.stderr, `"ref":"`+repo+`:missing"`) {
+		t.Errorf("the build's import did not reach the gateway:\n%s\n%s", logs.stdout+logs.stderr, r.stderr)
+	}
+	e.trustcache(t, "builder", "rm", name).must(t)
+	if left := e.labelled(t, name); len(left) > 0 {
+		t.Errorf("builder rm left %v", left)
+	}
+	buildctl := filepath.Join(filepath.Dir(cfg.buildx), "buildctl")
+	if err := exec.Command(buildctl, "--addr", "unix://"+bk.sock, "debug", "workers").Run(); err != nil {
+		t.Errorf("the reused buildkitd does not answer after builder rm: %v", err)
+	}
+}

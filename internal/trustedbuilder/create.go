@@ -279,7 +279,10 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 	gwBuildkit := rec.BuildkitAddr
 	if rec.External {
 		if p, ok := strings.CutPrefix(rec.BuildkitAddr, "unix://"); ok {
-			args = append(args, "-v", p+":"+p)
+			// Its directory, not the socket file: a buildkitd that restarts
+			// makes a new socket, which a file mount would not show.
+			d := filepath.Dir(p)
+			args = append(args, "-v", d+":"+d)
 		}
 	} else {
 		args = append(args, "-v", runVol+":"+buildkitSocketDir)
