@@ -247,14 +247,32 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 		// --bridge=none (CI sandboxes, this project's e2e) have no other.
 		// Its socket is in a volume only the gateway mounts: no client
 		// reaches buildkitd around the gateway.
-		if _, err := d.run(ctx, "run", "-d", "--name", rec.BuildkitContainer, "--label", label,
-			"--privileged", "--network", "host", "--restart", "unless-stopped",
-			"-v", stateVol+":/var/lib/buildkit", "-v", runVol+":"+buildkitSocketDir,
-			opts.BuildkitImage,
-			"--addr", "unix://"+buildkitSocket, "--group", strconv.Itoa(gid)); err != nil {
-			return nil, err
+		run := func(priv []string) error {
+			args := []string{"run", "-d", "--name", rec.BuildkitContainer, "--label", label}
+			args = append(args, priv...)
+			args = append(args, "--network", "host", "--restart", "unless-stopped",
+				"-v", stateVol+":/var/lib/buildkit", "-v", runVol+":"+buildkitSocketDir,
+				opts.BuildkitImage,
+				"--addr", "unix://"+buildkitSocket, "--group", strconv.Itoa(gid))
+			_, err := d.run(ctx, args...)
+			return err
 		}
+		// A run that fails may leave the container created.
 		undo = append(undo, quiet("rm", "-f", "-v", rec.BuildkitContainer))
+		rec.BuildkitPrivilege = "privileged"
+		if err := run(privilegedArgs); err != nil {
+			bounded, missing, ok := boundedArgs()
+			if !ok || !strings.Contains(err.Error(), "unable to apply caps") {
+				return nil, err
+			}
+			// The container was created before runc failed.
+			_, _ = d.run(ctx, "rm", "-f", rec.BuildkitContainer)
+			fmt.Fprintf(progress, "this docker engine cannot start privileged containers (its host lacks CAP_%s): BuildKit runs with every other capability, unconfined, with the host's cgroups\n", strings.Join(missing, ", CAP_"))
+			rec.BuildkitPrivilege = "all capabilities but " + strings.Join(missing, ", ")
+			if err := run(bounded); err != nil {
+				return nil, err
+			}
+		}
 		fmt.Fprintf(progress, "started %s (%s)\n", rec.BuildkitContainer, opts.BuildkitImage)
 		if err := waitBuildkit(ctx, d, rec.BuildkitContainer, opts.Timeout); err != nil {
 			return nil, err
@@ -297,10 +315,10 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 		return nil, err
 	}
 	args = append(args, admit...)
+	undo = append(undo, quiet("rm", "-f", rec.GatewayContainer))
 	if _, err := d.run(ctx, args...); err != nil {
 		return nil, err
 	}
-	undo = append(undo, quiet("rm", "-f", rec.GatewayContainer))
 	fmt.Fprintf(progress, "started %s (%s), serving %s\n", rec.GatewayContainer, opts.GatewayImage, rec.Socket)
 	if err := waitGateway(ctx, d, rec, opts.Timeout); err != nil {
 		return nil, err

@@ -120,3 +120,13 @@ func TestCheckNameAndAddr(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestMissingCaps(t *testing.T) {
+	got := missingFromStatus("Name:\tx\nCapBnd:\t000001fffeffffff\n")
+	if len(got) != 1 || got[0] != "SYS_RESOURCE" {
+		t.Errorf("missing = %v; want [SYS_RESOURCE]", got)
+	}
+	if got := missingFromStatus("CapBnd:\t000001ffffffffff\n"); got != nil {
+		t.Errorf("full set: missing = %v", got)
+	}
+}

@@ -38,8 +38,12 @@ type Record struct {
 	Volumes           []string `json:"volumes,omitempty"`
 	BuildkitImage     string   `json:"buildkitImage,omitempty"`
 	BuildkitImageID   string   `json:"buildkitImageId,omitempty"`
-	GatewayImage      string   `json:"gatewayImage"`
-	GatewayImageID    string   `json:"gatewayImageId"`
+	// BuildkitPrivilege is how the BuildKit container runs: "privileged",
+	// or the capabilities it lacks where the engine cannot run privileged
+	// containers (boundedArgs).
+	BuildkitPrivilege string `json:"buildkitPrivilege,omitempty"`
+	GatewayImage      string `json:"gatewayImage"`
+	GatewayImageID    string `json:"gatewayImageId"`
 	// BuildkitAddr is the buildkitd the gateway forwards to, as the
 	// gateway sees it.
 	BuildkitAddr string `json:"buildkitAddr"`
