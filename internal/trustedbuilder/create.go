@@ -163,13 +163,25 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 			return nil, fmt.Errorf("a volume named %s exists already: remove it, or choose another --name", v)
 		}
 	}
-	if rec.GatewayImageID, err = ensureImage(ctx, d, opts.GatewayImage, "the gateway image: build it with make image"); err != nil {
+	if rec.GatewayImageID, err = ensureImage(ctx, d, opts.GatewayImage, "gateway image", "; build it with make image"); err != nil {
 		return nil, err
 	}
 	if !rec.External {
-		if rec.BuildkitImageID, err = ensureImage(ctx, d, opts.BuildkitImage, "the BuildKit image"); err != nil {
+		if rec.BuildkitImageID, err = ensureImage(ctx, d, opts.BuildkitImage, "BuildKit image", ""); err != nil {
 			return nil, err
 		}
+	}
+
+	// Who the gateway runs as (the owner of its socket and state), and
+	// whom it admits.
+	uid, gid, groupAdd, err := gatewayUser(opts)
+	if err != nil {
+		return nil, err
+	}
+	rec.GatewayUser = fmt.Sprintf("%d:%d", uid, gid)
+	admit, err := admission(ctx, d, opts, uid)
+	if err != nil {
+		return nil, err
 	}
 
 	// From here on every step is undone if a later one fails.
@@ -195,12 +207,6 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 		return nil, fmt.Errorf("making the builder's directory: %w", err)
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(dir) })
-	// Owner of what the gateway writes: the socket's directory, its state.
-	uid, gid, groupAdd, err := gatewayUser(opts)
-	if err != nil {
-		return nil, err
-	}
-	rec.GatewayUser = fmt.Sprintf("%d:%d", uid, gid)
 	for _, sub := range []string{"run", "state"} {
 		p := filepath.Join(dir, sub)
 		mode := os.FileMode(0o755)
@@ -310,10 +316,6 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 		"--listen", "unix://"+gatewayRunDir+"/gateway.sock",
 		"--policy", gatewayPolicyDir+"/"+filepath.Base(pol.File),
 		"--log-format", "json")
-	admit, err := admission(ctx, d, opts, uid)
-	if err != nil {
-		return nil, err
-	}
 	args = append(args, admit...)
 	undo = append(undo, quiet("rm", "-f", rec.GatewayContainer))
 	if _, err := d.run(ctx, args...); err != nil {
@@ -433,12 +435,12 @@ func admission(ctx context.Context, d Docker, opts Options, gatewayUID int) ([]s
 }
 
 // ensureImage returns the image's ID, pulling it when it is not here.
-func ensureImage(ctx context.Context, d Docker, image, what string) (string, error) {
+func ensureImage(ctx context.Context, d Docker, image, what, hint string) (string, error) {
 	if id, err := d.run(ctx, "image", "inspect", "--format", "{{.Id}}", image); err == nil {
 		return id, nil
 	}
 	if _, err := d.run(ctx, "pull", "-q", image); err != nil {
-		return "", fmt.Errorf("%s %s is not on this docker engine and pulling it failed (%s): %v", what, image, "docker pull", err)
+		return "", fmt.Errorf("%s %s is not on this docker engine, and pulling it failed%s: %v", what, image, hint, err)
 	}
 	return d.run(ctx, "image", "inspect", "--format", "{{.Id}}", image)
 }
