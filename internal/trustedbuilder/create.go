@@ -228,7 +228,11 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 			return nil, fmt.Errorf("--registry-auth: %w", err)
 		}
 		rec.RegistryAuth = hosts
-		fmt.Fprintf(progress, "registry credentials for %v given to the gateway\n", hosts)
+		if len(hosts) > 0 {
+			fmt.Fprintf(progress, "registry credentials for %s given to the gateway\n", strings.Join(hosts, ", "))
+		} else {
+			fmt.Fprintf(progress, "no registry credentials in %s to give the gateway: it reads registries anonymously\n", filepath.Join(opts.ConfigDir, "config.json"))
+		}
 	}
 	pol, envs, err := snapshotPolicy(opts.PolicyFile, filepath.Join(dir, "policy"))
 	if err != nil {
