@@ -321,7 +321,7 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 		"--policy", gatewayPolicyDir+"/"+filepath.Base(pol.File),
 		"--log-format", "json")
 	args = append(args, admit...)
-	undo = append(undo, quiet("rm", "-f", rec.GatewayContainer))
+	undo = append(undo, quiet("rm", "-f", "-v", rec.GatewayContainer))
 	if _, err := d.run(ctx, args...); err != nil {
 		return nil, err
 	}
@@ -377,16 +377,14 @@ func checkBuildkitAddr(addr string) error {
 // the builder's creator (its socket is then theirs, and the gateway
 // admits them by default), or the image's nonroot user when the creator is
 // root. Its primary group is the first allowed gid, so the socket (mode
-// 0660) is that group's too. A reused buildkitd's socket decides the rest:
-// the gateway joins its group, or runs as its owner when the socket is
-// not group-accessible.
+// 0660) is that group's too. A reused buildkitd (--buildkit unix://) is
+// reached as its socket's owner, with the socket's group: the socket's
+// mode is not enough to tell (its directory may be closed to others, as a
+// root buildkitd's usually is), and its owner is who reaches it.
 func gatewayUser(opts Options) (uid, gid int, groupAdd []int, err error) {
 	uid, gid = os.Getuid(), os.Getgid()
 	if uid == 0 {
 		uid, gid = nonroot, nonroot
-	}
-	if len(opts.AllowGIDs) > 0 {
-		gid = int(opts.AllowGIDs[0])
 	}
 	if p, ok := strings.CutPrefix(opts.BuildkitAddr, "unix://"); ok {
 		fi, err := os.Stat(p)
@@ -397,13 +395,13 @@ func gatewayUser(opts Options) (uid, gid int, groupAdd []int, err error) {
 		if !ok {
 			return 0, 0, nil, fmt.Errorf("--buildkit %s: cannot read the socket's owner", opts.BuildkitAddr)
 		}
-		switch {
-		case suid == uid:
-		case fi.Mode().Perm()&0o060 == 0o060:
-			groupAdd = append(groupAdd, sgid)
-		default:
-			uid = suid
+		uid, gid = suid, sgid
+	}
+	if len(opts.AllowGIDs) > 0 {
+		if gid != int(opts.AllowGIDs[0]) {
+			groupAdd = append(groupAdd, gid)
 		}
+		gid = int(opts.AllowGIDs[0])
 	}
 	return uid, gid, groupAdd, nil
 }

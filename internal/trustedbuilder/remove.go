@@ -77,7 +77,7 @@ func removeLabelled(ctx context.Context, d Docker, kind, id, name string, progre
 	if got != name {
 		return fmt.Errorf("%s %s is not labelled %s=%s: not removing it", kind, id, Label, name)
 	}
-	args := []string{"rm", "-f", id}
+	args := []string{"rm", "-f", "-v", id} // -v: its anonymous volumes too (never named ones)
 	if kind == "volume" {
 		args = []string{"volume", "rm", "-f", id}
 	}
