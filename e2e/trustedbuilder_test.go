@@ -236,6 +236,34 @@ func TestTrustedBuilder(t *testing.T) {
 		}
 	})
 
+	// reload: the second builder takes the drop policy without a restart;
+	// an invalid policy changes nothing.
+	t.Run("Reload", func(t *testing.T) {
+		e.trustcache(t, "builder", "reload", "--trust-policy", drop, name2).must(t)
+		r := build("tf-reloaded", "--builder", name2, "--cache-from", evil).must(t)
+		if got := readResult(t, filepath.Join(e.dir, "tf-reloaded")); got == poison {
+			t.Errorf("after reload, the build used the attacker's cache")
+		}
+		bad := filepath.Join(e.dir, "bad.yaml")
+		if err := os.WriteFile(bad, []byte("version: 1\nbuilders: [\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := e.trustcache(t, "builder", "inspect", "--format", "json", name2).must(t)
+		r = e.trustcache(t, "builder", "reload", "--trust-policy", bad, name2)
+		if r.code == 0 || !strings.Contains(r.stderr, "policy not reloaded") || !strings.Contains(r.stderr, "bad.yaml") {
+			t.Errorf("reload with an invalid policy: %v", r)
+		}
+		after := e.trustcache(t, "builder", "inspect", "--format", "json", name2).must(t)
+		digest := func(s string) string {
+			var st struct{ Policy struct{ Digest string } }
+			_ = json.Unmarshal([]byte(s), &st)
+			return st.Policy.Digest
+		}
+		if digest(before.stdout) == "" || digest(before.stdout) != digest(after.stdout) {
+			t.Errorf("an invalid policy changed the builder's policy: %s -> %s", digest(before.stdout), digest(after.stdout))
+		}
+	})
+
 	t.Run("Performance", func(t *testing.T) { e.builderPerf(t, name, ctx, signed) })
 
 	t.Run("Refusals", func(t *testing.T) {

@@ -35,6 +35,7 @@ func newBuilderCommand(dockerCLI command.Cli) *cobra.Command {
 		newBuilderLsCommand(dockerCLI),
 		newBuilderInspectCommand(dockerCLI),
 		newBuilderLogsCommand(dockerCLI),
+		newBuilderReloadCommand(dockerCLI),
 	)
 	return cmd
 }
@@ -314,5 +315,28 @@ func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "Follow the log")
 	cmd.Flags().StringVar(&tail, "tail", "", "Show only the last N lines")
+	return cmd
+}
+
+func newBuilderReloadCommand(dockerCLI command.Cli) *cobra.Command {
+	var policy string
+	cmd := &cobra.Command{
+		Use:   "reload [--trust-policy FILE] NAME",
+		Short: "Copy the policy again and have the gateway load it, without stopping builds",
+		Long: `Copy the policy again (from --trust-policy, default the file the builder was
+created from) with the key files it names, and have the builder's gateway load
+it (SIGHUP): running builds go on. A policy that does not load changes
+nothing: the gateway keeps the one it has, and the error says why.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rec, err := trustedbuilder.Reload(cmd.Context(), builderDocker(), dockerConfigDir(dockerCLI), args[0], policy, 0, dockerCLI.Err())
+			if err != nil {
+				return withStatus(err)
+			}
+			fmt.Fprintln(dockerCLI.Out(), rec.Policy.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policy, "trust-policy", "", "Policy file to copy (default: the one the builder was created from)")
 	return cmd
 }

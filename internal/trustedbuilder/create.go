@@ -234,11 +234,12 @@ func Create(ctx context.Context, d Docker, opts Options, progress io.Writer) (re
 			fmt.Fprintf(progress, "no registry credentials in %s to give the gateway: it reads registries anonymously\n", filepath.Join(opts.ConfigDir, "config.json"))
 		}
 	}
-	pol, envs, err := snapshotPolicy(opts.PolicyFile, filepath.Join(dir, "policy"))
+	pol, envs, err := snapshotPolicy(opts.PolicyFile, filepath.Join(dir, "policy"), "")
 	if err != nil {
 		return nil, err
 	}
 	rec.Policy = pol
+	rec.PolicyEnv = envs
 	fmt.Fprintf(progress, "policy %s (%s) copied to %s\n", pol.Source, pol.Digest, pol.File)
 
 	label := Label + "=" + name

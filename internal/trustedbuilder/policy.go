@@ -20,7 +20,9 @@ import (
 // the same relative layout. It returns the copy's path, its digest and
 // fingerprint, and the env:// variables its keys read (the gateway needs
 // them in its environment).
-func snapshotPolicy(src, dst string) (PolicyInfo, []string, error) {
+// The copy of the policy file itself is named name (default: src's base
+// name).
+func snapshotPolicy(src, dst, name string) (PolicyInfo, []string, error) {
 	p, err := verify.LoadPolicy(src)
 	if err != nil {
 		return PolicyInfo{}, nil, fmt.Errorf("policy: %w", err)
@@ -47,10 +49,17 @@ func snapshotPolicy(src, dst string) (PolicyInfo, []string, error) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return PolicyInfo{}, nil, err
 	}
-	name := filepath.Base(src)
-	copies := append([]string{name}, files...)
+	if name == "" {
+		name = filepath.Base(src)
+	}
 	srcDir := filepath.Dir(src)
-	for _, f := range slices.Compact(copies) {
+	if err := copyFile(src, filepath.Join(dst, name)); err != nil {
+		return PolicyInfo{}, nil, fmt.Errorf("copying the policy: %w", err)
+	}
+	for _, f := range slices.Compact(files) {
+		if f == name {
+			return PolicyInfo{}, nil, fmt.Errorf("policy %s names %q, the name of the policy's copy", src, f)
+		}
 		if err := copyFile(filepath.Join(srcDir, f), filepath.Join(dst, f)); err != nil {
 			return PolicyInfo{}, nil, fmt.Errorf("copying the policy: %w", err)
 		}

@@ -45,7 +45,7 @@ func TestSnapshotPolicyCopiesKeys(t *testing.T) {
 	writePub(t, filepath.Join(src, "keys", "ci.pub"))
 	writePolicy(t, filepath.Join(src, "policy.yaml"), "keys/ci.pub")
 	dst := filepath.Join(t.TempDir(), "policy")
-	info, envs, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), dst)
+	info, envs, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), dst, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestSnapshotPolicyRefusesOutsideFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		writePolicy(t, filepath.Join(src, "policy.yaml"), ref)
-		_, _, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), filepath.Join(t.TempDir(), "policy"))
+		_, _, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), filepath.Join(t.TempDir(), "policy"), "")
 		if err == nil || !strings.Contains(err.Error(), "outside its directory") || !strings.Contains(err.Error(), ref) {
 			t.Errorf("key %s: err = %v, want outside its directory", ref, err)
 		}
@@ -91,7 +91,7 @@ func TestSnapshotPolicyInvalid(t *testing.T) {
 	src := t.TempDir()
 	writePolicy(t, filepath.Join(src, "policy.yaml"), "keys/missing.pub")
 	dst := filepath.Join(t.TempDir(), "policy")
-	_, _, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), dst)
+	_, _, err := snapshotPolicy(filepath.Join(src, "policy.yaml"), dst, "")
 	if err == nil || !strings.Contains(err.Error(), "policy.yaml:4") {
 		t.Fatalf("err = %v, want the policy's error at line 4", err)
 	}

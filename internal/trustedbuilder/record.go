@@ -54,6 +54,9 @@ type Record struct {
 	AllowUIDs   []uint32   `json:"allowUids,omitempty"`
 	AllowGIDs   []uint32   `json:"allowGids,omitempty"`
 	Policy      PolicyInfo `json:"policy"`
+	// PolicyEnv are the env:// variables the policy's keys read, passed to
+	// the gateway at create.
+	PolicyEnv []string `json:"policyEnv,omitempty"`
 	// RegistryAuth names the registries whose credentials the gateway got.
 	RegistryAuth []string `json:"registryAuth,omitempty"`
 }
