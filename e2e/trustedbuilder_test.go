@@ -194,6 +194,39 @@ func TestTrustedBuilder(t *testing.T) {
 		}
 	})
 
+	// docker compose build, cache_from in compose.yaml.
+	t.Run("Compose", func(t *testing.T) {
+		compose := filepath.Join(os.Getenv("TRUSTCACHE_TOOLS"), "docker-compose")
+		if v := os.Getenv("E2E_COMPOSE"); v != "" {
+			compose = v
+		}
+		if _, err := os.Stat(compose); err != nil {
+			t.Skipf("no docker compose plugin at %s (E2E_COMPOSE)", compose)
+		}
+		if err := copyFile(compose, filepath.Join(e.dockerConfig, "cli-plugins", "docker-compose"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ cache, want string }{{evil, ""}, {signed, honest}} {
+			prune(name)
+			image := "trustcache-e2e/compose-" + randomHex(t, 4) + ":latest"
+			file := filepath.Join(e.dir, "compose-"+randomHex(t, 3)+".yaml")
+			yml := "services:\n  app:\n    image: " + image + "\n    build:\n      context: " + ctx +
+				"\n      network: " + cfg.network + "\n      cache_from: [\"" + c.cache + "\"]\n"
+			if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := e.docker(t, "compose", "-f", file, "build").must(t)
+			t.Cleanup(func() { e.cleanup(t, "rmi", image) })
+			got := strings.TrimSpace(e.docker(t, "run", "--rm", "--network", "none", image, "cat", "/result.txt").must(t).stdout)
+			if c.want != "" && got != c.want {
+				t.Errorf("compose build with cache_from %s built %q; want %q\n%s", c.cache, got, c.want, r.stderr)
+			}
+			if c.want == "" && (got == poison || got == honest) {
+				t.Errorf("compose build with cache_from %s built %q (poison %q); want a fresh result", c.cache, got, poison)
+			}
+		}
+	})
+
 	// The gateway's decisions are in its log and in inspect.
 	t.Run("InspectAndLogs", func(t *testing.T) {
 		r := e.trustcache(t, "builder", "inspect", "--format", "json", name).must(t)
@@ -239,6 +272,19 @@ func TestTrustedBuilder(t *testing.T) {
 		r = e.docker(t, "buildx", "bake", "--builder", name2, "--provenance=false", "-f", file)
 		if r.code == 0 || !strings.Contains(r.stderr, "trustcache gateway: not building") {
 			t.Errorf("want bake to fail with the gateway's message; got %v", r)
+		}
+		// docker compose build, when the compose plugin is there (Compose).
+		if _, err := os.Stat(filepath.Join(e.dockerConfig, "cli-plugins", "docker-compose")); err == nil {
+			file := filepath.Join(e.dir, "compose-fail.yaml")
+			yml := "services:\n  app:\n    image: trustcache-e2e/compose-fail:" + randomHex(t, 4) + "\n    build:\n      context: " + ctx +
+				"\n      network: " + cfg.network + "\n      cache_from: [\"" + evil + "\"]\n"
+			if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := e.runWith(t, map[string]string{"BUILDX_BUILDER": name2}, nil, cfg.docker, "compose", "-f", file, "build")
+			if r.code == 0 || !strings.Contains(r.stderr, "trustcache gateway: not building") {
+				t.Errorf("want compose build to fail with the gateway's message; got %v", r)
+			}
 		}
 		// Its BuildKit is not the first builder's: a step the first one has
 		// cached runs here.
