@@ -7,6 +7,7 @@ SHELL := /bin/bash
 #   make test      unit tests (race detector), release-check, then the e2e suite against real servers
 #   make install   build and install the plugin into $DOCKER_CONFIG/cli-plugins (default ~/.docker)
 #   make release   static binaries for every platform in PLATFORMS, and their checksums, in dist/
+#   make image     the gateway image (IMAGE) for `docker trustcache serve` and `builder create`
 
 GO            ?= go
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -25,7 +26,11 @@ PLATFORMS     := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 # The version LDFLAGS stamps: VERSION itself asks git again on every use.
 STAMPED       := $(patsubst main.version=%,%,$(filter main.version=%,$(LDFLAGS)))
 
-.PHONY: all build build-kms install uninstall release release-check test unit unit-tests unit-hermetic vet shellcheck e2e e2e-setup e2e-teardown demo bench fuzz clean
+IMAGE         ?= docker-trustcache:$(VERSION)
+IMAGE_LATEST  ?= docker-trustcache:latest
+DOCKER        ?= docker
+
+.PHONY: image all build build-kms install uninstall release release-check test unit unit-tests unit-hermetic vet shellcheck e2e e2e-setup e2e-teardown demo bench fuzz clean
 
 all: build
 
@@ -43,6 +48,30 @@ install: build
 
 uninstall:
 	rm -f $(DOCKER_CONFIG)/cli-plugins/docker-trustcache
+
+# The gateway image: the static plugin binary and nothing else (no shell, no package manager), run
+# as the unprivileged user 65532, entrypoint `docker-trustcache trustcache` (so `docker run IMAGE
+# serve …`), DOCKER_CONFIG (registry credentials, the ledger) at /var/lib/trustcache. Built offline
+# with `docker import` of a rootfs assembled here: no base image to pull. The host's CA bundle is
+# copied in so the gateway can reach registries over TLS. Tagged IMAGE and IMAGE_LATEST (the default
+# --gateway-image of builder create; IMAGE_LATEST= to skip).
+# docs/builder.md and docs/serve.md show how it is run.
+image: build
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; root=$$tmp/rootfs; \
+	mkdir -p $$root/usr/local/bin $$root/etc/ssl/certs $$root/tmp $$root/run/trustcache $$root/var/lib/trustcache; \
+	chmod 1777 $$root/tmp $$root/run/trustcache $$root/var/lib/trustcache; \
+	install -m 0755 $(BIN) $$root/usr/local/bin/docker-trustcache; \
+	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt $$root/etc/ssl/certs/; fi; \
+	printf 'root:x:0:0:root:/:/nonexistent\nnonroot:x:65532:65532:nonroot:/nonexistent:/nonexistent\n' >$$root/etc/passwd; \
+	printf 'root:x:0:\nnonroot:x:65532:\n' >$$root/etc/group; \
+	id=$$(tar -C $$root --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . | $(DOCKER) import \
+	  --change 'USER 65532:65532' \
+	  --change 'ENV DOCKER_CONFIG=/var/lib/trustcache' \
+	  --change 'ENTRYPOINT ["/usr/local/bin/docker-trustcache", "trustcache"]' \
+	  --change 'CMD ["serve", "--help"]' \
+	  - $(IMAGE)); \
+	if [ -n "$(IMAGE_LATEST)" ]; then $(DOCKER) tag $$id $(IMAGE_LATEST); fi; \
+	echo "$(IMAGE) $(IMAGE_LATEST) $$id"
 
 # Release files, named as compose names its own (one flat file per platform, the same name in every
 # release); installing is renaming to docker-trustcache[.exe] (README, Install):
@@ -77,7 +106,7 @@ vet: shellcheck
 # The e2e and CI scripts. shellcheck comes from Debian's packages (e2e/install.sh --apt installs it).
 shellcheck:
 	@command -v shellcheck >/dev/null || bash e2e/install.sh --apt
-	shellcheck -x e2e/*.sh .ci/run
+	shellcheck -x e2e/*.sh action.sh .ci/run
 
 # Unit tests, race detector on; fuzz seed corpora run as ordinary tests.
 unit: vet unit-tests

@@ -58,6 +58,7 @@ func subcommands(dockerCLI command.Cli) []*cobra.Command {
 		newPolicyCommand(dockerCLI),
 		newLedgerCommand(dockerCLI),
 		newServeCommand(dockerCLI),
+		newBuilderCommand(dockerCLI),
 		newInstallCommand(dockerCLI),
 		newUninstallCommand(dockerCLI),
 	}
