@@ -22,12 +22,11 @@ import (
 // (docs/builder.md).
 func newBuilderCommand(dockerCLI command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "builder",
-		Short: "Create and manage trusted builders: BuildKit behind the gateway, for every client",
-		Args:  exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
+		Use:     "builder",
+		Short:   "Create and manage trusted builders: BuildKit behind the gateway, for every client",
+		Example: builderExample,
+		Args:    noSubcommand,
+		RunE:    showHelp,
 	}
 	cmd.AddCommand(
 		newBuilderCreateCommand(dockerCLI),
@@ -68,8 +67,9 @@ type builderCreateOptions struct {
 func newBuilderCreateCommand(dockerCLI command.Cli) *cobra.Command {
 	var opts builderCreateOptions
 	cmd := &cobra.Command{
-		Use:   "create [OPTIONS]",
-		Short: "Start a BuildKit with the gateway in front of it and register it as a buildx builder",
+		Use:     "create [OPTIONS]",
+		Example: builderCreateExample,
+		Short:   "Start a BuildKit with the gateway in front of it and register it as a buildx builder",
 		Long: `Start a BuildKit container of the local docker engine and the trustcache gateway
 beside it (a container of --gateway-image, see make image), and register a
 buildx builder NAME that points at the gateway's unix socket. Every client of
@@ -194,9 +194,10 @@ func allowID(kind, val string) (uint32, error) {
 
 func newBuilderRmCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a trusted builder: its containers, volumes, socket directory and buildx builder",
-		Args:  exactArgs(1),
+		Use:     "rm NAME",
+		Example: builderRmExample,
+		Short:   "Remove a trusted builder: its containers, volumes, socket directory and buildx builder",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := trustedbuilder.Remove(cmd.Context(), builderDocker(), dockerConfigDir(dockerCLI), args[0], dockerCLI.Err())
 			return withStatus(err)
@@ -206,9 +207,10 @@ func newBuilderRmCommand(dockerCLI command.Cli) *cobra.Command {
 
 func newBuilderLsCommand(dockerCLI command.Cli) *cobra.Command {
 	return &cobra.Command{
-		Use:   "ls",
-		Short: "List the trusted builders of this docker config",
-		Args:  exactArgs(0),
+		Use:     "ls",
+		Example: builderLsExample,
+		Short:   "List the trusted builders of this docker config",
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			recs, err := trustedbuilder.List(dockerConfigDir(dockerCLI))
 			if err != nil {
@@ -234,9 +236,10 @@ func newBuilderInspectCommand(dockerCLI command.Cli) *cobra.Command {
 	var format string
 	var decisions int
 	cmd := &cobra.Command{
-		Use:   "inspect NAME",
-		Short: "Show a trusted builder: containers, policy and its fingerprint, BuildKit version, last decisions",
-		Args:  exactArgs(1),
+		Use:     "inspect NAME",
+		Example: builderInspectExample,
+		Short:   "Show a trusted builder: containers, policy and its fingerprint, BuildKit version, last decisions",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "text" && format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", format))
@@ -301,9 +304,10 @@ func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
 	var follow bool
 	var tail string
 	cmd := &cobra.Command{
-		Use:   "logs NAME",
-		Short: "Show the gateway's log: one line per decision (JSON)",
-		Args:  exactArgs(1),
+		Use:     "logs NAME",
+		Example: builderLogsExample,
+		Short:   "Show the gateway's log: one line per decision (JSON)",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rec, err := trustedbuilder.Load(dockerConfigDir(dockerCLI), args[0])
 			if err != nil {
@@ -321,8 +325,9 @@ func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
 func newBuilderReloadCommand(dockerCLI command.Cli) *cobra.Command {
 	var policy string
 	cmd := &cobra.Command{
-		Use:   "reload [--trust-policy FILE] NAME",
-		Short: "Copy the policy again and have the gateway load it, without stopping builds",
+		Use:     "reload [--trust-policy FILE] NAME",
+		Example: builderReloadExample,
+		Short:   "Copy the policy again and have the gateway load it, without stopping builds",
 		Long: `Copy the policy again (from --trust-policy, default the file the builder was
 created from) with the key files it names, and have the builder's gateway load
 it (SIGHUP): running builds go on. A policy that does not load changes

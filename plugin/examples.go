@@ -70,4 +70,25 @@ const (
   docker trustcache install --check`
 
 	uninstallExample = `  docker trustcache uninstall --alias-builder`
+
+	builderExample = `  docker trustcache builder create --use --trust-policy .trustcache.yaml
+  docker trustcache builder ls
+  docker trustcache builder rm trustcache`
+
+	builderCreateExample = `  docker trustcache builder create --use --trust-policy .trustcache.yaml
+  docker trustcache builder create --name pr --trust-policy policy.yaml --allow group:ci-pr
+  docker trustcache builder create --name shared --buildkit unix:///run/buildkit/buildkitd.sock --trust-policy policy.yaml`
+
+	builderRmExample = `  docker trustcache builder rm trustcache`
+
+	builderLsExample = `  docker trustcache builder ls`
+
+	builderInspectExample = `  docker trustcache builder inspect trustcache
+  docker trustcache builder inspect --format json trustcache`
+
+	builderLogsExample = `  docker trustcache builder logs trustcache
+  docker trustcache builder logs --follow trustcache`
+
+	builderReloadExample = `  docker trustcache builder reload trustcache
+  docker trustcache builder reload --trust-policy new-policy.yaml trustcache`
 )
