@@ -265,10 +265,12 @@ func TestBakeCompose(t *testing.T) {
 	poison := readResult(t, outX)
 	outD := filepath.Join(e.dir, "out-consumer-2")
 	r = bake(t, outD).must(t)
-	if got := readResult(t, outD); got == poison {
-		t.Errorf("compose service built the attacker's output %q", poison)
+	// The tag's own digest is the attacker's: the build takes the tag's last trusted digest
+	// instead (docs/fallback.md), builder A's, and says so.
+	if got := readResult(t, outD); got == poison || got != honest {
+		t.Errorf("compose service built %q after the attack; want builder A's %q through the fallback, never the attacker's %q\n%s", got, honest, poison, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "WARNING: trustcache: dropped cache") {
-		t.Errorf("no warning for the attacker's cache:\n%s", r.stderr)
+	if !strings.Contains(r.stderr, "fallback: tag app is untrusted") {
+		t.Errorf("the summary does not name the fallback for the attacker's tag:\n%s", r.stderr)
 	}
 }

@@ -4,7 +4,8 @@
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
 # BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows; BENCH_ONLY=provenance
-# only the provenance record's.
+# only the provenance record's; BENCH_ONLY=fallback only the attacked-vs-unattacked build (the
+# extra registry requests of a fallback are BenchmarkFallback's, in make bench's Go benchmarks).
 # BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
 # commit's) in the same runs, interleaved: a row comparing the two.
 # BENCH_PROVENANCE_BASELINE=BINARY also measures another docker-trustcache build's signing build
@@ -344,6 +345,65 @@ TABLE
 		gwtable+=$'\n'"| same, through the baseline gateway ($(basename "$baseline")) | $(ms "$t_ggwb0") | $(ms "$t_gdirect0") | overhead $(awk -v a="$t_ggwb0" -v b="$t_gdirect0" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}'); this build vs baseline $(ratio "$t_ggw0" "$t_ggwb0") |"
 	fi
 	table=$(printf '%s\n\n%s' "$table" "$gwtable")
+fi
+if [[ -z $only || $only == fallback ]]; then
+	# An attack costs nothing (docs/fallback.md): a fresh agent (pruned builder, no ledger) builds a
+	# multi-stage Dockerfile with --cache-from :main, once with :main the trusted builder's signed
+	# cache, once with someone's own cache pushed under :main (the fallback imports the tag's last
+	# trusted digest, found through its signed head record). Turn by turn, each build's output
+	# checked against the trusted builder's; and the same build without a cache, which is what the
+	# attack cost every agent before the fallback.
+	mkdir fbproject
+	cat >fbproject/Dockerfile <<DOCKERFILE
+FROM $E2E_BASE_IMAGE AS deps
+RUN for i in \$(seq 1 32); do head -c 1048576 /dev/urandom >/dep\$i; done && sleep 2
+FROM $E2E_BASE_IMAGE AS build
+COPY --from=deps / /deps/
+RUN sha256sum /deps/dep* >/sums && sleep 2 && head -c 16 /dev/urandom | od -An -tx1 >/result.txt
+FROM $E2E_BASE_IMAGE
+COPY --from=build /sums /result.txt /
+DOCKERFILE
+	fbrepo=$E2E_REGISTRY/bench/fallback-$RANDOM$RANDOM
+	fbflags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
+	"$docker" trustcache build "${fbflags[@]}" --sign --key ci.key \
+		--cache-to "type=registry,ref=$fbrepo:main,mode=max" -o "type=local,dest=fbtrusted" fbproject >/dev/null 2>&1
+	trusted=$("$E2E_CRANE" digest "$fbrepo:main")
+	"$docker" buildx build "${fbflags[@]}" --no-cache \
+		--cache-to "type=registry,ref=$fbrepo:main,mode=max" -o "type=local,dest=fbforged" fbproject >/dev/null 2>&1
+	forged=$("$E2E_CRANE" digest "$fbrepo:main")
+	fbprune() { "$docker" buildx prune --builder "$E2E_BUILDER" --all --force >/dev/null 2>&1; }
+	fbbuild=("$docker" trustcache build "${fbflags[@]}" --no-ledger --cache-from "$fbrepo:main" -o "type=local,dest=fbout" fbproject)
+	fbnocache=("$docker" buildx build "${fbflags[@]}" -o "type=local,dest=fbout" fbproject)
+	fbrun() { # TAG-DIGEST TIMES-FILE COMMAND...: points :main at the digest, prunes, times the build
+		local digest=$1 times=$2
+		shift 2
+		"$E2E_CRANE" tag "$fbrepo@$digest" main >/dev/null 2>&1
+		fbprune
+		rm -rf fbout
+		timed "$@" >>"$times"
+	}
+	for f in fbplain.times fbattacked.times fbnocache.times; do : >"$f"; done
+	for i in $(seq 1 "$runs"); do
+		fbrun "$trusted" fbplain.times "${fbbuild[@]}"
+		cmp -s fbout/result.txt fbtrusted/result.txt || echo "fallback bench: unattacked build $i: not the trusted output" >>"$work/failures"
+		fbrun "$forged" fbattacked.times "${fbbuild[@]}"
+		cmp -s fbout/result.txt fbtrusted/result.txt || echo "fallback bench: attacked build $i: not the trusted output" >>"$work/failures"
+		if ((i <= 3)); then
+			fbrun "$forged" fbnocache.times "${fbnocache[@]}"
+		fi
+	done
+	t_fbplain=$(median <fbplain.times)
+	t_fbatt=$(median <fbattacked.times)
+	t_fbcold=$(median <fbnocache.times)
+	fbtable=$(
+		cat <<TABLE
+| fallback measurement (fresh agent: pruned builder, no ledger) | attacked | not attacked | ratio |
+|---|---|---|---|
+| fully cached multi-stage build, \`--cache-from :main\`, someone's cache pushed as \`:main\` (fallback to the last trusted digest; medians of $runs, in turn) | $(ms "$t_fbatt") | $(ms "$t_fbplain") | $(ratio "$t_fbatt" "$t_fbplain")× (target ≤ 1.1×) |
+| same build without a cache: what the attack cost before the fallback (median of 3) | $(ms "$t_fbcold") | $(ms "$t_fbplain") | $(ratio "$t_fbcold" "$t_fbplain")× |
+TABLE
+	)
+	table=$(printf '%s\n\n%s' "$table" "$fbtable")
 fi
 if [[ -s $work/failures ]]; then
 	echo "bench: $(wc -l <"$work/failures") measured commands failed, e.g.: $(head -n1 "$work/failures")" >&2

@@ -2,7 +2,8 @@
 # Installs what the e2e tests and checks need on a Debian 12 machine, as root, and starts nothing:
 # Debian's docker.io (dockerd 20.10, runc), busybox-static (the offline base image) and shellcheck;
 # and, built from the Go module proxy into $TRUSTCACHE_TOOLS, buildkitd/buildctl v0.34.2, buildx,
-# distribution's registry v3, crane, cosign v2 and v3, Fulcio and a timestamp authority.
+# docker compose v5 (a CLI plugin), distribution's registry v3, crane, cosign v2 and v3, Fulcio and a
+# timestamp authority.
 # Idempotent: what is installed at the pinned version is skipped. e2e/start.sh starts the services.
 #
 #   bash e2e/install.sh          everything
@@ -90,10 +91,33 @@ install_buildkit() {
 	rm -rf "$tmp"
 }
 
+# docker compose v5 as a CLI plugin ($TOOLS/docker-compose). `go install …@version` is refused
+# (compose's go.mod has exclude directives): build inside a writable copy of the module, as for
+# buildkit, with the version stamped (compose reports it, and docker lists the plugin by it).
+install_compose() {
+	local tmp dir
+	tmp=$(mktemp -d)
+	dir=$(cd "$tmp" && go mod download -json "github.com/docker/compose/v5@$COMPOSE_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[[ -n $dir && -d $dir ]] || die "go mod download of compose $COMPOSE_VERSION gave no Dir"
+	cp -r "$dir" "$tmp/src"
+	chmod -R u+w "$tmp/src"
+	(cd "$tmp/src" && CGO_ENABLED=0 go build -mod=mod -trimpath \
+		-ldflags "-s -w -X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" \
+		-o "$tmp/docker-compose" ./cmd)
+	mv -f "$tmp/docker-compose" "$TOOLS/docker-compose"
+	rm -rf "$tmp"
+}
+
 # tool_ok NAME: the pinned version of NAME is installed in $TOOLS.
 tool_ok() {
 	case $1 in
-	buildx) [[ $(mod_version "$TOOLS/buildx" github.com/docker/buildx) == "$BUILDX_VERSION" ]] ;;
+	# buildx must also report its version (compose refuses a buildx that says v0.0.0+unknown).
+	buildx)
+		[[ $(mod_version "$TOOLS/buildx" github.com/docker/buildx) == "$BUILDX_VERSION" ]] &&
+			"$TOOLS/buildx" version 2>/dev/null | grep -qE " $BUILDX_VERSION( |$)"
+		;;
+	compose) [[ -x $TOOLS/docker-compose ]] && "$TOOLS/docker-compose" version 2>/dev/null | grep -qF " $COMPOSE_VERSION" ;;
 	buildkit)
 		[[ -x $TOOLS/buildkitd && -x $TOOLS/buildctl ]] &&
 			"$TOOLS/buildkitd" --version 2>/dev/null | grep -qF " $BUILDKIT_VERSION" &&
@@ -111,7 +135,11 @@ tool_ok() {
 
 install_tool() {
 	case $1 in
-	buildx) go_install_to "$TOOLS" "github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION" ;;
+	buildx)
+		GOBIN=$TOOLS go install -ldflags "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION" \
+			"github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
+		;;
+	compose) install_compose ;;
 	buildkit) install_buildkit ;;
 	registry) go_install_to "$TOOLS" "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" ;;
 	cosign) go_install_to "$TOOLS" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" ;;
@@ -126,7 +154,7 @@ install_tool() {
 # the build cache of the one before it (buildx after buildkit, cosign v3 after v2). Concurrent
 # go commands compiling the same dependencies would each compile them: on 2 cores that made
 # six parallel installs slower than two lanes.
-LANES=("buildkit buildx registry fulcio" "crane cosign cosign3 timestamp-server")
+LANES=("buildkit buildx compose registry fulcio" "crane cosign cosign3 timestamp-server")
 LANE_PIDS=()
 TOOLS_WANT=()
 TOOLS_START=0
@@ -196,5 +224,5 @@ tools_start
 step "apt (${APT_PACKAGES[*]})" apt_packages
 [[ $(docker_cli) == "$DOCKER" ]] || die "docker CLI changed after apt install: $(docker_cli)"
 log "docker CLI: $DOCKER ($("$DOCKER" --version))"
-step "tools (buildkit, buildx, registry, crane, cosign, cosign3, fulcio, timestamp-server)" tools_wait
+step "tools (buildkit, buildx, compose, registry, crane, cosign, cosign3, fulcio, timestamp-server)" tools_wait
 log "install complete in $((SECONDS - TOTAL_START))s"
