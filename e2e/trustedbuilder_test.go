@@ -172,6 +172,25 @@ func TestTrustedBuilder(t *testing.T) {
 		t.Errorf("no CACHED step (%d of %d) with the signed cache:\n%s", cached, total, r.stderr)
 	}
 
+	// Plain docker build: the docker CLI runs it as buildx build, but on the builder named after
+	// the docker context (it sets BUILDX_BUILDER to the context's name unless the job set it), not
+	// on buildx's current one: a job routes docker build with BUILDX_BUILDER=NAME (docs/builder.md).
+	t.Run("DockerBuild", func(t *testing.T) {
+		for _, c := range []struct{ cache, want string }{{evil, ""}, {signed, honest}} {
+			prune(name)
+			out := filepath.Join(e.dir, "docker-build-"+randomHex(t, 3))
+			r := e.runWith(t, map[string]string{"BUILDX_BUILDER": name}, nil, cfg.docker, "build", "--network", cfg.network,
+				"--provenance=false", "--cache-from", c.cache, "-o", "type=local,dest="+out, ctx).must(t)
+			got := readResult(t, out)
+			if c.want != "" && got != c.want {
+				t.Errorf("docker build --cache-from %s built %q; want %q\n%s", c.cache, got, c.want, r.stderr)
+			}
+			if c.want == "" && (got == poison || got == honest) {
+				t.Errorf("docker build --cache-from %s built %q (poison %q); want a fresh result", c.cache, got, poison)
+			}
+		}
+	})
+
 	// docker buildx bake, cache-from in the bake file.
 	t.Run("Bake", func(t *testing.T) {
 		for _, c := range []struct{ cache, want string }{{evil, ""}, {signed, honest}} {
