@@ -14,7 +14,8 @@
 # It downloads docker-trustcache-<os>-<arch> and checksums.txt (what `make release` writes),
 # checks the binary against its line in checksums.txt, installs it as a docker CLI plugin, builds
 # the gateway image from that same binary (docker import, as `make image`: no registry), runs
-# `docker trustcache builder create --use`, and writes name=NAME to $GITHUB_OUTPUT.
+# `docker trustcache builder create --use`, and writes name=NAME to $GITHUB_OUTPUT (and
+# BUILDX_BUILDER=NAME to $GITHUB_ENV, when set, so that docker build uses it too).
 set -euo pipefail
 
 die() { echo "::error::trustcache action: $*" >&2; exit 1; }
@@ -92,4 +93,9 @@ args=(builder create --use --registry-auth --name "${INPUT_NAME:-trustcache}" --
 [[ -z ${INPUT_BUILDKIT_IMAGE:-} ]] || args+=(--buildkit-image "$INPUT_BUILDKIT_IMAGE")
 name=$(docker trustcache "${args[@]}")
 echo "name=$name" >>"$GITHUB_OUTPUT"
+# Later steps' docker build runs on the builder BUILDX_BUILDER names (the docker CLI otherwise
+# takes the docker context's), as docker/setup-buildx-action does.
+if [[ -n ${GITHUB_ENV:-} ]]; then
+	echo "BUILDX_BUILDER=$name" >>"$GITHUB_ENV"
+fi
 echo "trusted builder $name is buildx's current builder"

@@ -464,12 +464,15 @@ func (e *env) builderAction(t *testing.T, policy, bkImage, ctx, signed, honest s
 	}
 	name := "ta-" + randomHex(t, 3)
 	out := filepath.Join(e.dir, "github-output")
+	genv := filepath.Join(e.dir, "github-env")
 	runAction := func() result {
-		if err := os.WriteFile(out, nil, 0o644); err != nil {
-			t.Fatal(err)
+		for _, f := range []string{out, genv} {
+			if err := os.WriteFile(f, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return e.runWith(t, map[string]string{
-			"RUNNER_OS": "Linux", "RUNNER_ARCH": arch, "GITHUB_OUTPUT": out,
+			"RUNNER_OS": "Linux", "RUNNER_ARCH": arch, "GITHUB_OUTPUT": out, "GITHUB_ENV": genv,
 			"INPUT_RELEASE": release, "INPUT_POLICY": filepath.Base(policy), "INPUT_NAME": name,
 			"INPUT_BUILDKIT_IMAGE": bkImage, "PATH": filepath.Dir(cfg.docker) + ":" + os.Getenv("PATH"),
 		}, nil, "bash", filepath.Join(repoRoot(t), "action.sh"))
@@ -500,6 +503,9 @@ func (e *env) builderAction(t *testing.T, policy, bkImage, ctx, signed, honest s
 	t.Logf("action script (install, gateway image, builder create): %s", time.Since(start).Round(time.Millisecond))
 	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != "name="+name {
 		t.Errorf("GITHUB_OUTPUT = %q; want name=%s", b, name)
+	}
+	if b, _ := os.ReadFile(genv); strings.TrimSpace(string(b)) != "BUILDX_BUILDER="+name {
+		t.Errorf("GITHUB_ENV = %q; want BUILDX_BUILDER=%s (so that docker build uses the builder)", b, name)
 	}
 	e.docker(t, "buildx", "prune", "--builder", name, "--all", "--force").must(t)
 	dest := filepath.Join(e.dir, "action-out")
