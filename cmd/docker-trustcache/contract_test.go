@@ -16,12 +16,10 @@ var update = flag.Bool("update", false, "rewrite testdata/contract.golden")
 // docker CLI plugin contract as users and the docker CLI see it: help in
 // the docker CLI's layout, flag and argument errors with their exit
 // statuses, the global options (accepted, checked, applied), completion,
-// and metadata. The golden file was written by the binary built on
-// github.com/docker/cli's plugin.Run and was unchanged when the plugin
-// moved to internal/cli/plugin (issue 17); since issue 25 an unknown
-// command fails at every level (docker's plugin.Run printed the usage and
-// exited 0) and "trustcache help COMMAND" is the command's help. Any
-// other difference is a change of the contract.
+// and metadata. It matches docker/cli's plugin.Run except where the plugin
+// is stricter: an unknown command fails at every level (plugin.Run prints
+// the usage and exits 0) and "trustcache help COMMAND" is the command's
+// help. Any difference from the golden is a change of the contract.
 var contractCases = [][]string{
 	{"docker-cli-plugin-metadata"},
 	{},
