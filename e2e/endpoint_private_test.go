@@ -234,18 +234,27 @@ func (e *env) producePrivate(t *testing.T, ctx, policy, cache string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// privateEnv is the three tests' set-up: an env, the secret-bearing
+// project, builder-a's key, a repository and a policy that trusts builder-a
+// there.
+func privateEnv(t *testing.T) (e *env, ctx, repo, policy string) {
+	t.Helper()
+	e = trustEnv(t)
+	ctx = e.privateProject(t)
+	e.genKey(t, "builder-a")
+	repo = uniqueRepo(t)
+	policy = e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
+		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
+	return e, ctx, repo, policy
+}
+
 // TestEndpointPrivateBuild: while `docker trustcache build` imports a
 // verified cache through the endpoint, another user who reads the
 // reference from /proc cannot fetch the cache through it; the build still
 // imports it (the secret step CACHED, the producer's secret in the output).
 func TestEndpointPrivateBuild(t *testing.T) {
-	e := trustEnv(t)
-	ctx := e.privateProject(t)
-	e.genKey(t, "builder-a")
-	repo := uniqueRepo(t)
+	e, ctx, repo, policy := privateEnv(t)
 	cache := repo + ":cache"
-	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
 	secret := e.producePrivate(t, ctx, policy, cache)
 
 	e.prune(t)
@@ -270,13 +279,8 @@ func TestEndpointPrivateBuild(t *testing.T) {
 // TestEndpointPrivateBake: the same for `docker trustcache bake`, whose
 // endpoint references travel in --set arguments.
 func TestEndpointPrivateBake(t *testing.T) {
-	e := trustEnv(t)
-	ctx := e.privateProject(t)
-	e.genKey(t, "builder-a")
-	repo := uniqueRepo(t)
+	e, ctx, repo, policy := privateEnv(t)
 	cache := repo + ":cache"
-	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
 	secret := e.producePrivate(t, ctx, policy, cache)
 
 	out := filepath.Join(e.dir, "out-bake")
@@ -307,13 +311,8 @@ func TestEndpointPrivateBake(t *testing.T) {
 // BuildKit answers the endpoint's challenge with the credential buildx
 // gives it, and the spy still gets 401.
 func TestEndpointPrivateDockerDriver(t *testing.T) {
-	e := trustEnv(t)
-	ctx := e.privateProject(t)
-	e.genKey(t, "builder-a")
-	repo := uniqueRepo(t)
+	e, ctx, repo, policy := privateEnv(t)
 	image := repo + ":main"
-	policy := e.writePolicy(t, "policy.yaml", []builder{{"builder-a", []string{"builder-a.pub"}}},
-		[]scope{{repos: []string{repo}, builders: []string{"builder-a"}}})
 	flags := []string{"--builder", "default", "--network", cfg.network}
 	fresh := func() {
 		t.Helper()
