@@ -16,7 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
-	"github.com/docker-trustcache/docker-trustcache/internal/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
@@ -113,7 +113,7 @@ type cacheReport struct {
 	Result  *verify.Result `json:"result,omitempty"`
 }
 
-// Report actions: internal/decision's words.
+// Report actions: verify/decision's words.
 const (
 	actionUsed    = string(decision.Used)    // verified (or audited) and passed on pinned to its digest
 	actionPassed  = string(decision.Passed)  // passed on as given: level skip, or a type the policy allows unsigned
@@ -312,7 +312,7 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 }
 
 // decideCache verifies one cache source and decides its fate by the
-// verdict → action table in internal/decision.
+// verdict → action table in verify/decision.
 func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
 	rep := cacheReport{Source: redactPEM(spec.String()), Type: spec.Type}
 	o := decision.Cache(ctx, v.Policy(), v.Verify, spec.Type, spec.Ref())

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
-	"github.com/docker-trustcache/docker-trustcache/internal/trustedbuilder"
+	"github.com/docker-trustcache/docker-trustcache/internal/app/trustedbuilder"
 )
 
 // newBuilderCommand is "docker trustcache builder": trusted builders, a

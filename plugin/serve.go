@@ -20,7 +20,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
-	"github.com/docker-trustcache/docker-trustcache/internal/gateway"
+	"github.com/docker-trustcache/docker-trustcache/internal/app/gateway"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 

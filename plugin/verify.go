@@ -15,7 +15,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
-	"github.com/docker-trustcache/docker-trustcache/internal/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 

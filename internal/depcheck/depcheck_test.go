@@ -88,11 +88,11 @@ func TestPluginBinaryStartUpDeps(t *testing.T) {
 func TestOneConcernPackages(t *testing.T) {
 	const m = "github.com/docker-trustcache/docker-trustcache/"
 	leaves := map[string][]string{
-		m + "internal/cli/plugin":   {m + "plugin", m + "verify", m + "keys", m + "internal/signature", m + "internal/registry", m + "internal/gateway"},
+		m + "internal/cli/plugin":   {m + "plugin", m + "verify", m + "keys", m + "internal/signature", m + "internal/registry", m + "internal/app/gateway"},
 		m + "internal/dockerconfig": {m + "plugin", m + "verify", m + "internal/cli", "github.com/spf13/cobra"},
 		m + "internal/cicontext":    {m, "github.com/spf13/cobra"},
 		m + "internal/atomicfile":   {m, "github.com/"},
-		m + "verify":                {"github.com/spf13/cobra", m + "internal/cli", m + "internal/dockerconfig", m + "internal/cicontext", m + "internal/gateway", m + "internal/endpoint"},
+		m + "verify":                {"github.com/spf13/cobra", m + "internal/cli", m + "internal/dockerconfig", m + "internal/cicontext", m + "internal/app/gateway", m + "internal/endpoint"},
 	}
 	for pkg, forbiddenHere := range leaves {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

@@ -44,10 +44,10 @@ func TestHarnessOnlyInTests(t *testing.T) {
 }
 
 // TestDecisionImportsOnlyVerify: the verdict → cache action table
-// (internal/decision) depends on the verdicts and nothing else of the
+// (verify/decision) depends on the verdicts and nothing else of the
 // module: no command, gateway, endpoint, storage or transport package.
 func TestDecisionImportsOnlyVerify(t *testing.T) {
-	const decision = module + "/internal/decision"
+	const decision = module + "/verify/decision"
 	imps, ok := imports(t)[decision]
 	if !ok {
 		t.Fatalf("%s is not in the module's package list", decision)

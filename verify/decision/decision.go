@@ -1,7 +1,7 @@
 // Package decision owns the verdict → cache action table: what becomes of
 // one cache import once the verifier has spoken. "docker trustcache build"
 // and "bake" (plugin), "docker trustcache verify"'s exit status and the
-// gateway (internal/gateway) all decide through it, so the three cannot
+// gateway (internal/app/gateway) all decide through it, so the three cannot
 // drift apart.
 package decision
 

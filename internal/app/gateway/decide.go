@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
@@ -207,7 +207,7 @@ func (d *Decider) decideBuild(ctx context.Context, client, method string, imps [
 }
 
 // decide maps one import's verification to its fate by the table
-// "docker trustcache build" uses (internal/decision), with the verified
+// "docker trustcache build" uses (verify/decision), with the verified
 // content endpoint always in use.
 func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import, into Adder) outcome {
 	o := decision.Cache(ctx, v.Policy(), v.verify, imp.Type, imp.Ref())
