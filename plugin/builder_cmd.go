@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/app/trustedbuilder"
+	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
 // newBuilderCommand is "docker trustcache builder": trusted builders, a

@@ -18,9 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/gateway"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
-	"github.com/docker-trustcache/docker-trustcache/internal/app/gateway"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 )
 
