@@ -16,6 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 const bakeHelp = `Usage:  docker trustcache bake [OPTIONS] [TARGET...]
@@ -361,7 +362,7 @@ type bakeSignTarget struct {
 
 // newBakeSigner checks the --sign options against what the targets export
 // and loads the key before the bake starts.
-func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget, p *verify.Policy) (*bakeSigner, error) {
+func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget, p *trustpolicy.Policy) (*bakeSigner, error) {
 	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, metadataFile: inv.MetadataFile}}
 	for _, t := range targets {
 		st := bakeSignTarget{name: t.Name, pushes: t.Pushes}

@@ -18,6 +18,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // buildSigner signs what a build exported, by the digests the build itself
@@ -27,9 +28,9 @@ type buildSigner struct {
 	cli          command.Cli
 	signer       signature.Signer
 	annotations  map[string]string
-	cacheRepo    *name.Repository // the one registry --cache-to, if any
-	cacheTag     string           // its tag ("" for none)
-	policy       *verify.Policy   // for the head records (signhead.go); nil: none
+	cacheRepo    *name.Repository    // the one registry --cache-to, if any
+	cacheTag     string              // its tag ("" for none)
+	policy       *trustpolicy.Policy // for the head records (signhead.go); nil: none
 	pushes       bool
 	format       signature.Format
 	metadataFile string
@@ -38,7 +39,7 @@ type buildSigner struct {
 
 // newBuildSigner checks the --sign options and loads the key before the
 // build starts, so a wrong password costs no build.
-func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.Policy) (*buildSigner, error) {
+func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *trustpolicy.Policy) (*buildSigner, error) {
 	bs := &buildSigner{cli: dockerCLI, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
 	var caches []string
 	for _, spec := range inv.CacheTo {
@@ -69,7 +70,7 @@ func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *verify.
 
 // loadKey checks the signing options (annotations, signature format) and
 // loads the key.
-func (bs *buildSigner) loadKey(opts buildargs.Options, p *verify.Policy) error {
+func (bs *buildSigner) loadKey(opts buildargs.Options, p *trustpolicy.Policy) error {
 	for k := range opts.SignAnnotations {
 		if signature.Reserved(k) {
 			return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
@@ -180,7 +181,7 @@ func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md 
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
 	var signed []signedReport
-	var p *verify.Policy
+	var p *trustpolicy.Policy
 	if v != nil {
 		p = v.Policy()
 	}

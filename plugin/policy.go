@@ -19,6 +19,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
@@ -44,7 +45,7 @@ func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 			if len(args) == 1 {
 				path = args[0]
 			}
-			if err := writeNewFile(path, verify.StarterPolicy(), 0o644); err != nil {
+			if err := writeNewFile(path, trustpolicy.Starter(), 0o644); err != nil {
 				return withStatus(err)
 			}
 			fmt.Fprintf(dockerCLI.Err(), "Wrote %s: add your builders' public keys and cache repositories, then run docker trustcache policy lint\n", path)
@@ -93,7 +94,7 @@ when the policy is valid, 2 when it is not.`,
 			if err != nil {
 				return withStatus(asUsage(err))
 			}
-			p, err := verify.LoadPolicy(path)
+			p, err := trustpolicy.Load(path)
 			if err != nil {
 				return withStatus(asUsage(err))
 			}
@@ -224,7 +225,7 @@ func renderExplanation(w io.Writer, policyFile string, r *verify.Result) error {
 
 // writeKeylessSummary writes, for a policy with keyless builders, its
 // trusted root and what each identity builder matches; nothing otherwise.
-func writeKeylessSummary(w io.Writer, p *verify.Policy) {
+func writeKeylessSummary(w io.Writer, p *trustpolicy.Policy) {
 	if p.TrustedRoot == "" {
 		return
 	}
@@ -239,8 +240,8 @@ func writeKeylessSummary(w io.Writer, p *verify.Policy) {
 			fmt.Fprintf(w, ", %s %s", c, printable(id.Claims[c]))
 		}
 		fmt.Fprintf(w, ", verified time from %s", map[string]string{
-			verify.TimestampAny: "a timestamp authority (any)",
-			verify.TimestampTSA: "a timestamp authority",
+			trustpolicy.TimestampAny: "a timestamp authority (any)",
+			trustpolicy.TimestampTSA: "a timestamp authority",
 		}[id.RequireTimestamp])
 		if len(b.Keys) > 0 {
 			fmt.Fprintf(w, "; also %d key(s)", len(b.Keys))

@@ -11,7 +11,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // TestLintKeylessSummary: lint of a policy with keyless builders names the
@@ -59,7 +59,7 @@ scopes:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := verify.LoadPolicy(pf)
+	p, err := trustpolicy.Load(pf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/docker/cli/cli/config"
 
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // policyFileName is the policy file looked up at the root of the build
@@ -166,12 +166,12 @@ func acceptPolicyFile(p, dir string) (string, error) {
 
 // loadPolicy finds and loads the policy; every failure is a configuration
 // error.
-func loadPolicy(flag, startDir string, warn io.Writer) (*verify.Policy, error) {
+func loadPolicy(flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
 	path, err := findPolicy(flag, startDir, warn)
 	if err != nil {
 		return nil, asUsage(err)
 	}
-	p, err := verify.LoadPolicy(path)
+	p, err := trustpolicy.Load(path)
 	if err != nil {
 		return nil, asUsage(fmt.Errorf("policy: %w", err))
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The provenance record (docs/provenance.md): every build and bake that
@@ -137,7 +137,7 @@ func (bs *bakeSigner) exported() ([]exportTarget, error) {
 // are targets (each repository and digest once), its predicate the
 // report's cache decisions, the policy's fingerprint, the trustcache
 // version and the source context the environment tells.
-func provenanceRecord(report *trustReport, p *verify.Policy, version string, targets []exportTarget, now time.Time) provenance.Statement {
+func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string, targets []exportTarget, now time.Time) provenance.Statement {
 	var subjects []provenance.Subject
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -186,7 +186,7 @@ const envProvenanceAttach = "TRUSTCACHE_PROVENANCE_ATTACH"
 // reads what the build exported; without sign, exports it could not read
 // are left out of the record with a warning (a signing build has failed
 // already on them).
-func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]exportTarget, error), sign bool, report *trustReport, p *verify.Policy, version string) error {
+func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]exportTarget, error), sign bool, report *trustReport, p *trustpolicy.Policy, version string) error {
 	targets, err := exported()
 	if err != nil {
 		if sign {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // maxProvenanceDepth bounds --depth.
@@ -104,7 +105,7 @@ func nodeVerdict(n *verify.ProvenanceNode) string {
 }
 
 // renderProvenance writes the text form of a provenance walk.
-func renderProvenance(w io.Writer, p *verify.Policy, ref string, n *verify.ProvenanceNode) error {
+func renderProvenance(w io.Writer, p *trustpolicy.Policy, ref string, n *verify.ProvenanceNode) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %s\n", printable(ref), nodeVerdict(n))
 	fmt.Fprintf(&b, "  policy:    %s (%s)\n", printable(p.File), p.Fingerprint(nil))
@@ -113,7 +114,7 @@ func renderProvenance(w io.Writer, p *verify.Policy, ref string, n *verify.Prove
 	return err
 }
 
-func renderNode(b *strings.Builder, p *verify.Policy, n *verify.ProvenanceNode, in string) {
+func renderNode(b *strings.Builder, p *trustpolicy.Policy, n *verify.ProvenanceNode, in string) {
 	if n.Digest != "" {
 		fmt.Fprintf(b, "%sdigest:    %s\n", in, printable(n.Digest))
 	}
@@ -142,7 +143,7 @@ func renderNode(b *strings.Builder, p *verify.Policy, n *verify.ProvenanceNode, 
 	}
 }
 
-func renderPredicate(b *strings.Builder, p *verify.Policy, pr *provenance.Predicate, in string) {
+func renderPredicate(b *strings.Builder, p *trustpolicy.Policy, pr *provenance.Predicate, in string) {
 	pol := "none recorded"
 	if d := pr.Policy.Digest; d != "" {
 		pol = d + " (another policy)"
@@ -168,7 +169,7 @@ func renderPredicate(b *strings.Builder, p *verify.Policy, pr *provenance.Predic
 	}
 }
 
-func renderImport(b *strings.Builder, p *verify.Policy, imp verify.ImportResult, in string) {
+func renderImport(b *strings.Builder, p *trustpolicy.Policy, imp verify.ImportResult, in string) {
 	fmt.Fprintf(b, "%simport:    %s\n", in, printable(imp.Reference))
 	iin := in + "  "
 	recorded := imp.Action

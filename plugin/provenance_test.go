@@ -24,6 +24,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // fakeBuildMetadata installs a docker CLI that, run as the build, writes
@@ -112,7 +113,7 @@ func TestProvenanceRecordInReport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("provenance.Parse(the report's record) = %v", err)
 	}
-	p, err := verify.LoadPolicy(filepath.Join(dir, ".trustcache.yaml"))
+	p, err := trustpolicy.Load(filepath.Join(dir, ".trustcache.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +423,7 @@ func BenchmarkProvenance(b *testing.B) {
 	os.WriteFile(filepath.Join(dir, "ci.pub"), pubPEM, 0o644)
 	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"" + host + "/team/*\"]\n    builders: [ci]\n"
 	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(policy), 0o644)
-	p, err := verify.LoadPolicy(filepath.Join(dir, "policy.yaml"))
+	p, err := trustpolicy.Load(filepath.Join(dir, "policy.yaml"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/app/gateway"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 type serveOptions struct {
@@ -203,7 +203,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	if err != nil {
 		return asUsage(err)
 	}
-	p, err := verify.LoadPolicy(path)
+	p, err := trustpolicy.Load(path)
 	if err != nil {
 		return usagef("policy: %w", err)
 	}
@@ -292,7 +292,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 			if sig != syscall.SIGHUP {
 				return shutdown(sig.String())
 			}
-			np, err := verify.LoadPolicy(path)
+			np, err := trustpolicy.Load(path)
 			if err != nil {
 				log.Error("policy not reloaded: keeping the policy in use", "policy", path, "error", err.Error())
 				continue

@@ -22,6 +22,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 type signOptions struct {
@@ -185,9 +186,9 @@ const DefaultResignAge = 24 * time.Hour
 // be and still count, under policy p (nil: none), and how to say it: the
 // scope's maxAge; 0 (any age) for a scope without one, which counts any
 // age; DefaultResignAge without a policy or scope.
-func resignAge(p *verify.Policy, repo name.Repository) (time.Duration, string) {
+func resignAge(p *trustpolicy.Policy, repo name.Repository) (time.Duration, string) {
 	if p != nil {
-		if canon, err := verify.CanonicalRepository(repo.Name()); err == nil {
+		if canon, err := trustpolicy.CanonicalRepository(repo.Name()); err == nil {
 			if scope, ok := p.Match(canon); ok {
 				if scope.MaxAge > 0 {
 					return scope.MaxAge, "maxAge " + shortDuration(scope.MaxAge)
@@ -225,7 +226,7 @@ func orAny(limit string) string {
 // this signer, and an error — never success — when even that one would not
 // count under p's maxAge (a clock far off, a registry that did not keep
 // the new one).
-func attachFresh(ctx context.Context, errOut io.Writer, signer signature.Signer, format signature.Format, p *verify.Policy, repo name.Repository, digest v1.Hash, ann map[string]string, ropts []remote.Option) (signature.Signature, error) {
+func attachFresh(ctx context.Context, errOut io.Writer, signer signature.Signer, format signature.Format, p *trustpolicy.Policy, repo name.Repository, digest v1.Hash, ann map[string]string, ropts []remote.Option) (signature.Signature, error) {
 	ref := repo.Name() + "@" + digest.String()
 	age, limit := resignAge(p, repo)
 	signer.MaxAge = age
@@ -269,7 +270,7 @@ func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref
 // signature format, the builder name of the key), or nil when none is
 // found: signing needs none. A policy named by --policy must exist, and a
 // policy found must be valid.
-func signingPolicy(flag, startDir string, warn io.Writer) (*verify.Policy, error) {
+func signingPolicy(flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
 	path, err := findPolicy(flag, startDir, warn)
 	if err != nil {
 		var ue usageError
@@ -278,7 +279,7 @@ func signingPolicy(flag, startDir string, warn io.Writer) (*verify.Policy, error
 		}
 		return nil, nil
 	}
-	p, err := verify.LoadPolicy(path)
+	p, err := trustpolicy.Load(path)
 	if err != nil {
 		return nil, asUsage(fmt.Errorf("policy: %w", err))
 	}
@@ -287,7 +288,7 @@ func signingPolicy(flag, startDir string, warn io.Writer) (*verify.Policy, error
 
 // signatureFormat is the format to sign in: the flag, else the policy's
 // signatureFormat, else legacy.
-func signatureFormat(flag string, p *verify.Policy) (signature.Format, error) {
+func signatureFormat(flag string, p *trustpolicy.Policy) (signature.Format, error) {
 	switch flag {
 	case "legacy", "bundle":
 		return signature.Format(flag), nil
@@ -316,7 +317,7 @@ func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
 //
 // The builder name recorded in signatures is builderName, else the name
 // policy p gives the key, else the key file's base name.
-func loadSigner(dockerCLI command.Cli, keyRef, builderName string, p *verify.Policy) (signature.Signer, error) {
+func loadSigner(dockerCLI command.Cli, keyRef, builderName string, p *trustpolicy.Policy) (signature.Signer, error) {
 	if keyRef == "" {
 		keyRef = getenv(envKey)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // signAt signs ref with the key file keyFile as builder ci, with the
@@ -174,7 +175,7 @@ func TestBuildSignRefreshesAged(t *testing.T) {
 	aged := time.Now().Add(-721 * time.Hour).UTC().Truncate(time.Second)
 	signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.FormatLegacy, "")
 
-	p, err := verify.LoadPolicy(filepath.Join(dir, ".trustcache.yaml"))
+	p, err := trustpolicy.Load(filepath.Join(dir, ".trustcache.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

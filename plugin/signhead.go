@@ -12,7 +12,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // What signing REPO:TAG leaves for the fallback (docs/fallback.md): the
@@ -48,7 +48,7 @@ func withTag(ann map[string]string, tag, ref string) (map[string]string, error) 
 // there. Keyless signers write no head (their digests are found by the
 // slower listing). A head that cannot be written costs only the fast
 // fallback lookup: a warning, not a failure.
-func writeHead(ctx context.Context, errOut io.Writer, s signature.Signer, p *verify.Policy, repo name.Repository, tag string, digest v1.Hash, ropts []remote.Option) {
+func writeHead(ctx context.Context, errOut io.Writer, s signature.Signer, p *trustpolicy.Policy, repo name.Repository, tag string, digest v1.Hash, ropts []remote.Option) {
 	if tag == "" || s.Key == nil {
 		return
 	}
@@ -62,7 +62,7 @@ func writeHead(ctx context.Context, errOut io.Writer, s signature.Signer, p *ver
 // headTrust is whom a head already in place must be signed by for its
 // sequence to be continued: any key of the policy's builders that is not
 // revoked; without a policy, the signer's own key (nil).
-func headTrust(p *verify.Policy) func(payload, sig []byte) bool {
+func headTrust(p *trustpolicy.Policy) func(payload, sig []byte) bool {
 	if p == nil {
 		return nil
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The guarantee a used registry cache had on its way into BuildKit
@@ -42,7 +42,7 @@ const (
 // under the policy's requireVerifiedBytes, the build does not start. The
 // caller closes the returned endpoint (nil when none was needed) when the
 // build ends.
-func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *verify.Policy, report *trustReport, decisions map[int]buildargs.Decision) (*endpoint.Server, error) {
+func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *trustpolicy.Policy, report *trustReport, decisions map[int]buildargs.Decision) (*endpoint.Server, error) {
 	var used []int
 	for i, c := range report.Caches {
 		if c.Action == actionUsed && c.Type == "registry" {

@@ -17,6 +17,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 type verifyOptions struct {
@@ -67,7 +68,7 @@ inconclusive; 6 when every REF passes but a tag's own digest was not trusted
 // credentials and, unless noLedger, the verification ledger. A ledger that
 // cannot be opened costs only its cache hits: a warning, and verification
 // goes on without it. done releases the ledger.
-func newVerifier(dockerCLI command.Cli, p *verify.Policy, noLedger bool) (*verify.Verifier, func()) {
+func newVerifier(dockerCLI command.Cli, p *trustpolicy.Policy, noLedger bool) (*verify.Verifier, func()) {
 	// Load the docker config now: ConfigFile loads it lazily, unguarded, on
 	// first use, and references are verified concurrently.
 	dockerCLI.ConfigFile()

@@ -49,6 +49,7 @@ import (
 	internalregistry "github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // junkCount is how many junk signatures the hostile setups attach.
@@ -77,7 +78,7 @@ type junkEnv struct {
 	repo   name.Repository
 	digest v1.Hash
 	key    *ecdsa.PrivateKey
-	policy *Policy
+	policy *trustpolicy.Policy
 }
 
 func newJunkEnv(tb testing.TB, referrersAPI bool) *junkEnv {
@@ -92,7 +93,7 @@ func newJunkEnv(tb testing.TB, referrersAPI bool) *junkEnv {
 	if err := os.WriteFile(pf, []byte(text), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	p, err := LoadPolicy(pf)
+	p, err := trustpolicy.Load(pf)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The fallback (docs/fallback.md): a tag whose digest is not trusted, is
@@ -21,17 +22,6 @@ import (
 // digest trusted *for that tag* — signed naming the tag, by every rule of
 // the scope — never older than the newest this host has taken for it
 // (fallback_ledger.go) nor than what the tag's signed head record says.
-
-// FallbackMode is a scope's fallback setting.
-type FallbackMode string
-
-const (
-	// FallbackLastTrusted uses the last trusted digest of a tag whose
-	// digest is not. It is the default.
-	FallbackLastTrusted FallbackMode = "lastTrusted"
-	// FallbackNone turns the fallback off: the tag's digest is the verdict.
-	FallbackNone FallbackMode = "none"
-)
 
 // Why the tag's own digest was not used (Fallback.TagStatus).
 const (
@@ -53,7 +43,7 @@ const (
 // tag's own digest: it keeps a trusted digest that is not a rollback, and
 // otherwise puts the last trusted digest of the tag in its place, or
 // leaves res untrusted.
-func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scope *Scope, p *registry.Puller) {
+func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scope *trustpolicy.Scope, p *registry.Puller) {
 	ropts, err := p.Options(ctx)
 	if err != nil {
 		return
@@ -114,7 +104,7 @@ func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scop
 // is found, makes res its verification (res.Fallback says so); otherwise
 // res is left untrusted with the reasons. head is the accepted head record
 // (nil: none, and headNote says why).
-func (v *Verifier) takeFallback(ctx context.Context, tag name.Tag, res *Result, scope *Scope, rec *tagRecord, head *signature.Head, headNote string, fb *Fallback, p *registry.Puller) {
+func (v *Verifier) takeFallback(ctx context.Context, tag name.Tag, res *Result, scope *trustpolicy.Scope, rec *tagRecord, head *signature.Head, headNote string, fb *Fallback, p *registry.Puller) {
 	repo := tag.Context()
 	var floor time.Time
 	var recDigest string
@@ -210,7 +200,7 @@ func (v *Verifier) takeFallback(ctx context.Context, tag name.Tag, res *Result, 
 // verifyForTag verifies repo@digest under scope counting only signatures
 // that name tag: the full verification (ledger, signatures, provenance),
 // with the tag annotation required.
-func (v *Verifier) verifyForTag(ctx context.Context, repo name.Repository, canon, digest string, scope *Scope, tag string, p *registry.Puller) *Result {
+func (v *Verifier) verifyForTag(ctx context.Context, repo name.Repository, canon, digest string, scope *trustpolicy.Scope, tag string, p *registry.Puller) *Result {
 	res := &Result{Reference: canon + "@" + digest, Repository: canon, Digest: digest, Verdict: VerdictUntrusted, Level: scope.Level, OnUntrusted: scope.OnUntrusted, Threshold: scope.Threshold, Signers: []Signer{}, Reasons: []string{}}
 	ts, ok := scopeForTag(scope, tag)
 	if !ok {
@@ -229,7 +219,7 @@ func (v *Verifier) verifyForTag(ctx context.Context, repo name.Repository, canon
 // scopeForTag is scope with the signed annotation "tag" required to be
 // tag; ok=false when the scope already requires a tag glob that tag does
 // not match. Tags ([A-Za-z0-9_.-]) hold no glob syntax.
-func scopeForTag(scope *Scope, tag string) (*Scope, bool) {
+func scopeForTag(scope *trustpolicy.Scope, tag string) (*trustpolicy.Scope, bool) {
 	ts := *scope
 	ts.Annotations = maps.Clone(scope.Annotations)
 	if ts.Annotations == nil {
@@ -248,7 +238,7 @@ func scopeForTag(scope *Scope, tag string) (*Scope, bool) {
 // signed by a non-revoked key of a builder of the scope, naming this
 // repository and tag, not in the future, and with a sequence not lower
 // than the highest this host has seen. Otherwise it returns nil and why.
-func (v *Verifier) readHead(ctx context.Context, tag name.Tag, canon string, scope *Scope, rec *tagRecord, ropts []remote.Option) (*signature.Head, string) {
+func (v *Verifier) readHead(ctx context.Context, tag name.Tag, canon string, scope *trustpolicy.Scope, rec *tagRecord, ropts []remote.Option) (*signature.Head, string) {
 	sh, err := signature.ReadHead(ctx, tag.Context(), tag.TagStr(), ropts...)
 	switch {
 	case err != nil:

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The fallback's slow path (docs/fallback.md): with no head record to
@@ -69,7 +70,7 @@ func (t scanBudgetTransport) RoundTrip(req *http.Request) (*http.Response, error
 // trusted for tag, not older than rec's (exclude is the tag's own digest,
 // already refused). It returns the verification of the one found, or nil
 // and why not.
-func (v *Verifier) scan(ctx context.Context, repo name.Repository, canon, tag string, scope *Scope, exclude string, rec *tagRecord, p *registry.Puller) (*Result, string) {
+func (v *Verifier) scan(ctx context.Context, repo name.Repository, canon, tag string, scope *trustpolicy.Scope, exclude string, rec *tagRecord, p *registry.Puller) (*Result, string) {
 	ctx, cancel := context.WithTimeout(ctx, ScanTimeout)
 	defer cancel()
 	budget := &scanBudget{limit: MaxScanRequests}

@@ -20,6 +20,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The fallback (verify/fallback.go, docs/fallback.md): the attacks of
@@ -33,7 +34,7 @@ import (
 // head record), d1 two hours ago and d2 one hour ago; :main is d2.
 type fbEnv struct {
 	f      *fixture
-	p      *Policy
+	p      *trustpolicy.Policy
 	repo   name.Repository
 	main   name.Tag
 	d1, d2 v1.Hash
@@ -499,7 +500,7 @@ func TestPolicyFallbackField(t *testing.T) {
 	if got := f.policy(t, "", "").Scopes[0].Fallback; got != "" {
 		t.Errorf("default fallback %q, want \"\" (lastTrusted)", got)
 	}
-	_, err := ParsePolicy("p.yaml", []byte(fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: %s\nscopes:\n  - repositories: [\"x/y\"]\n    builders: [ci]\n    fallback: newest\n", f.ci.pubPath)))
+	_, err := trustpolicy.Parse("p.yaml", []byte(fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: %s\nscopes:\n  - repositories: [\"x/y\"]\n    builders: [ci]\n    fallback: newest\n", f.ci.pubPath)))
 	if err == nil || !strings.Contains(err.Error(), "scopes[0].fallback") || !strings.Contains(err.Error(), "unknown fallback") {
 		t.Errorf("fallback: newest: %v", err)
 	}

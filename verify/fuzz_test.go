@@ -10,6 +10,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // FuzzIdentityRepository checks the reading of the repository a signature
@@ -33,7 +34,7 @@ func FuzzIdentityRepository(f *testing.F) {
 		if !ok {
 			return
 		}
-		c, err := CanonicalRepository(r)
+		c, err := trustpolicy.CanonicalRepository(r)
 		if err != nil || c != r {
 			t.Fatalf("identityRepository(%q) = %q, which is not canonical (%q, %v)", s, r, c, err)
 		}
@@ -53,7 +54,7 @@ func FuzzSignedContent(f *testing.F) {
 		f.Fatal(err)
 	}
 	const repo = "registry.example.com/team/app"
-	p, err := ParsePolicy("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+indent(string(pubPEM), "      ")+
+	p, err := trustpolicy.Parse("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+indent(string(pubPEM), "      ")+
 		"scopes:\n  - repositories: [\"registry.example.com/team/*\"]\n    builders: [ci]\n"))
 	if err != nil {
 		f.Fatal(err)
@@ -128,4 +129,15 @@ func FuzzSignedContent(f *testing.F) {
 			t.Fatalf("signer = %+v; want builder ci", sc.Signer)
 		}
 	})
+}
+
+// indent prefixes every line of s (a PEM block into a YAML literal).
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
 }

@@ -7,9 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // Keyless verification, offline: everything comes from the policy's trusted
@@ -52,95 +50,6 @@ import (
 // metadata command and key-based verification included. pkg/root and
 // pkg/fulcio/certificate add about 2 ms.
 
-// maxTrustedRootSize bounds the trusted root file; the public-good one is
-// about 20 KiB.
-const maxTrustedRootSize = 4 << 20
-
-// KeylessRoot is the policy's trusted root, loaded.
-type KeylessRoot struct {
-	digest string // "sha256:<hex>" of the file
-	tr     *root.TrustedRoot
-}
-
-// TrustedRootDigest returns "sha256:<hex>" of the policy's trusted root
-// file, or "" when the policy has none.
-func (p *Policy) TrustedRootDigest() string {
-	if p.Keyless == nil {
-		return ""
-	}
-	return p.Keyless.digest
-}
-
-// TrustedRootSummary describes the policy's trusted root for explain and
-// lint: how many certificate authorities, timestamp authorities,
-// transparency logs and CT logs it lists. Empty without a trusted root.
-func (p *Policy) TrustedRootSummary() string {
-	if p.Keyless == nil {
-		return ""
-	}
-	tr := p.Keyless.tr
-	return fmt.Sprintf("%d certificate authorities, %d timestamp authorities, %d transparency logs, %d CT logs",
-		len(tr.FulcioCertificateAuthorities()), len(tr.TimestampingAuthorities()), len(tr.RekorLogs()), len(tr.CTLogs()))
-}
-
-// trustedRoot reads the policy's trustedRoot field and loads the file.
-func (ps *parser) trustedRoot(f field, p *Policy) {
-	ref, ok := ps.str(f.value, "trustedRoot")
-	if !ok {
-		return
-	}
-	p.TrustedRoot = ref
-	k, err := loadTrustedRoot(ref, ps.baseDir)
-	if err != nil {
-		ps.errorf(f.value, "trustedRoot", "%v", err)
-		return
-	}
-	p.Keyless = k
-}
-
-// loadTrustedRoot reads and parses a sigstore trusted_root.json, relative
-// to baseDir.
-func loadTrustedRoot(ref, baseDir string) (*KeylessRoot, error) {
-	if ref == "" {
-		return nil, errors.New("empty: want the path of a sigstore trusted_root.json")
-	}
-	path := ref
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(baseDir, path)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("trusted root %q: %w", ref, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("trusted root %q: %s is not a regular file", ref, path)
-	}
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("trusted root %q: %w", ref, err)
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxTrustedRootSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("trusted root %q: %w", ref, err)
-	}
-	if len(data) > maxTrustedRootSize {
-		return nil, fmt.Errorf("trusted root %q: larger than %d bytes", ref, maxTrustedRootSize)
-	}
-	tr, err := root.NewTrustedRootFromJSON(data)
-	if err != nil {
-		return nil, fmt.Errorf("trusted root %q: not a sigstore trusted root: %v", ref, err)
-	}
-	if len(tr.FulcioCertificateAuthorities()) == 0 {
-		return nil, fmt.Errorf("trusted root %q lists no certificate authority (certificateAuthorities): no keyless signature could verify", ref)
-	}
-	if len(tr.TimestampingAuthorities()) == 0 {
-		return nil, fmt.Errorf("trusted root %q lists no timestamp authority (timestampAuthorities): no keyless signature could have a verified time (transparency log entries are not verified)", ref)
-	}
-	sum := sha256.Sum256(data)
-	return &KeylessRoot{digest: "sha256:" + hex.EncodeToString(sum[:]), tr: tr}, nil
-}
-
 // oidSubjectAltName is the subject alternative name extension.
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 
@@ -165,7 +74,7 @@ type keylessResult struct {
 // every verified time is a timestamp authority's, which both "any" and
 // "tsa" accept.
 func (r *keylessResult) hasTime(require string) bool {
-	return len(r.times) > 0 && (require == TimestampAny || require == TimestampTSA)
+	return len(r.times) > 0 && (require == trustpolicy.TimestampAny || require == trustpolicy.TimestampTSA)
 }
 
 // earliest returns the earliest verified time: how old the signature is at
@@ -180,9 +89,9 @@ func (r *keylessResult) earliest() time.Time {
 	return t
 }
 
-// verify verifies a keyless signature (steps 1 to 3 above) and summarizes
+// verifyKeyless verifies a keyless signature (steps 1 to 3 above) and summarizes
 // its certificate. It does not match identities.
-func (k *KeylessRoot) verify(s signature.Signature) (*keylessResult, error) {
+func verifyKeyless(tr *root.TrustedRoot, s signature.Signature) (*keylessResult, error) {
 	m := s.Keyless
 	if m == nil {
 		return nil, errors.New("the signature carries no certificate")
@@ -206,7 +115,7 @@ func (k *KeylessRoot) verify(s signature.Signature) (*keylessResult, error) {
 	var why []string
 	for i, ts := range m.Timestamps {
 		var errs []string
-		for _, tsa := range k.tr.TimestampingAuthorities() {
+		for _, tsa := range tr.TimestampingAuthorities() {
 			vt, err := tsa.Verify(ts, s.Signature)
 			if err != nil {
 				errs = append(errs, err.Error())
@@ -241,7 +150,7 @@ func (k *KeylessRoot) verify(s signature.Signature) (*keylessResult, error) {
 	for _, vt := range times {
 		var errs []string
 		ok := false
-		for _, ca := range k.tr.FulcioCertificateAuthorities() {
+		for _, ca := range tr.FulcioCertificateAuthorities() {
 			if _, err := ca.Verify(cert, vt.t); err != nil {
 				errs = append(errs, err.Error())
 				continue
@@ -270,7 +179,7 @@ func (k *KeylessRoot) verify(s signature.Signature) (*keylessResult, error) {
 // its certificate matches: the scope's allowed builders first. It returns
 // the builder (nil: none), the verified result (nil: verification failed)
 // and, when no builder is returned, why.
-func (v *Verifier) keylessFor(scope *Scope, s signature.Signature) (*Builder, *keylessResult, string) {
+func (v *Verifier) keylessFor(scope *trustpolicy.Scope, s signature.Signature) (*trustpolicy.Builder, *keylessResult, string) {
 	if v.policy.Keyless == nil {
 		return nil, nil, "the signature is keyless (it carries a certificate) and the policy has no trustedRoot"
 	}
@@ -279,11 +188,11 @@ func (v *Verifier) keylessFor(scope *Scope, s signature.Signature) (*Builder, *k
 		return nil, nil, fmt.Sprintf("keyless signature does not verify against the trusted root: %v", err)
 	}
 	var first string
-	try := func(b *Builder) bool {
+	try := func(b *trustpolicy.Builder) bool {
 		if b.Identity == nil {
 			return false
 		}
-		why := b.Identity.match(&kr.summary)
+		why := b.Identity.Match(&kr.summary)
 		if why == "" && !kr.hasTime(b.Identity.RequireTimestamp) {
 			why = fmt.Sprintf("builder %s requires a verified %s time; the signature has none", b.Name, b.Identity.RequireTimestamp)
 		}
@@ -314,7 +223,7 @@ func (v *Verifier) keylessFor(scope *Scope, s signature.Signature) (*Builder, *k
 // future beyond ClockSkew, and within the scope's maxAge. A signed
 // "created" annotation is the signer's claim and is not used. It sets
 // signer.SignedAt.
-func (v *Verifier) checkVerifiedTime(scope *Scope, t time.Time, signer *Signer) (bool, string) {
+func (v *Verifier) checkVerifiedTime(scope *trustpolicy.Scope, t time.Time, signer *Signer) (bool, string) {
 	if t.IsZero() {
 		return false, "keyless signature has no verified time"
 	}
@@ -351,9 +260,9 @@ type keylessEntry struct {
 // maxKeylessCache bounds the cache; it is emptied when full.
 const maxKeylessCache = 1024
 
-func (c *keylessCache) verify(k *KeylessRoot, s signature.Signature) (*keylessResult, error) {
+func (c *keylessCache) verify(k *trustpolicy.KeylessRoot, s signature.Signature) (*keylessResult, error) {
 	if s.Keyless == nil {
-		return k.verify(s)
+		return verifyKeyless(k.TrustedRoot(), s)
 	}
 	h := sha256.New()
 	for _, b := range [][]byte{s.SignedBytes(), s.Signature, s.Keyless.Certificate} {
@@ -373,7 +282,7 @@ func (c *keylessCache) verify(k *KeylessRoot, s signature.Signature) (*keylessRe
 	if ok {
 		return e.r, e.err
 	}
-	r, err := k.verify(s)
+	r, err := verifyKeyless(k.TrustedRoot(), s)
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxKeylessCache {
 		c.m = make(map[[32]byte]keylessEntry)

@@ -39,6 +39,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The keyless tests run sigstore-go's own test authorities: a
@@ -203,7 +204,7 @@ func (k *keylessFixture) writeRoot(t testing.TB, file string, cas ...*fulcioCA) 
 
 // keylessPolicy: builders gha (identity, as given), gitlab (identity) and
 // ci (key), one scope for team/* allowing all three, scopeExtra after it.
-func (k *keylessFixture) keylessPolicy(t *testing.T, identity, scopeExtra string) *Policy {
+func (k *keylessFixture) keylessPolicy(t *testing.T, identity, scopeExtra string) *trustpolicy.Policy {
 	t.Helper()
 	return writePolicy(t, k.dir, k.policyText(identity, scopeExtra))
 }
@@ -348,7 +349,7 @@ func appendSigLayer(t testing.TB, repo name.Repository, d v1.Hash, payload []byt
 	}
 }
 
-func (k *keylessFixture) verifyAt(t testing.TB, p *Policy, ref string, at time.Time) *Result {
+func (k *keylessFixture) verifyAt(t testing.TB, p *trustpolicy.Policy, ref string, at time.Time) *Result {
 	t.Helper()
 	res, err := New(p, WithClock(func() time.Time { return at })).Explain(context.Background(), ref)
 	if err != nil {
@@ -564,7 +565,7 @@ func TestKeyless(t *testing.T) {
 
 // keylessPolicyWith is keylessPolicy with text after the team/* scope (a
 // scope field when indented by four, a top-level field when not).
-func (k *keylessFixture) keylessPolicyWith(t testing.TB, identity, text string) *Policy {
+func (k *keylessFixture) keylessPolicyWith(t testing.TB, identity, text string) *trustpolicy.Policy {
 	t.Helper()
 	if strings.HasPrefix(text, "revoked:") {
 		// A top-level field: before the builders.
@@ -686,7 +687,6 @@ func FuzzKeylessMaterial(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	kr := &KeylessRoot{tr: tr}
 	key := testreg.Key(f)
 	cert := fc.issue(f, githubClaims("acme", "refs/heads/main", "push"), key.Public(), time.Now().Add(-time.Minute))
 	ts, err := vs.TimestampResponse([]byte("another signature"))
@@ -699,7 +699,7 @@ func FuzzKeylessMaterial(f *testing.F) {
 	f.Fuzz(func(t *testing.T, certDER, tsr, payload, sig []byte) {
 		s := signature.Signature{Format: signature.FormatLegacy, Payload: payload, Signature: sig,
 			Keyless: &signature.Keyless{Certificate: certDER, Timestamps: [][]byte{tsr}}}
-		if r, err := kr.verify(s); err == nil {
+		if r, err := verifyKeyless(tr, s); err == nil {
 			t.Fatalf("verified material signed by no key of a certificate: %+v", r)
 		}
 	})

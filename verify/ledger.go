@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The verifier's hooks into the trust ledger (internal/ledger, the store):
@@ -67,7 +68,7 @@ func WithLedger(l *Ledger) Option {
 // fromLedger fills res from a valid ledger entry for its digest and
 // reports whether there was one. res has its repository, digest and scope
 // settings already.
-func (v *Verifier) fromLedger(ctx context.Context, res *Result, scope *Scope) bool {
+func (v *Verifier) fromLedger(ctx context.Context, res *Result, scope *trustpolicy.Scope) bool {
 	e, err := v.ledger.Lookup(ctx, res.Repository, res.Digest)
 	plain, narrowed := ledgerScope(ctx, scope)
 	if err != nil || e == nil || !validEntry(e, v.policy.Fingerprint(plain), v.now()) || len(e.Signers) < scope.Threshold {
@@ -86,7 +87,7 @@ func (v *Verifier) fromLedger(ctx context.Context, res *Result, scope *Scope) bo
 
 // remember records a fresh trusted result in the ledger. A failure is
 // ignored: the ledger only saves work, and a verdict never depends on it.
-func (v *Verifier) remember(ctx context.Context, res *Result, scope *Scope) {
+func (v *Verifier) remember(ctx context.Context, res *Result, scope *trustpolicy.Scope) {
 	if !res.Trusted || res.Verdict != VerdictTrusted || res.FromLedger || res.Digest == "" {
 		return
 	}
@@ -110,7 +111,7 @@ func (v *Verifier) remember(ctx context.Context, res *Result, scope *Scope) {
 // ledgerExpiry is when a verdict reached at now stops standing in for a
 // verification: when the first counted signature gets older than the
 // scope's maxAge, or after DefaultLedgerTTL when the scope has none.
-func ledgerExpiry(scope *Scope, signers []Signer, now time.Time) time.Time {
+func ledgerExpiry(scope *trustpolicy.Scope, signers []Signer, now time.Time) time.Time {
 	exp := now.Add(DefaultLedgerTTL).UTC()
 	if scope.MaxAge <= 0 {
 		return exp
@@ -138,11 +139,11 @@ func ledgerExpiry(scope *Scope, signers []Signer, now time.Time) time.Time {
 // lookup under the narrowed scope also needs its signers to name the tag).
 type ledgerAsKey struct{}
 
-type ledgerAs struct{ narrowed, plain *Scope }
+type ledgerAs struct{ narrowed, plain *trustpolicy.Scope }
 
 // ledgerScope returns the scope whose fingerprint the ledger uses for a
 // verification under scope, and whether scope is a narrowed one.
-func ledgerScope(ctx context.Context, scope *Scope) (*Scope, bool) {
+func ledgerScope(ctx context.Context, scope *trustpolicy.Scope) (*trustpolicy.Scope, bool) {
 	if la, ok := ctx.Value(ledgerAsKey{}).(ledgerAs); ok && la.narrowed == scope {
 		return la.plain, true
 	}

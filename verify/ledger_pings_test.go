@@ -19,6 +19,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The registry ping remembered in the ledger (internal/registry/pingcache.go,
@@ -28,7 +29,7 @@ import (
 // ledger, and a registry that can be told to require a Bearer token.
 type pingFixture struct {
 	*fixture
-	p        *Policy
+	p        *trustpolicy.Policy
 	l        *Ledger
 	tag, dig string
 

@@ -19,6 +19,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // newLedger opens a ledger in a fresh directory, as the plugin does in the
@@ -45,7 +46,7 @@ func ledgerRun(t *testing.T, f *fixture, v *Verifier, ref string) (*Result, int6
 	return res, served(f.reg) - before
 }
 
-func ledgerVerifier(p *Policy, l *Ledger, at time.Time) *Verifier {
+func ledgerVerifier(p *trustpolicy.Policy, l *Ledger, at time.Time) *Verifier {
 	return New(p, WithClock(func() time.Time { return at }), WithLedger(l))
 }
 
@@ -114,29 +115,29 @@ func TestLedgerRoundTrips(t *testing.T) {
 func TestLedgerInvalidation(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		change func(t *testing.T, f *fixture) *Policy
+		change func(t *testing.T, f *fixture) *trustpolicy.Policy
 		want   Verdict
 	}{
-		{"same policy (control)", func(t *testing.T, f *fixture) *Policy {
+		{"same policy (control)", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 720h", "")
 		}, ""},
-		{"maxAge lowered", func(t *testing.T, f *fixture) *Policy {
+		{"maxAge lowered", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 48h", "")
 		}, VerdictTrusted},
-		{"another key's file replaced, policy file unchanged", func(t *testing.T, f *fixture) *Policy {
+		{"another key's file replaced, policy file unchanged", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			newKey(t, f.dir, "ci2")
 			return f.policy(t, "    maxAge: 720h", "")
 		}, VerdictTrusted},
-		{"other key revoked", func(t *testing.T, f *fixture) *Policy {
+		{"other key revoked", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 720h", "revoked: ["+f.ci2.id(t)+"]")
 		}, VerdictTrusted},
-		{"signing key revoked", func(t *testing.T, f *fixture) *Policy {
+		{"signing key revoked", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 720h", "revoked: ["+f.ci.id(t)+"]")
 		}, VerdictUntrusted},
-		{"threshold raised", func(t *testing.T, f *fixture) *Policy {
+		{"threshold raised", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 720h\n    threshold: 2", "")
 		}, VerdictUntrusted},
-		{"a comment added", func(t *testing.T, f *fixture) *Policy {
+		{"a comment added", func(t *testing.T, f *fixture) *trustpolicy.Policy {
 			return f.policy(t, "    maxAge: 720h", "# reviewed")
 		}, VerdictTrusted},
 	} {
@@ -286,7 +287,7 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 	flaky := testreg.PushRandom(t, repo.Tag("flaky"), 256, 1)
 	sign(t, f.ci, "ci", repo, flaky, now, nil)
 	l := newLedger(t)
-	for _, p := range []*Policy{f.policy(t, "", ""), f.policy(t, "    level: audit", "")} {
+	for _, p := range []*trustpolicy.Policy{f.policy(t, "", ""), f.policy(t, "    level: audit", "")} {
 		v := ledgerVerifier(p, l, now)
 		for _, tag := range []string{"unsigned", "stranger"} {
 			if res, _ := ledgerRun(t, f, v, repo.Tag(tag).String()); res.Trusted {
@@ -314,7 +315,7 @@ func TestLedgerRecordsOnlyTrusted(t *testing.T) {
 	audit := f.policy(t, "    level: audit", "")
 	ledgerRun(t, f, ledgerVerifier(audit, l, now), repo.Digest(flaky.String()).String())
 	res, _ = ledgerRun(t, f, ledgerVerifier(audit, l, now), repo.Digest(flaky.String()).String())
-	if !res.FromLedger || res.Level != LevelAudit {
+	if !res.FromLedger || res.Level != trustpolicy.LevelAudit {
 		t.Errorf("audit Verify: FromLedger %v, level %s; want true, audit", res.FromLedger, res.Level)
 	}
 }
@@ -522,7 +523,7 @@ func TestLedgerWriteFailure(t *testing.T) {
 
 type benchEnv struct {
 	reg      *testreg.Registry
-	policy   *Policy
+	policy   *trustpolicy.Policy
 	tag, dig string
 }
 
@@ -540,7 +541,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	}
 	pol := fmt.Sprintf("version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [%q]\n    builders: [ci]\n", host+"/team/*")
 	os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(pol), 0o644)
-	p, err := LoadPolicy(filepath.Join(dir, "policy.yaml"))
+	p, err := trustpolicy.Load(filepath.Join(dir, "policy.yaml"))
 	if err != nil {
 		b.Fatal(err)
 	}

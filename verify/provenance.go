@@ -16,6 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // The provenance rule (a scope's requireProvenance) and the chain walk
@@ -140,7 +141,7 @@ func (t budgetTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // signatures made res trusted: it reads its records (starting a walk, or
 // continuing the one in ctx) and makes res untrusted — or inconclusive,
 // after a registry failure — when none holds.
-func (v *Verifier) requireProvenance(ctx context.Context, repo name.Repository, res *Result, scope *Scope, digest v1.Hash, ropts []remote.Option) {
+func (v *Verifier) requireProvenance(ctx context.Context, repo name.Repository, res *Result, scope *trustpolicy.Scope, digest v1.Hash, ropts []remote.Option) {
 	f := frameFrom(ctx)
 	top := f == nil
 	if top {
@@ -198,7 +199,7 @@ func (n *ProvenanceNode) summary() string {
 }
 
 // records reads and checks the provenance records attached to digest.
-func (v *Verifier) records(ctx context.Context, f *walkFrame, repo name.Repository, canon string, digest v1.Hash, scope *Scope, ropts []remote.Option) *ProvenanceNode {
+func (v *Verifier) records(ctx context.Context, f *walkFrame, repo name.Repository, canon string, digest v1.Hash, scope *trustpolicy.Scope, ropts []remote.Option) *ProvenanceNode {
 	node := &ProvenanceNode{Reference: canon + "@" + digest.String(), Repository: canon, Digest: digest.String(), Depth: f.depth, Records: []RecordResult{}, Reasons: []string{}}
 	sigs, err := signature.ReadAttestations(ctx, repo, digest, provenance.PredicateType, ropts...)
 	if err != nil {
@@ -223,7 +224,7 @@ func (v *Verifier) records(ctx context.Context, f *walkFrame, repo name.Reposito
 }
 
 // checkRecord checks one record: signature, parse, subject, imports.
-func (v *Verifier) checkRecord(ctx context.Context, f *walkFrame, scope *Scope, canon string, digest v1.Hash, s signature.Signature) RecordResult {
+func (v *Verifier) checkRecord(ctx context.Context, f *walkFrame, scope *trustpolicy.Scope, canon string, digest v1.Hash, s signature.Signature) RecordResult {
 	r := RecordResult{Source: s.Source, Reasons: []string{}}
 	bad := func(format string, args ...any) RecordResult {
 		r.Reasons = append(r.Reasons, fmt.Sprintf(format, args...))
@@ -325,7 +326,7 @@ func (v *Verifier) checkImport(ctx context.Context, f *walkFrame, st *provenance
 	if err != nil {
 		return fail("the build used %s, whose reference does not parse: %v", c.Reference, err)
 	}
-	canon, err := CanonicalRepository(ref.Context().Name())
+	canon, err := trustpolicy.CanonicalRepository(ref.Context().Name())
 	if err != nil {
 		return fail("the build used %s, whose repository is invalid: %v", c.Reference, err)
 	}
@@ -426,7 +427,7 @@ func (v *Verifier) Provenance(ctx context.Context, ref string, opts ProvenanceOp
 	if err != nil {
 		return &ProvenanceNode{Reference: ref, Records: []RecordResult{}, Reasons: res.Reasons}, err
 	}
-	rule := ProvenanceRule{MaxDepth: DefaultProvenanceMaxDepth, MaxRequests: DefaultProvenanceMaxRequests}
+	rule := trustpolicy.ProvenanceRule{MaxDepth: trustpolicy.DefaultProvenanceMaxDepth, MaxRequests: trustpolicy.DefaultProvenanceMaxRequests}
 	if scope != nil && scope.Provenance.Required {
 		rule = scope.Provenance
 	}

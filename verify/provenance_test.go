@@ -16,6 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // attachRecord signs st with k and attaches it to digest in repo as a
@@ -41,7 +42,7 @@ func attachRecordBytes(t *testing.T, k testKey, repo name.Repository, d v1.Hash,
 }
 
 // record is a record whose subject is repo@d and whose imports are caches.
-func record(t *testing.T, p *Policy, repo name.Repository, d v1.Hash, caches ...provenance.Cache) provenance.Statement {
+func record(t *testing.T, p *trustpolicy.Policy, repo name.Repository, d v1.Hash, caches ...provenance.Cache) provenance.Statement {
 	t.Helper()
 	sub, err := provenance.NewSubject(repo.Name(), d.String())
 	if err != nil {
@@ -69,7 +70,7 @@ func used(repo name.Repository, d v1.Hash) provenance.Cache {
 // provenance.
 type provFixture struct {
 	*fixture
-	p         *Policy
+	p         *trustpolicy.Policy
 	base, app name.Repository
 	dBase     v1.Hash
 	dApp      v1.Hash
@@ -409,7 +410,7 @@ func TestProvenancePolicyFields(t *testing.T) {
 		t.Errorf("rule = %+v; want required, 5, 50", r)
 	}
 	p = f.policy(t, "    requireProvenance: true\n", "")
-	if r := p.Scopes[0].Provenance; r.MaxDepth != DefaultProvenanceMaxDepth || r.MaxRequests != DefaultProvenanceMaxRequests {
+	if r := p.Scopes[0].Provenance; r.MaxDepth != trustpolicy.DefaultProvenanceMaxDepth || r.MaxRequests != trustpolicy.DefaultProvenanceMaxRequests {
 		t.Errorf("defaults = %+v", r)
 	}
 	if p.Scopes[1].Provenance.Required {
@@ -437,7 +438,7 @@ scopes:
     builders: [ci, release]
     threshold: 1
 %[2]s`, f.reg.Host, tt.scope)
-		_, err := ParsePolicy(f.dir+"/policy.yaml", []byte(text))
+		_, err := trustpolicy.Parse(f.dir+"/policy.yaml", []byte(text))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v; want one containing %q", tt.scope, err, tt.want)
 		}
@@ -450,7 +451,7 @@ scopes:
 // and every import it lists was dropped, or used with verdict trusted under
 // this very policy.
 func FuzzRecordCheck(f *testing.F) {
-	p, err := ParsePolicy("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+fuzzPubPEM(f)+"scopes:\n  - repositories: [\"127.0.0.1:1/team/*\"]\n    builders: [ci]\n    requireProvenance: true\n"))
+	p, err := trustpolicy.Parse("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+fuzzPubPEM(f)+"scopes:\n  - repositories: [\"127.0.0.1:1/team/*\"]\n    builders: [ci]\n    requireProvenance: true\n"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -541,7 +542,7 @@ scopes:
 	attachRecord(t, kb, rb, dB, record(t, p, rb, dB, used(ra, dA)))
 	sign(t, kb, "b", rc, dC, now.Add(-time.Hour), nil)
 	attachRecord(t, kb, rc, dC, record(t, p, rc, dC, used(rb, dB)))
-	verifyC := func(p *Policy) *Result {
+	verifyC := func(p *trustpolicy.Policy) *Result {
 		t.Helper()
 		res, err := New(p, WithClock(func() time.Time { return now })).Verify(context.Background(), rc.Tag("main").String())
 		if err != nil {
@@ -554,7 +555,7 @@ scopes:
 	wantVerdict(t, verifyC(p), VerdictTrusted, "record")
 
 	newKey(t, dir, "a") // rotate: a.pub now holds a new key
-	rotated, err := LoadPolicy(p.File)
+	rotated, err := trustpolicy.Load(p.File)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // RecordSigned records in the ledger a digest this host has just signed:
@@ -23,7 +24,7 @@ import (
 // Without a ledger, it only reports the verdict.
 func (v *Verifier) RecordSigned(ctx context.Context, ref string, sigs []signature.Signature) (*Result, error) {
 	res, _, scope, err := v.prepare(ref, false)
-	if err != nil || scope == nil || scope.Level == LevelSkip {
+	if err != nil || scope == nil || scope.Level == trustpolicy.LevelSkip {
 		return res, err
 	}
 	if res.Digest == "" {

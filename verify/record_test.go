@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // attach signs d in repo as builder with k, as "docker trustcache sign"
@@ -59,7 +60,7 @@ func TestRecordSigned(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			extra := strings.ReplaceAll(strings.ReplaceAll(tc.extra, "REVOKED", f.ci.id(t)), "HOST", f.reg.Host)
-			var p *Policy
+			var p *trustpolicy.Policy
 			if strings.HasPrefix(extra, "revoked") {
 				p = f.policy(t, "", extra)
 			} else {

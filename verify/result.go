@@ -2,6 +2,8 @@ package verify
 
 import (
 	"strings"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // Verdict is the outcome of verifying one reference.
@@ -39,17 +41,17 @@ type Signer struct {
 // Result is the verification result of one reference. The text and JSON
 // output of "docker trustcache verify" both render it.
 type Result struct {
-	Reference   string   `json:"reference"`
-	Repository  string   `json:"repository"`
-	Digest      string   `json:"digest"`
-	Trusted     bool     `json:"trusted"`
-	Verdict     Verdict  `json:"verdict"`
-	Level       Level    `json:"level"`
-	OnUntrusted Action   `json:"onUntrusted"`
-	Scope       string   `json:"scope,omitempty"` // the repository pattern that matched
-	Threshold   int      `json:"threshold,omitempty"`
-	Signers     []Signer `json:"signers"`
-	Reasons     []string `json:"reasons"`
+	Reference   string                  `json:"reference"`
+	Repository  string                  `json:"repository"`
+	Digest      string                  `json:"digest"`
+	Trusted     bool                    `json:"trusted"`
+	Verdict     Verdict                 `json:"verdict"`
+	Level       trustpolicy.Level       `json:"level"`
+	OnUntrusted trustpolicy.OnUntrusted `json:"onUntrusted"`
+	Scope       string                  `json:"scope,omitempty"` // the repository pattern that matched
+	Threshold   int                     `json:"threshold,omitempty"`
+	Signers     []Signer                `json:"signers"`
+	Reasons     []string                `json:"reasons"`
 	// Missing is true when the verdict is VerdictMissing: the tag does not
 	// exist in the registry.
 	Missing bool `json:"missing,omitempty"`
@@ -106,7 +108,7 @@ func (r *Result) Pinned() string {
 // trusted and the scope's level is strict. Audit results are reported but
 // not enforced; skipped references are not verified at all.
 func (r *Result) Enforced() bool {
-	return !r.Trusted && r.Level != LevelAudit && r.Level != LevelSkip
+	return !r.Trusted && r.Level != trustpolicy.LevelAudit && r.Level != trustpolicy.LevelSkip
 }
 
 // Reason returns the reasons as one line.

@@ -1,9 +1,11 @@
-// Package verify is the trust decision: the policy (which builders may sign
-// caches of which repositories), and the Verifier that resolves a cache
-// reference to a digest, reads its signatures and decides. What it stores
-// (the ledger file, internal/ledger) and how it talks to registries (the
-// pullers and remembered pings, internal/registry) are other packages'; it
-// keeps only the hooks (ledger.go).
+// Package verify is the trust decision: the Verifier resolves a cache
+// reference to a digest, reads its signatures and decides against a policy
+// (package verify/trustpolicy, the model) whether the cache is trusted,
+// falling back to the tag's last trusted digest when it is not. What it
+// stores (the ledger file, internal/ledger) and how it talks to registries
+// (the pullers and remembered pings, internal/registry) are other
+// packages'; it keeps only the hooks (ledger.go). What becomes of a cache
+// once decided is package verify/decision's.
 //
 // The package imports neither cobra nor the docker CLI; it logs nowhere.
 package verify
@@ -25,6 +27,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // ClockSkew is how far in the future a signature's creation time may lie
@@ -49,7 +52,7 @@ func (e *ReferenceError) Unwrap() error { return e.Err }
 
 // Verifier decides whether cache references are trusted under a policy.
 type Verifier struct {
-	policy    *Policy
+	policy    *trustpolicy.Policy
 	remote    []remote.Option
 	transport http.RoundTripper
 	timeout   time.Duration
@@ -98,7 +101,7 @@ func WithClock(now func() time.Time) Option {
 }
 
 // New returns a Verifier for policy p.
-func New(p *Policy, opts ...Option) *Verifier {
+func New(p *trustpolicy.Policy, opts ...Option) *Verifier {
 	v := &Verifier{policy: p, now: time.Now}
 	for _, o := range opts {
 		o(v)
@@ -117,7 +120,7 @@ func New(p *Policy, opts ...Option) *Verifier {
 }
 
 // Policy returns the policy the verifier enforces.
-func (v *Verifier) Policy() *Policy { return v.policy }
+func (v *Verifier) Policy() *trustpolicy.Policy { return v.policy }
 
 // Verify resolves ref to a manifest digest, reads the signatures attached to
 // that digest and decides whether enough allowed builders signed it. The
@@ -139,16 +142,16 @@ func (v *Verifier) Explain(ctx context.Context, ref string) (*Result, error) {
 // far, the reference, and the scope (nil: no scope matches, and res says
 // so). A reference that does not parse is an error (*ReferenceError); a
 // skip scope gives a Skipped result.
-func (v *Verifier) prepare(ref string, explain bool) (*Result, name.Reference, *Scope, error) {
+func (v *Verifier) prepare(ref string, explain bool) (*Result, name.Reference, *trustpolicy.Scope, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, nil, nil, &ReferenceError{Ref: ref, Err: err}
 	}
-	repo, err := CanonicalRepository(r.Context().Name())
+	repo, err := trustpolicy.CanonicalRepository(r.Context().Name())
 	if err != nil {
 		return &Result{Reference: ref, Verdict: VerdictUntrusted, Reasons: []string{err.Error()}}, nil, nil, &ReferenceError{Ref: ref, Err: err}
 	}
-	res := &Result{Reference: ref, Repository: repo, Verdict: VerdictUntrusted, Level: LevelStrict, OnUntrusted: ActionDrop, Signers: []Signer{}, Reasons: []string{}}
+	res := &Result{Reference: ref, Repository: repo, Verdict: VerdictUntrusted, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Drop, Signers: []Signer{}, Reasons: []string{}}
 	if d, ok := r.(name.Digest); ok {
 		res.Digest = d.DigestStr()
 	}
@@ -162,7 +165,7 @@ func (v *Verifier) prepare(ref string, explain bool) (*Result, name.Reference, *
 	}
 	res.Level, res.OnUntrusted, res.Threshold = scope.Level, scope.OnUntrusted, scope.Threshold
 	res.Scope = pattern
-	if scope.Level == LevelSkip {
+	if scope.Level == trustpolicy.LevelSkip {
 		res.Verdict = VerdictSkipped
 		res.addReason("scope level is skip: not verified")
 	}
@@ -171,7 +174,7 @@ func (v *Verifier) prepare(ref string, explain bool) (*Result, name.Reference, *
 
 func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Result, error) {
 	res, r, scope, err := v.prepare(ref, explain)
-	if err != nil || scope == nil || scope.Level == LevelSkip {
+	if err != nil || scope == nil || scope.Level == trustpolicy.LevelSkip {
 		return res, err
 	}
 
@@ -206,7 +209,7 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 	// The fallback (verify/fallback.go): a tag whose digest is not trusted,
 	// missing or rolled back yields its last trusted digest.
-	if tag, ok := r.(name.Tag); ok && !explain && scope.Fallback != FallbackNone && ctx.Err() == nil {
+	if tag, ok := r.(name.Tag); ok && !explain && scope.Fallback != trustpolicy.FallbackNone && ctx.Err() == nil {
 		v.fallback(ctx, tag, res, scope, v.pullers.Current())
 	}
 	return res, nil
@@ -214,7 +217,7 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 
 // check does verify's registry part: resolve r, then the ledger or the
 // signatures, and the verdict, into res.
-func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, scope *Scope, explain bool, p *registry.Puller) {
+func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, scope *trustpolicy.Scope, explain bool, p *registry.Puller) {
 	ref := res.Reference
 	ropts, err := p.Options(ctx)
 	if err != nil {
@@ -268,7 +271,7 @@ func (v *Verifier) check(ctx context.Context, r name.Reference, res *Result, sco
 // not already make the digest trusted, which spares the common case the
 // referrers requests (explain reads both). It returns the errors of
 // reading each list.
-func (v *Verifier) signatures(ctx context.Context, repo name.Repository, scope *Scope, canon string, digest v1.Hash, ropts []remote.Option, all bool) ([]signature.Signature, []error) {
+func (v *Verifier) signatures(ctx context.Context, repo name.Repository, scope *trustpolicy.Scope, canon string, digest v1.Hash, ropts []remote.Option, all bool) ([]signature.Signature, []error) {
 	legacy, lerr := signature.ReadLegacy(ctx, repo, digest, ropts...)
 	if lerr == nil && !all && v.counted(scope, canon, digest, legacy) >= scope.Threshold {
 		return legacy, nil
@@ -284,7 +287,7 @@ func (v *Verifier) signatures(ctx context.Context, repo name.Repository, scope *
 }
 
 // counted returns how many distinct allowed builders sigs count for.
-func (v *Verifier) counted(scope *Scope, repo string, digest v1.Hash, sigs []signature.Signature) int {
+func (v *Verifier) counted(scope *trustpolicy.Scope, repo string, digest v1.Hash, sigs []signature.Signature) int {
 	builders := map[string]bool{}
 	for _, s := range sigs {
 		if sc := v.evaluate(scope, repo, digest, s); sc.Signer != nil {
@@ -297,7 +300,7 @@ func (v *Verifier) counted(scope *Scope, repo string, digest v1.Hash, sigs []sig
 // resolve returns the manifest digest ref names: the digest itself for a
 // digest reference (no request), else one HEAD request.
 // decide checks each signature against the scope and fills in the verdict.
-func (v *Verifier) decide(res *Result, scope *Scope, digest v1.Hash, sigs []signature.Signature, explain bool) {
+func (v *Verifier) decide(res *Result, scope *trustpolicy.Scope, digest v1.Hash, sigs []signature.Signature, explain bool) {
 	signed := map[string]bool{} // allowed builders with a counting signature
 	inconclusive := false
 	for _, s := range sigs {
@@ -362,7 +365,7 @@ func (sc *SignatureCheck) failed() string {
 
 // evaluate applies the rules to one signature. The signature is verified
 // against the policy's keys before anything in its payload is read.
-func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signature.Signature) *SignatureCheck {
+func (v *Verifier) evaluate(scope *trustpolicy.Scope, repo string, digest v1.Hash, s signature.Signature) *SignatureCheck {
 	sc := &SignatureCheck{Source: s.Source, Format: string(s.Format)}
 	// rule records a check: passed when ok, with the detail that applies.
 	rule := func(name string, ok bool, pass, fail string) bool {
@@ -388,7 +391,7 @@ func (v *Verifier) evaluate(scope *Scope, repo string, digest v1.Hash, s signatu
 		}
 		rule("identity", true, fmt.Sprintf("keyless: certificate %s for %s (issuer %s) verified with the trusted root; identity of builder %s",
 			kl.certID, kl.summary.SubjectAlternativeName, kl.summary.Issuer, b.Name), "")
-		key = &Key{ID: kl.keyID}
+		key = &trustpolicy.Key{ID: kl.keyID}
 	case b == nil:
 		rule("key", false, "", "not signed by any key in the policy")
 		return sc
@@ -479,7 +482,7 @@ func parseSigned(s signature.Signature) (*signedContent, error) {
 // repository being verified. cosign's bundles name none (a bundle copied
 // into another repository stays valid for cosign); such a bundle counts
 // only where the scope sets acceptUnboundBundles.
-func (v *Verifier) checkRepository(scope *Scope, repo string, signed *signedContent, rule func(string, bool, string, string) bool) bool {
+func (v *Verifier) checkRepository(scope *trustpolicy.Scope, repo string, signed *signedContent, rule func(string, bool, string, string) bool) bool {
 	if signed.identity == "" {
 		return rule("repository", scope.AcceptUnboundBundles,
 			"the bundle names no repository; the scope sets acceptUnboundBundles",
@@ -494,7 +497,7 @@ func (v *Verifier) checkRepository(scope *Scope, repo string, signed *signedCont
 // checkTime applies the creation-time rules: a parsable time, not in the
 // future beyond ClockSkew, and within the scope's maxAge. It sets
 // signer.SignedAt.
-func (v *Verifier) checkTime(scope *Scope, ann map[string]string, signer *Signer) (bool, string) {
+func (v *Verifier) checkTime(scope *trustpolicy.Scope, ann map[string]string, signer *Signer) (bool, string) {
 	created, ok := ann[signature.AnnotationCreated]
 	if !ok {
 		if scope.MaxAge > 0 {
@@ -523,8 +526,8 @@ func (v *Verifier) checkTime(scope *Scope, ann map[string]string, signer *Signer
 
 // keyFor finds the builder and key whose public key verifies sig over
 // payload. The scope's allowed builders are tried first.
-func (v *Verifier) keyFor(scope *Scope, payload, sig []byte) (*Builder, *Key) {
-	try := func(b *Builder) *Key {
+func (v *Verifier) keyFor(scope *trustpolicy.Scope, payload, sig []byte) (*trustpolicy.Builder, *trustpolicy.Key) {
+	try := func(b *trustpolicy.Builder) *trustpolicy.Key {
 		for i := range b.Keys {
 			if keys.VerifySignature(b.Keys[i].Public, payload, sig) == nil {
 				return &b.Keys[i]
@@ -575,13 +578,13 @@ func matchAnnotations(want, got map[string]string) string {
 // docker-reference names. cosign writes the bare repository; older
 // signers may add a tag or digest, which does not change the repository.
 func identityRepository(ref string) (string, bool) {
-	if r, err := CanonicalRepository(ref); err == nil {
+	if r, err := trustpolicy.CanonicalRepository(ref); err == nil {
 		return r, true
 	}
 	parsed, err := name.ParseReference(ref)
 	if err != nil {
 		return "", false
 	}
-	r, err := CanonicalRepository(parsed.Context().Name())
+	r, err := trustpolicy.CanonicalRepository(parsed.Context().Name())
 	return r, err == nil
 }

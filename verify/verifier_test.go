@@ -19,6 +19,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // failWhen is a fault answering 500 to requests whose path contains
@@ -75,13 +76,13 @@ func sign(t testing.TB, k testKey, builder string, repo name.Repository, d v1.Ha
 }
 
 // writePolicy writes a policy file into dir and parses it.
-func writePolicy(t testing.TB, dir, text string) *Policy {
+func writePolicy(t testing.TB, dir, text string) *trustpolicy.Policy {
 	t.Helper()
 	p := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pol, err := LoadPolicy(p)
+	pol, err := trustpolicy.Load(p)
 	if err != nil {
 		t.Fatalf("LoadPolicy: %v\n%s", err, text)
 	}
@@ -126,7 +127,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 }
 
-func (f *fixture) policy(t *testing.T, scopeExtra string, extra string) *Policy {
+func (f *fixture) policy(t *testing.T, scopeExtra string, extra string) *trustpolicy.Policy {
 	t.Helper()
 	return writePolicy(t, f.dir, fmt.Sprintf(`version: 1
 builders:
@@ -147,7 +148,7 @@ scopes:
 %[3]s`, f.reg.Host, scopeExtra, extra))
 }
 
-func (f *fixture) verify(t *testing.T, p *Policy, ref string) *Result {
+func (f *fixture) verify(t *testing.T, p *trustpolicy.Policy, ref string) *Result {
 	t.Helper()
 	res, err := New(p, WithClock(func() time.Time { return now })).Verify(context.Background(), ref)
 	if err != nil {
@@ -420,7 +421,7 @@ func TestVerifyLevels(t *testing.T) {
 	}
 
 	strict := f.verify(t, f.policy(t, "    onUntrusted: fail", ""), repo.Tag("main").String())
-	if !strict.Enforced() || strict.OnUntrusted != ActionFail {
+	if !strict.Enforced() || strict.OnUntrusted != trustpolicy.Fail {
 		t.Errorf("strict result Enforced() = %v, OnUntrusted = %s; want true, fail", strict.Enforced(), strict.OnUntrusted)
 	}
 }

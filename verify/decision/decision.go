@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // Action is what becomes of one cache import; the words are those of the
@@ -32,7 +33,7 @@ const (
 // Removes says whether the import leaves the build (dropped or blocked).
 func (a Action) Removes() bool { return a == Dropped || a == Blocked }
 
-// Policy is what the table asks of the policy: *verify.Policy.
+// Policy is what the table asks of the policy: *trustpolicy.Policy.
 type Policy interface {
 	AllowsUnsigned(typ string) bool
 }
@@ -79,14 +80,14 @@ func Of(res *verify.Result) Outcome {
 		// without it whatever onUntrusted says, as it would without the
 		// --cache-from; nothing an attacker sent reaches it.
 		o.Action, o.Reason = Dropped, res.Reason()
-	case res.Trusted || (res.Level == verify.LevelAudit && res.Digest != ""):
+	case res.Trusted || (res.Level == trustpolicy.LevelAudit && res.Digest != ""):
 		o.Action = Used
 		if !res.Trusted {
 			o.Reason = "level audit: used although " + string(res.Verdict) + ": " + res.Reason()
 		}
-	case res.Level == verify.LevelAudit:
+	case res.Level == trustpolicy.LevelAudit:
 		o.Action, o.Reason = Passed, "level audit: no digest resolved ("+res.Reason()+")"
-	case res.OnUntrusted == verify.ActionFail:
+	case res.OnUntrusted == trustpolicy.Fail:
 		o.Action, o.Reason = Blocked, string(res.Verdict)+": "+res.Reason()
 	default:
 		o.Action, o.Reason = Dropped, string(res.Verdict)+": "+res.Reason()

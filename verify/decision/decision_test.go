@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 type allowDir struct{}
@@ -15,7 +16,7 @@ func (allowDir) AllowsUnsigned(typ string) bool { return typ == "local" }
 
 const dig = "sha256:0123456789012345678901234567890123456789012345678901234567890123"
 
-func res(v verify.Verdict, trusted bool, level verify.Level, on verify.Action, digest string) *verify.Result {
+func res(v verify.Verdict, trusted bool, level trustpolicy.Level, on trustpolicy.OnUntrusted, digest string) *verify.Result {
 	return &verify.Result{Reference: "reg.example/c:t", Repository: "reg.example/c", Digest: digest, Trusted: trusted, Verdict: v, Level: level, OnUntrusted: on, Reasons: []string{"why"}}
 }
 
@@ -34,15 +35,15 @@ func TestCacheTable(t *testing.T) {
 		{"allowed unsigned type", "local", "", nil, nil, Passed, "allows unsigned local"},
 		{"unsigned type not allowed", "gha", "", nil, nil, Dropped, "type=gha caches cannot carry"},
 		{"registry without ref", "registry", "", nil, nil, Dropped, "without ref"},
-		{"verify error", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionFail, ""), errors.New("boom"), Dropped, "boom"},
-		{"skip", "registry", "r", res(verify.VerdictSkipped, false, verify.LevelSkip, verify.ActionFail, ""), nil, Passed, "scope level skip"},
-		{"trusted", "registry", "r", res(verify.VerdictTrusted, true, verify.LevelStrict, verify.ActionFail, dig), nil, Used, ""},
-		{"audit with digest", "registry", "r", res(verify.VerdictUntrusted, false, verify.LevelAudit, verify.ActionDrop, dig), nil, Used, "level audit: used although untrusted: why"},
-		{"audit without digest", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelAudit, verify.ActionDrop, ""), nil, Passed, "no digest resolved (why)"},
-		{"strict fail", "registry", "r", res(verify.VerdictUntrusted, false, verify.LevelStrict, verify.ActionFail, dig), nil, Blocked, "untrusted: why"},
-		{"strict drop", "registry", "r", res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionDrop, dig), nil, Dropped, "inconclusive: why"},
-		{"missing, on untrusted fail", "registry", "r", res(verify.VerdictMissing, false, verify.LevelStrict, verify.ActionFail, ""), nil, Dropped, "why"},
-		{"missing, audit", "registry", "r", res(verify.VerdictMissing, false, verify.LevelAudit, verify.ActionDrop, ""), nil, Dropped, "why"},
+		{"verify error", "registry", "r", res(verify.VerdictInconclusive, false, trustpolicy.LevelStrict, trustpolicy.Fail, ""), errors.New("boom"), Dropped, "boom"},
+		{"skip", "registry", "r", res(verify.VerdictSkipped, false, trustpolicy.LevelSkip, trustpolicy.Fail, ""), nil, Passed, "scope level skip"},
+		{"trusted", "registry", "r", res(verify.VerdictTrusted, true, trustpolicy.LevelStrict, trustpolicy.Fail, dig), nil, Used, ""},
+		{"audit with digest", "registry", "r", res(verify.VerdictUntrusted, false, trustpolicy.LevelAudit, trustpolicy.Drop, dig), nil, Used, "level audit: used although untrusted: why"},
+		{"audit without digest", "registry", "r", res(verify.VerdictInconclusive, false, trustpolicy.LevelAudit, trustpolicy.Drop, ""), nil, Passed, "no digest resolved (why)"},
+		{"strict fail", "registry", "r", res(verify.VerdictUntrusted, false, trustpolicy.LevelStrict, trustpolicy.Fail, dig), nil, Blocked, "untrusted: why"},
+		{"strict drop", "registry", "r", res(verify.VerdictInconclusive, false, trustpolicy.LevelStrict, trustpolicy.Drop, dig), nil, Dropped, "inconclusive: why"},
+		{"missing, on untrusted fail", "registry", "r", res(verify.VerdictMissing, false, trustpolicy.LevelStrict, trustpolicy.Fail, ""), nil, Dropped, "why"},
+		{"missing, audit", "registry", "r", res(verify.VerdictMissing, false, trustpolicy.LevelAudit, trustpolicy.Drop, ""), nil, Dropped, "why"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := false
@@ -65,12 +66,12 @@ func TestCacheTable(t *testing.T) {
 }
 
 func TestWorst(t *testing.T) {
-	unt := res(verify.VerdictUntrusted, false, verify.LevelStrict, verify.ActionFail, dig)
-	inc := res(verify.VerdictInconclusive, false, verify.LevelStrict, verify.ActionFail, "")
-	ok := res(verify.VerdictTrusted, true, verify.LevelStrict, verify.ActionFail, dig)
-	audit := res(verify.VerdictUntrusted, false, verify.LevelAudit, verify.ActionFail, dig)
-	skip := res(verify.VerdictSkipped, false, verify.LevelSkip, verify.ActionFail, "")
-	miss := res(verify.VerdictMissing, false, verify.LevelStrict, verify.ActionFail, "")
+	unt := res(verify.VerdictUntrusted, false, trustpolicy.LevelStrict, trustpolicy.Fail, dig)
+	inc := res(verify.VerdictInconclusive, false, trustpolicy.LevelStrict, trustpolicy.Fail, "")
+	ok := res(verify.VerdictTrusted, true, trustpolicy.LevelStrict, trustpolicy.Fail, dig)
+	audit := res(verify.VerdictUntrusted, false, trustpolicy.LevelAudit, trustpolicy.Fail, dig)
+	skip := res(verify.VerdictSkipped, false, trustpolicy.LevelSkip, trustpolicy.Fail, "")
+	miss := res(verify.VerdictMissing, false, trustpolicy.LevelStrict, trustpolicy.Fail, "")
 	for _, tc := range []struct {
 		rs   []*verify.Result
 		want Status

@@ -17,12 +17,13 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // Verifier verifies a cache reference under a policy: *verify.Verifier.
 type Verifier interface {
 	Verify(ctx context.Context, ref string) (*verify.Result, error)
-	Policy() *verify.Policy
+	Policy() *trustpolicy.Policy
 }
 
 // Endpoint serves verified caches to buildkitd, each build's under a
@@ -142,7 +143,7 @@ func NewDecider(v Verifier, ep Endpoint, log *slog.Logger) *Decider {
 }
 
 // Policy is the policy in force.
-func (d *Decider) Policy() *verify.Policy { return d.v.Load().Policy() }
+func (d *Decider) Policy() *trustpolicy.Policy { return d.v.Load().Policy() }
 
 // SetVerifier replaces the verifier (a new policy) for the requests that
 // arrive from now on.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // countingVerifier counts the verifications of each reference.
@@ -32,7 +33,7 @@ func (v *countingVerifier) count(ref string) int {
 func TestDecideReusesVerdicts(t *testing.T) {
 	base := testVerifier(t)
 	base.results["reg.example/team/cache:flaky"] = &verify.Result{
-		Reference: "reg.example/team/cache:flaky", Verdict: verify.VerdictInconclusive, Level: verify.LevelStrict, OnUntrusted: verify.ActionDrop,
+		Reference: "reg.example/team/cache:flaky", Verdict: verify.VerdictInconclusive, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Drop,
 	}
 	v := &countingVerifier{fakeVerifier: base, n: map[string]int{}}
 	d := NewDecider(v, fakeEndpoint{}, slog.New(slog.DiscardHandler))
@@ -68,9 +69,9 @@ func TestDecideReusesVerdicts(t *testing.T) {
 // The decisions are those of docker trustcache build's decideCache.
 func TestDecideMapping(t *testing.T) {
 	base := testVerifier(t)
-	base.results["reg.example/audit:1"] = &verify.Result{Reference: "reg.example/audit:1", Repository: "reg.example/audit", Digest: digestA, Verdict: verify.VerdictUntrusted, Level: verify.LevelAudit}
-	base.results["reg.example/audit:nodigest"] = &verify.Result{Reference: "reg.example/audit:nodigest", Verdict: verify.VerdictInconclusive, Level: verify.LevelAudit}
-	base.results["reg.example/skip:1"] = &verify.Result{Reference: "reg.example/skip:1", Verdict: verify.VerdictSkipped, Level: verify.LevelSkip}
+	base.results["reg.example/audit:1"] = &verify.Result{Reference: "reg.example/audit:1", Repository: "reg.example/audit", Digest: digestA, Verdict: verify.VerdictUntrusted, Level: trustpolicy.LevelAudit}
+	base.results["reg.example/audit:nodigest"] = &verify.Result{Reference: "reg.example/audit:nodigest", Verdict: verify.VerdictInconclusive, Level: trustpolicy.LevelAudit}
+	base.results["reg.example/skip:1"] = &verify.Result{Reference: "reg.example/skip:1", Verdict: verify.VerdictSkipped, Level: trustpolicy.LevelSkip}
 	d := NewDecider(base, fakeEndpoint{}, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		imp  Import

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // Frontends buildkitd v0.34.2 has built in, and the frontend attributes
@@ -92,7 +92,7 @@ type frontendDecision struct {
 // does not follow a "# syntax=" line (which the gateway cannot read: the
 // Dockerfile comes over the session) to an image; BUILDKIT_SYNTAX, which
 // the gateway reads, is decided as an image.
-func decideFrontend(method string, fr frontendRequest, p *verify.Policy) frontendDecision {
+func decideFrontend(method string, fr frontendRequest, p *trustpolicy.Policy) frontendDecision {
 	d := frontendDecision{frontend: fr.name}
 	_, hasCmdline := fr.attrs[attrCmdline]
 	switch fr.name {
@@ -131,7 +131,7 @@ func decideFrontend(method string, fr frontendRequest, p *verify.Policy) fronten
 }
 
 // imageRefusal says why frontend image img may not run, "" if it may.
-func imageRefusal(attrs map[string]string, img string, p *verify.Policy) string {
+func imageRefusal(attrs map[string]string, img string, p *trustpolicy.Policy) string {
 	if !p.AllowsFrontend(img) {
 		why := "the policy's frontends list does not name it"
 		if !strings.Contains(img, "@sha256:") {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // backend is a fake buildkitd: a gRPC server that records every call and
@@ -145,7 +146,7 @@ func (b *backend) recorded() []call {
 
 // fakeVerifier returns a fixed result per reference.
 type fakeVerifier struct {
-	policy  *verify.Policy
+	policy  *trustpolicy.Policy
 	results map[string]*verify.Result
 }
 
@@ -153,10 +154,10 @@ func (v fakeVerifier) Verify(_ context.Context, ref string) (*verify.Result, err
 	if r, ok := v.results[ref]; ok {
 		return r, nil
 	}
-	return &verify.Result{Reference: ref, Verdict: verify.VerdictUntrusted, Level: verify.LevelStrict, OnUntrusted: verify.ActionDrop, Reasons: []string{"no signatures found"}}, nil
+	return &verify.Result{Reference: ref, Verdict: verify.VerdictUntrusted, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Drop, Reasons: []string{"no signatures found"}}, nil
 }
 
-func (v fakeVerifier) Policy() *verify.Policy { return v.policy }
+func (v fakeVerifier) Policy() *trustpolicy.Policy { return v.policy }
 
 // fakeEndpoint hands out references as the verified content endpoint does,
 // one scope (itself) for every build.
@@ -185,19 +186,19 @@ func testVerifier(t *testing.T) fakeVerifier {
 	text := "version: 1\nbuilders:\n  - name: ci-main\n    key: |\n      " +
 		strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n      ") +
 		"\nscopes:\n  - repositories: [\"reg.example/**\"]\n    builders: [ci-main]\nallowUnsignedTypes: [local]\nfrontends: [\"reg.example/fe/dockerfile@" + allowedFrontendDigest + "\"]\n"
-	p, err := verify.ParsePolicy("policy.yaml", []byte(text))
+	p, err := trustpolicy.Parse("policy.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return fakeVerifier{policy: p, results: map[string]*verify.Result{
 		"reg.example/team/cache:signed": {
 			Reference: "reg.example/team/cache:signed", Repository: "reg.example/team/cache", Digest: digestA,
-			Trusted: true, Verdict: verify.VerdictTrusted, Level: verify.LevelStrict,
+			Trusted: true, Verdict: verify.VerdictTrusted, Level: trustpolicy.LevelStrict,
 			Signers: []verify.Signer{{Builder: "ci-main"}},
 		},
 		"reg.example/team/cache:fail": {
 			Reference: "reg.example/team/cache:fail", Repository: "reg.example/team/cache",
-			Verdict: verify.VerdictUntrusted, Level: verify.LevelStrict, OnUntrusted: verify.ActionFail,
+			Verdict: verify.VerdictUntrusted, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Fail,
 			Reasons: []string{"not signed by any key in the policy"},
 		},
 	}}

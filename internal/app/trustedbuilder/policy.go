@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/docker-trustcache/docker-trustcache/keys"
-	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // snapshotPolicy checks the policy at src and copies it, with the key
@@ -23,7 +23,7 @@ import (
 // The copy of the policy file itself is named name (default: src's base
 // name).
 func snapshotPolicy(src, dst, name string) (PolicyInfo, []string, error) {
-	p, err := verify.LoadPolicy(src)
+	p, err := trustpolicy.Load(src)
 	if err != nil {
 		return PolicyInfo{}, nil, fmt.Errorf("policy: %w", err)
 	}
@@ -65,7 +65,7 @@ func snapshotPolicy(src, dst, name string) (PolicyInfo, []string, error) {
 		}
 	}
 	file := filepath.Join(dst, name)
-	q, err := verify.LoadPolicy(file)
+	q, err := trustpolicy.Load(file)
 	if err != nil {
 		return PolicyInfo{}, nil, fmt.Errorf("policy copy: %w", err)
 	}

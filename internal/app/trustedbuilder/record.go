@@ -69,7 +69,7 @@ type PolicyInfo struct {
 	Source string `json:"source"`
 	// File is the copy, in the builder's directory.
 	File string `json:"file"`
-	// Digest is the policy's digest (verify.Policy.Digest) and Fingerprint
+	// Digest is the policy's digest (trustpolicy.Policy.Digest) and Fingerprint
 	// its fingerprint with keys and revocations (Policy.Fingerprint).
 	Digest      string `json:"digest"`
 	Fingerprint string `json:"fingerprint"`

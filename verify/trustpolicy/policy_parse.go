@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"bytes"
@@ -37,12 +37,12 @@ var (
 type parser struct {
 	file    string
 	baseDir string
-	errs    []*PolicyError
+	errs    []*Error
 }
 
 // errorf records a problem at node n (nil: no position).
 func (ps *parser) errorf(n *yaml.Node, field, format string, args ...any) {
-	e := &PolicyError{File: ps.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := &Error{File: ps.file, Field: field, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Column = n.Line, n.Column
 	}
@@ -57,7 +57,7 @@ func parsePolicy(name string, data []byte) (*Policy, error) {
 	}
 	p := ps.policy(root)
 	// Problems are found field by field; report them in file order.
-	slices.SortStableFunc(ps.errs, func(a, b *PolicyError) int {
+	slices.SortStableFunc(ps.errs, func(a, b *Error) int {
 		if a.Line != b.Line {
 			return a.Line - b.Line
 		}
@@ -75,7 +75,7 @@ func (ps *parser) document(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			ps.errorf(nil, "", "empty policy: want a YAML mapping starting with \"version: %d\"", PolicyVersion)
+			ps.errorf(nil, "", "empty policy: want a YAML mapping starting with \"version: %d\"", Version)
 		} else {
 			ps.syntaxError(data, err)
 		}
@@ -104,7 +104,7 @@ func (ps *parser) syntaxError(data []byte, err error) {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		if line, convErr := strconv.Atoi(m[1]); convErr == nil {
-			ps.errs = append(ps.errs, &PolicyError{File: ps.file, Line: failedLine(data, m[2], line), Msg: "YAML: " + m[2]})
+			ps.errs = append(ps.errs, &Error{File: ps.file, Line: failedLine(data, m[2], line), Msg: "YAML: " + m[2]})
 			return
 		}
 	}
@@ -210,10 +210,10 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 	}
 
 	if v, ok := f["version"]; !ok {
-		ps.errorf(root, "version", "missing: a policy starts with \"version: %d\"", PolicyVersion)
+		ps.errorf(root, "version", "missing: a policy starts with \"version: %d\"", Version)
 	} else if n, ok := ps.integer(v, "version"); ok {
-		if n != PolicyVersion {
-			ps.errorf(v.key, "version", "unsupported version %d: this trustcache reads version %d", n, PolicyVersion)
+		if n != Version {
+			ps.errorf(v.key, "version", "unsupported version %d: this trustcache reads version %d", n, Version)
 		}
 		p.Version = n
 	}
@@ -439,7 +439,7 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 		if sf == nil {
 			continue
 		}
-		s := Scope{Threshold: 1, Level: LevelStrict, OnUntrusted: ActionDrop, Line: n.Line}
+		s := Scope{Threshold: 1, Level: LevelStrict, OnUntrusted: Drop, Line: n.Line}
 
 		if rf, ok := sf["repositories"]; !ok {
 			ps.errorf(n, path+".repositories", "missing: a scope needs at least one repository pattern")
@@ -522,11 +522,11 @@ func (ps *parser) scopes(f field, names map[string]bool) []Scope {
 
 		if of, ok := sf["onUntrusted"]; ok {
 			if a, ok := ps.str(of.value, path+".onUntrusted"); ok {
-				switch Action(a) {
-				case ActionDrop, ActionFail:
-					s.OnUntrusted = Action(a)
+				switch OnUntrusted(a) {
+				case Drop, Fail:
+					s.OnUntrusted = OnUntrusted(a)
 				default:
-					ps.errorf(of.key, path+".onUntrusted", "unknown action %q: want %s or %s", a, ActionDrop, ActionFail)
+					ps.errorf(of.key, path+".onUntrusted", "unknown action %q: want %s or %s", a, Drop, Fail)
 				}
 			}
 		}

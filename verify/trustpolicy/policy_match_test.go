@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"slices"
@@ -138,7 +138,7 @@ func TestMatch(t *testing.T) {
 	dir, _ := policyTestDir(t)
 	p, errText := parsePolicyInDir(dir, matchPolicy)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s", errText)
+		t.Fatalf("Parse = %s", errText)
 	}
 	for _, tc := range []struct {
 		repo string

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 // Defaults and bounds of a scope's provenance rule.
 const (

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"crypto/sha256"
@@ -71,7 +71,7 @@ func policyTestDir(t testing.TB) (string, map[string]policyTestKey) {
 // parsePolicyInDir parses text as dir/policy.yaml and returns the error text with
 // dir removed, so that it reads "policy.yaml:3:5: …".
 func parsePolicyInDir(dir, text string) (*Policy, string) {
-	p, err := ParsePolicy(filepath.Join(dir, "policy.yaml"), []byte(text))
+	p, err := Parse(filepath.Join(dir, "policy.yaml"), []byte(text))
 	if err != nil {
 		return p, strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
 	}
@@ -112,7 +112,7 @@ func TestParsePolicy(t *testing.T) {
 	text := strings.Replace(validPolicyText, "REVOKED", ks["rotated"].ID, 1)
 	p, errText := parsePolicyInDir(dir, text)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	sum := sha256.Sum256([]byte(text))
 	want := &Policy{
@@ -132,7 +132,7 @@ func TestParsePolicy(t *testing.T) {
 				Builders:             []string{"ci-main", "release"},
 				Threshold:            2,
 				Level:                LevelAudit,
-				OnUntrusted:          ActionFail,
+				OnUntrusted:          Fail,
 				MaxAge:               720 * time.Hour,
 				Annotations:          map[string]string{"ref": "refs/heads/main", "pr": "42"},
 				AcceptUnboundBundles: true,
@@ -143,14 +143,14 @@ func TestParsePolicy(t *testing.T) {
 				Builders:     []string{"release"},
 				Threshold:    1,
 				Level:        LevelStrict,
-				OnUntrusted:  ActionDrop,
+				OnUntrusted:  Drop,
 				Line:         20,
 			},
 			{
 				Repositories: []string{"**"},
 				Threshold:    1,
 				Level:        LevelSkip,
-				OnUntrusted:  ActionDrop,
+				OnUntrusted:  Drop,
 				Line:         22,
 			},
 		},
@@ -163,7 +163,7 @@ func TestParsePolicy(t *testing.T) {
 	if diff := cmp.Diff(want, p, cmp.FilterPath(func(p cmp.Path) bool {
 		return p.Last().String() == ".Public"
 	}, cmp.Ignore())); diff != "" {
-		t.Errorf("ParsePolicy mismatch (-want +got):\n%s", diff)
+		t.Errorf("Parse mismatch (-want +got):\n%s", diff)
 	}
 	for _, b := range p.Builders {
 		for _, k := range b.Keys {
@@ -198,7 +198,7 @@ scopes:
 	// relative key paths.
 	p, errText := parsePolicyInDir(dir, text)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	want := map[string]string{
 		"relative": ks["ci-main"].ID,
@@ -239,7 +239,7 @@ revoked:
 `
 	p, errText := parsePolicyInDir(dir, text)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	b, key, ok := p.KeyOwner(ks["rotated"].ID)
 	if !ok || b.Name != "release" || key.Ref != "keys/rotated.pub" {
@@ -273,11 +273,11 @@ scopes:
     annotations:
 `)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	s := p.Scopes[0]
 	got := []any{s.Threshold, s.Level, s.OnUntrusted, s.MaxAge, len(s.Annotations), s.AcceptUnboundBundles, p.SignatureFormat, len(p.Revoked), len(p.AllowUnsignedTypes)}
-	want := []any{1, LevelStrict, ActionDrop, time.Duration(0), 0, false, SignatureFormatLegacy, 0, 0}
+	want := []any{1, LevelStrict, Drop, time.Duration(0), 0, false, SignatureFormatLegacy, 0, 0}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -302,7 +302,7 @@ scopes:
     threshold: 2
 `)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	if diff := cmp.Diff([]string{"ci-main", "release"}, p.Scopes[1].Builders); diff != "" {
 		t.Errorf("aliased builders (-want +got):\n%s", diff)
@@ -716,22 +716,22 @@ func TestParsePolicyErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, got := parsePolicyInDir(dir, tc.text)
 			if got == "" {
-				t.Fatalf("ParsePolicy(%q) = %+v, nil; want an error", tc.text, p)
+				t.Fatalf("Parse(%q) = %+v, nil; want an error", tc.text, p)
 			}
 			if p != nil {
-				t.Errorf("ParsePolicy returned a policy with its error")
+				t.Errorf("Parse returned a policy with its error")
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
-					t.Errorf("ParsePolicy error =\n%s\nwant it to contain\n%s", got, w)
+					t.Errorf("Parse error =\n%s\nwant it to contain\n%s", got, w)
 				}
 			}
 			if tc.notWant != "" && strings.Contains(got, tc.notWant) {
-				t.Errorf("ParsePolicy error =\n%s\nwant it not to contain %q", got, tc.notWant)
+				t.Errorf("Parse error =\n%s\nwant it not to contain %q", got, tc.notWant)
 			}
-			_, err := ParsePolicy(filepath.Join(dir, "policy.yaml"), []byte(tc.text))
-			if pes := PolicyErrors(err); len(pes) == 0 {
-				t.Errorf("PolicyErrors(%v) is empty; want *PolicyError values", err)
+			_, err := Parse(filepath.Join(dir, "policy.yaml"), []byte(tc.text))
+			if pes := Errors(err); len(pes) == 0 {
+				t.Errorf("Errors(%v) is empty; want *Error values", err)
 			}
 		})
 	}
@@ -750,42 +750,42 @@ scopes:
     level: paranoid
 revoked: [nope]
 `
-	_, err := ParsePolicy(filepath.Join(dir, "policy.yaml"), []byte(text))
+	_, err := Parse(filepath.Join(dir, "policy.yaml"), []byte(text))
 	var got []string
-	for _, pe := range PolicyErrors(err) {
+	for _, pe := range Errors(err) {
 		got = append(got, pe.Field)
 	}
 	want := []string{"builders[0].key", "scopes[0].builders[1]", "scopes[0].threshold", "scopes[0].level", "revoked[0]"}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("PolicyErrors fields (-want +got):\n%s\nerror:\n%v", diff, err)
+		t.Errorf("Errors fields (-want +got):\n%s\nerror:\n%v", diff, err)
 	}
 }
 
 func TestPolicyErrorFormat(t *testing.T) {
 	for _, tc := range []struct {
-		err  PolicyError
+		err  Error
 		want string
 	}{
-		{PolicyError{File: "policy.yaml", Line: 12, Column: 5, Field: "scopes[1].threshold", Msg: "threshold 3 exceeds the 2 builders of this scope"},
+		{Error{File: "policy.yaml", Line: 12, Column: 5, Field: "scopes[1].threshold", Msg: "threshold 3 exceeds the 2 builders of this scope"},
 			"policy.yaml:12:5: scopes[1].threshold: threshold 3 exceeds the 2 builders of this scope"},
-		{PolicyError{File: "policy.yaml", Line: 3, Msg: "YAML: bad"}, "policy.yaml:3: YAML: bad"},
-		{PolicyError{File: "policy.yaml", Msg: "empty policy"}, "policy.yaml: empty policy"},
+		{Error{File: "policy.yaml", Line: 3, Msg: "YAML: bad"}, "policy.yaml:3: YAML: bad"},
+		{Error{File: "policy.yaml", Msg: "empty policy"}, "policy.yaml: empty policy"},
 	} {
 		if got := tc.err.Error(); got != tc.want {
-			t.Errorf("PolicyError.Error() = %q; want %q", got, tc.want)
+			t.Errorf("Error.Error() = %q; want %q", got, tc.want)
 		}
 	}
 }
 
-// TestPolicyTestdata parses the files in testdata/policy: NAME.yaml must
+// TestPolicyTestdata parses the files in testdata: NAME.yaml must
 // parse when there is no NAME.err, else fail with exactly NAME.err's text.
 // The keys they name are generated (keys/ci-main.pub and so on), so key ids
 // read "<id of keys/NAME.pub>" in NAME.err, and REVOKED_KEY_ID in NAME.yaml
 // is the id of keys/rotated.pub.
 func TestPolicyTestdata(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "policy", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata/policy/*.yaml (%v)", err)
+		t.Fatalf("no testdata/*.yaml (%v)", err)
 	}
 	dir, ks := policyTestDir(t)
 	for _, f := range files {
@@ -804,7 +804,7 @@ func TestPolicyTestdata(t *testing.T) {
 			want, err := os.ReadFile(strings.TrimSuffix(f, ".yaml") + ".err")
 			if os.IsNotExist(err) {
 				if got != "" {
-					t.Errorf("ParsePolicy(%s) = %s; want no error", name, got)
+					t.Errorf("Parse(%s) = %s; want no error", name, got)
 				}
 				return
 			}
@@ -812,7 +812,7 @@ func TestPolicyTestdata(t *testing.T) {
 				t.Fatal(err)
 			}
 			if w := strings.TrimSpace(string(want)); got != w {
-				t.Errorf("ParsePolicy(%s) error =\n%s\nwant\n%s", name, got, w)
+				t.Errorf("Parse(%s) error =\n%s\nwant\n%s", name, got, w)
 			}
 		})
 	}
@@ -820,14 +820,14 @@ func TestPolicyTestdata(t *testing.T) {
 
 func TestStarterPolicyParses(t *testing.T) {
 	dir := t.TempDir()
-	k := writePolicyKey(t, dir, StarterPolicyKeyRef)
+	k := writePolicyKey(t, dir, StarterKeyRef)
 	path := filepath.Join(dir, ".trustcache.yaml")
-	if err := os.WriteFile(path, StarterPolicy(), 0o644); err != nil {
+	if err := os.WriteFile(path, Starter(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadPolicy(path)
+	p, err := Load(path)
 	if err != nil {
-		t.Fatalf("LoadPolicy(starter policy) = %v; want no error", err)
+		t.Fatalf("Load(starter policy) = %v; want no error", err)
 	}
 	if b, ok := p.Builder("ci-main"); !ok || len(b.Keys) != 1 || b.Keys[0].ID != k.ID {
 		t.Errorf("starter policy builder ci-main = %+v, %v; want key %s", b, ok, k.ID)
@@ -836,8 +836,8 @@ func TestStarterPolicyParses(t *testing.T) {
 		t.Errorf("starter policy Match(registry.example.com/team/app-cache) = %+v, %v; want the strict scope", s, ok)
 	}
 	// Without its key file the starter policy says which file is missing.
-	if _, err := ParsePolicy(filepath.Join(t.TempDir(), ".trustcache.yaml"), StarterPolicy()); err == nil || !strings.Contains(err.Error(), StarterPolicyKeyRef) {
-		t.Errorf("ParsePolicy(starter policy without key) = %v; want an error naming %s", err, StarterPolicyKeyRef)
+	if _, err := Parse(filepath.Join(t.TempDir(), ".trustcache.yaml"), Starter()); err == nil || !strings.Contains(err.Error(), StarterKeyRef) {
+		t.Errorf("Parse(starter policy without key) = %v; want an error naming %s", err, StarterKeyRef)
 	}
 }
 
@@ -848,23 +848,23 @@ func TestLoadPolicy(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := LoadPolicy(path)
+	p, err := Load(path)
 	if err != nil {
-		t.Fatalf("LoadPolicy(%q) = %v", path, err)
+		t.Fatalf("Load(%q) = %v", path, err)
 	}
 	sum := sha256.Sum256(data)
 	if want := "sha256:" + hex.EncodeToString(sum[:]); p.Digest != want || p.File != path {
-		t.Errorf("LoadPolicy(%q) File, Digest = %s, %s; want %s, %s", path, p.File, p.Digest, path, want)
+		t.Errorf("Load(%q) File, Digest = %s, %s; want %s, %s", path, p.File, p.Digest, path, want)
 	}
 	missing := filepath.Join(dir, "nope.yaml")
-	if _, err := LoadPolicy(missing); err == nil || !strings.Contains(err.Error(), `reading policy "`+missing+`"`) || !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("LoadPolicy(%q) = %v; want a not-exist error naming the file", missing, err)
+	if _, err := Load(missing); err == nil || !strings.Contains(err.Error(), `reading policy "`+missing+`"`) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load(%q) = %v; want a not-exist error naming the file", missing, err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, make([]byte, maxPolicySize+1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("LoadPolicy(%q) = %v; want a size error", big, err)
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("Load(%q) = %v; want a size error", big, err)
 	}
 }

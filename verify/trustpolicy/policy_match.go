@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"cmp"
@@ -164,7 +164,7 @@ func (p *Policy) Candidates(repository string) ([]Candidate, error) {
 		for j, pat := range s.Repositories {
 			c, err := canonicalPattern(pat)
 			if err != nil {
-				// ParsePolicy refuses such a pattern; one in a Policy
+				// Parse refuses such a pattern; one in a Policy
 				// built by hand matches nothing.
 				continue
 			}

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 // starterPolicy is the file `docker trustcache policy init` writes. It
 // parses once keys/ci-main.pub exists next to it (a test checks that).
@@ -50,11 +50,11 @@ signatureFormat: legacy
 requireVerifiedBytes: false
 `
 
-// StarterPolicyKeyRef is the key file the starter policy names, relative
+// StarterKeyRef is the key file the starter policy names, relative
 // to the policy file.
-const StarterPolicyKeyRef = "keys/ci-main.pub"
+const StarterKeyRef = "keys/ci-main.pub"
 
-// StarterPolicy returns a commented starter policy for
+// Starter returns a commented starter policy for
 // `docker trustcache policy init`. Its one builder, ci-main, reads its key
-// from StarterPolicyKeyRef next to the policy file.
-func StarterPolicy() []byte { return []byte(starterPolicy) }
+// from StarterKeyRef next to the policy file.
+func Starter() []byte { return []byte(starterPolicy) }

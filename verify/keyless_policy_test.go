@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
 // TestParseKeylessPolicy: the keyless fields parse, and every bad input
@@ -78,7 +80,7 @@ func TestParseKeylessPolicy(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, got := parsePolicyInDir(k.dir, tc.text)
+			_, got := parseInDir(k.dir, tc.text)
 			lines := []string{}
 			if got != "" {
 				lines = strings.Split(got, "\n")
@@ -102,12 +104,12 @@ func TestParseKeylessPolicy(t *testing.T) {
 func TestKeylessPolicyDigest(t *testing.T) {
 	k := newKeylessFixture(t)
 	text := "version: 1\ntrustedRoot: trusted_root.json\nbuilders:\n  - name: gha\n    identity:\n      issuer: https://x.example\n      subject: s\nscopes:\n  - repositories: [\"r.example/a\"]\n    builders: [gha]\n"
-	p1, err := ParsePolicy(filepath.Join(k.dir, "policy.yaml"), []byte(text))
+	p1, err := trustpolicy.Parse(filepath.Join(k.dir, "policy.yaml"), []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.writeRoot(t, "trusted_root.json", newFulcioCA(t))
-	p2, err := ParsePolicy(filepath.Join(k.dir, "policy.yaml"), []byte(text))
+	p2, err := trustpolicy.Parse(filepath.Join(k.dir, "policy.yaml"), []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,4 +119,14 @@ func TestKeylessPolicyDigest(t *testing.T) {
 	if p1.TrustedRootDigest() == "" || p1.TrustedRootDigest() == p2.TrustedRootDigest() {
 		t.Errorf("trusted root digests %q, %q", p1.TrustedRootDigest(), p2.TrustedRootDigest())
 	}
+}
+
+// parseInDir parses text as dir/policy.yaml and returns its error text
+// with dir left out.
+func parseInDir(dir, text string) (*trustpolicy.Policy, string) {
+	p, err := trustpolicy.Parse(filepath.Join(dir, "policy.yaml"), []byte(text))
+	if err != nil {
+		return p, strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+	}
+	return p, ""
 }

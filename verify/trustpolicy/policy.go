@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"crypto"
@@ -28,15 +28,15 @@ const (
 	LevelSkip Level = "skip"
 )
 
-// Action says what happens to a build whose cache is not trusted.
-type Action string
+// OnUntrusted says what happens to a build whose cache is not trusted.
+type OnUntrusted string
 
 const (
-	// ActionDrop removes the cache from the build, which runs without it.
+	// Drop removes the cache from the build, which runs without it.
 	// It is the default.
-	ActionDrop Action = "drop"
-	// ActionFail fails the build.
-	ActionFail Action = "fail"
+	Drop OnUntrusted = "drop"
+	// Fail fails the build.
+	Fail OnUntrusted = "fail"
 )
 
 // Signature formats a policy may ask `sign` to write.
@@ -49,10 +49,10 @@ const (
 	SignatureFormatBundle = "bundle"
 )
 
-// PolicyVersion is the only policy file version this package reads.
-const PolicyVersion = 1
+// Version is the only policy file version this package reads.
+const Version = 1
 
-// maxPolicySize bounds the policy file LoadPolicy reads.
+// maxPolicySize bounds the policy file Load reads.
 const maxPolicySize = 1 << 20
 
 // Key is one public key of a builder.
@@ -96,8 +96,8 @@ type Scope struct {
 	Threshold int
 	// Level defaults to LevelStrict.
 	Level Level
-	// OnUntrusted defaults to ActionDrop.
-	OnUntrusted Action
+	// OnUntrusted defaults to Drop.
+	OnUntrusted OnUntrusted
 	// MaxAge is how old a signature may be to count; 0 means no limit.
 	MaxAge time.Duration
 	// Annotations maps a signed annotation key to a glob its value must
@@ -120,7 +120,7 @@ type Scope struct {
 
 // Policy is a parsed and validated trust policy.
 type Policy struct {
-	// File is the policy's path as given to ParsePolicy or LoadPolicy.
+	// File is the policy's path as given to Parse or Load.
 	File string
 	// Digest is "sha256:<hex>" of the file's bytes.
 	Digest  string
@@ -157,8 +157,8 @@ type Policy struct {
 // unsignedTypes are the cache types AllowUnsignedTypes may name.
 var unsignedTypes = []string{"local", "gha", "s3", "azblob"}
 
-// LoadPolicy reads and parses the policy file at path.
-func LoadPolicy(path string) (*Policy, error) {
+// Load reads and parses the policy file at path.
+func Load(path string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy %q: %w", path, err)
@@ -171,14 +171,14 @@ func LoadPolicy(path string) (*Policy, error) {
 	if len(data) > maxPolicySize {
 		return nil, fmt.Errorf("reading policy %q: larger than %d bytes", path, maxPolicySize)
 	}
-	return ParsePolicy(path, data)
+	return Parse(path, data)
 }
 
-// ParsePolicy parses and validates a policy file. name is the file's path:
+// Parse parses and validates a policy file. name is the file's path:
 // it names the file in errors, and relative key files are read from its
 // directory. On failure the error lists every problem found, each a
-// *PolicyError (see PolicyErrors), joined with errors.Join.
-func ParsePolicy(name string, data []byte) (*Policy, error) {
+// *Error (see Errors), joined with errors.Join.
+func Parse(name string, data []byte) (*Policy, error) {
 	p, err := parsePolicy(name, data)
 	if err != nil {
 		return nil, err
@@ -230,11 +230,11 @@ func (p *Policy) AllowsUnsigned(cacheType string) bool {
 	return slices.Contains(p.AllowUnsignedTypes, cacheType)
 }
 
-// PolicyError is one problem in a policy file. Line and Column are 1-based;
+// Error is one problem in a policy file. Line and Column are 1-based;
 // 0 means unknown. Field is the path of the field, such as
 // "scopes[1].threshold" (indexes count from 0); empty when the problem is
 // not in one field (a YAML syntax error).
-type PolicyError struct {
+type Error struct {
 	File         string
 	Line, Column int
 	Field, Msg   string
@@ -242,7 +242,7 @@ type PolicyError struct {
 
 // Error formats the problem as "file:line:column: field: message", leaving
 // out the parts that are unknown.
-func (e *PolicyError) Error() string {
+func (e *Error) Error() string {
 	s := e.File
 	if e.Line > 0 {
 		s += ":" + strconv.Itoa(e.Line)
@@ -256,13 +256,13 @@ func (e *PolicyError) Error() string {
 	return s + ": " + e.Msg
 }
 
-// PolicyErrors returns every *PolicyError in err, which may be joined
+// Errors returns every *Error in err, which may be joined
 // (errors.Join), in order.
-func PolicyErrors(err error) []*PolicyError {
-	var out []*PolicyError
+func Errors(err error) []*Error {
+	var out []*Error
 	var walk func(error)
 	walk = func(err error) {
-		if pe, ok := err.(*PolicyError); ok {
+		if pe, ok := err.(*Error); ok {
 			out = append(out, pe)
 			return
 		}
@@ -283,10 +283,10 @@ func PolicyErrors(err error) []*PolicyError {
 	return out
 }
 
-var _ error = (*PolicyError)(nil)
+var _ error = (*Error)(nil)
 
 // errorsJoin is errors.Join of the problems, or nil.
-func errorsJoin(errs []*PolicyError) error {
+func errorsJoin(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
@@ -296,3 +296,14 @@ func errorsJoin(errs []*PolicyError) error {
 	}
 	return errors.Join(list...)
 }
+
+// FallbackMode is a scope's fallback setting.
+type FallbackMode string
+
+const (
+	// FallbackLastTrusted uses the last trusted digest of a tag whose
+	// digest is not. It is the default.
+	FallbackLastTrusted FallbackMode = "lastTrusted"
+	// FallbackNone turns the fallback off: the tag's digest is the verdict.
+	FallbackNone FallbackMode = "none"
+)

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"crypto/sha256"
@@ -14,15 +14,15 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
-// FuzzParsePolicy checks that ParsePolicy never panics, that a failure is
-// reported as PolicyErrors, and that a policy it returns holds every
+// FuzzParsePolicy checks that Parse never panics, that a failure is
+// reported as Errors, and that a policy it returns holds every
 // invariant the verifier relies on. The policy directory holds
 // keys/{ci-main,release,rotated,other,garbage}.pub for the seeds to name.
 func FuzzParsePolicy(f *testing.F) {
 	dir, ks := policyTestDir(f)
 	name := filepath.Join(dir, "policy.yaml")
 
-	files, err := filepath.Glob(filepath.Join("testdata", "policy", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -49,18 +49,18 @@ func FuzzParsePolicy(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, text string) {
-		p, err := ParsePolicy(name, []byte(text))
+		p, err := Parse(name, []byte(text))
 		if err != nil {
 			if p != nil {
-				t.Fatalf("ParsePolicy returned a policy and an error: %v", err)
+				t.Fatalf("Parse returned a policy and an error: %v", err)
 			}
-			pes := PolicyErrors(err)
+			pes := Errors(err)
 			if len(pes) == 0 {
-				t.Fatalf("ParsePolicy error %v holds no *PolicyError", err)
+				t.Fatalf("Parse error %v holds no *Error", err)
 			}
 			for _, pe := range pes {
 				if pe.File != name || pe.Msg == "" {
-					t.Fatalf("PolicyError %+v: want File %q and a message", pe, name)
+					t.Fatalf("Error %+v: want File %q and a message", pe, name)
 				}
 			}
 			return
@@ -87,8 +87,8 @@ func checkPolicyInvariants(t *testing.T, p *Policy, data []byte) {
 	if want := "sha256:" + hex.EncodeToString(sum[:]); p.Digest != want {
 		t.Fatalf("Digest = %s; want %s", p.Digest, want)
 	}
-	if p.Version != PolicyVersion {
-		t.Fatalf("Version = %d; want %d", p.Version, PolicyVersion)
+	if p.Version != Version {
+		t.Fatalf("Version = %d; want %d", p.Version, Version)
 	}
 	if len(p.Builders) == 0 || len(p.Scopes) == 0 {
 		t.Fatalf("policy has %d builders and %d scopes; want at least one of each", len(p.Builders), len(p.Scopes))
@@ -127,7 +127,7 @@ func checkPolicyInvariants(t *testing.T, p *Policy, data []byte) {
 		default:
 			t.Fatalf("scope %d level = %q", i, s.Level)
 		}
-		if s.OnUntrusted != ActionDrop && s.OnUntrusted != ActionFail {
+		if s.OnUntrusted != Drop && s.OnUntrusted != Fail {
 			t.Fatalf("scope %d onUntrusted = %q", i, s.OnUntrusted)
 		}
 		skipAll := s.Level == LevelSkip && len(s.Builders) == 0 && s.Threshold == 1

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"slices"
@@ -17,7 +17,7 @@ func TestParsePolicyFrontends(t *testing.T) {
 		"frontends:\n  - docker/dockerfile@" + feDigest + "\n  - registry.example.com:5000/team/fe:v1@" + feDigest2 + "\n  - docker.io/docker/dockerfile@" + feDigest + "\n"
 	p, errText := parsePolicyInDir(dir, text)
 	if errText != "" {
-		t.Fatalf("ParsePolicy = %s; want no error", errText)
+		t.Fatalf("Parse = %s; want no error", errText)
 	}
 	want := []string{"index.docker.io/docker/dockerfile@" + feDigest, "registry.example.com:5000/team/fe@" + feDigest2}
 	if !slices.Equal(p.Frontends, want) {
@@ -64,7 +64,7 @@ func TestParsePolicyFrontendsErrors(t *testing.T) {
 	} {
 		p, got := parsePolicyInDir(dir, head+tc.text)
 		if p != nil || !strings.Contains(got, tc.want) {
-			t.Errorf("ParsePolicy(frontends %q) = %v, %q; want an error containing %q", tc.text, p != nil, got, tc.want)
+			t.Errorf("Parse(frontends %q) = %v, %q; want an error containing %q", tc.text, p != nil, got, tc.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package verify
+package trustpolicy
 
 import (
 	"fmt"
@@ -109,7 +109,7 @@ func (id *Identity) ClaimNames() []string {
 
 // match checks a verified certificate summary against the identity; it
 // returns "" when everything matches, else the first mismatch.
-func (id *Identity) match(s *certificate.Summary) string {
+func (id *Identity) Match(s *certificate.Summary) string {
 	if s.Issuer != id.Issuer {
 		return fmt.Sprintf("certificate issuer %q is not %q", s.Issuer, id.Issuer)
 	}
@@ -228,7 +228,7 @@ func (ps *parser) keylessBuilders(p *Policy, root *yaml.Node) {
 	}
 	for _, b := range p.Builders {
 		if b.Identity != nil {
-			ps.errs = append(ps.errs, &PolicyError{File: ps.file, Line: b.Identity.Line, Field: b.Identity.Field,
+			ps.errs = append(ps.errs, &Error{File: ps.file, Line: b.Identity.Line, Field: b.Identity.Field,
 				Msg: "a keyless builder needs the policy's top-level trustedRoot (a sigstore trusted_root.json, relative to the policy file)"})
 		}
 	}
