@@ -5,15 +5,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // The interop matrix: every signer × every verifier × both registry kinds,
@@ -44,37 +40,23 @@ import (
 //     (its --new-bundle-format, default true, is deprecated and hidden;
 //     --new-bundle-format=false forces the .sig format, checked too).
 
-// apiRegistry is go-containerregistry's in-memory registry with the
-// referrers API, on 127.0.0.1 (a random port), counting referrers API
-// requests so the tests can tell that readers used the API.
-type apiRegistry struct {
-	host      string
-	referrers atomic.Int64
-}
-
-func startReferrersRegistry(t *testing.T) *apiRegistry {
+// startReferrersRegistry starts go-containerregistry's in-memory registry
+// with the referrers API (internal/testreg), on 127.0.0.1 (a random port);
+// its request log tells the tests that readers used the API.
+func startReferrersRegistry(t *testing.T) *testreg.Registry {
 	t.Helper()
-	ar := &apiRegistry{}
-	reg := registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") {
-			ar.referrers.Add(1)
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	ar.host = strings.TrimPrefix(srv.URL, "http://")
-	if !strings.HasPrefix(ar.host, "127.0.0.1:") {
-		t.Fatalf("in-process registry listens on %s; want 127.0.0.1", ar.host)
+	r := testreg.New(t, testreg.Referrers(true))
+	if !strings.HasPrefix(r.Host, "127.0.0.1:") {
+		t.Fatalf("in-process registry listens on %s; want 127.0.0.1", r.Host)
 	}
-	return ar
+	return r
 }
 
 // interopRegistry is one registry kind of the matrix.
 type interopRegistry struct {
-	name      string
-	host      string
-	referrers *atomic.Int64 // referrers API requests served; nil: no API
+	name string
+	host string
+	api  *testreg.Registry // the registry with the referrers API; nil: no API
 }
 
 // interopKey is one key pair in the env's directory: BASE.key, BASE.pub,
@@ -146,11 +128,11 @@ func TestInterop(t *testing.T) {
 	api := startReferrersRegistry(t)
 	registries := []interopRegistry{
 		{name: "distribution v3 (no referrers API)", host: cfg.registry},
-		{name: "ggcr registry (referrers API)", host: api.host, referrers: &api.referrers},
+		{name: "ggcr registry (referrers API)", host: api.Host, api: api},
 	}
 
 	builders := []builder{{"tc", []string{keyTC.pub()}}, {"cosigner", []string{keyCosign.pub()}}}
-	patterns := []string{cfg.registry + "/e2e/**", api.host + "/e2e/**"}
+	patterns := []string{cfg.registry + "/e2e/**", api.Host + "/e2e/**"}
 	policyBound := e.writePolicy(t, "interop-bound.yaml", builders,
 		[]scope{{repos: patterns, builders: []string{"tc", "cosigner"}}})
 	policyUnbound := e.writePolicy(t, "interop-unbound.yaml", builders,
@@ -273,7 +255,7 @@ func checkStorage(t *testing.T, e *env, reg interopRegistry, format, repo, diges
 		return
 	}
 	fallback := e.crane(t, "manifest", repo+":sha256-"+hex)
-	if reg.referrers == nil {
+	if reg.api == nil {
 		if fallback.code != 0 || !strings.Contains(fallback.stdout, `"manifests"`) {
 			t.Errorf("no referrers index under the fallback tag on %s: %v", reg.name, fallback)
 		}
@@ -300,13 +282,13 @@ func checkStorage(t *testing.T, e *env, reg interopRegistry, format, repo, diges
 // API, that the verifier run in f asked the API.
 func referrersUsed(t *testing.T, c *interopCell, f func()) {
 	t.Helper()
-	if c.reg.referrers == nil || c.signer.format != "bundle" {
+	if c.reg.api == nil || c.signer.format != "bundle" {
 		f()
 		return
 	}
-	before := c.reg.referrers.Load()
+	before := c.reg.api.Count(http.MethodGet, "/referrers/")
 	f()
-	if c.reg.referrers.Load() == before {
+	if c.reg.api.Count(http.MethodGet, "/referrers/") == before {
 		t.Errorf("verifier did not use the referrers API")
 	}
 }

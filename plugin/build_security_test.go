@@ -7,8 +7,6 @@ package plugin
 
 import (
 	"encoding/json"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,11 +17,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // trustPolicy writes a policy allowing builder ci (ci.pub) for host/team/*.
@@ -43,32 +41,33 @@ func trustPolicy(t *testing.T, dir, host, extra string) {
 // BuildKit).
 func TestBuildTagMovedDuringBuild(t *testing.T) {
 	dir := isolate(t)
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := testreg.New(t)
 	var (
 		mu    sync.Mutex
 		moved bool
 		evil  []byte // the attacker's manifest
 		evilT string // and its media type
 	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reg.ServeHTTP(w, r)
+	// The registry answers every request; the fault only acts after it.
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		reg.Handler.ServeHTTP(w, r)
 		mu.Lock()
 		defer mu.Unlock()
 		if evil == nil || moved || !strings.HasSuffix(r.URL.Path, "/team/cache/manifests/main") {
-			return
+			return true
 		}
 		// The tag was just resolved: move it, as a racing attacker would.
 		moved = true
 		put := httptest.NewRequest(http.MethodPut, "/v2/team/cache/manifests/main", strings.NewReader(string(evil)))
 		put.Header.Set("Content-Type", evilT)
 		rec := httptest.NewRecorder()
-		reg.ServeHTTP(rec, put)
+		reg.Handler.ServeHTTP(rec, put)
 		if rec.Code != http.StatusCreated {
 			panic("moving the tag: " + rec.Body.String())
 		}
-	}))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+		return true
+	})
+	host := reg.Host
 
 	run(t, "keys", "generate", "--name", "ci")
 	trustPolicy(t, dir, host, "")

@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -207,15 +204,13 @@ func (nopKeyless) SignDSSE(context.Context, string, []byte) (signature.KeylessSi
 // Each iteration pushes a new subject first (~1 ms), so that no variant
 // reads what an earlier one attached.
 func BenchmarkSignAndRecord(b *testing.B) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	b.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	reg := testreg.New(b)
 	privPEM, _, err := keys.GenerateKeyPair([]byte("pw"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	key, _ := keys.LoadPrivateKey(privPEM, []byte("pw"))
-	repo, _ := name.NewRepository(host + "/team/cache")
+	repo := reg.Repo(b, "team/cache")
 	signer := signature.Signer{Key: key, Builder: "ci"}
 	newSubject := func(b *testing.B) (sign func(context.Context) ([]signedReport, error), record func(context.Context) error) {
 		img, err := random.Image(128, 1)

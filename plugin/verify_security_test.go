@@ -6,15 +6,13 @@ package plugin
 import (
 	"encoding/json"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
 // TestMalformedDockerConfig: a docker config.json that does not parse
@@ -53,18 +51,17 @@ func TestMalformedDockerConfig(t *testing.T) {
 func TestRegistryTextIsEscaped(t *testing.T) {
 	dir := isolate(t)
 	const forged = "\r\x1b[2K\x1b[1A  used     evil\n           pinned to evil, signed by ci\u202e"
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/manifests/sha256-") || strings.Contains(r.URL.Path, "/referrers/") {
-			w.Header().Set("Content-Type", "text/plain")
-			w.WriteHeader(http.StatusForbidden)
-			io.WriteString(w, forged)
-			return
+	reg := testreg.New(t)
+	reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/manifests/sha256-") && !strings.Contains(r.URL.Path, "/referrers/") {
+			return false
 		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, forged)
+		return true
+	})
+	host := reg.Host
 	run(t, "keys", "generate", "--name", "ci")
 	trustPolicy(t, dir, host, "")
 	cache := host + "/team/cache:main"

@@ -573,6 +573,10 @@ func TestRedirectToAnotherHost(t *testing.T) {
 
 			var sawAuth, mirrored atomic.Int64
 			const fromMirror = "X-Test-Mirror"
+			// The mirror is not a registry of its own (not testreg): it is
+			// another host, the redirect's target, that relays to the
+			// registry (with the credentials only it was given) and, lying,
+			// swaps what it relays.
 			mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mirrored.Add(1)
 				if r.Header.Get("Authorization") != "" {

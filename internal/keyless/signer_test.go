@@ -60,6 +60,9 @@ func (a authority) issue(t *testing.T, pub crypto.PublicKey) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
+// services are the Fulcio and timestamp authority of a test: small
+// servers of their own over httptest (not testreg, which is a registry:
+// keyless signing talks to no registry), each able to lie.
 type services struct {
 	fulcio, tsa   *httptest.Server
 	fulcioCalls   atomic.Int32

@@ -41,6 +41,7 @@ func TestFindTokenSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gotAuth, gotAudience string
+	// GitHub Actions' token endpoint (not a registry, so not testreg).
 	gh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth, gotAudience = r.Header.Get("Authorization"), r.URL.Query().Get("audience")
 		if r.URL.Query().Get("api-version") != "2.0" {

@@ -45,3 +45,21 @@ func Checksum(key string, payload []byte) [sha256.Size]byte {
 	h.Sum(sum[:0])
 	return sum
 }
+
+// encodeEntry returns the stored value of e (see Seal).
+func encodeEntry[S any](key string, e *Entry[S]) ([]byte, error) {
+	return Seal(key, e)
+}
+
+// decodeEntry checks and decodes a stored value; every failure is an
+// errCorrupt.
+func decodeEntry[S any](key string, v []byte) (*Entry[S], error) {
+	var e Entry[S]
+	if err := Unseal(key, v, &e); err != nil {
+		return nil, corruptf("entry %s: %v", key, err)
+	}
+	if e.Pinned() != key {
+		return nil, corruptf("entry %s names %s", key, e.Pinned())
+	}
+	return &e, nil
+}

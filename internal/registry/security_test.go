@@ -104,6 +104,9 @@ func TestTransportBounds(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// A bare hostile server, not testreg: the transport is tested
+			// on raw HTTP (lengths, chunking, stalls) that no registry
+			// handler would write.
 			srv := httptest.NewServer(tc.handler)
 			t.Cleanup(srv.Close)
 			client := &http.Client{Transport: Transport(http.DefaultTransport, max, timeout)}

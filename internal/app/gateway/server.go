@@ -8,18 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // maxMessageSize bounds every message forwarded in either direction. It
@@ -27,27 +23,6 @@ import (
 // refuses what it would refuse; inspected requests have the lower
 // MaxRequestSize.
 const maxMessageSize = 64 << 20
-
-// probeTimeout bounds a call that checks buildkitd answers.
-const probeTimeout = 5 * time.Second
-
-// reconnectBackoff paces reconnecting to buildkitd after it went away.
-var reconnectBackoff = backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}
-
-// Methods the gateway answers itself.
-const (
-	healthCheck = "/grpc.health.v1.Health/Check"
-	healthWatch = "/grpc.health.v1.Health/Watch"
-	// listWorkers is what Probe calls on buildkitd: cheap, and only a
-	// working BuildKit control API answers it.
-	listWorkers = "/moby.buildkit.v1.Control/ListWorkers"
-)
-
-// grpc.health.v1.HealthCheckResponse.ServingStatus values.
-const (
-	healthServing    = 1
-	healthNotServing = 2
-)
 
 // Server forwards gRPC calls to buildkitd, deciding the cache imports of
 // Solve requests on the way.
@@ -120,74 +95,8 @@ func New(backend *grpc.ClientConn, d *Decider, log *slog.Logger, opts ...Option)
 	return s
 }
 
-// Dial returns a connection to buildkitd at addr: unix://PATH, or
-// tcp://HOST:PORT on a loopback address (the verified content endpoint
-// listens on 127.0.0.1: buildkitd must be on this host). It does not
-// connect; see Probe.
-func Dial(addr string) (*grpc.ClientConn, error) {
-	return DialTLS(addr, nil)
-}
-
-// DialTLS is Dial with TLS (see ClientTLS) when cfg is not nil.
-func DialTLS(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
-	u, err := url.Parse(addr)
-	if err != nil {
-		return nil, fmt.Errorf("buildkit address %q: %w", addr, err)
-	}
-	var target string
-	switch u.Scheme {
-	case "unix":
-		p := u.Path
-		if p == "" {
-			p = u.Opaque
-		}
-		if p == "" {
-			return nil, fmt.Errorf("buildkit address %q: no socket path", addr)
-		}
-		target = "unix://" + p
-	case "tcp":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("buildkit address %q: buildkitd must run on this host (unix:// or a loopback tcp:// address): it imports verified caches from 127.0.0.1", addr)
-		}
-		target = "passthrough:///" + u.Host
-	default:
-		return nil, fmt.Errorf("buildkit address %q: want unix://PATH or tcp://127.0.0.1:PORT", addr)
-	}
-	creds := insecure.NewCredentials()
-	if cfg != nil {
-		creds = credentials.NewTLS(cfg)
-	}
-	return grpc.NewClient(target,
-		grpc.WithTransportCredentials(creds),
-		// buildkitd is local: reconnect within a few seconds of its
-		// restart, not after grpc's default backoff (up to 2 minutes).
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnectBackoff, MinConnectTimeout: probeTimeout}),
-		grpc.WithDefaultCallOptions(
-			grpc.ForceCodecV2(rawCodec{}),
-			grpc.MaxCallRecvMsgSize(maxMessageSize),
-			grpc.MaxCallSendMsgSize(maxMessageSize),
-		),
-	)
-}
-
 // Decider is the Server's Decider: SetVerifier changes the policy.
 func (s *Server) Decider() *Decider { return s.decider }
-
-// Probe checks that buildkitd answers its control API.
-func (s *Server) Probe(ctx context.Context) error {
-	return probe(ctx, s.backend)
-}
-
-func probe(ctx context.Context, cc *grpc.ClientConn) error {
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	req, resp := frame{}, frame{}
-	if err := cc.Invoke(ctx, listWorkers, &req, &resp); err != nil {
-		return fmt.Errorf("buildkitd does not answer %s: %w", listWorkers, err)
-	}
-	return nil
-}
 
 // Serve serves l until Shutdown. A tcp listener is served only with TLS:
 // anyone who can reach the port could build otherwise.
@@ -370,76 +279,6 @@ func (s *Server) deny(ctx context.Context, who Identity, method, what, why strin
 	return status.Errorf(codes.PermissionDenied, "trustcache gateway: %s refused: %s", method, why)
 }
 
-// forwardSolve decides the imports of req, a Solve request, then forwards
-// the rewritten request; the call never reaches buildkitd when a decision
-// refuses it.
-func (s *Server) forwardSolve(ss grpc.ServerStream, who Identity, method string, sh shape, req frame) error {
-	ctx := ss.Context()
-	// A frontend image would run inside buildkitd, out of the gateway's
-	// sight: only one the policy allows.
-	fr, err := sh.frontend(req)
-	if err != nil {
-		return s.refuse(ctx, who, method, err)
-	}
-	fd := decideFrontend(method, fr, s.decider.Policy())
-	s.logFrontend(ctx, who, method, fd)
-	if fd.refusal != "" {
-		return status.Errorf(codes.PermissionDenied, "trustcache gateway: not building: %s", fd.refusal)
-	}
-	if fd.addCmdline {
-		req = sh.withCmdline(req)
-	}
-	// The build's scope of the endpoint lives as long as the build's
-	// Solve calls: its references end with the build.
-	build := buildKey(ctx, method, req)
-	bs := s.scopes.acquire(build)
-	defer s.scopes.release(bs)
-	bt := s.talks.acquire(build)
-	defer s.talks.release(bt)
-	imps, err := sh.imports(req)
-	if err != nil {
-		return s.refuse(ctx, who, method, err)
-	}
-	if len(imps) > 0 {
-		decisions, err := s.decider.decideBuild(ctx, who.Name, method, imps, bs, bt)
-		if err != nil {
-			return err
-		}
-		out, err := sh.rewrite(req, decisions)
-		if err != nil {
-			return s.refuse(ctx, who, method, err)
-		}
-		req = out
-	}
-	return s.forward(ss, method, &req, true, nil, nil)
-}
-
-// logFrontend logs the decision on a request's frontend: refusals at
-// WARN, a frontend image let through at INFO, the built-in frontends at
-// DEBUG.
-func (s *Server) logFrontend(ctx context.Context, who Identity, method string, fd frontendDecision) {
-	if fd.frontend == "" {
-		return
-	}
-	level, action := slog.LevelDebug, "builtin"
-	switch {
-	case fd.refusal != "":
-		level, action = slog.LevelWarn, actionBlocked
-	case fd.image != "":
-		level, action = slog.LevelInfo, "allowed"
-	}
-	s.log.Log(ctx, level, "frontend",
-		slog.String("client", who.Name),
-		slog.String("method", method),
-		slog.String("frontend", fd.frontend),
-		slog.String("image", fd.image),
-		slog.String("where", fd.where),
-		slog.String("action", action),
-		slog.Bool("syntaxIgnored", fd.addCmdline),
-		slog.String("reason", fd.refusal),
-	)
-}
-
 // refuse answers a request the gateway cannot decode.
 func (s *Server) refuse(ctx context.Context, who Identity, method string, err error) error {
 	s.log.WarnContext(ctx, "request refused", slog.String("client", who.Name), slog.String("method", method), slog.String("reason", err.Error()))
@@ -448,162 +287,4 @@ func (s *Server) refuse(ctx context.Context, who Identity, method string, err er
 		return status.Errorf(codes.InvalidArgument, "trustcache gateway: %s: %v", method, err)
 	}
 	return status.Errorf(codes.Internal, "trustcache gateway: %s: %v", method, err)
-}
-
-// forward relays the call to buildkitd, message by message in both
-// directions, with its metadata, headers and trailers. first, when set, is
-// the client's first message, already read. For a unary call (an
-// inspected Solve) only first is sent: a further message from the client
-// is never relayed. keep, when set, decides which of buildkitd's messages
-// reach the client. inject, when set, is asked before each of buildkitd's
-// messages for one of the gateway's own to send first.
-func (s *Server) forward(ss grpc.ServerStream, method string, first *frame, unary bool, keep func([]byte) bool, inject func() *frame) error {
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	md, _ := metadata.FromIncomingContext(ctx)
-	out := metadata.MD{}
-	for k, v := range md {
-		// Pseudo-headers and the transport's own are set by the client
-		// connection.
-		if strings.HasPrefix(k, ":") || k == "content-type" || k == "user-agent" || k == "te" {
-			continue
-		}
-		out[k] = v
-	}
-	ctx = metadata.NewOutgoingContext(ctx, out)
-	cs, err := s.backend.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
-	if err != nil {
-		return err
-	}
-
-	// Client to buildkitd.
-	upErr := make(chan error, 1)
-	go func() {
-		upErr <- func() error {
-			if first != nil {
-				if err := cs.SendMsg(first); err != nil {
-					return err
-				}
-			}
-			if unary {
-				return cs.CloseSend()
-			}
-			var m relayMsg // one per direction: Marshal empties it
-			for {
-				if err := ss.RecvMsg(&m); err != nil {
-					if errors.Is(err, io.EOF) {
-						return cs.CloseSend()
-					}
-					return err
-				}
-				if err := cs.SendMsg(&m); err != nil {
-					m.free()
-					return err
-				}
-			}
-		}()
-	}()
-
-	// buildkitd to client.
-	downErr := make(chan error, 1)
-	go func() {
-		downErr <- func() error {
-			hdr, err := cs.Header()
-			if err != nil {
-				return err
-			}
-			if err := ss.SendHeader(hdr); err != nil {
-				return err
-			}
-			var m relayMsg // one per direction: Marshal empties it
-			for {
-				if err := cs.RecvMsg(&m); err != nil {
-					return err
-				}
-				if keep != nil && !keep(m.bufs.Materialize()) {
-					m.free()
-					continue
-				}
-				if inject != nil {
-					if f := inject(); f != nil {
-						if err := ss.SendMsg(f); err != nil {
-							m.free()
-							return err
-						}
-					}
-				}
-				if err := ss.SendMsg(&m); err != nil {
-					m.free()
-					return err
-				}
-			}
-		}()
-	}()
-
-	for {
-		select {
-		case err := <-upErr:
-			if err != nil {
-				// The client went away or sent garbage: end the call
-				// upstream too.
-				cancel()
-				<-downErr
-				return err
-			}
-			upErr = nil // half-closed; wait for buildkitd's answer
-		case err := <-downErr:
-			ss.SetTrailer(cs.Trailer())
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
-// healthCheck answers grpc.health.v1.Health/Check: SERVING while
-// buildkitd answers.
-func (s *Server) healthCheck(ss grpc.ServerStream) error {
-	var req frame
-	if err := ss.RecvMsg(&req); err != nil {
-		return err
-	}
-	return ss.SendMsg(s.healthStatus(ss.Context()))
-}
-
-// healthWatch answers grpc.health.v1.Health/Watch: the status now, then
-// each change, checked every few seconds.
-func (s *Server) healthWatch(ss grpc.ServerStream) error {
-	var req frame
-	if err := ss.RecvMsg(&req); err != nil {
-		return err
-	}
-	ctx := ss.Context()
-	var last string
-	t := time.NewTicker(probeTimeout)
-	defer t.Stop()
-	for {
-		f := s.healthStatus(ctx)
-		if string(*f) != last {
-			last = string(*f)
-			if err := ss.SendMsg(f); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// healthStatus is the HealthCheckResponse for buildkitd's state now.
-func (s *Server) healthStatus(ctx context.Context) *frame {
-	st := uint64(healthServing)
-	if err := s.Probe(ctx); err != nil {
-		st = healthNotServing
-	}
-	f := frame(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), st))
-	return &f
 }
