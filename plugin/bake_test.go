@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,7 +18,9 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // fakeBakeFiles are the files of a fake docker-buildx installed by
@@ -176,14 +179,14 @@ func TestBakeRewritesCacheFrom(t *testing.T) {
 			t.Errorf("bake stderr lacks %q:\n%s", w, res.stderr)
 		}
 	}
-	var rep trustReport
+	var rep pipeline.Report
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil || json.Unmarshal(data, &rep) != nil {
 		t.Fatalf("trust report: %v %s", err, data)
 	}
 	var actions []string
 	for _, c := range rep.Caches {
-		actions = append(actions, c.Target+" "+c.Action+" "+c.Guarantee)
+		actions = append(actions, c.Target+" "+fmt.Sprint(c.Action)+" "+c.Guarantee)
 	}
 	wantActions := []string{"app used verified-bytes", "db used verified-bytes", "db used verified-bytes", "web dropped "}
 	if diff := cmp.Diff(wantActions, actions); diff != "" || !rep.Built {
@@ -215,14 +218,14 @@ func TestBakeFailPolicyDoesNotBake(t *testing.T) {
 			"b": {"cache-from": []any{registryCache(tc.bad)}},
 		})
 		res := run(t, "bake", "--trust-policy", "policy.yaml", "--trust-report", "report.json")
-		if res.code != tc.code || !strings.Contains(res.stderr, "not building: cache type=registry,ref="+tc.bad) {
+		if res.code != tc.code || !strings.Contains(res.stderr, "trustcache: not baking: cache type=registry,ref="+tc.bad+" of target b is ") || !strings.Contains(res.stderr, "trustcache: summary: the bake did not run") {
 			t.Errorf("bake with %s under onUntrusted: fail = %d %q; want %d", tc.bad, res.code, res.stderr, tc.code)
 		}
 		readArgs(t, f.printArgs)
 		notRun(t, f.args, "the bake (onUntrusted: fail)")
-		var rep trustReport
+		var rep pipeline.Report
 		data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
-		if err := json.Unmarshal(data, &rep); err != nil || rep.Built || len(rep.Caches) != 2 || rep.Caches[1].Action != actionBlocked || rep.Caches[1].Target != "b" {
+		if err := json.Unmarshal(data, &rep); err != nil || rep.Built || len(rep.Caches) != 2 || rep.Caches[1].Action != decision.Blocked || rep.Caches[1].Target != "b" {
 			t.Errorf("trust report %s (%v); want b's cache blocked, nothing built", data, err)
 		}
 	}
@@ -365,12 +368,12 @@ func TestBakeSign(t *testing.T) {
 	if len(got) < 4 || got[2] != "--metadata-file" {
 		t.Fatalf("bake argv %q; want a --metadata-file for --sign", got)
 	}
-	var rep trustReport
+	var rep pipeline.Report
 	data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err := json.Unmarshal(data, &rep); err != nil {
 		t.Fatal(err)
 	}
-	want := []signedReport{
+	want := []pipeline.Signed{
 		{Reference: host + "/team/cache@" + dA.String(), Kind: "cache"},
 		{Reference: host + "/team/cache@" + dB.String(), Kind: "cache"},
 		{Reference: image + "@" + dImage.String(), Kind: "image"},

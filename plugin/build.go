@@ -2,23 +2,14 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
-	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
-	"github.com/docker-trustcache/docker-trustcache/verify"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // The trustcache options build and bake share, in their --help.
@@ -94,58 +85,6 @@ policy first; see "docker trustcache build --help".`,
 	}
 }
 
-// cacheReport is what the build did with one --cache-from source.
-type cacheReport struct {
-	Source string `json:"source"`           // the source as given
-	Target string `json:"target,omitempty"` // the bake target importing it (bake only)
-	Type   string `json:"type"`
-	Action string `json:"action"`           // used, dropped, passed (not verified), blocked
-	Pinned string `json:"pinned,omitempty"` // the verified REPO@DIGEST, for used registry caches
-	// Guarantee is how a used registry cache reached BuildKit:
-	// verified-bytes (through the verified content endpoint) or
-	// digest-pin (the pinned registry reference only).
-	Guarantee string `json:"guarantee,omitempty"`
-	// Refused is what the verified content endpoint kept from BuildKit
-	// (content that did not match its digest, or that the registry did not
-	// serve), so BuildKit ran without it.
-	Refused []string       `json:"refused,omitempty"`
-	Reason  string         `json:"reason,omitempty"`
-	Result  *verify.Result `json:"result,omitempty"`
-}
-
-// Report actions: verify/decision's words.
-const (
-	actionUsed    = string(decision.Used)    // verified (or audited) and passed on pinned to its digest
-	actionPassed  = string(decision.Passed)  // passed on as given: level skip, or a type the policy allows unsigned
-	actionDropped = string(decision.Dropped) // removed; the build runs without it
-	actionBlocked = string(decision.Blocked) // onUntrusted: fail; the build did not start
-)
-
-// trustReport is the trust report: --trust-report writes it as JSON.
-type trustReport struct {
-	Policy string         `json:"policy"`
-	Caches []cacheReport  `json:"caches"`
-	Signed []signedReport `json:"signed,omitempty"`
-	// NotSigned says why a build asked to --sign signed nothing.
-	NotSigned string `json:"notSigned,omitempty"`
-	Built     bool   `json:"built"`
-	// Provenance is the build's provenance record (docs/provenance.md);
-	// Attested, the subjects --sign attached it to, signed.
-	Provenance *provenance.Statement `json:"provenance,omitempty"`
-	Attested   []signedReport        `json:"attested,omitempty"`
-
-	// For the summary: the command ("build", or "bake"; "" is build), and
-	// whether it ran (Built says whether it succeeded).
-	command string
-	ran     bool
-}
-
-// signedReport is one digest --sign signed.
-type signedReport struct {
-	Reference string `json:"reference"` // REPO@DIGEST
-	Kind      string `json:"kind"`      // cache or image
-}
-
 func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
 	inv, err := buildargs.Parse(args)
 	if err != nil {
@@ -161,112 +100,47 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		fmt.Fprint(dockerCLI.Out(), buildHelp)
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
 	}
-
-	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0 || inv.Trust.Keyless || inv.Trust.IdentityToken != "" || inv.Trust.SigningConfig != "") {
-		return usagef("--key, --keyless, --identity-token, --signing-config and --sign-annotation need --sign")
-	}
-	// A build that imports no cache has nothing to verify and needs no
-	// policy: through the alias, a project without one builds exactly as
-	// with docker buildx build.
-	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context), dockerCLI.Err())
-	var none *noPolicyError
-	if errors.As(err, &none) {
-		none.flag = "--trust-policy"
-		if len(inv.CacheFrom) == 0 {
-			p, err = nil, nil
+	run := func(ctx context.Context, b pipeline.Invocation) error {
+		argv, err := inv.Rewrite(rewriteDecisions(inv, b.Pass[0]))
+		if err != nil {
+			return err
 		}
+		pre := append(append([]string(nil), buildx...), "build")
+		if b.MetadataFile != "" {
+			pre = append(pre, "--metadata-file", b.MetadataFile)
+		}
+		s := streams
+		s.env = append(append([]string(nil), streams.env...), b.Env...)
+		return runDocker(ctx, bin, append(pre, argv...), s)
 	}
+	pl, err := newPipeline(dockerCLI, "build", version, inv.Trust, inv.MetadataFile, inv.Builder, run)
 	if err != nil {
 		return err
 	}
-	var signer *buildSigner
-	if inv.Trust.Sign {
-		if signer, err = newBuildSigner(dockerCLI, inv, p); err != nil {
-			return err
-		}
+	target := pipeline.Target{CacheTo: inv.CacheTo, Pushes: inv.Pushes()}
+	for _, src := range inv.CacheFrom {
+		target.CacheFrom = append(target.CacheFrom, src.Spec)
 	}
-	report := &trustReport{}
-	var v *verify.Verifier
-	if p != nil {
-		var done func()
-		v, done = newVerifier(dockerCLI, p, inv.Trust.NoLedger)
-		defer done()
-		report.Policy = p.File
-	}
-	decisions, blocked := decideCaches(ctx, v, inv.CacheFrom, report)
-	for _, c := range report.Caches {
-		noteRemoved(dockerCLI.Err(), c)
-	}
-	if blocked != nil {
-		printReport(dockerCLI.Err(), report)
-		if err := writeReport(inv.Trust.Report, report); err != nil {
-			return err
-		}
-		return blocked
-	}
-
-	if signer != nil {
-		if why := unverifiedImports(report.Caches); why != "" {
-			report.NotSigned = why
-			printReport(dockerCLI.Err(), report)
-			if err := writeReport(inv.Trust.Report, report); err != nil {
-				return err
-			}
-			return cli.StatusError{StatusCode: ExitUntrusted, Status: "trustcache: not building: " + why}
-		}
-	}
-
-	ep, err := serveVerified(ctx, dockerCLI, inv.Builder, p, report, decisions)
-	if err != nil {
-		printReport(dockerCLI.Err(), report)
-		if werr := writeReport(inv.Trust.Report, report); werr != nil {
-			return werr
-		}
-		return err
-	}
-	if ep != nil {
-		defer ep.Close()
-		streams.env = append(streams.env, endpointEnv(dockerCLI.Err(), ep)...) // its credential: never on argv
-	}
-	argv, err := inv.Rewrite(decisions)
+	p, none, err := runPolicy(dockerCLI, inv.Trust.Policy, contextDir(inv.Context))
 	if err != nil {
 		return err
 	}
-	pre := []string{"build"}
-	exports := signer // reads what the build exported, for --sign and the provenance record
-	if exports == nil && inv.Trust.Report != "" {
-		exports = buildExports(dockerCLI, inv)
-	}
-	if exports != nil {
-		if pre, err = exports.prepareExports(pre); err != nil {
-			return err
-		}
-		defer exports.cleanup()
-	}
-	buildErr := runDocker(ctx, bin, append(append(buildx, pre...), argv...), streams)
-	report.ran, report.Built = true, buildErr == nil
-	noteRefused(dockerCLI.Err(), ep, report)
-	if buildErr == nil && exports != nil {
-		// The exports are signed and the provenance record attached at once
-		// (signAndRecord: the record claims no signature).
-		var sign func(context.Context) ([]signedReport, error)
-		if signer != nil {
-			sign = func(ctx context.Context) ([]signedReport, error) { return signer.signExported(ctx, v) }
-		}
-		signErr, recordErr := signAndRecord(ctx, report, sign, func(ctx context.Context) error {
-			return recordProvenance(ctx, exports, exports.exported, signer != nil, report, p, version)
-		})
-		if err := exportsFailed("build", signErr, recordErr); err != nil {
-			printReport(dockerCLI.Err(), report)
-			_ = writeReport(inv.Trust.Report, report)
-			return err
+	return runPipeline(ctx, dockerCLI, pl, p, none, inv.Trust.NoLedger, []pipeline.Target{target})
+}
+
+// rewriteDecisions turns what the pipeline passes on for each
+// --cache-from into Rewrite's decisions: kept as written, replaced, or
+// (no entry) removed.
+func rewriteDecisions(inv *buildargs.Invocation, pass map[int]buildargs.CacheSpec) map[int]buildargs.Decision {
+	out := make(map[int]buildargs.Decision, len(pass))
+	for i, spec := range pass {
+		if spec.Equal(inv.CacheFrom[i].Spec) {
+			out[i] = buildargs.Decision{Action: buildargs.Keep}
+		} else {
+			out[i] = buildargs.Decision{Action: buildargs.Replace, Spec: spec}
 		}
 	}
-	printReport(dockerCLI.Err(), report)
-	if err := writeReport(inv.Trust.Report, report); err != nil && buildErr == nil {
-		return err
-	}
-	return buildErr
+	return out
 }
 
 // contextDir is where policy discovery starts: the build context when it
@@ -276,190 +150,4 @@ func contextDir(buildContext string) string {
 		return buildContext
 	}
 	return "."
-}
-
-// decideCaches verifies every cache source (concurrently, bounded) and
-// decides its fate. blocked is non-nil when the policy says the build must
-// not start.
-func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.CacheSource, report *trustReport) (map[int]buildargs.Decision, error) {
-	reports := make([]cacheReport, len(srcs))
-	decisions := make([]buildargs.Decision, len(srcs))
-	var g errgroup.Group
-	g.SetLimit(verifyConcurrency)
-	for i, src := range srcs {
-		g.Go(func() error {
-			decisions[i], reports[i] = decideCache(ctx, v, src.Spec)
-			return nil
-		})
-	}
-	_ = g.Wait() // decideCache reports its failures in reports[i]
-
-	out := make(map[int]buildargs.Decision, len(srcs))
-	var blocked error
-	for i := range srcs {
-		// Key material given as a cache by mistake is never echoed.
-		reports[i].Reason = redactPEM(reports[i].Reason)
-		out[i] = decisions[i]
-		if reports[i].Action == actionBlocked {
-			code := exitFor(decision.StatusOf(reports[i].Result))
-			if blocked == nil || code == ExitUntrusted {
-				blocked = cli.StatusError{StatusCode: code, Status: fmt.Sprintf("trustcache: not building: cache %s is %s (policy onUntrusted: fail)", reports[i].Source, reports[i].Result.Verdict)}
-			}
-		}
-	}
-	report.Caches = reports
-	return out, blocked
-}
-
-// decideCache verifies one cache source and decides its fate by the
-// verdict → action table in verify/decision.
-func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
-	rep := cacheReport{Source: redactPEM(spec.String()), Type: spec.Type}
-	o := decision.Cache(ctx, v.Policy(), v.Verify, spec.Type, spec.Ref())
-	rep.Action, rep.Reason, rep.Result = string(o.Action), o.Reason, o.Result
-	switch o.Action {
-	case decision.Used:
-		pinned := spec
-		pinned.Set("ref", o.Result.Pinned())
-		rep.Pinned = o.Result.Pinned()
-		return buildargs.Decision{Action: buildargs.Replace, Spec: pinned}, rep
-	case decision.Passed:
-		return buildargs.Decision{Action: buildargs.Keep}, rep
-	default:
-		return buildargs.Decision{Action: buildargs.Remove}, rep
-	}
-}
-
-// noteRemoved writes one line for a cache the build runs without: a note
-// for a missing one (a tag nothing was pushed to yet, as on a new branch's
-// first build), a warning for a dropped or blocked one.
-func noteRemoved(w io.Writer, c cacheReport) {
-	if c.Action != actionDropped && c.Action != actionBlocked {
-		return
-	}
-	target := ""
-	if c.Target != "" {
-		target = " of target " + printable(c.Target)
-	}
-	if c.Result != nil && c.Result.Missing {
-		fmt.Fprintf(w, "trustcache: no cache at %s%s yet (the tag does not exist in the registry): building without it\n", printable(c.Result.Reference), target)
-		return
-	}
-	fmt.Fprintf(w, "WARNING: trustcache: %s cache %s%s: %s\n", c.Action, printable(c.Source), target, printable(c.Reason))
-}
-
-// unverifiedImports says why a signing build must not run: the caches it
-// would import without a trusted verdict (an audit scope's untrusted
-// cache, a skip scope's, an unsigned type the policy allows). A build that
-// imported one and signed its own export would hand the trusted key's
-// signature to content built from a cache nobody vouched for. It returns
-// "" when every imported cache was verified trusted.
-func unverifiedImports(caches []cacheReport) string {
-	var bad []string
-	for _, c := range caches {
-		switch {
-		case c.Action == actionPassed,
-			c.Action == actionUsed && (c.Result == nil || !c.Result.Trusted):
-			bad = append(bad, c.Source+" ("+c.Reason+")")
-		}
-	}
-	if len(bad) == 0 {
-		return ""
-	}
-	return "not signing a build that imports caches not verified trusted: " + strings.Join(bad, "; ") +
-		". A signing build imports only trusted caches: remove these --cache-from, or make their scopes strict so they are dropped"
-}
-
-// printReport writes the trust summary to w (stderr).
-func printReport(w io.Writer, r *trustReport) {
-	if len(r.Caches) == 0 && len(r.Signed) == 0 && r.NotSigned == "" {
-		return
-	}
-	var b strings.Builder
-	command := r.command
-	if command == "" {
-		command = "build"
-	}
-	switch {
-	case r.Built:
-		b.WriteString("trustcache: summary\n")
-	case r.ran:
-		fmt.Fprintf(&b, "trustcache: summary: the %s failed; what was decided for its caches:\n", command)
-	default:
-		fmt.Fprintf(&b, "trustcache: summary: the %s did not run; what was decided for its caches:\n", command)
-	}
-	if r.Policy != "" {
-		fmt.Fprintf(&b, "  policy   %s\n", printable(r.Policy))
-	} else {
-		b.WriteString("  policy   none found: no cache was imported, and what was signed is not recorded in the ledger\n")
-	}
-	for _, c := range r.Caches {
-		src := printable(c.Source)
-		if c.Target != "" {
-			src = "target " + printable(c.Target) + ": " + src
-		}
-		switch c.Action {
-		case actionUsed:
-			// "used" only for a build that succeeded: a cache is passed on
-			// to a build that failed or never ran, not used.
-			label := "used"
-			switch {
-			case r.Built:
-			case c.Result != nil && c.Result.Trusted:
-				label = "verified"
-			default:
-				label = "audited"
-			}
-			fmt.Fprintf(&b, "  %-8s %s\n           pinned to %s", label, src, printable(c.Pinned))
-			switch c.Guarantee {
-			case guaranteeVerifiedBytes:
-				b.WriteString(" (verified bytes)")
-			case guaranteeDigestPin:
-				b.WriteString(" (digest pin only)")
-			}
-			if c.Result != nil && len(c.Result.Signers) > 0 {
-				names := make([]string, len(c.Result.Signers))
-				for i, s := range c.Result.Signers {
-					names[i] = s.Builder
-				}
-				fmt.Fprintf(&b, ", signed by %s", printable(strings.Join(names, ", ")))
-			}
-			if c.Reason != "" {
-				fmt.Fprintf(&b, "\n           %s", printable(c.Reason))
-			}
-			if c.Result != nil && c.Result.Fallback != nil { // docs/fallback.md
-				fb := c.Result.Fallback
-				fmt.Fprintf(&b, "\n           fallback: tag %s is %s %s; its last trusted digest (from %s) is used", printable(fb.Tag), fb.TagStatus, printable(fb.TagDigest), fb.Source)
-			}
-			for _, r := range c.Refused {
-				fmt.Fprintf(&b, "\n           not passed on to BuildKit: %s", printable(r))
-			}
-			b.WriteString("\n")
-		default:
-			fmt.Fprintf(&b, "  %-8s %s\n           %s\n", c.Action, src, printable(c.Reason))
-		}
-	}
-	for _, s := range r.Signed {
-		fmt.Fprintf(&b, "  signed   %s (%s)\n", printable(s.Reference), s.Kind)
-	}
-	for _, a := range r.Attested {
-		fmt.Fprintf(&b, "  attested %s (provenance record)\n", printable(a.Reference))
-	}
-	if r.NotSigned != "" {
-		fmt.Fprintf(&b, "  nothing signed: %s\n", printable(r.NotSigned))
-	}
-	io.WriteString(w, b.String())
-}
-
-// writeReport writes the report as JSON to path (nothing when path is
-// empty), atomically.
-func writeReport(path string, r *trustReport) error {
-	if path == "" {
-		return nil
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, append(data, '\n'), 0o644)
 }

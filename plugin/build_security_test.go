@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
@@ -322,7 +323,7 @@ func TestBuildSignRefusesUnverifiedImports(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
 				}
 			}
-			var rep trustReport
+			var rep pipeline.Report
 			if err := json.Unmarshal(mustRead(t, filepath.Join(dir, "report.json")), &rep); err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,9 @@ import (
 
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // fakeDocker installs scripts as the docker CLI the plugin re-executes and as
@@ -113,16 +116,16 @@ scopes:
 			t.Errorf("build stderr lacks %q:\n%s", w, res.stderr)
 		}
 	}
-	var rep trustReport
+	var rep pipeline.Report
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil || json.Unmarshal(data, &rep) != nil {
 		t.Fatalf("trust report: %v %s", err, data)
 	}
-	var actions []string
+	var actions []decision.Action
 	for _, c := range rep.Caches {
 		actions = append(actions, c.Action)
 	}
-	if diff := cmp.Diff([]string{"used", "dropped", "used", "passed", "dropped"}, actions); diff != "" || !rep.Built {
+	if diff := cmp.Diff([]decision.Action{decision.Used, decision.Dropped, decision.Used, decision.Passed, decision.Dropped}, actions); diff != "" || !rep.Built {
 		t.Errorf("report actions (-want +got):\n%s built=%v", diff, rep.Built)
 	}
 }

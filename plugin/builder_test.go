@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
-	"github.com/google/go-cmp/cmp"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 )
 
 // writeBuilder adds a builder to buildx's store in the test's docker
@@ -34,56 +34,6 @@ func writeBuilder(t *testing.T, name, driver, endpoint string, opts map[string]s
 	}
 }
 
-func TestReachesLoopback(t *testing.T) {
-	for _, tc := range []struct {
-		b    builderInfo
-		want bool
-	}{
-		{builderInfo{Driver: "docker"}, true},
-		{builderInfo{Driver: "remote", Endpoint: "unix:///run/buildkit/buildkitd.sock"}, true},
-		{builderInfo{Driver: "remote", Endpoint: "tcp://127.0.0.1:1234"}, true},
-		{builderInfo{Driver: "remote", Endpoint: "tcp://localhost:1234"}, true},
-		{builderInfo{Driver: "remote", Endpoint: "tcp://[::1]:1234"}, true},
-		{builderInfo{Driver: "remote", Endpoint: "tcp://buildkit.example.com:1234"}, false},
-		{builderInfo{Driver: "remote", Endpoint: "ssh://me@host"}, false},
-		{builderInfo{Driver: "docker-container"}, false},
-		{builderInfo{Driver: "docker-container", Network: "host"}, true},
-		{builderInfo{Driver: "kubernetes"}, false},
-		{builderInfo{Driver: "cloud"}, false},
-	} {
-		if got, why := tc.b.reachesLoopback(); got != tc.want || (!got && why == "") {
-			t.Errorf("%+v.reachesLoopback() = %v %q; want %v (and a reason when false)", tc.b, got, why, tc.want)
-		}
-	}
-}
-
-func TestCurrentBuilder(t *testing.T) {
-	isolate(t)
-	dockerCLI, err := command.NewDockerCli()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := currentBuilder(dockerCLI, ""); got.Driver != "docker" {
-		t.Errorf("currentBuilder with an empty store = %+v; want the docker driver", got)
-	}
-	writeBuilder(t, "ctr", "docker-container", "unix:///var/run/docker.sock", map[string]string{"network": "host"}, true)
-	writeBuilder(t, "remote1", "remote", "tcp://10.0.0.1:1234", nil, false)
-	want := builderInfo{Name: "ctr", Driver: "docker-container", Endpoint: "unix:///var/run/docker.sock", Network: "host"}
-	if diff := cmp.Diff(want, currentBuilder(dockerCLI, "")); diff != "" {
-		t.Errorf("current builder (-want +got):\n%s", diff)
-	}
-	t.Setenv("BUILDX_BUILDER", "remote1")
-	if got := currentBuilder(dockerCLI, ""); got.Driver != "remote" || got.Endpoint != "tcp://10.0.0.1:1234" {
-		t.Errorf("BUILDX_BUILDER=remote1: %+v", got)
-	}
-	if got := currentBuilder(dockerCLI, "CTR"); got.Driver != "docker-container" {
-		t.Errorf("--builder CTR: %+v; want the ctr builder (names are case-insensitive)", got)
-	}
-	if got := currentBuilder(dockerCLI, "mycontext"); got.Driver != "docker" {
-		t.Errorf("--builder naming a docker context: %+v; want the docker driver", got)
-	}
-}
-
 // TestBuildGuarantee: on a builder that reaches this host's loopback, a
 // verified cache goes through the verified content endpoint (the report
 // says verified-bytes); on one that does not, it is pinned by digest with
@@ -102,9 +52,9 @@ func TestBuildGuarantee(t *testing.T) {
 		}
 		return dir, host, cache
 	}
-	report := func(t *testing.T, dir string) cacheReport {
+	report := func(t *testing.T, dir string) pipeline.Cache {
 		t.Helper()
-		var rep trustReport
+		var rep pipeline.Report
 		if err := json.Unmarshal(mustRead(t, filepath.Join(dir, "report.json")), &rep); err != nil || len(rep.Caches) != 1 {
 			t.Fatalf("trust report: %v %+v", err, rep)
 		}
@@ -120,8 +70,8 @@ func TestBuildGuarantee(t *testing.T) {
 		if args := strings.Join(readArgs(t, argsFile), " "); !endpointRef.MatchString(args) {
 			t.Errorf("buildx args %q do not import from the verified content endpoint", args)
 		}
-		if c := report(t, dir); c.Guarantee != guaranteeVerifiedBytes || !strings.Contains(res.stderr, "(verified bytes)") {
-			t.Errorf("guarantee %q, stderr %q; want %s", c.Guarantee, res.stderr, guaranteeVerifiedBytes)
+		if c := report(t, dir); c.Guarantee != pipeline.GuaranteeVerifiedBytes || !strings.Contains(res.stderr, "(verified bytes)") {
+			t.Errorf("guarantee %q, stderr %q; want %s", c.Guarantee, res.stderr, pipeline.GuaranteeVerifiedBytes)
 		}
 	})
 	t.Run("docker-container driver: digest pin, with a warning", func(t *testing.T) {
@@ -135,8 +85,8 @@ func TestBuildGuarantee(t *testing.T) {
 		if args := strings.Join(readArgs(t, argsFile), " "); !strings.Contains(args, "ref="+host+"/team/cache@sha256:") {
 			t.Errorf("buildx args %q: want the digest-pinned registry reference", args)
 		}
-		if c := report(t, dir); c.Guarantee != guaranteeDigestPin || !strings.Contains(res.stderr, "pinned by digest only") || !strings.Contains(res.stderr, "(digest pin only)") {
-			t.Errorf("guarantee %q, stderr %q; want %s and a warning", c.Guarantee, res.stderr, guaranteeDigestPin)
+		if c := report(t, dir); c.Guarantee != pipeline.GuaranteeDigestPin || !strings.Contains(res.stderr, "pinned by digest only") || !strings.Contains(res.stderr, "(digest pin only)") {
+			t.Errorf("guarantee %q, stderr %q; want %s and a warning", c.Guarantee, res.stderr, pipeline.GuaranteeDigestPin)
 		}
 	})
 	t.Run("requireVerifiedBytes: the build does not start", func(t *testing.T) {
@@ -150,8 +100,8 @@ func TestBuildGuarantee(t *testing.T) {
 		if _, err := os.Stat(argsFile); err == nil {
 			t.Errorf("the build ran")
 		}
-		if c := report(t, dir); c.Guarantee != guaranteeDigestPin {
-			t.Errorf("guarantee %q; want %s", c.Guarantee, guaranteeDigestPin)
+		if c := report(t, dir); c.Guarantee != pipeline.GuaranteeDigestPin {
+			t.Errorf("guarantee %q; want %s", c.Guarantee, pipeline.GuaranteeDigestPin)
 		}
 	})
 }

@@ -2,226 +2,92 @@ package plugin
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
-	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
-// buildSigner signs what a build exported, by the digests the build itself
-// reported in its metadata file — never by resolving a tag afterwards,
-// which someone else may have moved meanwhile.
-type buildSigner struct {
-	cli          command.Cli
-	signer       signature.Signer
-	annotations  map[string]string
-	cacheRepo    *name.Repository    // the one registry --cache-to, if any
-	cacheTag     string              // its tag ("" for none)
-	policy       *trustpolicy.Policy // for the head records (signhead.go); nil: none
-	pushes       bool
-	format       signature.Format
-	metadataFile string
-	tmpDir       string
+// exportSigner is the pipeline's signer for build and bake --sign: it
+// signs what a run exported with the key (or keyless identity) loaded
+// before the run, as "docker trustcache sign" signs, and records each
+// digest signed in the ledger.
+type exportSigner struct {
+	cli    command.Cli
+	signer signature.Signer
+	format signature.Format
+	policy *trustpolicy.Policy // nil: none
+	v      *verify.Verifier    // nil: no ledger to record in
 }
 
-// newBuildSigner checks the --sign options and loads the key before the
-// build starts, so a wrong password costs no build.
-func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *trustpolicy.Policy) (*buildSigner, error) {
-	bs := &buildSigner{cli: dockerCLI, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
-	var caches []string
-	for _, spec := range inv.CacheTo {
-		if spec.Type == "registry" {
-			caches = append(caches, spec.Ref())
-		}
-	}
-	switch len(caches) {
-	case 0:
-	case 1:
-		r, err := name.ParseReference(caches[0])
-		if err != nil {
-			return nil, usagef("--cache-to ref %q: %w", caches[0], err)
-		}
-		repo := r.Context()
-		bs.cacheRepo, bs.cacheTag = &repo, tagOf(r)
-	default:
-		return nil, usagef("--sign signs one registry --cache-to per build (the build reports one cache digest); got %d", len(caches))
-	}
-	if bs.cacheRepo == nil && !bs.pushes {
-		return nil, usagef("--sign: this build exports nothing to sign; add --cache-to type=registry,ref=… or --push (with inline cache)")
-	}
-	if err := bs.loadKey(inv.Trust, p); err != nil {
-		return nil, err
-	}
-	return bs, nil
-}
-
-// loadKey checks the signing options (annotations, signature format) and
-// loads the key.
-func (bs *buildSigner) loadKey(opts buildargs.Options, p *trustpolicy.Policy) error {
-	for k := range opts.SignAnnotations {
-		if signature.Reserved(k) {
-			return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
-		}
-	}
-	ann := cicontext.Source(getenv)
-	for k, v := range opts.SignAnnotations {
-		ann[k] = v
-	}
-	bs.annotations, bs.policy = ann, p
+// loadExportSigner checks the signing options (the signature format, the
+// keyless flags) and loads the key: a configuration error here costs no
+// build.
+func loadExportSigner(dockerCLI command.Cli, opts buildargs.Options, p *trustpolicy.Policy, v *verify.Verifier) (pipeline.Signer, error) {
 	format, err := signatureFormat(opts.SignatureFormat, p)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	bs.format = format
 	ko := keylessOptions{keyless: opts.Keyless, identityToken: opts.IdentityToken, signingConfig: opts.SigningConfig}
 	if err := ko.check(opts.Key); err != nil {
-		return err
+		return nil, err
 	}
 	var s signature.Signer
 	if ko.keyless {
-		s, err = loadKeylessSigner(bs.cli.Err(), ko, "")
+		s, err = loadKeylessSigner(dockerCLI.Err(), ko, "")
 	} else {
-		s, err = loadSigner(bs.cli, opts.Key, "", p)
+		s, err = loadSigner(dockerCLI, opts.Key, "", p)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	bs.signer = s
+	return &exportSigner{cli: dockerCLI, signer: s, format: format, policy: p, v: v}, nil
+}
+
+func (es *exportSigner) remoteOptions(ctx context.Context) []remote.Option {
+	return registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{es.cli}))
+}
+
+// Sign signs e once for each tag it was exported under, each signature
+// naming its tag, makes it the tag's signed head (signhead.go), and
+// records it in the ledger.
+func (es *exportSigner) Sign(ctx context.Context, e pipeline.Export, tags []string, ann map[string]string) error {
+	ropts := es.remoteOptions(ctx)
+	var sig signature.Signature
+	for _, tag := range tags {
+		tagAnn, err := withTag(ann, tag, e.Repo.Name()+":"+tag)
+		if err != nil {
+			return err
+		}
+		if sig, err = attachFresh(ctx, es.cli.Err(), es.signer, es.format, es.policy, e.Repo, e.Digest, tagAnn, ropts); err != nil {
+			return err
+		}
+		writeHead(ctx, es.cli.Err(), es.signer, es.policy, e.Repo, tag, e.Digest, ropts)
+	}
+	if es.v != nil {
+		recordSigned(ctx, es.cli.Err(), es.v, e.Reference(), sig)
+	}
 	return nil
 }
 
-// prepare adds --metadata-file to the buildx arguments when the user gave
-// none, so the build reports what it exported.
-func (bs *buildSigner) prepare(pre []string) ([]string, error) {
-	if bs.metadataFile != "" {
-		return pre, nil
+// Attest signs the provenance record st and attaches it to every subject
+// (attachProvenance).
+func (es *exportSigner) Attest(ctx context.Context, st provenance.Statement, subjects []pipeline.Export) ([]pipeline.Signed, error) {
+	targets := make([]exportTarget, len(subjects))
+	for i, e := range subjects {
+		targets[i] = exportTarget{e.Repo, e.Digest, e.Kind}
 	}
-	dir, err := os.MkdirTemp("", "trustcache-build-")
-	if err != nil {
-		return nil, err
+	attested, err := attachProvenance(ctx, es.signer, st, targets, es.remoteOptions(ctx)...)
+	out := make([]pipeline.Signed, len(attested))
+	for i, a := range attested {
+		out[i] = pipeline.Signed(a)
 	}
-	bs.tmpDir = dir
-	bs.metadataFile = filepath.Join(dir, "metadata.json")
-	return append(pre, "--metadata-file", bs.metadataFile), nil
-}
-
-func (bs *buildSigner) cleanup() {
-	if bs.tmpDir != "" {
-		os.RemoveAll(bs.tmpDir)
-	}
-}
-
-// signExported signs the cache manifest and pushed images the build
-// reported.
-func (bs *buildSigner) signExported(ctx context.Context, v *verify.Verifier) ([]signedReport, error) {
-	md, err := buildargs.ReadMetadata(bs.metadataFile)
-	if err != nil {
-		return nil, err
-	}
-	return bs.signMetadata(ctx, v, md)
-}
-
-// exportTarget is one digest a build exported: its cache manifest or a
-// pushed image, in one repository.
-type exportTarget struct {
-	repo   name.Repository
-	digest v1.Hash
-	kind   string // cache or image
-}
-
-// exportTargets returns the cache manifest and pushed images md reports,
-// as the build reported them: never a tag resolved afterwards.
-func (bs *buildSigner) exportTargets(md buildargs.Metadata) ([]exportTarget, error) {
-	var targets []exportTarget
-	if bs.cacheRepo != nil {
-		d, err := md.CacheDigest()
-		if err != nil {
-			return nil, fmt.Errorf("the build did not report the digest of the cache it exported to %s (%v); not signing by tag, which may have moved", bs.cacheRepo.Name(), err)
-		}
-		targets = append(targets, exportTarget{*bs.cacheRepo, d, "cache"})
-	}
-	if bs.pushes {
-		d, err := v1.NewHash(md.ImageDigest)
-		if err != nil || md.ImageName == "" {
-			return nil, fmt.Errorf("the build did not report the digest and name of the image it pushed (containerimage.digest, image.name); not signing by tag")
-		}
-		seen := map[string]bool{}
-		for _, n := range strings.Split(md.ImageName, ",") {
-			r, err := name.ParseReference(strings.TrimSpace(n))
-			if err != nil {
-				return nil, fmt.Errorf("image name %q reported by the build: %w", n, err)
-			}
-			if !seen[r.Context().Name()] {
-				seen[r.Context().Name()] = true
-				targets = append(targets, exportTarget{r.Context(), d, "image"})
-			}
-		}
-	}
-	return targets, nil
-}
-
-// signMetadata signs the cache manifest and pushed images md reports.
-func (bs *buildSigner) signMetadata(ctx context.Context, v *verify.Verifier, md buildargs.Metadata) ([]signedReport, error) {
-	targets, err := bs.exportTargets(md)
-	if err != nil {
-		return nil, err
-	}
-	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
-	var signed []signedReport
-	var p *trustpolicy.Policy
-	if v != nil {
-		p = v.Policy()
-	}
-	for _, t := range targets {
-		var sig signature.Signature
-		for _, tag := range bs.exportedTags(t, md) { // one signature per tag it was exported under, each naming it
-			ann, err := withTag(bs.annotations, tag, t.repo.Name()+":"+tag)
-			if err != nil {
-				return signed, err
-			}
-			if sig, err = attachFresh(ctx, bs.cli.Err(), bs.signer, bs.format, p, t.repo, t.digest, ann, ropts); err != nil {
-				return signed, err
-			}
-			writeHead(ctx, bs.cli.Err(), bs.signer, bs.policy, t.repo, tag, t.digest, ropts)
-		}
-		ref := t.repo.Name() + "@" + t.digest.String()
-		signed = append(signed, signedReport{Reference: ref, Kind: t.kind})
-		if v != nil {
-			recordSigned(ctx, bs.cli.Err(), v, ref, sig)
-		}
-	}
-	return signed, nil
-}
-
-// exportedTags returns the tags t was exported under (the --cache-to
-// ref's, or each pushed image name's in t's repository), or [""] when it
-// has none: what the signatures name as the tag annotation and the heads
-// written (signhead.go).
-func (bs *buildSigner) exportedTags(t exportTarget, md buildargs.Metadata) []string {
-	if t.kind == "cache" {
-		return []string{bs.cacheTag}
-	}
-	var tags []string
-	for _, n := range strings.Split(md.ImageName, ",") {
-		if r, err := name.ParseReference(strings.TrimSpace(n)); err == nil && r.Context().Name() == t.repo.Name() && tagOf(r) != "" && !slices.Contains(tags, tagOf(r)) {
-			tags = append(tags, tagOf(r))
-		}
-	}
-	if len(tags) == 0 {
-		return []string{""}
-	}
-	return tags
+	return out, err
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 )
 
@@ -52,8 +53,13 @@ func withStatus(err error) error {
 	}
 	code := ExitFailure
 	var ue usageError
-	if errors.As(err, &ue) {
+	var pue *pipeline.UsageError
+	var stopped *pipeline.StoppedError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &pue):
 		code = ExitUsage
+	case errors.As(err, &stopped):
+		code = exitFor(stopped.Status)
 	}
 	st = cli.StatusError{Cause: err, StatusCode: code}
 	// Errors may quote a registry's answer: shown escaped, key material

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
@@ -62,13 +63,13 @@ func (cr *countingRegistry) writes() int64 {
 	return int64(n)
 }
 
-func readTrustReport(t *testing.T, path string) trustReport {
+func readTrustReport(t *testing.T, path string) pipeline.Report {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r trustReport
+	var r pipeline.Report
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("trust report %s: %v", data, err)
 	}
@@ -243,7 +244,7 @@ func TestProvenanceSigned(t *testing.T) {
 			rep := readTrustReport(t, "report.json")
 			cacheRepo, _ := name.NewRepository(host + "/team/cache")
 			appRepo, _ := name.NewRepository(host + "/team/app")
-			want := []signedReport{{cacheRepo.Name() + "@" + cache.String(), "cache"}, {appRepo.Name() + "@" + image.String(), "image"}}
+			want := []pipeline.Signed{{Reference: cacheRepo.Name() + "@" + cache.String(), Kind: "cache"}, {Reference: appRepo.Name() + "@" + image.String(), Kind: "image"}}
 			if diff := cmp.Diff(want, rep.Attested); diff != "" {
 				t.Errorf("attested (-want +got):\n%s", diff)
 			}
@@ -343,7 +344,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := provenanceRecord(&trustReport{}, nil, "test", targets, time.Now())
+			st := testRecord(targets, time.Now())
 			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
 			if err != nil {
 				t.Fatal(err)
@@ -386,7 +387,7 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 	}
 	s1, s2 := newSigner(), newSigner()
 	record := func(commit string, at time.Time) provenance.Statement {
-		st := provenanceRecord(&trustReport{}, nil, "test", targets, at)
+		st := testRecord(targets, at)
 		st.Predicate.Source.Commit = commit
 		return st
 	}
@@ -410,8 +411,9 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 	}
 }
 
-// BenchmarkProvenance compares building the record (and signing it) with
-// one verification of a signed cache against an in-memory registry.
+// BenchmarkProvenance compares attaching the record with one verification
+// of a signed cache against an in-memory registry (building the record:
+// internal/app/pipeline BenchmarkProvenanceRecord).
 func BenchmarkProvenance(b *testing.B) {
 	host := testreg.New(b).Host
 	privPEM, pubPEM, err := keys.GenerateKeyPair([]byte("pw"))
@@ -443,29 +445,8 @@ func BenchmarkProvenance(b *testing.B) {
 	if err != nil || !res.Trusted {
 		b.Fatalf("Verify = %+v, %v", res, err)
 	}
-	report := &trustReport{}
-	for i := range 3 {
-		report.Caches = append(report.Caches, cacheReport{Source: fmt.Sprintf("%s-%d", ref, i), Type: "registry", Action: actionUsed, Guarantee: guaranteeVerifiedBytes, Result: res})
-	}
 	targets := []exportTarget{{repo, d, "cache"}}
 
-	b.Run("record", func(b *testing.B) {
-		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
-			if _, err := st.Marshal(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("record+sign", func(b *testing.B) {
-		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
-			data, _ := st.Marshal()
-			if _, err := signature.NewBundle(data, key); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 	b.Run("verify", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := v.Verify(context.Background(), ref); err != nil {
@@ -481,7 +462,7 @@ func BenchmarkProvenance(b *testing.B) {
 	b.Run("attach-new", func(b *testing.B) {
 		for b.Loop() {
 			n++
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := testRecord(targets, time.Now())
 			st.Predicate.Source.Commit = fmt.Sprint(n)
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)
@@ -489,7 +470,7 @@ func BenchmarkProvenance(b *testing.B) {
 		}
 	})
 	b.Run("attach-same", func(b *testing.B) {
-		st := provenanceRecord(report, p, "bench", targets, time.Now())
+		st := testRecord(targets, time.Now())
 		for b.Loop() {
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)
@@ -551,4 +532,13 @@ func TestProvenanceBake(t *testing.T) {
 	if len(rep.Attested) != 2 {
 		t.Errorf("attested %+v; want both caches", rep.Attested)
 	}
+}
+
+// testRecord is a provenance record of targets, built at at.
+func testRecord(targets []exportTarget, at time.Time) provenance.Statement {
+	var subjects []provenance.Subject
+	for _, t := range targets {
+		subjects = append(subjects, provenance.Subject{Name: t.repo.Name(), Digest: map[string]string{"sha256": t.digest.Hex}})
+	}
+	return provenance.New(subjects, provenance.Predicate{Trustcache: "test", BuiltAt: at.UTC().Format(time.RFC3339), Caches: []provenance.Cache{}})
 }

@@ -3,7 +3,6 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,7 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
@@ -185,15 +184,12 @@ func TestBuildSignRefreshesAged(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo, _ := name.NewRepository(host + "/team/cache")
-	bs := &buildSigner{cli: cli, cacheRepo: &repo, format: signature.FormatLegacy}
 	s, err := loadSigner(cli, "ci.key", "", p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs.signer = s
-	v := verify.New(p)
-	md := buildargs.Metadata{CacheManifest: json.RawMessage(`{"digest":"` + d.String() + `"}`)}
-	if _, err := bs.signMetadata(context.Background(), v, md); err != nil {
+	es := &exportSigner{cli: cli, signer: s, format: signature.FormatLegacy, policy: p, v: verify.New(p)}
+	if err := es.Sign(context.Background(), pipeline.Export{Repo: repo, Digest: d, Kind: "cache"}, []string{""}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if want := "re-signed: the existing signature by this key from " + aged.Format(time.RFC3339); !strings.Contains(errOut.String(), want) {

@@ -1,66 +1,15 @@
 package plugin
 
-import (
-	"fmt"
-	"strings"
-	"unicode"
-	"unicode/utf8"
-)
+import "github.com/docker-trustcache/docker-trustcache/internal/termtext"
 
-// printable returns s fit for one line of text output: every control
-// character (carriage return, newline, escape, the C1 controls), every
-// invisible formatting character (bidirectional overrides and the like)
-// and every invalid UTF-8 byte is written as a Go escape (\r, \n, \x1b,
-// \u202e). Strings that came from a registry, or from signed but not yet
-// verified content, go through it before they reach a terminal, so that a
-// hostile registry can neither erase a line nor print one of its own (a
-// forged "used … signed by ci-main"). JSON output needs no such care: its
-// encoder escapes what it must and keeps the text exact.
-func printable(s string) string {
-	clean := true
-	for _, r := range s {
-		if needsEscape(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case needsEscape(r) && r < 0x100:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case needsEscape(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-		i += size
-	}
-	return b.String()
-}
+// printable is termtext.Line: text from a registry, a signature or a flag
+// made fit for one line of a terminal.
+func printable(s string) string { return termtext.Line(s) }
 
-func needsEscape(r rune) bool {
-	return r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
-}
+// printableLines is termtext.Lines, for a message of several lines of our
+// own.
+func printableLines(s string) string { return termtext.Lines(s) }
 
-// printableLines is printable for a message of several lines of our own
-// (joined errors): the newlines stay, everything else is escaped.
-func printableLines(s string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = printable(l)
-	}
-	return strings.Join(lines, "\n")
-}
+// redactPEM is termtext.RedactPEM: key material quoted back by an error is
+// never printed.
+func redactPEM(msg string) string { return termtext.RedactPEM(msg) }

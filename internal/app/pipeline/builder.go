@@ -1,4 +1,4 @@
-package plugin
+package pipeline
 
 import (
 	"encoding/json"
@@ -7,12 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
 
-// builderInfo is what the build needs to know of the buildx builder it
-// runs on: whether its BuildKit can reach the verified content endpoint on
+// builderInfo is what a run needs to know of the buildx builder it runs
+// on: whether its BuildKit can reach the verified content endpoint on
 // this host's loopback.
 type builderInfo struct {
 	Name     string
@@ -22,15 +20,15 @@ type builderInfo struct {
 }
 
 // currentBuilder returns the builder buildx would run a build on, read
-// from buildx's own store as buildx reads it: --builder, then
+// from buildx's own store as buildx reads it: flag (--builder), then
 // BUILDX_BUILDER, then the store's current builder; a name the store does
 // not hold is a docker context, whose builder is the docker driver.
-// Buildx's store is $BUILDX_CONFIG, else buildx/ beside the docker config
-// file.
-func currentBuilder(dockerCLI command.Cli, flag string) builderInfo {
+// Buildx's store is $BUILDX_CONFIG, else buildx/ in the docker config
+// directory.
+func currentBuilder(getenv func(string) string, dockerConfigDir, flag string) builderInfo {
 	dir := getenv("BUILDX_CONFIG")
 	if dir == "" {
-		dir = filepath.Join(filepath.Dir(dockerCLI.ConfigFile().Filename), "buildx")
+		dir = filepath.Join(dockerConfigDir, "buildx")
 	}
 	name := flag
 	if name == "" {
@@ -83,24 +81,30 @@ func (b builderInfo) reachesLoopback() (bool, string) {
 		}
 		return false, "the docker-container driver runs BuildKit in its own network (create the builder with --driver-opt network=host to give it the verified content endpoint)"
 	case "remote":
-		u, err := url.Parse(b.Endpoint)
-		if err != nil {
-			return false, "its endpoint does not parse"
-		}
-		switch u.Scheme {
-		case "unix":
-			return true, ""
-		case "tcp":
-			host := u.Hostname()
-			if host == "localhost" {
-				return true, ""
-			}
-			if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-				return true, ""
-			}
-			return false, "its BuildKit at " + u.Host + " is on another host"
-		}
-		return false, "its endpoint is not a unix socket or a loopback address"
+		return remoteReachesLoopback(b.Endpoint)
 	}
 	return false, "the " + b.Driver + " driver runs BuildKit elsewhere"
+}
+
+// remoteReachesLoopback is reachesLoopback for a remote builder at
+// endpoint.
+func remoteReachesLoopback(endpoint string) (bool, string) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false, "its endpoint does not parse"
+	}
+	switch u.Scheme {
+	case "unix":
+		return true, ""
+	case "tcp":
+		host := u.Hostname()
+		if host == "localhost" {
+			return true, ""
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return true, ""
+		}
+		return false, "its BuildKit at " + u.Host + " is on another host"
+	}
+	return false, "its endpoint is not a unix socket or a loopback address"
 }
