@@ -160,12 +160,14 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	// Each distinct cache is verified once, whichever targets import it.
 	verified := &trustReport{}
 	uniqDecisions, blocked := decideCaches(ctx, v, uniq, verified)
-	decisions := make(map[int]buildargs.Decision, len(caches))
+	decisions := make(map[int]buildargs.CacheSpec, len(caches))
 	report.Caches = make([]cacheReport, len(caches))
 	for i, c := range caches {
 		report.Caches[i] = verified.Caches[c.uniq]
 		report.Caches[i].Target = c.target
-		decisions[i] = uniqDecisions[c.uniq]
+		if spec, ok := uniqDecisions[c.uniq]; ok {
+			decisions[i] = spec
+		}
 	}
 	for _, c := range report.Caches {
 		noteRemoved(dockerCLI.Err(), c)
@@ -323,16 +325,11 @@ func bakeCaches(targets []buildargs.BakeTarget) ([]bakeCache, []buildargs.CacheS
 // src (bake.Target.AddOverrides adds it to the fs.read entitlements), so a
 // local cache the policy lets through (allowUnsignedTypes) is read without
 // the fs.read prompt bake would show for it in a bake file.
-func cacheOverrides(caches []bakeCache, decisions map[int]buildargs.Decision) ([]string, error) {
+func cacheOverrides(caches []bakeCache, decisions map[int]buildargs.CacheSpec) ([]string, error) {
 	out := []string{"--set", "*.cache-from="}
 	for i, c := range caches {
-		var spec buildargs.CacheSpec
-		switch d := decisions[i]; d.Action {
-		case buildargs.Keep:
-			spec = c.spec
-		case buildargs.Replace:
-			spec = d.Spec
-		default:
+		spec, ok := decisions[i]
+		if !ok {
 			continue
 		}
 		s := spec.String()

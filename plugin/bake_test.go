@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"os"
 	"path/filepath"
@@ -183,7 +184,7 @@ func TestBakeRewritesCacheFrom(t *testing.T) {
 	}
 	var actions []string
 	for _, c := range rep.Caches {
-		actions = append(actions, c.Target+" "+c.Action+" "+c.Guarantee)
+		actions = append(actions, c.Target+" "+c.Action.String()+" "+c.Guarantee)
 	}
 	wantActions := []string{"app used verified-bytes", "db used verified-bytes", "db used verified-bytes", "web dropped "}
 	if diff := cmp.Diff(wantActions, actions); diff != "" || !rep.Built {
@@ -222,7 +223,7 @@ func TestBakeFailPolicyDoesNotBake(t *testing.T) {
 		notRun(t, f.args, "the bake (onUntrusted: fail)")
 		var rep trustReport
 		data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
-		if err := json.Unmarshal(data, &rep); err != nil || rep.Built || len(rep.Caches) != 2 || rep.Caches[1].Action != actionBlocked || rep.Caches[1].Target != "b" {
+		if err := json.Unmarshal(data, &rep); err != nil || rep.Built || len(rep.Caches) != 2 || rep.Caches[1].Action != decision.Blocked || rep.Caches[1].Target != "b" {
 			t.Errorf("trust report %s (%v); want b's cache blocked, nothing built", data, err)
 		}
 	}

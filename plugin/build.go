@@ -96,11 +96,11 @@ policy first; see "docker trustcache build --help".`,
 
 // cacheReport is what the build did with one --cache-from source.
 type cacheReport struct {
-	Source string `json:"source"`           // the source as given
-	Target string `json:"target,omitempty"` // the bake target importing it (bake only)
-	Type   string `json:"type"`
-	Action string `json:"action"`           // used, dropped, passed (not verified), blocked
-	Pinned string `json:"pinned,omitempty"` // the verified REPO@DIGEST, for used registry caches
+	Source string          `json:"source"`           // the source as given
+	Target string          `json:"target,omitempty"` // the bake target importing it (bake only)
+	Type   string          `json:"type"`
+	Action decision.Action `json:"action"`           // used, dropped, passed (not verified), blocked
+	Pinned string          `json:"pinned,omitempty"` // the verified REPO@DIGEST, for used registry caches
 	// Guarantee is how a used registry cache reached BuildKit:
 	// verified-bytes (through the verified content endpoint) or
 	// digest-pin (the pinned registry reference only).
@@ -112,14 +112,6 @@ type cacheReport struct {
 	Reason  string         `json:"reason,omitempty"`
 	Result  *verify.Result `json:"result,omitempty"`
 }
-
-// Report actions: verify/decision's words.
-const (
-	actionUsed    = string(decision.Used)    // verified (or audited) and passed on pinned to its digest
-	actionPassed  = string(decision.Passed)  // passed on as given: level skip, or a type the policy allows unsigned
-	actionDropped = string(decision.Dropped) // removed; the build runs without it
-	actionBlocked = string(decision.Blocked) // onUntrusted: fail; the build did not start
-)
 
 // trustReport is the trust report: --trust-report writes it as JSON.
 type trustReport struct {
@@ -281,26 +273,28 @@ func contextDir(buildContext string) string {
 // decideCaches verifies every cache source (concurrently, bounded) and
 // decides its fate. blocked is non-nil when the policy says the build must
 // not start.
-func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.CacheSource, report *trustReport) (map[int]buildargs.Decision, error) {
+func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.CacheSource, report *trustReport) (map[int]buildargs.CacheSpec, error) {
 	reports := make([]cacheReport, len(srcs))
-	decisions := make([]buildargs.Decision, len(srcs))
+	pass := make([]*buildargs.CacheSpec, len(srcs))
 	var g errgroup.Group
 	g.SetLimit(verifyConcurrency)
 	for i, src := range srcs {
 		g.Go(func() error {
-			decisions[i], reports[i] = decideCache(ctx, v, src.Spec)
+			pass[i], reports[i] = decideCache(ctx, v, src.Spec)
 			return nil
 		})
 	}
 	_ = g.Wait() // decideCache reports its failures in reports[i]
 
-	out := make(map[int]buildargs.Decision, len(srcs))
+	out := make(map[int]buildargs.CacheSpec, len(srcs))
 	var blocked error
 	for i := range srcs {
 		// Key material given as a cache by mistake is never echoed.
 		reports[i].Reason = redactPEM(reports[i].Reason)
-		out[i] = decisions[i]
-		if reports[i].Action == actionBlocked {
+		if pass[i] != nil {
+			out[i] = *pass[i]
+		}
+		if reports[i].Action == decision.Blocked {
 			code := exitFor(decision.StatusOf(reports[i].Result))
 			if blocked == nil || code == ExitUntrusted {
 				blocked = cli.StatusError{StatusCode: code, Status: fmt.Sprintf("trustcache: not building: cache %s is %s (policy onUntrusted: fail)", reports[i].Source, reports[i].Result.Verdict)}
@@ -312,21 +306,22 @@ func decideCaches(ctx context.Context, v *verify.Verifier, srcs []buildargs.Cach
 }
 
 // decideCache verifies one cache source and decides its fate by the
-// verdict → action table in verify/decision.
-func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (buildargs.Decision, cacheReport) {
+// verdict → action table in verify/decision: what it is passed on to buildx
+// as, or nil when it leaves the build.
+func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) (*buildargs.CacheSpec, cacheReport) {
 	rep := cacheReport{Source: redactPEM(spec.String()), Type: spec.Type}
 	o := decision.Cache(ctx, v.Policy(), v.Verify, spec.Type, spec.Ref())
-	rep.Action, rep.Reason, rep.Result = string(o.Action), o.Reason, o.Result
+	rep.Action, rep.Reason, rep.Result = o.Action, o.Reason, o.Result
 	switch o.Action {
 	case decision.Used:
 		pinned := spec
 		pinned.Set("ref", o.Result.Pinned())
 		rep.Pinned = o.Result.Pinned()
-		return buildargs.Decision{Action: buildargs.Replace, Spec: pinned}, rep
+		return &pinned, rep
 	case decision.Passed:
-		return buildargs.Decision{Action: buildargs.Keep}, rep
+		return &spec, rep
 	default:
-		return buildargs.Decision{Action: buildargs.Remove}, rep
+		return nil, rep
 	}
 }
 
@@ -334,7 +329,7 @@ func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSp
 // for a missing one (a tag nothing was pushed to yet, as on a new branch's
 // first build), a warning for a dropped or blocked one.
 func noteRemoved(w io.Writer, c cacheReport) {
-	if c.Action != actionDropped && c.Action != actionBlocked {
+	if c.Action != decision.Dropped && c.Action != decision.Blocked {
 		return
 	}
 	target := ""
@@ -358,8 +353,8 @@ func unverifiedImports(caches []cacheReport) string {
 	var bad []string
 	for _, c := range caches {
 		switch {
-		case c.Action == actionPassed,
-			c.Action == actionUsed && (c.Result == nil || !c.Result.Trusted):
+		case c.Action == decision.Passed,
+			c.Action == decision.Used && (c.Result == nil || !c.Result.Trusted):
 			bad = append(bad, c.Source+" ("+c.Reason+")")
 		}
 	}
@@ -399,7 +394,7 @@ func printReport(w io.Writer, r *trustReport) {
 			src = "target " + printable(c.Target) + ": " + src
 		}
 		switch c.Action {
-		case actionUsed:
+		case decision.Used:
 			// "used" only for a build that succeeded: a cache is passed on
 			// to a build that failed or never ran, not used.
 			label := "used"

@@ -120,7 +120,7 @@ scopes:
 	}
 	var actions []string
 	for _, c := range rep.Caches {
-		actions = append(actions, c.Action)
+		actions = append(actions, c.Action.String())
 	}
 	if diff := cmp.Diff([]string{"used", "dropped", "used", "passed", "dropped"}, actions); diff != "" || !rep.Built {
 		t.Errorf("report actions (-want +got):\n%s built=%v", diff, rep.Built)

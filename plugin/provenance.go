@@ -161,7 +161,7 @@ func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string
 		pred.Policy = provenance.Policy{File: p.File, Digest: p.Fingerprint(nil)}
 	}
 	for _, c := range report.Caches {
-		pc := provenance.Cache{Reference: c.Source, Target: c.Target, Type: c.Type, Action: c.Action, Guarantee: c.Guarantee}
+		pc := provenance.Cache{Reference: c.Source, Target: c.Target, Type: c.Type, Action: c.Action.String(), Guarantee: c.Guarantee}
 		if r := c.Result; r != nil {
 			pc.Digest, pc.Verdict = r.Digest, string(r.Verdict)
 			for _, s := range r.Signers {

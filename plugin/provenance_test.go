@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"net/http"
 	"os"
@@ -445,7 +446,7 @@ func BenchmarkProvenance(b *testing.B) {
 	}
 	report := &trustReport{}
 	for i := range 3 {
-		report.Caches = append(report.Caches, cacheReport{Source: fmt.Sprintf("%s-%d", ref, i), Type: "registry", Action: actionUsed, Guarantee: guaranteeVerifiedBytes, Result: res})
+		report.Caches = append(report.Caches, cacheReport{Source: fmt.Sprintf("%s-%d", ref, i), Type: "registry", Action: decision.Used, Guarantee: guaranteeVerifiedBytes, Result: res})
 	}
 	targets := []exportTarget{{repo, d, "cache"}}
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"strings"
 
@@ -42,10 +43,10 @@ const (
 // under the policy's requireVerifiedBytes, the build does not start. The
 // caller closes the returned endpoint (nil when none was needed) when the
 // build ends.
-func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *trustpolicy.Policy, report *trustReport, decisions map[int]buildargs.Decision) (*endpoint.Server, error) {
+func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *trustpolicy.Policy, report *trustReport, decisions map[int]buildargs.CacheSpec) (*endpoint.Server, error) {
 	var used []int
 	for i, c := range report.Caches {
-		if c.Action == actionUsed && c.Type == "registry" {
+		if c.Action == decision.Used && c.Type == "registry" {
 			used = append(used, i)
 		}
 	}
@@ -85,9 +86,9 @@ func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p
 			ep.Close()
 			return nil, err
 		}
-		dec := decisions[i]
-		dec.Spec.Set("ref", ref)
-		decisions[i] = dec
+		spec := decisions[i]
+		spec.Set("ref", ref)
+		decisions[i] = spec
 		c.Guarantee = guaranteeVerifiedBytes
 	}
 	return ep, nil
@@ -102,7 +103,7 @@ func noteRefused(w io.Writer, ep *endpoint.Server, report *trustReport) {
 	for _, pr := range ep.Problems() {
 		for i := range report.Caches {
 			c := &report.Caches[i]
-			if c.Action != actionUsed || c.Pinned != pr.Cache {
+			if c.Action != decision.Used || c.Pinned != pr.Cache {
 				continue
 			}
 			msg := fmt.Sprintf("%s %s: %s", pr.Kind, pr.Digest, pr.Reason)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"log/slog"
 	"sync"
 	"testing"
@@ -46,7 +47,7 @@ func TestDecideReusesVerdicts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ds[0].Action != Replace || ds[1].Action != Replace || ds[2].Action != Remove {
+		if ds[0].Action != decision.Used || ds[1].Action != decision.Used || ds[2].Action != decision.Dropped {
 			t.Fatalf("Decide = %+v; want replace, replace, remove", ds)
 		}
 	}
@@ -75,17 +76,17 @@ func TestDecideMapping(t *testing.T) {
 	d := NewDecider(base, fakeEndpoint{}, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		imp  Import
-		want Action
+		want decision.Action
 	}{
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Replace},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:unsigned"}}, Remove},
-		{Import{Type: "registry", Attrs: map[string]string{}}, Remove},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:1"}}, Replace},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:nodigest"}}, Keep},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/skip:1"}}, Keep},
-		{Import{Type: "local", Attrs: map[string]string{"src": "/x"}}, Keep}, // allowUnsignedTypes: [local]
-		{Import{Type: "gha", Attrs: map[string]string{}}, Remove},
-		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Remove},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, decision.Used},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:unsigned"}}, decision.Dropped},
+		{Import{Type: "registry", Attrs: map[string]string{}}, decision.Dropped},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:1"}}, decision.Used},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:nodigest"}}, decision.Passed},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/skip:1"}}, decision.Passed},
+		{Import{Type: "local", Attrs: map[string]string{"src": "/x"}}, decision.Passed}, // allowUnsignedTypes: [local]
+		{Import{Type: "gha", Attrs: map[string]string{}}, decision.Dropped},
+		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, decision.Dropped},
 	} {
 		ds, err := d.Decide(t.Context(), "test", "/m", []Import{tc.imp}, fakeEndpoint{})
 		if err != nil {

@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"log/slog"
 	"strings"
@@ -70,7 +71,7 @@ func (s *Server) logFrontend(ctx context.Context, who Identity, method string, f
 	level, action := slog.LevelDebug, "builtin"
 	switch {
 	case fd.refusal != "":
-		level, action = slog.LevelWarn, actionBlocked
+		level, action = slog.LevelWarn, decision.Blocked.String()
 	case fd.image != "":
 		level, action = slog.LevelInfo, "allowed"
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"strings"
 	"testing"
@@ -261,7 +262,7 @@ func TestTalkFailNamesCacheOnce(t *testing.T) {
 // drive the client's terminal.
 func TestTalkLinePrintable(t *testing.T) {
 	imp := Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/x:\x1b]0;pwned\x07"}}
-	line := decisionLine(imp, outcome{action: actionDropped, reason: "bad \u202eevil\r\n"})
+	line := decisionLine(imp, outcome{Decision: Decision{Action: decision.Dropped}, reason: "bad \u202eevil\r\n"})
 	if strings.ContainsAny(line, "\x1b\x07\r\n\u202e") {
 		t.Errorf("decision line %q carries control characters", line)
 	}
