@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

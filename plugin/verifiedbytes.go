@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"strings"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

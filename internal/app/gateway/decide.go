@@ -230,14 +230,20 @@ func serve(into Adder, res *verify.Result) (string, error) {
 }
 
 // logDecision writes the decision line of one import: the same keys on
-// every line.
+// every line. fallback is why the tag's own digest was not used (the
+// fallback's tag status: missing, untrusted, inconclusive, rolledBack) and
+// tagDigest what the tag pointed at, both "" when the tag's own digest was
+// the verdict's.
 func (d *Decider) logDecision(ctx context.Context, client, method string, imp Import, o outcome) {
-	var digest, verdict string
+	var digest, verdict, fallback, tagDigest string
 	signers := []string{}
 	if o.res != nil {
 		digest, verdict = o.res.Digest, string(o.res.Verdict)
 		for _, s := range o.res.Signers {
 			signers = append(signers, s.Builder)
+		}
+		if fb := o.res.Fallback; fb != nil {
+			fallback, tagDigest = fb.TagStatus, fb.TagDigest
 		}
 	}
 	level := slog.LevelInfo
@@ -254,6 +260,8 @@ func (d *Decider) logDecision(ctx context.Context, client, method string, imp Im
 		slog.String("verdict", verdict),
 		slog.String("action", o.Action.String()),
 		slog.Any("signers", signers),
+		slog.String("fallback", fallback),
+		slog.String("tagDigest", tagDigest),
 		slog.String("reason", o.reason),
 	)
 }

@@ -1,13 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -95,5 +97,22 @@ func TestDecideMapping(t *testing.T) {
 		if ds[0].Action != tc.want {
 			t.Errorf("Decide(%+v) = %+v; want action %d", tc.imp, ds[0], tc.want)
 		}
+	}
+}
+
+// TestLogDecisionFallback: a verdict reached through the fallback says so
+// in the decision log — why the tag's own digest was not used and what the
+// tag pointed at — beside the digest used.
+func TestLogDecisionFallback(t *testing.T) {
+	const digestOther = "sha256:" + "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	var buf bytes.Buffer
+	d := NewDecider(nil, fakeEndpoint{}, slog.New(slog.NewJSONHandler(&buf, nil)))
+	res := &verify.Result{Reference: "reg.example/team/cache:main", Digest: digestA, Verdict: verify.VerdictTrusted, Trusted: true,
+		Fallback: &verify.Fallback{Tag: "main", TagDigest: digestOther, TagStatus: verify.TagUntrusted, Digest: digestA, Source: verify.FromHead}}
+	imp := Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:main"}, Where: "cache-imports"}
+	d.logDecision(t.Context(), "uid=1000", "Control/Solve", imp, outcome{Decision: Decision{Action: decision.Used, Ref: "ep/1@" + digestA}, res: res})
+	want := `"digest":"` + digestA + `","verdict":"trusted","action":"used","signers":[],"fallback":"untrusted","tagDigest":"` + digestOther + `"`
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("decision log:\n%s\nlacks %s", buf.String(), want)
 	}
 }

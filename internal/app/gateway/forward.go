@@ -6,7 +6,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // forwardSolve decides the imports of req, a Solve request, then forwards

@@ -3,12 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"slices"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Requests shaped as the clients send them (BuildKit v0.34.2's client,

@@ -4,13 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // The gateway tells the client what it decided: each build's decisions on

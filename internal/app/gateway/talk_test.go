@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"io"
 	"strings"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // pbFields decodes one protobuf message into its fields by number: every

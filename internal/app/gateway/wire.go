@@ -4,12 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Limits of an inspected request. Larger requests are refused, never

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"maps"
 	"slices"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Message builders: protobuf by hand, as BuildKit's client encodes it.
