@@ -382,7 +382,7 @@ func TestFallbackGateway(t *testing.T) {
 		t.Errorf("the build through the gateway built %q; want builder A's %q\n%s", got, honest, r.stderr)
 	}
 	lines := gw.decisionLines(cache)
-	if len(lines) == 0 || !strings.Contains(lines[0], `"action":"used"`) || !strings.Contains(lines[0], signedDigest) {
-		t.Errorf("decision lines for %s: %q; want used, builder A's digest %s", cache, lines, signedDigest)
+	if len(lines) == 0 || !strings.Contains(lines[0], `"action":"used"`) || !strings.Contains(lines[0], signedDigest) || !strings.Contains(lines[0], `"fallback":"untrusted"`) {
+		t.Errorf("decision lines for %s: %q; want used, builder A's digest %s, fallback untrusted", cache, lines, signedDigest)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -186,7 +185,7 @@ func TestBakeRewritesCacheFrom(t *testing.T) {
 	}
 	var actions []string
 	for _, c := range rep.Caches {
-		actions = append(actions, c.Target+" "+fmt.Sprint(c.Action)+" "+c.Guarantee)
+		actions = append(actions, c.Target+" "+c.Action.String()+" "+c.Guarantee)
 	}
 	wantActions := []string{"app used verified-bytes", "db used verified-bytes", "db used verified-bytes", "web dropped "}
 	if diff := cmp.Diff(wantActions, actions); diff != "" || !rep.Built {

@@ -101,7 +101,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
 	}
 	run := func(ctx context.Context, b pipeline.Invocation) error {
-		argv, err := inv.Rewrite(rewriteDecisions(inv, b.Pass[0]))
+		argv, err := inv.Rewrite(b.Pass[0])
 		if err != nil {
 			return err
 		}
@@ -126,21 +126,6 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		return err
 	}
 	return runPipeline(ctx, dockerCLI, pl, p, none, inv.Trust.NoLedger, []pipeline.Target{target})
-}
-
-// rewriteDecisions turns what the pipeline passes on for each
-// --cache-from into Rewrite's decisions: kept as written, replaced, or
-// (no entry) removed.
-func rewriteDecisions(inv *buildargs.Invocation, pass map[int]buildargs.CacheSpec) map[int]buildargs.Decision {
-	out := make(map[int]buildargs.Decision, len(pass))
-	for i, spec := range pass {
-		if spec.Equal(inv.CacheFrom[i].Spec) {
-			out[i] = buildargs.Decision{Action: buildargs.Keep}
-		} else {
-			out[i] = buildargs.Decision{Action: buildargs.Replace, Spec: spec}
-		}
-	}
-	return out
 }
 
 // contextDir is where policy discovery starts: the build context when it

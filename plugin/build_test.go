@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
-	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // fakeDocker installs scripts as the docker CLI the plugin re-executes and as
@@ -121,11 +120,11 @@ scopes:
 	if err != nil || json.Unmarshal(data, &rep) != nil {
 		t.Fatalf("trust report: %v %s", err, data)
 	}
-	var actions []decision.Action
+	var actions []string
 	for _, c := range rep.Caches {
-		actions = append(actions, c.Action)
+		actions = append(actions, c.Action.String())
 	}
-	if diff := cmp.Diff([]decision.Action{decision.Used, decision.Dropped, decision.Used, decision.Passed, decision.Dropped}, actions); diff != "" || !rep.Built {
+	if diff := cmp.Diff([]string{"used", "dropped", "used", "passed", "dropped"}, actions); diff != "" || !rep.Built {
 		t.Errorf("report actions (-want +got):\n%s built=%v", diff, rep.Built)
 	}
 }

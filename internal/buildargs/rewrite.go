@@ -5,74 +5,39 @@ import (
 	"sort"
 )
 
-// Action is what Rewrite does with one cache source.
-type Action int
-
-const (
-	// Remove drops the cache source. It is the zero Action, so a source
-	// without a decision is dropped: Rewrite fails closed.
-	Remove Action = iota
-	// Keep passes the cache source on as written (for sources the policy
-	// does not check, such as type=local, or audit/skip levels).
-	Keep
-	// Replace passes Decision.Spec on instead, typically the verified spec
-	// pinned to its digest: type=registry,ref=REPO@sha256:…,<other attrs>.
-	Replace
-)
-
-func (a Action) String() string {
-	switch a {
-	case Remove:
-		return "remove"
-	case Keep:
-		return "keep"
-	case Replace:
-		return "replace"
-	}
-	return fmt.Sprintf("Action(%d)", int(a))
-}
-
-// Decision is the fate of one cache source. The zero Decision removes it.
-type Decision struct {
-	Action Action
-	Spec   CacheSpec // the replacement, for Replace only
-}
-
 // Rewrite returns the argv for `docker buildx build`: the arguments given to
 // Parse with trustcache's flags taken out and each --cache-from treated as
-// decisions, keyed by index in CacheFrom, say.
+// pass says: pass[i] is what cache source i (its index in CacheFrom) is
+// passed on as — the source itself, or its replacement (typically the
+// verified spec pinned to its digest: type=registry,ref=REPO@sha256:…).
 //
-// Every other token is kept byte for byte and in order. A --cache-from whose
-// sources are all kept is kept as written. Otherwise each of its sources that
-// is kept or replaced becomes its own --cache-from in the same form (one
-// token "--cache-from=SPEC" or two tokens "--cache-from" "SPEC"), written with
-// CacheSpec.String, and a flag with no source left disappears with its value.
-//
-// A source with no entry in decisions is removed, so no cache reaches buildx
-// unless a decision let it. A --cache-from with an empty value has no source
-// and is kept: buildx ignores it.
+// A source with no entry in pass is removed: no cache reaches buildx unless
+// a decision let it. Every other token is kept byte for byte and in order.
+// A --cache-from whose sources are all passed on unchanged is kept as
+// written. Otherwise each of its sources that is passed on becomes its own
+// --cache-from in the same form (one token "--cache-from=SPEC" or two tokens
+// "--cache-from" "SPEC"), written with CacheSpec.String, and a flag with no
+// source left disappears with its value. A --cache-from with an empty value
+// has no source and is kept: buildx ignores it.
 //
 // Rewrite fails on a key that is not an index in CacheFrom, and on a
 // replacement spec with an empty type or that would not read back the same
 // (see CacheSpec).
-func (inv *Invocation) Rewrite(decisions map[int]Decision) ([]string, error) {
-	for _, i := range sortedKeys(decisions) {
-		d := decisions[i]
+func (inv *Invocation) Rewrite(pass map[int]CacheSpec) ([]string, error) {
+	for _, i := range sortedKeys(pass) {
+		spec := pass[i]
 		if i < 0 || i >= len(inv.srcs) {
 			return nil, fmt.Errorf("decision for cache source %d: there are %d", i, len(inv.srcs))
 		}
-		switch d.Action {
-		case Remove, Keep:
-		case Replace:
-			if d.Spec.Type == "" {
-				return nil, fmt.Errorf("decision for cache source %d (%s): replacement has no type", i, inv.srcs[i].Value)
-			}
-			back, err := ParseCacheSpec(d.Spec.String())
-			if err != nil || !back.Equal(d.Spec) {
-				return nil, fmt.Errorf("decision for cache source %d (%s): replacement %q does not read back as written", i, inv.srcs[i].Value, d.Spec.String())
-			}
-		default:
-			return nil, fmt.Errorf("decision for cache source %d (%s): unknown action %v", i, inv.srcs[i].Value, d.Action)
+		if spec.Equal(inv.srcs[i].Spec) {
+			continue
+		}
+		if spec.Type == "" {
+			return nil, fmt.Errorf("decision for cache source %d (%s): replacement has no type", i, inv.srcs[i].Value)
+		}
+		back, err := ParseCacheSpec(spec.String())
+		if err != nil || !back.Equal(spec) {
+			return nil, fmt.Errorf("decision for cache source %d (%s): replacement %q does not read back as written", i, inv.srcs[i].Value, spec.String())
 		}
 	}
 
@@ -97,7 +62,7 @@ func (inv *Invocation) Rewrite(decisions map[int]Decision) ([]string, error) {
 		if form == FormSeparate {
 			t++ // the value token, rewritten below
 		}
-		if allKept(srcs, decisions) {
+		if inv.unchanged(srcs, pass) {
 			out = append(out, tok.Arg)
 			if form == FormSeparate {
 				out = append(out, inv.toks[t].Arg)
@@ -105,13 +70,8 @@ func (inv *Invocation) Rewrite(decisions map[int]Decision) ([]string, error) {
 			continue
 		}
 		for _, i := range srcs {
-			var spec CacheSpec
-			switch d := decisions[i]; d.Action {
-			case Keep:
-				spec = inv.srcs[i].Spec
-			case Replace:
-				spec = d.Spec
-			default:
+			spec, ok := pass[i]
+			if !ok {
 				continue
 			}
 			if form == FormSeparate {
@@ -124,16 +84,17 @@ func (inv *Invocation) Rewrite(decisions map[int]Decision) ([]string, error) {
 	return out, nil
 }
 
-func allKept(srcs []int, decisions map[int]Decision) bool {
+// unchanged says whether every source in srcs is passed on as written.
+func (inv *Invocation) unchanged(srcs []int, pass map[int]CacheSpec) bool {
 	for _, i := range srcs {
-		if decisions[i].Action != Keep {
+		if spec, ok := pass[i]; !ok || !spec.Equal(inv.srcs[i].Spec) {
 			return false
 		}
 	}
 	return true
 }
 
-func sortedKeys(m map[int]Decision) []int {
+func sortedKeys(m map[int]CacheSpec) []int {
 	keys := make([]int, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -22,20 +22,21 @@ func pinned(t *testing.T, s CacheSpec) CacheSpec {
 }
 
 func TestRewrite(t *testing.T) {
-	keep := Decision{Action: Keep}
-	remove := Decision{Action: Remove}
-	pin := func(i int) func(*testing.T, *Invocation) Decision {
-		return func(t *testing.T, inv *Invocation) Decision {
-			return Decision{Action: Replace, Spec: pinned(t, inv.CacheFrom[i].Spec)}
+	// Each case says per source: pinned (replaced), kept (passed on as
+	// written) or removed (no entry).
+	pin := func(i int) func(*testing.T, *Invocation) (CacheSpec, bool) {
+		return func(t *testing.T, inv *Invocation) (CacheSpec, bool) {
+			return pinned(t, inv.CacheFrom[i].Spec), true
 		}
 	}
-	k := func(d Decision) func(*testing.T, *Invocation) Decision {
-		return func(*testing.T, *Invocation) Decision { return d }
+	keep := func(i int) func(*testing.T, *Invocation) (CacheSpec, bool) {
+		return func(t *testing.T, inv *Invocation) (CacheSpec, bool) { return inv.CacheFrom[i].Spec, true }
 	}
+	remove := func(*testing.T, *Invocation) (CacheSpec, bool) { return CacheSpec{}, false }
 	tests := []struct {
 		name      string
 		args      []string
-		decisions map[int]func(*testing.T, *Invocation) Decision
+		decisions map[int]func(*testing.T, *Invocation) (CacheSpec, bool)
 		want      []string
 	}{
 		{
@@ -44,7 +45,7 @@ func TestRewrite(t *testing.T) {
 				"--cache-from", "type=registry,ref=reg/x:tag,mode=max", "--cache-from=type=local,src=/tmp/c",
 				"-t", "app", "--push", "--trust-policy", "p.yaml", "--sign", "--key=k.key", ".",
 			},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: pin(0), 1: k(keep)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0), 1: keep(1)},
 			want: []string{
 				"--cache-from", "type=registry,ref=reg/x@" + digest + ",mode=max", "--cache-from=type=local,src=/tmp/c",
 				"-t", "app", "--push", ".",
@@ -53,25 +54,25 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "joined form stays one token",
 			args:      []string{"--cache-from=user/app:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
 			want:      []string{"--cache-from=type=registry,ref=user/app@" + digest, "."},
 		},
 		{
 			name:      "quoted CSV pinned",
 			args:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
 			want:      []string{"--cache-from", "type=registry,ref=reg/x@" + digest + ",mode=max", "."},
 		},
 		{
 			name:      "quoted CSV kept byte for byte",
 			args:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: k(keep)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0)},
 			want:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
 		},
 		{
 			name:      "removed: both tokens go",
 			args:      []string{"--pull", "--cache-from", "user/app:cache", "--cache-from=other/app:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: k(remove), 1: k(remove)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: remove, 1: remove},
 			want:      []string{"--pull", "."},
 		},
 		{
@@ -82,13 +83,13 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "reference list: all kept stays as written",
 			args:      []string{"--cache-from", "a:cache,b:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: k(keep), 1: k(keep)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0), 1: keep(1)},
 			want:      []string{"--cache-from", "a:cache,b:cache", "."},
 		},
 		{
 			name:      "reference list: split when not all kept",
 			args:      []string{"--cache-from", "a:cache,b:cache,c:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: k(keep), 1: k(remove), 2: pin(2)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0), 1: remove, 2: pin(2)},
 			want: []string{
 				"--cache-from", "type=registry,ref=a:cache",
 				"--cache-from", "type=registry,ref=c@" + digest, ".",
@@ -97,7 +98,7 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "reference list joined: one source left",
 			args:      []string{"--cache-from=a:cache,b:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{1: pin(1)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){1: pin(1)},
 			want:      []string{"--cache-from=type=registry,ref=b@" + digest, "."},
 		},
 		{
@@ -107,7 +108,7 @@ func TestRewrite(t *testing.T) {
 				"-qt", "app", "--push=false", "--cache-to", "type=registry,ref=r/c:1,mode=max", "--sign-annotation", "ref=main",
 				"--no-ledger", "--trust-report=r.json", "--signature-format", "legacy", "--progress=plain", "--", "--sign",
 			},
-			decisions: map[int]func(*testing.T, *Invocation) Decision{0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
 			want: []string{
 				"--pull", "--build-arg", "K=V", "--secret", "id=x,src=y", "--cache-from", "type=registry,ref=r/c@" + digest, "--platform", "linux/amd64,linux/arm64",
 				"-qt", "app", "--push=false", "--cache-to", "type=registry,ref=r/c:1,mode=max",
@@ -131,11 +132,13 @@ func TestRewrite(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q) error: %v", tt.args, err)
 			}
-			decisions := map[int]Decision{}
+			pass := map[int]CacheSpec{}
 			for i, f := range tt.decisions {
-				decisions[i] = f(t, inv)
+				if spec, ok := f(t, inv); ok {
+					pass[i] = spec
+				}
 			}
-			got, err := inv.Rewrite(decisions)
+			got, err := inv.Rewrite(pass)
 			if err != nil {
 				t.Fatalf("Rewrite error: %v", err)
 			}
@@ -154,13 +157,13 @@ func TestRewriteErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := map[string]map[int]Decision{
-		"index past the end":        {1: {Action: Keep}},
-		"negative index":            {-1: {Action: Keep}},
-		"replacement no type":       {0: {Action: Replace, Spec: CacheSpec{Attrs: []Attr{{"ref", "x"}}}}},
-		"replacement type in attrs": {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{"type", "local"}}}}},
-		"replacement upper key":     {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{"REF", "x"}}}}},
-		"unknown action":            {0: {Action: Action(7)}},
+	src := inv.CacheFrom[0].Spec
+	tests := map[string]map[int]CacheSpec{
+		"index past the end":        {1: src},
+		"negative index":            {-1: src},
+		"replacement no type":       {0: {Attrs: []Attr{{"ref", "x"}}}},
+		"replacement type in attrs": {0: {Type: "registry", Attrs: []Attr{{"type", "local"}}}},
+		"replacement upper key":     {0: {Type: "registry", Attrs: []Attr{{"REF", "x"}}}},
 	}
 	for name, d := range tests {
 		if got, err := inv.Rewrite(d); err == nil {
@@ -170,16 +173,18 @@ func TestRewriteErrors(t *testing.T) {
 }
 
 // Rewrite works from Parse's own copy: changing the exported fields cannot
-// smuggle a cache source past the decisions.
+// smuggle a cache source past the decisions (a source left out of the
+// exported list is still removed; a token changed is not what is written).
 func TestRewriteIgnoresExportedChanges(t *testing.T) {
 	inv, err := Parse([]string{"--cache-from", "trusted/c", "--cache-from=untrusted/c", "."})
 	if err != nil {
 		t.Fatal(err)
 	}
+	trusted := inv.CacheFrom[0].Spec.clone()
 	inv.Tokens[3].Arg = "--cache-from=evil/c"
-	inv.CacheFrom[0].Spec.Attrs[0].Value = "evil/c"
+	inv.Tokens[1].Arg = "evil/c"
 	inv.CacheFrom = inv.CacheFrom[:1]
-	got, err := inv.Rewrite(map[int]Decision{0: {Action: Keep}})
+	got, err := inv.Rewrite(map[int]CacheSpec{0: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,9 +246,9 @@ func FuzzRewrite(f *testing.F) {
 		}
 
 		// All kept: exactly the input minus trustcache's flags.
-		all := map[int]Decision{}
-		for i := range inv.CacheFrom {
-			all[i] = Decision{Action: Keep}
+		all := map[int]CacheSpec{}
+		for i, s := range inv.CacheFrom {
+			all[i] = s.Spec
 		}
 		got, err := inv.Rewrite(all)
 		if err != nil {
@@ -256,25 +261,23 @@ func FuzzRewrite(f *testing.F) {
 		// Random decisions: everything but --cache-from passes through in
 		// order, and the cache sources are exactly the kept and replaced ones.
 		rng := rand.New(rand.NewPCG(seed, seed>>1))
-		decisions := map[int]Decision{}
+		pass := map[int]CacheSpec{}
 		var want []CacheSpec
 		for i, s := range inv.CacheFrom {
-			switch rng.IntN(4) {
-			case 0: // no decision
+			switch rng.IntN(3) {
+			case 0: // removed
 			case 1:
-				decisions[i] = Decision{Action: Remove}
-			case 2:
-				decisions[i] = Decision{Action: Keep}
+				pass[i] = s.Spec
 				want = append(want, s.Spec)
-			case 3:
+			case 2:
 				r := s.Spec.clone()
 				r.Type = "registry"
 				r.Set("ref", fmt.Sprintf("pinned.example/r%d@%s", i, digest))
-				decisions[i] = Decision{Action: Replace, Spec: r}
+				pass[i] = r
 				want = append(want, r)
 			}
 		}
-		got, err = inv.Rewrite(decisions)
+		got, err = inv.Rewrite(pass)
 		if err != nil {
 			t.Fatalf("Rewrite of %q: %v", args, err)
 		}

@@ -92,6 +92,10 @@ func TestOneConcernPackages(t *testing.T) {
 		m + "internal/dockerconfig": {m + "plugin", m + "verify", m + "internal/cli", "github.com/spf13/cobra"},
 		m + "internal/cicontext":    {m, "github.com/spf13/cobra"},
 		m + "internal/atomicfile":   {m, "github.com/"},
+		m + "internal/termtext":     {m, "github.com/"},
+		// The build and bake pipeline takes its environment, streams and
+		// buildx as values: no command framework, no docker CLI.
+		m + "internal/app/pipeline": {m + "plugin", m + "internal/cli", m + "internal/dockerconfig", "github.com/spf13/cobra", "github.com/spf13/pflag", "github.com/docker/cli/cli/command", "github.com/docker/cli/cli-plugins"},
 		m + "verify":                {"github.com/spf13/cobra", m + "internal/cli", m + "internal/dockerconfig", m + "internal/cicontext", m + "internal/app/gateway", m + "internal/endpoint"},
 	}
 	for pkg, forbiddenHere := range leaves {

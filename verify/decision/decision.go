@@ -9,29 +9,70 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
-// Action is what becomes of one cache import; the words are those of the
-// build's report and the gateway's decision log.
-type Action string
+// Action is what becomes of one cache import: the one vocabulary of the
+// build and bake report, the gateway's rewrite and decision log, and the
+// provenance record. Its zero value is Dropped, so an import whose action
+// was never set leaves the build: everything that acts on an Action fails
+// closed. Its words (String, MarshalText) are the provenance record's
+// (internal/provenance).
+type Action uint8
 
 const (
-	// Used: verified (or audited with a digest) and imported pinned to
-	// the verified digest.
-	Used Action = "used"
+	// Dropped: removed; the build runs without it. The zero Action.
+	Dropped Action = iota
+	// Blocked: onUntrusted: fail; the build must not run.
+	Blocked
 	// Passed: passed on as given: level skip, audit without a digest, a
 	// type the policy allows unsigned.
-	Passed Action = "passed"
-	// Dropped: removed; the build runs without it.
-	Dropped Action = "dropped"
-	// Blocked: onUntrusted: fail; the build must not run.
-	Blocked Action = "blocked"
+	Passed
+	// Used: verified (or audited with a digest) and imported pinned to
+	// the verified digest.
+	Used
 )
 
-// Removes says whether the import leaves the build (dropped or blocked).
-func (a Action) Removes() bool { return a == Dropped || a == Blocked }
+var words = [...]string{
+	Dropped: provenance.ActionDropped,
+	Blocked: provenance.ActionBlocked,
+	Passed:  provenance.ActionPassed,
+	Used:    provenance.ActionUsed,
+}
+
+// String returns the action's word: used, passed, dropped or blocked.
+func (a Action) String() string {
+	if int(a) < len(words) {
+		return words[a]
+	}
+	return fmt.Sprintf("Action(%d)", a)
+}
+
+// MarshalText writes the action's word; an action outside the vocabulary
+// is an error, never a word.
+func (a Action) MarshalText() ([]byte, error) {
+	if int(a) >= len(words) {
+		return nil, fmt.Errorf("decision: unknown action %d", a)
+	}
+	return []byte(words[a]), nil
+}
+
+// UnmarshalText reads an action's word.
+func (a *Action) UnmarshalText(b []byte) error {
+	for i, w := range words {
+		if string(b) == w {
+			*a = Action(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("decision: unknown action %q: want used, passed, dropped or blocked", b)
+}
+
+// Removes says whether the import leaves the build (dropped, blocked, or
+// an action outside the vocabulary).
+func (a Action) Removes() bool { return a != Used && a != Passed }
 
 // Policy is what the table asks of the policy: *trustpolicy.Policy.
 type Policy interface {

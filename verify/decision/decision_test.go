@@ -2,6 +2,7 @@ package decision
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -91,5 +92,36 @@ func TestWorst(t *testing.T) {
 	}
 	if StatusOf(nil) != Untrusted || StatusOf(inc) != Inconclusive || StatusOf(unt) != Untrusted || StatusOf(miss) != Missing {
 		t.Fatal("StatusOf")
+	}
+}
+
+// TestActionZeroDrops: an Action never set removes its import, and the
+// words round-trip through JSON; a value outside the vocabulary has no
+// word and removes.
+func TestActionZeroDrops(t *testing.T) {
+	var zero Action
+	if zero != Dropped || !zero.Removes() {
+		t.Fatalf("zero Action = %v (removes %v); want dropped", zero, zero.Removes())
+	}
+	for _, a := range []Action{Dropped, Blocked, Passed, Used} {
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Action
+		if err := json.Unmarshal(b, &back); err != nil || back != a {
+			t.Errorf("%v → %s → %v (%v)", a, b, back, err)
+		}
+	}
+	odd := Action(9)
+	if !odd.Removes() {
+		t.Error("an action outside the vocabulary does not remove its import")
+	}
+	if _, err := json.Marshal(odd); err == nil {
+		t.Error("an action outside the vocabulary marshals")
+	}
+	var back Action
+	if err := json.Unmarshal([]byte(`"kept"`), &back); err == nil {
+		t.Error(`"kept" unmarshals as an action`)
 	}
 }

@@ -52,14 +52,6 @@ type EndpointFunc func() (Scope, error)
 // NewScope calls f.
 func (f EndpointFunc) NewScope() (Scope, error) { return f() }
 
-// Actions in the decision log, as in "docker trustcache build"'s report.
-const (
-	actionUsed    = string(decision.Used)    // verified (or audited) and rewritten to the verified content endpoint
-	actionPassed  = string(decision.Passed)  // passed on as given: level skip, audit without a digest, an allowed unsigned type
-	actionDropped = string(decision.Dropped) // removed from the request
-	actionBlocked = string(decision.Blocked) // onUntrusted: fail: the call was refused
-)
-
 // verifyConcurrency bounds the references of one request verified at once.
 const verifyConcurrency = 8
 
@@ -154,7 +146,6 @@ func (d *Decider) SetVerifier(v Verifier) {
 // outcome is the decision on one import, with what the log says about it.
 type outcome struct {
 	Decision
-	action string
 	reason string
 	res    *verify.Result
 }
@@ -196,7 +187,7 @@ func (d *Decider) decideBuild(ctx context.Context, client, method string, imps [
 			d.logDecision(ctx, client, method, imps[i], o)
 			bt.tell(decisionLine(imps[i], o), decisionWarning(imps[i], o))
 		}
-		if ref := imps[i].Ref(); o.action == actionBlocked && !named[ref] {
+		if ref := imps[i].Ref(); o.Action == decision.Blocked && !named[ref] {
 			named[ref] = true
 			blocked = append(blocked, fmt.Sprintf("cache %s is %s: %s", ref, o.res.Verdict, o.res.Reason()))
 		}
@@ -212,20 +203,14 @@ func (d *Decider) decideBuild(ctx context.Context, client, method string, imps [
 // content endpoint always in use.
 func (d *Decider) decide(ctx context.Context, v *verifierBox, imp Import, into Adder) outcome {
 	o := decision.Cache(ctx, v.Policy(), v.verify, imp.Type, imp.Ref())
-	out := outcome{action: string(o.Action), reason: o.Reason, res: o.Result}
-	switch o.Action {
-	case decision.Used:
+	out := outcome{Decision: Decision{Action: o.Action}, reason: o.Reason, res: o.Result}
+	if o.Action == decision.Used {
 		pinned, err := serve(into, o.Result)
 		if err != nil {
-			out.action, out.reason = actionDropped, "the verified content endpoint cannot serve it: "+err.Error()
-			out.Decision = Decision{Action: Remove}
+			out.Action, out.reason = decision.Dropped, "the verified content endpoint cannot serve it: "+err.Error()
 			return out
 		}
-		out.Decision = Decision{Action: Replace, Ref: pinned}
-	case decision.Passed:
-		out.Decision = Decision{Action: Keep}
-	default:
-		out.Decision = Decision{Action: Remove}
+		out.Ref = pinned
 	}
 	return out
 }
@@ -245,18 +230,24 @@ func serve(into Adder, res *verify.Result) (string, error) {
 }
 
 // logDecision writes the decision line of one import: the same keys on
-// every line.
+// every line. fallback is why the tag's own digest was not used (the
+// fallback's tag status: missing, untrusted, inconclusive, rolledBack) and
+// tagDigest what the tag pointed at, both "" when the tag's own digest was
+// the verdict's.
 func (d *Decider) logDecision(ctx context.Context, client, method string, imp Import, o outcome) {
-	var digest, verdict string
+	var digest, verdict, fallback, tagDigest string
 	signers := []string{}
 	if o.res != nil {
 		digest, verdict = o.res.Digest, string(o.res.Verdict)
 		for _, s := range o.res.Signers {
 			signers = append(signers, s.Builder)
 		}
+		if fb := o.res.Fallback; fb != nil {
+			fallback, tagDigest = fb.TagStatus, fb.TagDigest
+		}
 	}
 	level := slog.LevelInfo
-	if o.action == actionDropped || o.action == actionBlocked {
+	if o.Action.Removes() {
 		level = slog.LevelWarn
 	}
 	d.log.Log(ctx, level, "cache import",
@@ -267,8 +258,10 @@ func (d *Decider) logDecision(ctx context.Context, client, method string, imp Im
 		slog.String("ref", imp.Ref()),
 		slog.String("digest", digest),
 		slog.String("verdict", verdict),
-		slog.String("action", o.action),
+		slog.String("action", o.Action.String()),
 		slog.Any("signers", signers),
+		slog.String("fallback", fallback),
+		slog.String("tagDigest", tagDigest),
 		slog.String("reason", o.reason),
 	)
 }

@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -46,7 +49,7 @@ func TestDecideReusesVerdicts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ds[0].Action != Replace || ds[1].Action != Replace || ds[2].Action != Remove {
+		if ds[0].Action != decision.Used || ds[1].Action != decision.Used || ds[2].Action != decision.Dropped {
 			t.Fatalf("Decide = %+v; want replace, replace, remove", ds)
 		}
 	}
@@ -75,17 +78,17 @@ func TestDecideMapping(t *testing.T) {
 	d := NewDecider(base, fakeEndpoint{}, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		imp  Import
-		want Action
+		want decision.Action
 	}{
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Replace},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:unsigned"}}, Remove},
-		{Import{Type: "registry", Attrs: map[string]string{}}, Remove},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:1"}}, Replace},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:nodigest"}}, Keep},
-		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/skip:1"}}, Keep},
-		{Import{Type: "local", Attrs: map[string]string{"src": "/x"}}, Keep}, // allowUnsignedTypes: [local]
-		{Import{Type: "gha", Attrs: map[string]string{}}, Remove},
-		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, Remove},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, decision.Used},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:unsigned"}}, decision.Dropped},
+		{Import{Type: "registry", Attrs: map[string]string{}}, decision.Dropped},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:1"}}, decision.Used},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/audit:nodigest"}}, decision.Passed},
+		{Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/skip:1"}}, decision.Passed},
+		{Import{Type: "local", Attrs: map[string]string{"src": "/x"}}, decision.Passed}, // allowUnsignedTypes: [local]
+		{Import{Type: "gha", Attrs: map[string]string{}}, decision.Dropped},
+		{Import{Type: "", Attrs: map[string]string{"ref": "reg.example/team/cache:signed"}}, decision.Dropped},
 	} {
 		ds, err := d.Decide(t.Context(), "test", "/m", []Import{tc.imp}, fakeEndpoint{})
 		if err != nil {
@@ -94,5 +97,22 @@ func TestDecideMapping(t *testing.T) {
 		if ds[0].Action != tc.want {
 			t.Errorf("Decide(%+v) = %+v; want action %d", tc.imp, ds[0], tc.want)
 		}
+	}
+}
+
+// TestLogDecisionFallback: a verdict reached through the fallback says so
+// in the decision log — why the tag's own digest was not used and what the
+// tag pointed at — beside the digest used.
+func TestLogDecisionFallback(t *testing.T) {
+	const digestOther = "sha256:" + "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	var buf bytes.Buffer
+	d := NewDecider(nil, fakeEndpoint{}, slog.New(slog.NewJSONHandler(&buf, nil)))
+	res := &verify.Result{Reference: "reg.example/team/cache:main", Digest: digestA, Verdict: verify.VerdictTrusted, Trusted: true,
+		Fallback: &verify.Fallback{Tag: "main", TagDigest: digestOther, TagStatus: verify.TagUntrusted, Digest: digestA, Source: verify.FromHead}}
+	imp := Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/team/cache:main"}, Where: "cache-imports"}
+	d.logDecision(t.Context(), "uid=1000", "Control/Solve", imp, outcome{Decision: Decision{Action: decision.Used, Ref: "ep/1@" + digestA}, res: res})
+	want := `"digest":"` + digestA + `","verdict":"trusted","action":"used","signers":[],"fallback":"untrusted","tagDigest":"` + digestOther + `"`
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("decision log:\n%s\nlacks %s", buf.String(), want)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // forwardSolve decides the imports of req, a Solve request, then forwards
@@ -70,7 +72,7 @@ func (s *Server) logFrontend(ctx context.Context, who Identity, method string, f
 	level, action := slog.LevelDebug, "builtin"
 	switch {
 	case fd.refusal != "":
-		level, action = slog.LevelWarn, actionBlocked
+		level, action = slog.LevelWarn, decision.Blocked.String()
 	case fd.image != "":
 		level, action = slog.LevelInfo, "allowed"
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Requests shaped as the clients send them (BuildKit v0.34.2's client,
@@ -170,7 +172,7 @@ func FuzzRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, d := range []Decision{{Action: Keep}, {Action: Remove}, {Action: Replace, Ref: "127.0.0.1:1/tok/0@sha256:0"}} {
+		for _, d := range []Decision{{Action: decision.Passed}, {Action: decision.Dropped}, {Action: decision.Used, Ref: "127.0.0.1:1/tok/0@sha256:0"}} {
 			out, err := sh.rewrite(req, slices.Repeat([]Decision{d}, len(imps)))
 			if err != nil {
 				t.Fatalf("rewrite (%v): %v", d.Action, err)

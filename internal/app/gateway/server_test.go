@@ -363,7 +363,7 @@ func TestSolveImportsDecided(t *testing.T) {
 	}
 	log := logBuf.String()
 	for _, want := range []string{
-		`"ref":"reg.example/team/cache:signed","digest":"` + digestA + `","verdict":"trusted","action":"used","signers":["ci-main"]`,
+		`"ref":"reg.example/team/cache:signed","digest":"` + digestA + `","verdict":"trusted","action":"used","signers":["ci-main"],"fallback":"","tagDigest":""`,
 		`"ref":"reg.example/team/cache:evil","digest":"","verdict":"untrusted","action":"dropped"`,
 		`"type":"gha","ref":"","digest":"","verdict":"","action":"dropped"`,
 		`"type":"local","ref":"","digest":"","verdict":"","action":"passed"`,

@@ -10,6 +10,8 @@ import (
 	"unicode"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // The gateway tells the client what it decided: each build's decisions on
@@ -133,7 +135,7 @@ func (bt *buildTalk) first(imp Import, o outcome) bool {
 		return true
 	}
 	key := imp.Type + "\x00" + imp.Ref()
-	seen := o.action
+	seen := o.Action.String()
 	if o.res != nil {
 		seen += "\x00" + o.res.Digest
 	}
@@ -265,9 +267,9 @@ func decisionLine(imp Import, o outcome) string {
 		src += ",ref=" + ref
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %s", o.action, src)
-	switch o.action {
-	case actionUsed:
+	fmt.Fprintf(&b, "%-8s %s", o.Action, src)
+	switch o.Action {
+	case decision.Used:
 		if o.res != nil {
 			fmt.Fprintf(&b, " pinned to %s", o.res.Pinned())
 			if len(o.res.Signers) > 0 {
@@ -281,7 +283,7 @@ func decisionLine(imp Import, o outcome) string {
 		if o.reason != "" {
 			fmt.Fprintf(&b, " (%s)", o.reason)
 		}
-	case actionBlocked:
+	case decision.Blocked:
 		fmt.Fprintf(&b, ": %s (policy onUntrusted: fail: not building)", o.reason)
 	default:
 		if o.reason != "" {
@@ -294,7 +296,7 @@ func decisionLine(imp Import, o outcome) string {
 // decisionWarning is the build warning for an import the build runs
 // without, "" for the others.
 func decisionWarning(imp Import, o outcome) string {
-	if o.action != actionDropped {
+	if o.Action != decision.Dropped {
 		return ""
 	}
 	what := "a type=" + imp.Type + " cache"

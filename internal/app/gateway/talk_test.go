@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // pbFields decodes one protobuf message into its fields by number: every
@@ -261,7 +263,7 @@ func TestTalkFailNamesCacheOnce(t *testing.T) {
 // drive the client's terminal.
 func TestTalkLinePrintable(t *testing.T) {
 	imp := Import{Type: "registry", Attrs: map[string]string{"ref": "reg.example/x:\x1b]0;pwned\x07"}}
-	line := decisionLine(imp, outcome{action: actionDropped, reason: "bad \u202eevil\r\n"})
+	line := decisionLine(imp, outcome{Decision: Decision{Action: decision.Dropped}, reason: "bad \u202eevil\r\n"})
 	if strings.ContainsAny(line, "\x1b\x07\r\n\u202e") {
 		t.Errorf("decision line %q carries control characters", line)
 	}

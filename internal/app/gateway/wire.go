@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Limits of an inspected request. Larger requests are refused, never
@@ -40,23 +42,14 @@ type Import struct {
 // Ref is the ref attribute: the reference of a registry import.
 func (i Import) Ref() string { return i.Attrs["ref"] }
 
-// Action is what becomes of an import.
-type Action int
-
-const (
-	// Keep passes the import on as the client gave it.
-	Keep Action = iota
-	// Replace passes the import on with Decision.Ref as its ref
-	// attribute; its other attributes are kept.
-	Replace
-	// Remove drops the import: the build runs without it.
-	Remove
-)
-
-// Decision is what becomes of one import.
+// Decision is what becomes of one import, in the vocabulary of
+// verify/decision: Passed keeps it as the client gave it, Used passes it on
+// with Ref as its ref attribute (its other attributes kept), and any other
+// action — Dropped, Blocked, the zero Decision — removes it: the build runs
+// without it.
 type Decision struct {
-	Action Action
-	Ref    string // for Replace
+	Action decision.Action
+	Ref    string // for Used: the verified content endpoint's reference
 }
 
 // MalformedError reports a request the gateway cannot decode, or one over
@@ -119,9 +112,9 @@ func (s shape) imports(req []byte) ([]Import, error) {
 
 // rewrite applies decisions, one per import imports returned, to req.
 // Every field that carries no import is kept byte for byte; when every
-// decision is Keep, req itself is returned.
+// decision is Passed, req itself is returned.
 func (s shape) rewrite(req []byte, decisions []Decision) ([]byte, error) {
-	if !slices.ContainsFunc(decisions, func(d Decision) bool { return d.Action != Keep }) {
+	if !slices.ContainsFunc(decisions, func(d Decision) bool { return d.Action != decision.Passed }) {
 		if _, err := s.imports(req); err != nil {
 			return nil, err
 		}
@@ -154,13 +147,16 @@ func (r *rewriter) next(imp Import) (Decision, error) {
 	}
 	r.found = append(r.found, imp)
 	if !r.write {
-		return Decision{Action: Keep}, nil
+		return Decision{Action: decision.Passed}, nil
 	}
 	if r.n >= len(r.decisions) {
 		return Decision{}, errors.New("gateway: fewer decisions than imports")
 	}
 	d := r.decisions[r.n]
 	r.n++
+	if d.Action == decision.Used && d.Ref == "" {
+		return Decision{}, fmt.Errorf("gateway: import %d (%s) is to be used but has no verified reference", r.n-1, imp.Where)
+	}
 	return d, nil
 }
 
@@ -356,9 +352,9 @@ func (r *rewriter) cacheOptions(b []byte) ([]byte, error) {
 				return nil, err
 			}
 			switch d.Action {
-			case Keep:
+			case decision.Passed:
 				out = append(out, f.raw...)
-			case Replace:
+			case decision.Used:
 				out = appendBytesField(out, f.num, []byte(d.Ref))
 			}
 		case cacheImports:
@@ -423,9 +419,10 @@ func (r *rewriter) entry(b []byte, where string) (_ []byte, ok bool, _ error) {
 		return nil, false, err
 	}
 	switch d.Action {
-	case Keep:
+	case decision.Passed:
 		return b, true, nil
-	case Remove:
+	case decision.Used:
+	default:
 		return nil, false, nil
 	}
 	imp.Attrs["ref"] = d.Ref
@@ -515,9 +512,9 @@ func (r *rewriter) attr(attrs, key, value string) (_ string, ok bool, _ error) {
 				return "", false, err
 			}
 			switch d.Action {
-			case Keep:
+			case decision.Passed:
 				kept = append(kept, ref)
-			case Replace:
+			case decision.Used:
 				kept = append(kept, d.Ref)
 			}
 		}
@@ -538,9 +535,9 @@ func (r *rewriter) attr(attrs, key, value string) (_ string, ok bool, _ error) {
 			return "", false, err
 		}
 		switch d.Action {
-		case Keep:
+		case decision.Passed:
 			kept = append(kept, e)
-		case Replace:
+		case decision.Used:
 			attrs["ref"] = d.Ref
 			kept = append(kept, &jsonEntry{Type: e.Type, Attrs: attrs})
 		}

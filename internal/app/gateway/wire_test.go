@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )
 
 // Message builders: protobuf by hand, as BuildKit's client encodes it.
@@ -133,7 +135,7 @@ func TestRewriteKeepsRequestWhenAllKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := controlSolve.rewrite(req, make([]Decision, len(imps)))
+	out, err := controlSolve.rewrite(req, slices.Repeat([]Decision{{Action: decision.Passed}}, len(imps)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,16 +144,38 @@ func TestRewriteKeepsRequestWhenAllKept(t *testing.T) {
 	}
 }
 
+// TestRewriteZeroDecisionRemoves: a decision left unset (the zero
+// Decision) removes its import, and a Used decision without a reference is
+// an error: the rewrite fails closed.
+func TestRewriteZeroDecisionRemoves(t *testing.T) {
+	req := controlRequest()
+	imps, err := controlSolve.imports(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := controlSolve.rewrite(req, make([]Decision, len(imps)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := controlSolve.imports(out); err != nil || len(left) != 0 {
+		t.Errorf("zero decisions left imports %v (%v); want none", left, err)
+	}
+	used := slices.Repeat([]Decision{{Action: decision.Used}}, len(imps))
+	if out, err := controlSolve.rewrite(req, used); err == nil {
+		t.Errorf("Used without a reference rewrote to %x; want an error", out)
+	}
+}
+
 func TestControlSolveRewrite(t *testing.T) {
 	req := controlRequest()
 	decisions := []Decision{
-		{Action: Replace, Ref: "127.0.0.1:1/tok/1@sha256:c"}, // cache-imports registry
-		{Action: Remove}, // cache-imports gha
-		{Action: Replace, Ref: "127.0.0.1:1/tok/2@sha256:a"}, // ImportRefsDeprecated
-		{Action: Replace, Ref: "127.0.0.1:1/tok/3@sha256:b"}, // Cache.Imports registry
-		{Action: Keep},   // Cache.Imports local
-		{Action: Remove}, // cache-from reg/d:1
-		{Action: Replace, Ref: "127.0.0.1:1/tok/4@sha256:e"}, // cache-from reg/e:2
+		{Action: decision.Used, Ref: "127.0.0.1:1/tok/1@sha256:c"}, // cache-imports registry
+		{Action: decision.Dropped},                                 // cache-imports gha
+		{Action: decision.Used, Ref: "127.0.0.1:1/tok/2@sha256:a"}, // ImportRefsDeprecated
+		{Action: decision.Used, Ref: "127.0.0.1:1/tok/3@sha256:b"}, // Cache.Imports registry
+		{Action: decision.Passed},                                  // Cache.Imports local
+		{Action: decision.Dropped},                                 // cache-from reg/d:1
+		{Action: decision.Used, Ref: "127.0.0.1:1/tok/4@sha256:e"}, // cache-from reg/e:2
 	}
 	out, err := controlSolve.rewrite(req, decisions)
 	if err != nil {
@@ -202,7 +226,7 @@ func TestControlSolveRewrite(t *testing.T) {
 
 func TestRewriteRemovesEmptyAttribute(t *testing.T) {
 	req := cat(mapField(7, "cache-from", "reg/x:1"), mapField(7, "cache-imports", `[{"Type":"registry","Attrs":{"ref":"reg/y:1"}}]`), unknowns)
-	out, err := controlSolve.rewrite(req, []Decision{{Action: Remove}, {Action: Remove}})
+	out, err := controlSolve.rewrite(req, []Decision{{Action: decision.Dropped}, {Action: decision.Dropped}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +249,7 @@ func TestRepeatedAttributeLastWins(t *testing.T) {
 	if diff := cmp.Diff([]importSummary{{"FrontendAttrs[cache-from]", "registry", "reg/last:1"}}, summarize(imps)); diff != "" {
 		t.Fatalf("imports (-want +got):\n%s", diff)
 	}
-	out, err := controlSolve.rewrite(req, []Decision{{Action: Replace, Ref: "ep/1@sha256:x"}})
+	out, err := controlSolve.rewrite(req, []Decision{{Action: decision.Used, Ref: "ep/1@sha256:x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +295,7 @@ func TestBridgeSolveRewrite(t *testing.T) {
 	if diff := cmp.Diff(want, summarize(imps)); diff != "" {
 		t.Fatalf("imports (-want +got):\n%s", diff)
 	}
-	out, err := bridgeSolve.rewrite(req, []Decision{{Action: Remove}, {Action: Replace, Ref: "ep/1@sha256:a"}, {Action: Remove}})
+	out, err := bridgeSolve.rewrite(req, []Decision{{Action: decision.Dropped}, {Action: decision.Used, Ref: "ep/1@sha256:a"}, {Action: decision.Dropped}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +364,7 @@ func FuzzShapes(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			removed, err := sh.rewrite(req, slices.Repeat([]Decision{{Action: Remove}}, len(imps)))
+			removed, err := sh.rewrite(req, slices.Repeat([]Decision{{Action: decision.Dropped}}, len(imps)))
 			if err != nil {
 				t.Fatalf("rewrite (remove all): %v", err)
 			}
@@ -348,7 +372,7 @@ func FuzzShapes(f *testing.F) {
 				t.Fatalf("after removing every import: %v, %v", summarize(left), err)
 			}
 			const pinned = "ep/1@sha256:0"
-			replaced, err := sh.rewrite(req, slices.Repeat([]Decision{{Action: Replace, Ref: pinned}}, len(imps)))
+			replaced, err := sh.rewrite(req, slices.Repeat([]Decision{{Action: decision.Used, Ref: pinned}}, len(imps)))
 			if err != nil {
 				t.Fatalf("rewrite (replace all): %v", err)
 			}

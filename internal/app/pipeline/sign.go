@@ -124,7 +124,7 @@ func (r *run) provenanceRecord(exports []Export, now time.Time) provenance.State
 		pred.Policy = provenance.Policy{File: r.policy.File, Digest: r.policy.Fingerprint(nil)}
 	}
 	for _, c := range r.report.Caches {
-		pc := provenance.Cache{Reference: c.Source, Target: c.Target, Type: c.Type, Action: fmt.Sprint(c.Action), Guarantee: c.Guarantee}
+		pc := provenance.Cache{Reference: c.Source, Target: c.Target, Type: c.Type, Action: c.Action.String(), Guarantee: c.Guarantee}
 		if res := c.Result; res != nil {
 			pc.Digest, pc.Verdict = res.Digest, string(res.Verdict)
 			for _, s := range res.Signers {
