@@ -3,7 +3,11 @@
 # (cosign verify --key on the same ref; plain docker buildx build with the same cache), medians of
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
-# BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows; BENCH_ONLY=provenance
+# BENCH_ONLY=startup measures only the start-up rows (cold verify against cosign v2, v3 and the
+# minimal Go verifier, interleaved, with the goals; metadata, --help, completion; no build);
+# BENCH_STARTUP_BASELINE=BINARY also runs another docker-trustcache build's cold verify (an earlier
+# commit's) in the same interleaved rounds. BENCH_ONLY=gateway measures only the gateway (docker
+# trustcache serve) rows; BENCH_ONLY=provenance
 # only the provenance record's; BENCH_ONLY=fallback only the attacked-vs-unattacked build (the
 # extra registry requests of a fallback are BenchmarkFallback's, in make bench's Go benchmarks).
 # BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
@@ -25,7 +29,8 @@ gwpid=
 trap '[[ -z $gwpid ]] || { kill "$gwpid" 2>/dev/null; wait "$gwpid" 2>/dev/null; }; rm -rf "$work"' EXIT
 mkdir -p "$work/docker-config/cli-plugins" "$work/home"
 # Build with the caller's Go caches, before HOME moves.
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
+# As make build builds it (its tags: gRPC without x/net/trace).
+(cd "$root" && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
 # The start-up floor of a Go program on this machine: one that prints and exits.
 mkdir "$work/hello"
 printf 'module hello\n\ngo 1.21\n' >"$work/hello/go.mod"
@@ -74,7 +79,7 @@ timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
 }
 median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 table=
-if [[ -z $only ]]; then
+if [[ -z $only || $only == startup ]]; then
 # 50 signed refs.
 refs=()
 for i in $(seq 1 50); do
@@ -88,6 +93,63 @@ ref=${refs[0]}
 digest=$("$E2E_CRANE" digest "$ref")
 
 echo "measuring (medians of $runs runs)..." >&2
+# The start-up goals: cold verify, whole process, against cosign v2 and v3 and the minimal Go
+# verifier (e2e/minverify, which reads the tag's head record too, as a cold verify does:
+# docs/performance.md), run in turn round after round (the order rotating), so that the load of
+# a shared machine falls on all of them alike; each one's median, and the median of the per-round
+# ratios. Timed by bash itself (one fork and exec, as hyperfine -N).
+startup_rounds=${BENCH_STARTUP_ROUNDS:-$((runs * 2 + 1))}
+sbase=${BENCH_STARTUP_BASELINE:-}
+run_cosign2() { "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest"; }
+run_cosign3() { "${deadproxy[@]}" "$E2E_COSIGN3" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest"; }
+run_cold() { "$plugin" trustcache verify --no-ledger "$ref"; }
+run_min() { "$work/minverify" ci.pub "$ref"; }
+run_min3() { "$work/minverify" -no-head ci.pub "$ref"; }
+run_base() { "$sbase" trustcache verify --no-ledger "$ref"; }
+snames=(cosign2 cosign3 cold min min3)
+[[ -z $sbase ]] || snames+=(base)
+for n in "${snames[@]}"; do
+	"run_$n" >/dev/null 2>&1 </dev/null || echo "run_$n: $(declare -f "run_$n" | sed -n 3p)" >>"$work/failures"
+	: >"s_$n.times"
+done
+for ((i = 0; i < startup_rounds; i++)); do
+	for ((j = 0; j < ${#snames[@]}; j++)); do
+		n=${snames[(i + j) % ${#snames[@]}]}
+		t0=$EPOCHREALTIME
+		"run_$n" >/dev/null 2>&1 </dev/null
+		t1=$EPOCHREALTIME
+		awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f\n", b-a}' >>"s_$n.times"
+	done
+done
+smed() { median <"s_$1.times"; }
+pairmed() { paste "s_$1.times" "s_$2.times" | awk '{printf "%.6f\n", $1/$2}' | median; } # median of A/B per round
+goal() { # DESCRIPTION VALUE OP LIMIT -> a table row
+	local met
+	met=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN{print ((op == ">=" && v >= l) || (op == "<=" && v <= l)) ? "**met**" : "**not met**"}')
+	printf '| %s | %s %s | %.2f× (median of per-round ratios %.2f×) | %s |\n' "$1" "$3" "$4" "$2" "$5" "$met"
+}
+s_cold=$(smed cold) s_c2=$(smed cosign2) s_c3=$(smed cosign3) s_min=$(smed min) s_min3=$(smed min3)
+r_c2=$(ratio "$s_c2" "$s_cold") r_c3=$(ratio "$s_c3" "$s_cold") r_min=$(ratio "$s_cold" "$s_min") r_min3=$(ratio "$s_cold" "$s_min3")
+startuptable=$(
+	cat <<TABLE
+| start-up: cold \`verify --no-ledger\` of a signed tag, whole process ($startup_rounds interleaved rounds) | median |
+|---|---|
+| \`docker-trustcache trustcache verify --no-ledger REF\` | $(ms "$s_cold") |
+| \`cosign verify --key\` v2 (REF@DIGEST: no tag to resolve) | $(ms "$s_c2") |
+| \`cosign verify --key\` v3 (same) | $(ms "$s_c3") |
+| minimal Go verifier (e2e/minverify: tag, \`.sig\`, and the head record, as a cold verify reads) | $(ms "$s_min") |
+| same without the head record (\`minverify -no-head\`: tag and \`.sig\` only) | $(ms "$s_min3") |
+$([[ -z $sbase ]] || echo "| baseline $(basename "$sbase") \`verify --no-ledger\` (BENCH_STARTUP_BASELINE) | $(ms "$(smed base)") (this build / baseline $(ratio "$s_cold" "$(smed base)"), per round $(printf %.2f "$(pairmed cold base)")) |")
+
+| start-up goal | target | measured | status |
+|---|---|---|---|
+$(goal "cosign v2 / cold verify" "$r_c2" ">=" 5 "$(pairmed cosign2 cold)")
+$(goal "cosign v3 / cold verify" "$r_c3" ">=" 5 "$(pairmed cosign3 cold)")
+$(goal "cold verify / minimal Go verifier (same requests)" "$r_min" "<=" 1.5 "$(pairmed cold min)")
+| cold verify / minimal Go verifier without the head record (for reference) | | $(printf '%.2f× (per round %.2f×)' "$r_min3" "$(pairmed cold min3)") | |
+TABLE
+)
+echo "$startuptable" >&2
 t_cosign=$(hf cosign "${deadproxy[*]} $E2E_COSIGN verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
 t_cosign3=$(hf cosign3 "${deadproxy[*]} $E2E_COSIGN3 verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
 t_cold=$(hf cold "$plugin trustcache verify --no-ledger $ref")
@@ -105,6 +167,7 @@ m_cold=$(peak "$plugin" trustcache verify --no-ledger "$ref")
 m_cosign=$(peak "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
 
 # Build overhead on a fully cached build: trustcache build vs plain buildx build, same cache.
+if [[ -z $only ]]; then
 mkdir project
 printf 'FROM %s\nRUN echo bench > /bench.txt\n' "$E2E_BASE_IMAGE" >project/Dockerfile
 flags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
@@ -126,9 +189,18 @@ done
 t_plain=$(median <plain.times)
 t_tc=$(median <tcbuild.times)
 t_direct=$(median <direct.times)
+buildrows=$(
+	cat <<TABLE
+| fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+| same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+TABLE
+)
+fi
 
 table=$(
 	cat <<TABLE
+$startuptable
+
 | measurement | trustcache | baseline | ratio |
 |---|---|---|---|
 | verify 1 signed ref, cold (no ledger) vs \`cosign verify --key\` (v2) | $(ms "$t_cold") | $(ms "$t_cosign") | cosign is $(ratio "$t_cosign" "$t_cold")× slower |
@@ -141,8 +213,7 @@ table=$(
 | \`docker-cli-plugin-metadata\` vs a Go program that prints and exits (start-up floor) | $(ms "$t_meta") | $(ms "$t_hello") | $(ratio "$t_meta" "$t_hello") |
 | \`docker trustcache --help\` (plugin binary) vs the start-up floor | $(ms "$t_help") | $(ms "$t_hello") | $(ratio "$t_help" "$t_hello") |
 | completion (\`__complete trustcache v\`, what the docker CLI's completion runs) vs the start-up floor | $(ms "$t_complete") | $(ms "$t_hello") | $(ratio "$t_complete" "$t_hello") |
-| fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
-| same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+${buildrows:-| fully cached build | (not measured: BENCH_ONLY=$only) | | |}
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
 TABLE
 )
