@@ -97,56 +97,79 @@ echo "measuring (medians of $runs runs)..." >&2
 # verifier (e2e/minverify, which reads the tag's head record too, as a cold verify does:
 # docs/performance.md), run in turn round after round (the order rotating), so that the load of
 # a shared machine falls on all of them alike; each one's median, and the median of the per-round
-# ratios. Timed by bash itself (one fork and exec, as hyperfine -N).
+# ratios. With perf (linux-perf), each run's wall time, CPU time (task-clock) and page faults as
+# perf stat counts them; without it, the wall time bash measures around the run.
 startup_rounds=${BENCH_STARTUP_ROUNDS:-$((runs * 2 + 1))}
 sbase=${BENCH_STARTUP_BASELINE:-}
-run_cosign2() { "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest"; }
-run_cosign3() { "${deadproxy[@]}" "$E2E_COSIGN3" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest"; }
-run_cold() { "$plugin" trustcache verify --no-ledger "$ref"; }
-run_min() { "$work/minverify" ci.pub "$ref"; }
-run_min3() { "$work/minverify" -no-head ci.pub "$ref"; }
-run_base() { "$sbase" trustcache verify --no-ledger "$ref"; }
-snames=(cosign2 cosign3 cold min min3)
+useperf=
+if command -v perf >/dev/null && perf stat -x, -e task-clock -o /dev/null -- true >/dev/null 2>&1; then useperf=1; fi
+# shellcheck disable=SC2034 # sc_NAME: the command measure NAME runs (through a nameref)
+{
+	sc_cosign2=("${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
+	sc_cosign3=("${deadproxy[@]}" "$E2E_COSIGN3" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
+	sc_cold=("$plugin" trustcache verify --no-ledger "$ref")
+	sc_min=("$work/minverify" ci.pub "$ref")
+	sc_min3=("$work/minverify" -no-head ci.pub "$ref")
+	sc_base=("$sbase" trustcache verify --no-ledger "$ref")
+	sc_hello=("$work/hello-go")
+}
+snames=(cosign2 cosign3 cold min min3 hello)
 [[ -z $sbase ]] || snames+=(base)
+measure() { # NAME: one run of sc_NAME; "wall-s cpu-s faults" appended to s_NAME.times
+	local -n c="sc_$1"
+	local t0 t1
+	if [[ -n $useperf ]]; then
+		perf stat -x, -e duration_time,task-clock,page-faults -o "$work/perf.out" -- "${c[@]}" >/dev/null 2>&1 </dev/null || echo "$1: ${c[*]}" >>"$work/failures"
+		awk -F, '/duration_time/{w=$1/1e9} /task-clock/{t=$1/1e3} /page-faults/{f=$1} END{printf "%.6f %.6f %d\n", w, t, f}' "$work/perf.out" >>"s_$1.times"
+	else
+		t0=$EPOCHREALTIME
+		"${c[@]}" >/dev/null 2>&1 </dev/null || echo "$1: ${c[*]}" >>"$work/failures"
+		t1=$EPOCHREALTIME
+		awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f 0 0\n", b-a}' >>"s_$1.times"
+	fi
+}
 for n in "${snames[@]}"; do
-	"run_$n" >/dev/null 2>&1 </dev/null || echo "run_$n: $(declare -f "run_$n" | sed -n 3p)" >>"$work/failures"
+	measure "$n" # warm-up
 	: >"s_$n.times"
 done
 for ((i = 0; i < startup_rounds; i++)); do
 	for ((j = 0; j < ${#snames[@]}; j++)); do
-		n=${snames[(i + j) % ${#snames[@]}]}
-		t0=$EPOCHREALTIME
-		"run_$n" >/dev/null 2>&1 </dev/null
-		t1=$EPOCHREALTIME
-		awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f\n", b-a}' >>"s_$n.times"
+		measure "${snames[(i + j) % ${#snames[@]}]}"
 	done
 done
-smed() { median <"s_$1.times"; }
-pairmed() { paste "s_$1.times" "s_$2.times" | awk '{printf "%.6f\n", $1/$2}' | median; } # median of A/B per round
-goal() { # DESCRIPTION VALUE OP LIMIT -> a table row
-	local met
-	met=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN{print ((op == ">=" && v >= l) || (op == "<=" && v <= l)) ? "**met**" : "**not met**"}')
-	printf '| %s | %s %s | %.2f× (median of per-round ratios %.2f×) | %s |\n' "$1" "$3" "$4" "$2" "$5" "$met"
+smed() { cut -d' ' -f"${2:-1}" "s_$1.times" | median; }                                               # NAME [COLUMN: 1 wall, 2 CPU, 3 faults]
+pairmed() { paste -d' ' "s_$1.times" "s_$2.times" | awk '{printf "%.6f\n", $1/$4}' | median; } # median of A/B per round (wall)
+goal() { # DESCRIPTION A B OP LIMIT -> a table row for the ratio of A's median to B's
+	local r met
+	r=$(ratio "$(smed "$2")" "$(smed "$3")")
+	met=$(awk -v v="$r" -v l="$5" -v op="$4" 'BEGIN{print ((op == ">=" && v >= l) || (op == "<=" && v <= l)) ? "**met**" : "**not met**"}')
+	printf '| %s | %s %s | %s× (per round %.2f×)%s | %s |\n' "$1" "$4" "$5" "$r" "$(pairmed "$2" "$3")" \
+		"$([[ -z $useperf ]] || echo "; CPU $(ratio "$(smed "$2" 2)" "$(smed "$3" 2)")×")" "$met"
 }
-s_cold=$(smed cold) s_c2=$(smed cosign2) s_c3=$(smed cosign3) s_min=$(smed min) s_min3=$(smed min3)
-r_c2=$(ratio "$s_c2" "$s_cold") r_c3=$(ratio "$s_c3" "$s_cold") r_min=$(ratio "$s_cold" "$s_min") r_min3=$(ratio "$s_cold" "$s_min3")
+srow() { # DESCRIPTION NAME
+	printf '| %s | %s |' "$1" "$(ms "$(smed "$2")")"
+	[[ -z $useperf ]] || printf ' %s | %s |' "$(ms "$(smed "$2" 2)")" "$(smed "$2" 3)"
+	echo
+}
 startuptable=$(
 	cat <<TABLE
-| start-up: cold \`verify --no-ledger\` of a signed tag, whole process ($startup_rounds interleaved rounds) | median |
-|---|---|
-| \`docker-trustcache trustcache verify --no-ledger REF\` | $(ms "$s_cold") |
-| \`cosign verify --key\` v2 (REF@DIGEST: no tag to resolve) | $(ms "$s_c2") |
-| \`cosign verify --key\` v3 (same) | $(ms "$s_c3") |
-| minimal Go verifier (e2e/minverify: tag, \`.sig\`, and the head record, as a cold verify reads) | $(ms "$s_min") |
-| same without the head record (\`minverify -no-head\`: tag and \`.sig\` only) | $(ms "$s_min3") |
-$([[ -z $sbase ]] || echo "| baseline $(basename "$sbase") \`verify --no-ledger\` (BENCH_STARTUP_BASELINE) | $(ms "$(smed base)") (this build / baseline $(ratio "$s_cold" "$(smed base)"), per round $(printf %.2f "$(pairmed cold base)")) |")
+| start-up: cold \`verify --no-ledger\` of a signed tag ($startup_rounds interleaved rounds, medians) | wall |$([[ -z $useperf ]] || echo " CPU | page faults |")
+|---|---|$([[ -z $useperf ]] || echo "---|---|")
+$(srow "\`docker-trustcache trustcache verify --no-ledger REF\`" cold)
+$(srow "\`cosign verify --key\` v2 (REF@DIGEST: no tag to resolve)" cosign2)
+$(srow "\`cosign verify --key\` v3 (same)" cosign3)
+$(srow "minimal Go verifier (e2e/minverify: ping, tag, \`.sig\`, and the head record alongside the tag, as a cold verify)" min)
+$(srow "same without the head record (\`minverify -no-head\`)" min3)
+$(srow "a Go program that prints and exits (the start-up floor)" hello)
+$([[ -z $sbase ]] || srow "baseline: $(basename "$sbase") \`verify --no-ledger\` (BENCH_STARTUP_BASELINE)" base)
 
-| start-up goal | target | measured | status |
+| start-up goal | target | measured (wall; CPU) | status |
 |---|---|---|---|
-$(goal "cosign v2 / cold verify" "$r_c2" ">=" 5 "$(pairmed cosign2 cold)")
-$(goal "cosign v3 / cold verify" "$r_c3" ">=" 5 "$(pairmed cosign3 cold)")
-$(goal "cold verify / minimal Go verifier (same requests)" "$r_min" "<=" 1.5 "$(pairmed cold min)")
-| cold verify / minimal Go verifier without the head record (for reference) | | $(printf '%.2f× (per round %.2f×)' "$r_min3" "$(pairmed cold min3)") | |
+$(goal "cosign v2 / cold verify" cosign2 cold ">=" 5)
+$(goal "cosign v3 / cold verify" cosign3 cold ">=" 5)
+$(goal "cold verify / minimal Go verifier (same requests)" cold min "<=" 1.5)
+| for reference: cold verify / minimal Go verifier without the head record | | $(ratio "$(smed cold)" "$(smed min3)")× | |
+$([[ -z $sbase ]] || echo "| for reference: this build / the baseline build | | $(ratio "$(smed cold)" "$(smed base)")× (per round $(printf %.2f "$(pairmed cold base)"))$([[ -z $useperf ]] || echo "; CPU $(ratio "$(smed cold 2)" "$(smed base 2)")×, faults $(ratio "$(smed cold 3)" "$(smed base 3)")×") | |")
 TABLE
 )
 echo "$startuptable" >&2
