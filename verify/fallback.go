@@ -56,7 +56,7 @@ const (
 // trusted digest as much as the fallback of an untrusted one), and the
 // head is named by the tag alone: it is read concurrently with the tag's
 // own requests instead of after them (docs/performance.md). Only the
-// reading is early; readHead judges it as before. A host with a record
+// reading is early; judgeHead judges it as before. A host with a record
 // reads the head only when the tag's digest is not the record's (the warm
 // path stays one request).
 type fallbackStart struct {
