@@ -193,6 +193,13 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 
 	start := *res
 	p := v.pullers.Current()
+	// The fallback's reads that do not wait for the tag's digest start
+	// now, alongside it (verify/fallback.go).
+	tag, isTag := r.(name.Tag)
+	var fs *fallbackStart
+	if isTag && !explain && scope.Fallback != trustpolicy.FallbackNone {
+		fs = v.startFallback(ctx, tag, res.Repository, scope, p)
+	}
 	v.check(ctx, r, res, scope, explain, p)
 	// Remembered registry ping (internal/registry/pingcache.go): a result
 	// that is not trusted is not given on the strength of a remembered
@@ -209,8 +216,8 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 	// The fallback (verify/fallback.go): a tag whose digest is not trusted,
 	// missing or rolled back yields its last trusted digest.
-	if tag, ok := r.(name.Tag); ok && !explain && scope.Fallback != trustpolicy.FallbackNone && ctx.Err() == nil {
-		v.fallback(ctx, tag, res, scope, v.pullers.Current())
+	if fs != nil && ctx.Err() == nil {
+		v.fallback(ctx, tag, res, scope, v.pullers.Current(), fs)
 	}
 	return res, nil
 }

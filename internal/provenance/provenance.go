@@ -14,8 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"time"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // PredicateType is the predicate type of the record. It names the schema:
@@ -145,7 +146,7 @@ func (s Statement) Marshal() ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var sha256Hex = lazyregexp.New(`^[0-9a-f]{64}$`)
 
 // Parse reads a record and checks it: at most MaxSize bytes, one JSON
 // object, no unknown fields, an in-toto Statement v1 of PredicateType,

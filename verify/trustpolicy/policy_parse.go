@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -26,11 +26,11 @@ import (
 
 var (
 	// revokedRE is the form of a key id.
-	revokedRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	revokedRE = lazyregexp.New(`^sha256:[0-9a-f]{64}$`)
 	// yamlLineRE finds the line in a yaml.v3 syntax error.
-	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	yamlLineRE = lazyregexp.New(`^yaml: line (\d+): (.*)$`)
 	// daysRE is a maxAge with a leading day count: "30d", "1d12h".
-	daysRE = regexp.MustCompile(`^(\d+)d(.*)$`)
+	daysRE = lazyregexp.New(`^(\d+)d(.*)$`)
 )
 
 // parser collects the problems of one policy file.
