@@ -157,9 +157,9 @@ func TestRewriteErrors(t *testing.T) {
 	tests := map[string]map[int]Decision{
 		"index past the end":        {1: {Action: Keep}},
 		"negative index":            {-1: {Action: Keep}},
-		"replacement no type":       {0: {Action: Replace, Spec: CacheSpec{Attrs: []Attr{{"ref", "x"}}}}},
-		"replacement type in attrs": {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{"type", "local"}}}}},
-		"replacement upper key":     {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{"REF", "x"}}}}},
+		"replacement no type":       {0: {Action: Replace, Spec: CacheSpec{Attrs: []Attr{{Key: "ref", Value: "x"}}}}},
+		"replacement type in attrs": {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{Key: "type", Value: "local"}}}}},
+		"replacement upper key":     {0: {Action: Replace, Spec: CacheSpec{Type: "registry", Attrs: []Attr{{Key: "REF", Value: "x"}}}}},
 		"unknown action":            {0: {Action: Action(7)}},
 	}
 	for name, d := range tests {
@@ -267,7 +267,7 @@ func FuzzRewrite(f *testing.F) {
 				decisions[i] = Decision{Action: Keep}
 				want = append(want, s.Spec)
 			case 3:
-				r := s.Spec.clone()
+				r := s.Spec.Clone()
 				r.Type = "registry"
 				r.Set("ref", fmt.Sprintf("pinned.example/r%d@%s", i, digest))
 				decisions[i] = Decision{Action: Replace, Spec: r}
