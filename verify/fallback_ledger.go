@@ -75,7 +75,7 @@ func (v *Verifier) loadTag(ctx context.Context, repo, tag, fingerprint string) *
 	}
 	key := tagKey(repo, tag, fingerprint)
 	var rec *tagRecord
-	_ = v.ledger.View(ctx, TagBucket, func(b ledger.Bucket) error {
+	_ = v.ledger.store.View(ctx, TagBucket, func(b ledger.Bucket) error {
 		raw := b.Get(key)
 		if raw == nil {
 			return nil
@@ -97,7 +97,7 @@ func (v *Verifier) saveTag(ctx context.Context, n tagRecord) {
 	}
 	key := tagKey(n.Repository, n.Tag, n.Policy)
 	n.UpdatedAt = v.now().UTC()
-	_ = v.ledger.Update(ctx, TagBucket, func(b ledger.Bucket) error {
+	_ = v.ledger.store.Update(ctx, TagBucket, func(b ledger.Bucket) error {
 		var old *tagRecord
 		if raw := b.Get(key); raw != nil {
 			var r tagRecord

@@ -113,7 +113,7 @@ func New(p *trustpolicy.Policy, opts ...Option) *Verifier {
 	if v.ledger != nil {
 		// With a ledger, the puller's transport remembers registry pings in
 		// it (internal/registry/pingcache.go, pingstore.go).
-		pings = registry.NewPingCache(registry.NewLedgerPings(v.ledger, v.now), v.now)
+		pings = registry.NewPingCache(registry.NewLedgerPings(v.ledger.store, v.now), v.now)
 	}
 	v.pullers = registry.NewPullers(v.transport, v.timeout, pings, v.remote...)
 	return v
