@@ -13,9 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -23,7 +23,7 @@ import (
 // behind it and behind `docker trustcache provenance`.
 //
 // A cache of a scope that requires provenance counts only when, besides
-// its signatures, it carries a provenance record (internal/provenance,
+// its signatures, it carries a provenance record (package provenance,
 // attached by `build --sign` as a bundle attestation referrer) that
 //
 //   - is signed by a key of a builder the scope allows, not revoked;
