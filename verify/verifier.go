@@ -4,10 +4,15 @@
 // falling back to the tag's last trusted digest when it is not. What it
 // stores (the ledger file, internal/ledger) and how it talks to registries
 // (the pullers and remembered pings, internal/registry) are other
-// packages'; it keeps only the hooks (ledger.go). What becomes of a cache
-// once decided is package verify/decision's.
+// packages'; it keeps only the hooks (ledger.go: Ledger, a store of its
+// own type over internal/ledger). What becomes of a cache once decided is
+// package verify/decision's.
 //
-// The package imports neither cobra nor the docker CLI; it logs nowhere.
+// verify, verify/trustpolicy, verify/decision and provenance are public
+// libraries, as go-containerregistry's packages are: their exported API
+// names no type of the module's internal/ packages (internal/depcheck
+// TestPublicAPINamesNoInternalTypes). The package imports neither cobra
+// nor the docker CLI; it logs nowhere.
 package verify
 
 import (
