@@ -155,9 +155,9 @@ func validEntry(e *LedgerEntry, fingerprint string, now time.Time) bool {
 // the same policy fingerprint, and not expired, is trusted again without
 // its signatures (Result.FromLedger). Explain never takes a verdict from
 // the ledger.
-// The verifier also remembers each registry's ping in l for
-// registry.PingTTL, so that a new process's first request to a registry
-// is not preceded by it (internal/registry/pingstore.go). Default: no ledger.
+// The verifier also remembers each registry's answer to the /v2/ ping in l
+// for an hour (never credentials or tokens), so that a new process's first
+// request to a registry is not preceded by it. Default: no ledger.
 func WithLedger(l *Ledger) Option {
 	return func(v *Verifier) { v.ledger = l }
 }

@@ -75,9 +75,13 @@ type Verifier struct {
 // Option configures a Verifier.
 type Option func(*Verifier)
 
-// WithRemoteOptions adds go-containerregistry remote options (auth,
-// user agent …) to every registry request. Default: the user's docker
-// credentials (registry.Options).
+// WithRemoteOptions adds go-containerregistry remote options to every
+// registry request. Default: the user's docker credentials (the docker
+// config and its credential helpers), trustcache's user agent, three tries.
+// remote.WithAuthFromKeychain, WithUserAgent and WithRetryBackoff replace
+// the defaults; remote.WithAuth conflicts with the default keychain (pass
+// a keychain instead); remote.WithTransport is overridden — use
+// WithTransport, which the body-size, time and request limits wrap.
 func WithRemoteOptions(opts ...remote.Option) Option {
 	return func(v *Verifier) { v.remote = append(v.remote, opts...) }
 }
@@ -89,7 +93,7 @@ func WithTransport(t http.RoundTripper) Option {
 }
 
 // WithRequestTimeout bounds each registry request, body included.
-// Default: registry.DefaultTimeout (30s).
+// Default: 30s.
 func WithRequestTimeout(d time.Duration) Option {
 	return func(v *Verifier) { v.timeout = d }
 }
