@@ -67,14 +67,18 @@ func (e *LedgerCorruptError) Error() string {
 func (e *LedgerCorruptError) Unwrap() error { return e.Err }
 
 // ErrLedgerClosed is returned by the methods of a closed Ledger.
-var ErrLedgerClosed = ledger.ErrClosed
+var ErrLedgerClosed = errors.New("ledger is closed")
 
 // ledgerError turns the store's corruption report into a
-// *LedgerCorruptError; other errors are returned as they are.
+// *LedgerCorruptError and its closed error into ErrLedgerClosed; other
+// errors are returned as they are.
 func ledgerError(err error) error {
 	var c *ledger.CorruptError
-	if errors.As(err, &c) {
+	switch {
+	case errors.As(err, &c):
 		return &LedgerCorruptError{Path: c.Path, MovedTo: c.MovedTo, Err: c.Err}
+	case errors.Is(err, ledger.ErrClosed):
+		return ErrLedgerClosed
 	}
 	return err
 }
@@ -88,7 +92,7 @@ func OpenLedger(path string) (*Ledger, error) {
 }
 
 func openLedger(path string, opts ...ledger.Option) (*Ledger, error) {
-	s, err := ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(TagBucket, sweepTags)}, opts...)...)
+	s, err := ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(tagBucket, sweepTags)}, opts...)...)
 	if err != nil {
 		return nil, ledgerError(err)
 	}
@@ -99,7 +103,7 @@ func openLedger(path string, opts ...ledger.Option) (*Ledger, error) {
 func (l *Ledger) Path() string { return l.store.Path() }
 
 // Close closes the ledger; its methods then return ErrLedgerClosed.
-func (l *Ledger) Close() error { return l.store.Close() }
+func (l *Ledger) Close() error { return ledgerError(l.store.Close()) }
 
 // Lookup returns the entry for repository@digest, or nil when there is
 // none. It does not judge the entry (expiry, policy): the verifier does. A
