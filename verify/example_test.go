@@ -148,3 +148,37 @@ scopes:
 `, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n      "), host)
 	return &exampleRegistry{Server: srv, host: host, policy: policy}
 }
+
+// Explain verifies as Verify does and records every rule applied to every
+// signature found.
+func ExampleVerifier_Explain() {
+	reg := newExampleRegistry()
+	defer reg.Close()
+
+	p, err := trustpolicy.Parse("policy.yaml", []byte(reg.policy))
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := verify.New(p).Explain(context.Background(), reg.host+"/team/app-cache:main")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Verdict, "scope", strings.TrimPrefix(res.Scope, reg.host+"/"))
+	for _, sc := range res.Checks {
+		fmt.Println("signature", sc.Format)
+		for _, c := range sc.Checks {
+			fmt.Printf("  %s: %v\n", c.Rule, c.OK)
+		}
+	}
+	// Output:
+	// trusted scope team/*
+	// signature legacy
+	//   key: true
+	//   revoked: true
+	//   builder: true
+	//   payload: true
+	//   digest: true
+	//   repository: true
+	//   age: true
+	//   annotations: true
+}

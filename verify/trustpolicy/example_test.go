@@ -2,6 +2,9 @@ package trustpolicy_test
 
 import (
 	"fmt"
+	"log"
+	"os"
+	"path/filepath"
 
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
@@ -104,4 +107,36 @@ func ExamplePolicy_Match() {
 	// registry.example.com/team/app-cache => registry.example.com/team/* strict threshold 1
 	// registry.example.com/team/release-cache => registry.example.com/team/release-* audit threshold 2
 	// registry.example.com/other/app-cache => no scope: not verified
+}
+
+// Load reads a policy file; key files are named relative to it.
+func ExampleLoad() {
+	dir, err := os.MkdirTemp("", "policy")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	pub := "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAERU6xEFcltG1jPXh8+ON/DQmUYqDg\n958TsHNmW2nhX9wmfXUEw2ItH2D8NLfFmBzvCcQFS3cmGQLj8LOADoWgtw==\n-----END PUBLIC KEY-----\n"
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keys", "ci.pub"), []byte(pub), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	policy := "version: 1\nbuilders:\n  - name: ci\n    key: keys/ci.pub\nscopes:\n  - repositories: [\"ghcr.io/acme/*\"]\n    builders: [ci]\n"
+	if err := os.WriteFile(filepath.Join(dir, "trustcache.yaml"), []byte(policy), 0o644); err != nil {
+		log.Fatal(err)
+	}
+
+	p, err := trustpolicy.Load(filepath.Join(dir, "trustcache.yaml"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, _ := p.Builder("ci")
+	fmt.Println("builder", b.Name, "key", b.Keys[0].Ref, "id", b.Keys[0].ID)
+	s, ok := p.Match("ghcr.io/acme/app-cache")
+	fmt.Println(ok, s.Builders)
+	// Output:
+	// builder ci key keys/ci.pub id sha256:57f0b04a7b9443f61fddad0c9944b6737a36cef965cd76203df1ea239120163f
+	// true [ci]
 }
