@@ -75,7 +75,7 @@ func (pf *pingFixture) run(t *testing.T, ref string, at time.Time, opts ...Optio
 
 func (pf *pingFixture) stored(t *testing.T) map[string]registry.PingOutcome {
 	t.Helper()
-	got, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host)
+	got, err := registry.NewLedgerPings(pf.l.store, time.Now).LoadPings(context.Background(), pf.reg.Host)
 	if err != nil {
 		t.Fatalf("LoadPings: %v", err)
 	}
@@ -357,7 +357,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			if aside, _ := filepath.Glob(pf.l.Path() + ".corrupt-*"); len(aside) != 0 {
 				t.Errorf("a damaged ping entry moved the ledger aside: %v", aside)
 			}
-			if _, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host); err != nil {
+			if _, err := registry.NewLedgerPings(pf.l.store, time.Now).LoadPings(context.Background(), pf.reg.Host); err != nil {
 				t.Errorf("the damaged entry was not written over: %v", err)
 			}
 			if _, served := pf.run(t, pf.tag, now.Add(2*time.Minute), WithLedger(pf.l)); len(served) != 1 {
@@ -372,7 +372,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 func TestLedgerPrunePings(t *testing.T) {
 	l := newLedger(t)
 	ctx := context.Background()
-	ps := registry.NewLedgerPings(l, func() time.Time { return now })
+	ps := registry.NewLedgerPings(l.store, func() time.Time { return now })
 	o := func(at time.Time) registry.PingOutcome {
 		return registry.PingOutcome{Status: 200, RecordedAt: at, Expires: at.Add(registry.PingTTL)}
 	}
@@ -381,7 +381,7 @@ func TestLedgerPrunePings(t *testing.T) {
 	if got, _ := ps.LoadPings(ctx, "old.example"); len(got) != 0 {
 		t.Errorf("saving a ping kept another registry's expired one: %v", got)
 	}
-	ps = registry.NewLedgerPings(l, func() time.Time { return now.Add(-3 * registry.PingTTL) })
+	ps = registry.NewLedgerPings(l.store, func() time.Time { return now.Add(-3 * registry.PingTTL) })
 	ps.SavePings(ctx, "old.example", map[string]registry.PingOutcome{"https": o(now.Add(-2 * registry.PingTTL))})
 	if n, err := l.Prune(ctx, now, false); n != 0 || err != nil {
 		t.Errorf("Prune = %d, %v; want 0 (pings are not counted), nil", n, err)

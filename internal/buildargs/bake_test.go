@@ -189,10 +189,10 @@ func TestParseBakeDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []BakeTarget{
-		{Name: "a", CacheFrom: []CacheSpec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []Attr{{"scope", "x"}}}}},
+		{Name: "a", CacheFrom: []CacheSpec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []Attr{{Key: "scope", Value: "x"}}}}},
 		{Name: "b",
-			CacheFrom: []CacheSpec{reg("r/b:cache"), {Type: "local", Attrs: []Attr{{"src", "/tmp/c"}}}},
-			CacheTo:   []CacheSpec{{Type: "registry", Attrs: []Attr{{"mode", "max"}, {"ref", "r/b:cache"}}}},
+			CacheFrom: []CacheSpec{reg("r/b:cache"), {Type: "local", Attrs: []Attr{{Key: "src", Value: "/tmp/c"}}}},
+			CacheTo:   []CacheSpec{{Type: "registry", Attrs: []Attr{{Key: "mode", Value: "max"}, {Key: "ref", Value: "r/b:cache"}}}},
 			Pushes:    true},
 		{Name: "c", Pushes: true},
 		{Name: "d"},

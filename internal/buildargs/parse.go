@@ -216,7 +216,7 @@ func Parse(args []string) (*Invocation, error) {
 	inv.toks = append([]Token(nil), inv.Tokens...)
 	inv.srcs = make([]CacheSource, len(inv.CacheFrom))
 	for i, s := range inv.CacheFrom {
-		s.Spec = s.Spec.clone()
+		s.Spec = s.Spec.Clone()
 		inv.srcs[i] = s
 	}
 	return inv, nil

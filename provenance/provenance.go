@@ -6,6 +6,10 @@
 // policy, by which trustcache, from which source. docs/provenance.md
 // documents every field; this package builds and parses it, and neither
 // signs nor fetches anything.
+//
+// It is public, as the record is: verify's results carry its types
+// (RecordResult.Record, ImportResult), and a reader outside trustcache may
+// parse a record with it.
 package provenance
 
 import (
