@@ -16,6 +16,9 @@ LDFLAGS       := -s -w -X main.version=$(VERSION)
 # it pays (about 3 ms of its metadata command here, 5 ms of a verification: docs/performance.md).
 # Only for the binary: the race detector needs cgo.
 STATIC        := CGO_ENABLED=0
+# grpcnotrace: gRPC (the gateway's) without golang.org/x/net/trace and html/template, whose package
+# initialisation every command paid (docs/performance.md). The gateway never enables gRPC tracing.
+TAGS          := grpcnotrace
 BIN           := bin/docker-trustcache
 DOCKER_CONFIG ?= $(HOME)/.docker
 E2E_DIR       ?= $(or $(TRUSTCACHE_E2E_DIR),/tmp/trustcache-e2e)
@@ -35,12 +38,12 @@ DOCKER        ?= docker
 all: build
 
 build:
-	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
+	$(STATIC) $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
 
 # The plugin with sigstore's cloud KMS providers (awskms://, gcpkms://, azurekms://, hashivault://
 # keys): a larger binary with a slower start (docs/performance.md), so not the default.
 build-kms:
-	$(STATIC) $(GO) build -tags kms -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
+	$(STATIC) $(GO) build -tags 'kms $(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/docker-trustcache
 
 install: build
 	mkdir -p $(DOCKER_CONFIG)/cli-plugins
@@ -81,8 +84,8 @@ release:
 	@set -e; for p in $(PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; out=$(DIST)/docker-trustcache-$$os-$$arch; \
 	  if [ $$os = windows ]; then out=$$out.exe; fi; \
-	  echo "$(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache"; \
-	  $(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache; \
+	  echo "$(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache"; \
+	  $(STATIC) GOOS=$$os GOARCH=$$arch $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/docker-trustcache; \
 	done
 	cd $(DIST) && sha256sum docker-trustcache-* > checksums.txt
 

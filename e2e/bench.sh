@@ -3,7 +3,11 @@
 # (cosign verify --key on the same ref; plain docker buildx build with the same cache), medians of
 # several runs, and prints a Markdown table (also written to $TRUSTCACHE_E2E_DIR/bench.md).
 # Needs the e2e services (make e2e-setup) and hyperfine (installed from Debian when absent).
-# BENCH_ONLY=gateway measures only the gateway (docker trustcache serve) rows; BENCH_ONLY=provenance
+# BENCH_ONLY=startup measures only the start-up rows (cold verify against cosign v2, v3 and the
+# minimal Go verifier, interleaved, with the goals; metadata, --help, completion; no build);
+# BENCH_STARTUP_BASELINE=BINARY also runs another docker-trustcache build's cold verify (an earlier
+# commit's) in the same interleaved rounds. BENCH_ONLY=gateway measures only the gateway (docker
+# trustcache serve) rows; BENCH_ONLY=provenance
 # only the provenance record's; BENCH_ONLY=fallback only the attacked-vs-unattacked build (the
 # extra registry requests of a fallback are BenchmarkFallback's, in make bench's Go benchmarks).
 # BENCH_GATEWAY_BASELINE=BINARY also measures another docker-trustcache build's gateway (an earlier
@@ -25,7 +29,8 @@ gwpid=
 trap '[[ -z $gwpid ]] || { kill "$gwpid" 2>/dev/null; wait "$gwpid" 2>/dev/null; }; rm -rf "$work"' EXIT
 mkdir -p "$work/docker-config/cli-plugins" "$work/home"
 # Build with the caller's Go caches, before HOME moves.
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
+# As make build builds it (its tags: gRPC without x/net/trace).
+(cd "$root" && CGO_ENABLED=0 go build -tags grpcnotrace -trimpath -ldflags '-s -w' -o "$work/docker-config/cli-plugins/docker-trustcache" ./cmd/docker-trustcache)
 # The start-up floor of a Go program on this machine: one that prints and exits.
 mkdir "$work/hello"
 printf 'module hello\n\ngo 1.21\n' >"$work/hello/go.mod"
@@ -74,7 +79,7 @@ timed() { # COMMAND... -> seconds, to stdout; the command's output is discarded
 }
 median() { sort -n | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 table=
-if [[ -z $only ]]; then
+if [[ -z $only || $only == startup ]]; then
 # 50 signed refs.
 refs=()
 for i in $(seq 1 50); do
@@ -88,6 +93,86 @@ ref=${refs[0]}
 digest=$("$E2E_CRANE" digest "$ref")
 
 echo "measuring (medians of $runs runs)..." >&2
+# The start-up goals: cold verify, whole process, against cosign v2 and v3 and the minimal Go
+# verifier (e2e/minverify, which reads the tag's head record too, as a cold verify does:
+# docs/performance.md), run in turn round after round (the order rotating), so that the load of
+# a shared machine falls on all of them alike; each one's median, and the median of the per-round
+# ratios. With perf (linux-perf), each run's wall time, CPU time (task-clock) and page faults as
+# perf stat counts them; without it, the wall time bash measures around the run.
+startup_rounds=${BENCH_STARTUP_ROUNDS:-$((runs * 2 + 1))}
+sbase=${BENCH_STARTUP_BASELINE:-}
+useperf=
+if command -v perf >/dev/null && perf stat -x, -e task-clock -o /dev/null -- true >/dev/null 2>&1; then useperf=1; fi
+# shellcheck disable=SC2034 # sc_NAME: the command measure NAME runs (through a nameref)
+{
+	sc_cosign2=("${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
+	sc_cosign3=("${deadproxy[@]}" "$E2E_COSIGN3" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
+	sc_cold=("$plugin" trustcache verify --no-ledger "$ref")
+	sc_min=("$work/minverify" ci.pub "$ref")
+	sc_min3=("$work/minverify" -no-head ci.pub "$ref")
+	sc_base=("$sbase" trustcache verify --no-ledger "$ref")
+	sc_hello=("$work/hello-go")
+}
+snames=(cosign2 cosign3 cold min min3 hello)
+[[ -z $sbase ]] || snames+=(base)
+measure() { # NAME: one run of sc_NAME; "wall-s cpu-s faults" appended to s_NAME.times
+	local -n c="sc_$1"
+	local t0 t1
+	if [[ -n $useperf ]]; then
+		perf stat -x, -e duration_time,task-clock,page-faults -o "$work/perf.out" -- "${c[@]}" >/dev/null 2>&1 </dev/null || echo "$1: ${c[*]}" >>"$work/failures"
+		awk -F, '/duration_time/{w=$1/1e9} /task-clock/{t=$1/1e3} /page-faults/{f=$1} END{printf "%.6f %.6f %d\n", w, t, f}' "$work/perf.out" >>"s_$1.times"
+	else
+		t0=$EPOCHREALTIME
+		"${c[@]}" >/dev/null 2>&1 </dev/null || echo "$1: ${c[*]}" >>"$work/failures"
+		t1=$EPOCHREALTIME
+		awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.6f 0 0\n", b-a}' >>"s_$1.times"
+	fi
+}
+for n in "${snames[@]}"; do
+	measure "$n" # warm-up
+	: >"s_$n.times"
+done
+for ((i = 0; i < startup_rounds; i++)); do
+	for ((j = 0; j < ${#snames[@]}; j++)); do
+		measure "${snames[(i + j) % ${#snames[@]}]}"
+	done
+done
+smed() { cut -d' ' -f"${2:-1}" "s_$1.times" | median; }                                               # NAME [COLUMN: 1 wall, 2 CPU, 3 faults]
+pairmed() { paste -d' ' "s_$1.times" "s_$2.times" | awk '{printf "%.6f\n", $1/$4}' | median; } # median of A/B per round (wall)
+goal() { # DESCRIPTION A B OP LIMIT -> a table row for the ratio of A's median to B's
+	local r met
+	r=$(ratio "$(smed "$2")" "$(smed "$3")")
+	met=$(awk -v v="$r" -v l="$5" -v op="$4" 'BEGIN{print ((op == ">=" && v >= l) || (op == "<=" && v <= l)) ? "**met**" : "**not met**"}')
+	printf '| %s | %s %s | %s× (per round %.2f×)%s | %s |\n' "$1" "$4" "$5" "$r" "$(pairmed "$2" "$3")" \
+		"$([[ -z $useperf ]] || echo "; CPU $(ratio "$(smed "$2" 2)" "$(smed "$3" 2)")×")" "$met"
+}
+srow() { # DESCRIPTION NAME
+	printf '| %s | %s |' "$1" "$(ms "$(smed "$2")")"
+	[[ -z $useperf ]] || printf ' %s | %s |' "$(ms "$(smed "$2" 2)")" "$(smed "$2" 3)"
+	echo
+}
+startuptable=$(
+	cat <<TABLE
+| start-up: cold \`verify --no-ledger\` of a signed tag ($startup_rounds interleaved rounds, medians) | wall |$([[ -z $useperf ]] || echo " CPU | page faults |")
+|---|---|$([[ -z $useperf ]] || echo "---|---|")
+$(srow "\`docker-trustcache trustcache verify --no-ledger REF\`" cold)
+$(srow "\`cosign verify --key\` v2 (REF@DIGEST: no tag to resolve)" cosign2)
+$(srow "\`cosign verify --key\` v3 (same)" cosign3)
+$(srow "minimal Go verifier (e2e/minverify: ping, tag, \`.sig\`, and the head record alongside the tag, as a cold verify)" min)
+$(srow "same without the head record (\`minverify -no-head\`)" min3)
+$(srow "a Go program that prints and exits (the start-up floor)" hello)
+$([[ -z $sbase ]] || srow "baseline: $(basename "$sbase") \`verify --no-ledger\` (BENCH_STARTUP_BASELINE)" base)
+
+| start-up goal | target | measured (wall; CPU) | status |
+|---|---|---|---|
+$(goal "cosign v2 / cold verify" cosign2 cold ">=" 5)
+$(goal "cosign v3 / cold verify" cosign3 cold ">=" 5)
+$(goal "cold verify / minimal Go verifier (same requests)" cold min "<=" 1.5)
+| for reference: cold verify / minimal Go verifier without the head record | | $(ratio "$(smed cold)" "$(smed min3)")× | |
+$([[ -z $sbase ]] || echo "| for reference: this build / the baseline build | | $(ratio "$(smed cold)" "$(smed base)")× (per round $(printf %.2f "$(pairmed cold base)"))$([[ -z $useperf ]] || echo "; CPU $(ratio "$(smed cold 2)" "$(smed base 2)")×, faults $(ratio "$(smed cold 3)" "$(smed base 3)")×") | |")
+TABLE
+)
+echo "$startuptable" >&2
 t_cosign=$(hf cosign "${deadproxy[*]} $E2E_COSIGN verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
 t_cosign3=$(hf cosign3 "${deadproxy[*]} $E2E_COSIGN3 verify --key ci.pub --insecure-ignore-tlog=true --trusted-root $E2E_TRUSTED_ROOT $repo@$digest")
 t_cold=$(hf cold "$plugin trustcache verify --no-ledger $ref")
@@ -105,6 +190,7 @@ m_cold=$(peak "$plugin" trustcache verify --no-ledger "$ref")
 m_cosign=$(peak "${deadproxy[@]}" "$E2E_COSIGN" verify --key ci.pub --insecure-ignore-tlog=true --trusted-root "$E2E_TRUSTED_ROOT" "$repo@$digest")
 
 # Build overhead on a fully cached build: trustcache build vs plain buildx build, same cache.
+if [[ -z $only ]]; then
 mkdir project
 printf 'FROM %s\nRUN echo bench > /bench.txt\n' "$E2E_BASE_IMAGE" >project/Dockerfile
 flags=(--builder "$E2E_BUILDER" --network "$E2E_NETWORK" --provenance=false)
@@ -126,9 +212,18 @@ done
 t_plain=$(median <plain.times)
 t_tc=$(median <tcbuild.times)
 t_direct=$(median <direct.times)
+buildrows=$(
+	cat <<TABLE
+| fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+| same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+TABLE
+)
+fi
 
 table=$(
 	cat <<TABLE
+$startuptable
+
 | measurement | trustcache | baseline | ratio |
 |---|---|---|---|
 | verify 1 signed ref, cold (no ledger) vs \`cosign verify --key\` (v2) | $(ms "$t_cold") | $(ms "$t_cosign") | cosign is $(ratio "$t_cosign" "$t_cold")× slower |
@@ -141,8 +236,7 @@ table=$(
 | \`docker-cli-plugin-metadata\` vs a Go program that prints and exits (start-up floor) | $(ms "$t_meta") | $(ms "$t_hello") | $(ratio "$t_meta" "$t_hello") |
 | \`docker trustcache --help\` (plugin binary) vs the start-up floor | $(ms "$t_help") | $(ms "$t_hello") | $(ratio "$t_help" "$t_hello") |
 | completion (\`__complete trustcache v\`, what the docker CLI's completion runs) vs the start-up floor | $(ms "$t_complete") | $(ms "$t_hello") | $(ratio "$t_complete" "$t_hello") |
-| fully cached build: \`docker trustcache build\` vs \`docker buildx build\` (same cache) | $(ms "$t_tc") | $(ms "$t_plain") | overhead $(awk -v a="$t_tc" -v b="$t_plain" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
-| same, vs the buildx plugin run directly (no docker CLI) | $(ms "$t_tc") | $(ms "$t_direct") | overhead $(awk -v a="$t_tc" -v b="$t_direct" 'BEGIN{printf "%+.1f %%", (a/b-1)*100}') |
+${buildrows:-| fully cached build | (not measured: BENCH_ONLY=$only) | | |}
 | peak memory, verify 1 ref (cold) vs cosign | $((m_cold / 1024)) MiB | $((m_cosign / 1024)) MiB | $(ratio "$m_cosign" "$m_cold") |
 TABLE
 )

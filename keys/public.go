@@ -1,7 +1,7 @@
 // Package keys handles builder key material: cosign-compatible encrypted
 // private keys, PKIX public keys, key ids and the key references a policy
 // uses to name a builder's public key, whose rules (scheme.go) the
-// loaders and the policy parser (verify/trustpolicy/policy_parse.go) share.
+// loaders and the policy parser (verify/trustpolicy/policy_schema.go) share.
 package keys
 
 import (

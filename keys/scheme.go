@@ -55,7 +55,7 @@ func schemeError(ref string) error {
 
 // RefKind is what a key reference names. The rules are written once, here:
 // LoadPublicKey and LoadSigner read by them, and the policy parser
-// (verify/trustpolicy/policy_parse.go) refuses by them what a policy may not name.
+// (verify/trustpolicy/policy_schema.go) refuses by them what a policy may not name.
 type RefKind int
 
 const (

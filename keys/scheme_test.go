@@ -8,7 +8,7 @@ import (
 )
 
 // TestKindOf pins the key-reference rules the loaders and the policy
-// parser share (verify/trustpolicy/policy_parse.go reads by them).
+// parser share (verify/trustpolicy/policy_schema.go reads by them).
 func TestKindOf(t *testing.T) {
 	for ref, want := range map[string]RefKind{
 		"":                               RefEmpty,

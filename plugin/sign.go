@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/recordsigned"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -254,13 +255,14 @@ func attachFresh(ctx context.Context, errOut io.Writer, signer signature.Signer,
 }
 
 // recordSigned records a digest this host has just signed in the ledger when
-// the policy trusts it on that signature (verify.Verifier.RecordSigned), so
+// the policy trusts it on that signature (internal/recordsigned), so
 // that the next build here imports it without fetching the signature. When
 // the policy does not, it says so: a build under that policy would not use
 // what was signed.
 func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref string, sig signature.Signature) {
-	res, err := v.RecordSigned(ctx, ref, []signature.Signature{sig})
-	if err != nil || res.Trusted || res.Verdict == verify.VerdictSkipped {
+	out, err := recordsigned.Func(ctx, v, ref, []signature.Signature{sig})
+	res, _ := out.(*verify.Result)
+	if err != nil || res == nil || res.Trusted || res.Verdict == verify.VerdictSkipped {
 		return
 	}
 	fmt.Fprintf(errOut, "note: %s is not trusted by %s on this signature: %s\n", printable(ref), v.Policy().File, printable(strings.Join(res.Reasons, "; ")))

@@ -39,18 +39,80 @@ const (
 	FromScan         = "scan"         // the repository's signature tags
 )
 
+// fallbackStart is what the fallback reads before the tag's own
+// verification starts: this host's record for the tag and, when there is
+// none, the tag's head record. A host with no record needs the head
+// whatever the tag's digest turns out to be (it is the rollback bound of a
+// trusted digest as much as the fallback of an untrusted one), and the
+// head is named by the tag alone: it is read concurrently with the tag's
+// own requests instead of after them (docs/performance.md). Only the
+// reading is early; judgeHead judges it as before. A host with a record
+// reads the head only when the tag's digest is not the record's (the warm
+// path stays one request).
+type fallbackStart struct {
+	rec    *tagRecord
+	head   chan headRead // nil: not read early
+	puller *registry.Puller
+}
+
+type headRead struct {
+	sh  *signature.SignedHead
+	err error
+}
+
+// startFallback loads the tag's record and, when there is none, starts
+// reading the tag's head through p. The record is the one this host had
+// when the verification started: a verification in another process that
+// takes a newer digest meanwhile is as concurrent as it was before.
+func (v *Verifier) startFallback(ctx context.Context, tag name.Tag, canon string, scope *trustpolicy.Scope, p *registry.Puller) *fallbackStart {
+	fs := &fallbackStart{rec: v.loadTag(ctx, canon, tag.TagStr(), v.policy.Fingerprint(scope)), puller: p}
+	if fs.rec != nil {
+		return fs
+	}
+	ropts, err := p.Options(ctx)
+	if err != nil {
+		return fs
+	}
+	fs.head = make(chan headRead, 1)
+	go func() {
+		sh, err := signature.ReadHead(ctx, tag.Context(), tag.TagStr(), ropts...)
+		fs.head <- headRead{sh, err}
+	}()
+	return fs
+}
+
+// signedHead returns the tag's head as read from the registry: the early
+// read when there is one and it went through p, else a read now. A puller
+// renewed since (verify: a remembered ping the registry no longer answers
+// the same) reads again: an answer through the stale one proves nothing,
+// not even that there is no head.
+func (fs *fallbackStart) signedHead(ctx context.Context, tag name.Tag, p *registry.Puller, ropts []remote.Option) (*signature.SignedHead, error) {
+	if fs.head != nil {
+		r := <-fs.head
+		fs.head = nil // taken: a later call reads again
+		if p == fs.puller {
+			return r.sh, r.err
+		}
+	}
+	return signature.ReadHead(ctx, tag.Context(), tag.TagStr(), ropts...)
+}
+
 // fallback applies the scope's fallback to res, the verification of the
 // tag's own digest: it keeps a trusted digest that is not a rollback, and
 // otherwise puts the last trusted digest of the tag in its place, or
-// leaves res untrusted.
-func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scope *trustpolicy.Scope, p *registry.Puller) {
+// leaves res untrusted. fs is what startFallback read before res.
+func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scope *trustpolicy.Scope, p *registry.Puller, fs *fallbackStart) {
 	ropts, err := p.Options(ctx)
 	if err != nil {
 		return
 	}
 	t := tag.TagStr()
 	fp := v.policy.Fingerprint(scope)
-	rec := v.loadTag(ctx, res.Repository, t, fp)
+	rec := fs.rec
+	readHead := func() (*signature.Head, string) {
+		sh, err := fs.signedHead(ctx, tag, p, ropts)
+		return v.judgeHead(sh, err, tag, res.Repository, scope, rec)
+	}
 	if !res.Trusted {
 		status := TagUntrusted
 		switch {
@@ -60,7 +122,7 @@ func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scop
 			status = TagMissing
 		}
 		fb := &Fallback{Tag: t, TagDigest: res.Digest, TagStatus: status, Why: res.Reason()}
-		head, note := v.readHead(ctx, tag, res.Repository, scope, rec, ropts)
+		head, note := readHead()
 		v.takeFallback(ctx, tag, res, scope, rec, head, note, fb, p)
 		return
 	}
@@ -79,7 +141,7 @@ func (v *Verifier) fallback(ctx context.Context, tag name.Tag, res *Result, scop
 		}
 		return
 	}
-	head, note := v.readHead(ctx, tag, res.Repository, scope, rec, ropts)
+	head, note := readHead()
 	var why string
 	switch {
 	case head != nil && head.Digest.String() != res.Digest && !notOlder(signedAt, head.Created):
@@ -234,12 +296,12 @@ func scopeForTag(scope *trustpolicy.Scope, tag string) (*trustpolicy.Scope, bool
 	return &ts, true
 }
 
-// readHead reads the tag's head record and returns it when it is accepted:
-// signed by a non-revoked key of a builder of the scope, naming this
-// repository and tag, not in the future, and with a sequence not lower
-// than the highest this host has seen. Otherwise it returns nil and why.
-func (v *Verifier) readHead(ctx context.Context, tag name.Tag, canon string, scope *trustpolicy.Scope, rec *tagRecord, ropts []remote.Option) (*signature.Head, string) {
-	sh, err := signature.ReadHead(ctx, tag.Context(), tag.TagStr(), ropts...)
+// judgeHead returns the tag's head record sh (as read, with the error of
+// reading it) when it is accepted: signed by a non-revoked key of a
+// builder of the scope, naming this repository and tag, not in the
+// future, and with a sequence not lower than the highest this host has
+// seen. Otherwise it returns nil and why.
+func (v *Verifier) judgeHead(sh *signature.SignedHead, err error, tag name.Tag, canon string, scope *trustpolicy.Scope, rec *tagRecord) (*signature.Head, string) {
 	switch {
 	case err != nil:
 		return nil, fmt.Sprintf("head record not read: %v", err)

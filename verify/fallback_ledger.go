@@ -11,9 +11,9 @@ import (
 // tag, policy fingerprint), the newest digest this host took for the tag
 // and the highest head sequence it has seen — the rollback bound.
 
-// TagBucket is the ledger bucket of the tag records: tagKey → a sealed
+// tagBucket is the ledger bucket of the tag records: tagKey → a sealed
 // tagRecord (ledger.Seal).
-const TagBucket = "tags.v1"
+const tagBucket = "tags.v1"
 
 // TagRecordTTL is how long a tag record is kept after it was last
 // updated: a tag not verified for that long loses its rollback bound on
@@ -75,7 +75,7 @@ func (v *Verifier) loadTag(ctx context.Context, repo, tag, fingerprint string) *
 	}
 	key := tagKey(repo, tag, fingerprint)
 	var rec *tagRecord
-	_ = v.ledger.View(ctx, TagBucket, func(b ledger.Bucket) error {
+	_ = v.ledger.store.View(ctx, tagBucket, func(b ledger.Bucket) error {
 		raw := b.Get(key)
 		if raw == nil {
 			return nil
@@ -97,7 +97,7 @@ func (v *Verifier) saveTag(ctx context.Context, n tagRecord) {
 	}
 	key := tagKey(n.Repository, n.Tag, n.Policy)
 	n.UpdatedAt = v.now().UTC()
-	_ = v.ledger.Update(ctx, TagBucket, func(b ledger.Bucket) error {
+	_ = v.ledger.store.Update(ctx, tagBucket, func(b ledger.Bucket) error {
 		var old *tagRecord
 		if raw := b.Get(key); raw != nil {
 			var r tagRecord

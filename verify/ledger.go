@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,19 +21,67 @@ import (
 // this often.
 const DefaultLedgerTTL = 24 * time.Hour
 
-// Ledger is the on-disk store of digests this host verified as trusted
-// (internal/ledger), holding the Signers that counted for each.
-type Ledger = ledger.Store[Signer]
+// Ledger is the on-disk store of digests this host verified as trusted,
+// with the Signers that counted for each (the store itself is
+// internal/ledger: one bbolt file, locked per operation, never trusted when
+// corrupt). Several processes may use one ledger file at once.
+type Ledger struct {
+	store *ledger.Store[Signer]
+}
 
 // LedgerEntry is one digest this host verified as trusted.
-type LedgerEntry = ledger.Entry[Signer]
+type LedgerEntry struct {
+	Repository string   `json:"repository"` // canonical
+	Digest     string   `json:"digest"`
+	Signers    []Signer `json:"signers"` // the signatures that counted
+	// Policy is the fingerprint of the policy and scope the digest was
+	// verified under (trustpolicy.Policy.Fingerprint); the entry serves
+	// only verifications under the same fingerprint.
+	Policy string `json:"policy"`
+	// PolicyDigest is the digest of the policy file, for display.
+	PolicyDigest string    `json:"policyDigest,omitempty"`
+	VerifiedAt   time.Time `json:"verifiedAt"`
+	Expires      time.Time `json:"expires"`
+}
 
-// LedgerCorruptError reports a ledger file that was not a valid store; it
-// was moved aside and an empty ledger took its place (ledger.CorruptError).
-type LedgerCorruptError = ledger.CorruptError
+// Pinned returns REPOSITORY@DIGEST, the entry's key.
+func (e *LedgerEntry) Pinned() string { return (*ledger.Entry[Signer])(e).Pinned() }
+
+// Expired reports whether the entry has expired at now.
+func (e *LedgerEntry) Expired(now time.Time) bool { return (*ledger.Entry[Signer])(e).Expired(now) }
+
+// LedgerCorruptError reports a ledger file that was not a valid store: not
+// a ledger, truncated, or holding an entry that does not decode or whose
+// checksum does not match. Nothing in it was trusted; it was moved aside to
+// MovedTo and an empty ledger took its place.
+type LedgerCorruptError struct {
+	Path    string
+	MovedTo string // "" when moving it aside failed too
+	Err     error
+}
+
+func (e *LedgerCorruptError) Error() string {
+	return (&ledger.CorruptError{Path: e.Path, MovedTo: e.MovedTo, Err: e.Err}).Error()
+}
+
+func (e *LedgerCorruptError) Unwrap() error { return e.Err }
 
 // ErrLedgerClosed is returned by the methods of a closed Ledger.
-var ErrLedgerClosed = ledger.ErrClosed
+var ErrLedgerClosed = errors.New("ledger is closed")
+
+// ledgerError turns the store's corruption report into a
+// *LedgerCorruptError and its closed error into ErrLedgerClosed; other
+// errors are returned as they are.
+func ledgerError(err error) error {
+	var c *ledger.CorruptError
+	switch {
+	case errors.As(err, &c):
+		return &LedgerCorruptError{Path: c.Path, MovedTo: c.MovedTo, Err: c.Err}
+	case errors.Is(err, ledger.ErrClosed):
+		return ErrLedgerClosed
+	}
+	return err
+}
 
 // OpenLedger returns the ledger at path, creating its directory (0700) if
 // needed; the file itself is created (0600) by the first write. Its Prune
@@ -43,7 +92,59 @@ func OpenLedger(path string) (*Ledger, error) {
 }
 
 func openLedger(path string, opts ...ledger.Option) (*Ledger, error) {
-	return ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(TagBucket, sweepTags)}, opts...)...)
+	s, err := ledger.Open[Signer](path, append([]ledger.Option{ledger.WithSweep(registry.PingBucket, registry.SweepPings), ledger.WithSweep(tagBucket, sweepTags)}, opts...)...)
+	if err != nil {
+		return nil, ledgerError(err)
+	}
+	return &Ledger{store: s}, nil
+}
+
+// Path returns the ledger file's path.
+func (l *Ledger) Path() string { return l.store.Path() }
+
+// Close closes the ledger; its methods then return ErrLedgerClosed.
+func (l *Ledger) Close() error { return ledgerError(l.store.Close()) }
+
+// Lookup returns the entry for repository@digest, or nil when there is
+// none. It does not judge the entry (expiry, policy): the verifier does. A
+// corrupt ledger is a *LedgerCorruptError.
+func (l *Ledger) Lookup(ctx context.Context, repository, digest string) (*LedgerEntry, error) {
+	e, err := l.store.Lookup(ctx, repository, digest)
+	if e == nil || err != nil {
+		return nil, ledgerError(err)
+	}
+	return (*LedgerEntry)(e), nil
+}
+
+// Entries returns every entry, sorted by repository and digest. A corrupt
+// ledger is a *LedgerCorruptError (and no entries).
+func (l *Ledger) Entries(ctx context.Context) ([]LedgerEntry, error) {
+	es, err := l.store.Entries(ctx)
+	if err != nil {
+		return nil, ledgerError(err)
+	}
+	out := make([]LedgerEntry, len(es))
+	for i, e := range es {
+		out[i] = LedgerEntry(e)
+	}
+	return out, nil
+}
+
+// Record stores e, replacing the entry for the same repository@digest.
+// The verifier records what it verified itself; an entry recorded by
+// hand is trusted as if it had (under its Policy fingerprint, until it
+// Expires), so record only what was verified.
+func (l *Ledger) Record(ctx context.Context, e LedgerEntry) error {
+	return ledgerError(l.store.Record(ctx, ledger.Entry[Signer](e)))
+}
+
+// Prune removes the entries expired at now, or every entry when all is
+// set, and returns how many it removed; it also prunes the remembered
+// registry pings and the fallback's tag records. A corrupt ledger is a
+// *LedgerCorruptError (moved aside: the new ledger is empty).
+func (l *Ledger) Prune(ctx context.Context, now time.Time, all bool) (int, error) {
+	n, err := l.store.Prune(ctx, now, all)
+	return n, ledgerError(err)
 }
 
 // validEntry reports whether e may stand in for a verification at now
@@ -58,9 +159,9 @@ func validEntry(e *LedgerEntry, fingerprint string, now time.Time) bool {
 // the same policy fingerprint, and not expired, is trusted again without
 // its signatures (Result.FromLedger). Explain never takes a verdict from
 // the ledger.
-// The verifier also remembers each registry's ping in l for
-// registry.PingTTL, so that a new process's first request to a registry
-// is not preceded by it (internal/registry/pingstore.go). Default: no ledger.
+// The verifier also remembers each registry's answer to the /v2/ ping in l
+// for an hour (never credentials or tokens), so that a new process's first
+// request to a registry is not preceded by it. Default: no ledger.
 func WithLedger(l *Ledger) Option {
 	return func(v *Verifier) { v.ledger = l }
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/ledger"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
+	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
@@ -74,7 +75,7 @@ func (pf *pingFixture) run(t *testing.T, ref string, at time.Time, opts ...Optio
 
 func (pf *pingFixture) stored(t *testing.T) map[string]registry.PingOutcome {
 	t.Helper()
-	got, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host)
+	got, err := registry.NewLedgerPings(pf.l.store, time.Now).LoadPings(context.Background(), pf.reg.Host)
 	if err != nil {
 		t.Fatalf("LoadPings: %v", err)
 	}
@@ -245,10 +246,53 @@ func TestLedgerPingUntrusted(t *testing.T) {
 		t.Errorf("untrusted result differs with the remembered ping (-without +with):\n%s", diff)
 	}
 	// The ping comes right after the tag's own verification, before the
-	// fallback's requests (verify/fallback.go: head record, scan).
+	// fallback's requests that wait for it (verify/fallback.go: the scan;
+	// the head record is read alongside the tag, through the puller whose
+	// remembered ping the real one confirms, and read again after it when
+	// the ping changed: TestLedgerPingChangedHead).
 	if len(warmServed) != len(coldServed) || pings(warmServed) != 1 || !slices.Contains(warmServed, "GET /v2/") ||
-		!strings.Contains(strings.Join(warmServed, " "), "GET /v2/ GET /v2/team/app-cache/manifests/trustcache-head-unsigned") {
+		!strings.Contains(strings.Join(warmServed, " "), "GET /v2/ GET /v2/team/app-cache/tags/list") {
 		t.Errorf("requests with the remembered ping %v; want as many as without (%v), the ping before the fallback's", warmServed, coldServed)
+	}
+}
+
+// A head record read alongside the tag through a remembered ping that the
+// registry no longer answers the same (it now requires a token) is read
+// again through the renewed puller: the rollback it shows is not missed.
+func TestLedgerPingChangedHead(t *testing.T) {
+	pf := newPingFixture(t)
+	if res, _ := pf.run(t, pf.tag, now, WithLedger(pf.l)); !res.Trusted {
+		t.Fatalf("cold Verify = %s (%s)", res.Verdict, res.Reason())
+	}
+	repo := pf.reg.Repo(t, "team/app-cache")
+	dev := repo.Tag("dev")
+	var ds []string
+	for _, at := range []time.Time{now.Add(-2 * time.Hour), now.Add(-time.Hour)} {
+		d := testreg.PushRandom(t, dev, 256, 1)
+		sign(t, pf.ci, "ci", repo, d, at, map[string]string{signature.AnnotationTag: "dev"})
+		if _, _, err := signature.WriteHead(context.Background(), pf.ci.priv, "ci", repo, "dev", d, signature.HeadOptions{Now: func() time.Time { return at }}); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d.String())
+	}
+	img, err := remote.Image(repo.Digest(ds[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(dev, img); err != nil { // rolled back
+		t.Fatal(err)
+	}
+	pf.mu.Lock()
+	pf.bearer = true
+	pf.mu.Unlock()
+
+	res, served := pf.run(t, dev.String(), now.Add(time.Minute), WithLedger(pf.l))
+	if !res.Trusted || res.Digest != ds[1] || res.Fallback == nil || res.Fallback.TagStatus != TagRolledBack {
+		t.Fatalf("Verify(%s) = %s %s, fallback %+v (%s); want trusted %s, the tag rolled back", dev, res.Verdict, res.Digest, res.Fallback, res.Reason(), ds[1])
+	}
+	joined := strings.Join(served, " ")
+	if i, j := strings.Index(joined, "GET /token"), strings.LastIndex(joined, "GET /v2/team/app-cache/manifests/trustcache-head-dev"); i < 0 || j < i {
+		t.Errorf("requests %v; want the head read again after the new token", served)
 	}
 }
 
@@ -313,7 +357,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 			if aside, _ := filepath.Glob(pf.l.Path() + ".corrupt-*"); len(aside) != 0 {
 				t.Errorf("a damaged ping entry moved the ledger aside: %v", aside)
 			}
-			if _, err := registry.NewLedgerPings(pf.l, time.Now).LoadPings(context.Background(), pf.reg.Host); err != nil {
+			if _, err := registry.NewLedgerPings(pf.l.store, time.Now).LoadPings(context.Background(), pf.reg.Host); err != nil {
 				t.Errorf("the damaged entry was not written over: %v", err)
 			}
 			if _, served := pf.run(t, pf.tag, now.Add(2*time.Minute), WithLedger(pf.l)); len(served) != 1 {
@@ -328,7 +372,7 @@ func TestLedgerPingCorrupt(t *testing.T) {
 func TestLedgerPrunePings(t *testing.T) {
 	l := newLedger(t)
 	ctx := context.Background()
-	ps := registry.NewLedgerPings(l, func() time.Time { return now })
+	ps := registry.NewLedgerPings(l.store, func() time.Time { return now })
 	o := func(at time.Time) registry.PingOutcome {
 		return registry.PingOutcome{Status: 200, RecordedAt: at, Expires: at.Add(registry.PingTTL)}
 	}
@@ -337,7 +381,7 @@ func TestLedgerPrunePings(t *testing.T) {
 	if got, _ := ps.LoadPings(ctx, "old.example"); len(got) != 0 {
 		t.Errorf("saving a ping kept another registry's expired one: %v", got)
 	}
-	ps = registry.NewLedgerPings(l, func() time.Time { return now.Add(-3 * registry.PingTTL) })
+	ps = registry.NewLedgerPings(l.store, func() time.Time { return now.Add(-3 * registry.PingTTL) })
 	ps.SavePings(ctx, "old.example", map[string]registry.PingOutcome{"https": o(now.Add(-2 * registry.PingTTL))})
 	if n, err := l.Prune(ctx, now, false); n != 0 || err != nil {
 		t.Errorf("Prune = %d, %v; want 0 (pings are not counted), nil", n, err)

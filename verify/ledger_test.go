@@ -611,3 +611,22 @@ func TestLedgerReadsOldFormat(t *testing.T) {
 		t.Errorf("entry the old code wrote (-want +got):\n%s", diff)
 	}
 }
+
+// TestLedgerClosed: every method of a closed Ledger fails with
+// ErrLedgerClosed (verify's own error, not the store's).
+func TestLedgerClosed(t *testing.T) {
+	l := newLedger(t)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, lookup := l.Lookup(ctx, "r.example/team/cache", "sha256:"+strings.Repeat("a", 64))
+	_, entries := l.Entries(ctx)
+	_, prune := l.Prune(ctx, time.Now(), false)
+	record := l.Record(ctx, testEntry(1, time.Now().Add(time.Hour)))
+	for name, err := range map[string]error{"Lookup": lookup, "Entries": entries, "Prune": prune, "Record": record} {
+		if !errors.Is(err, ErrLedgerClosed) {
+			t.Errorf("%s on a closed ledger = %v; want ErrLedgerClosed", name, err)
+		}
+	}
+}

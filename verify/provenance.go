@@ -12,10 +12,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -23,7 +23,7 @@ import (
 // behind it and behind `docker trustcache provenance`.
 //
 // A cache of a scope that requires provenance counts only when, besides
-// its signatures, it carries a provenance record (internal/provenance,
+// its signatures, it carries a provenance record (package provenance,
 // attached by `build --sign` as a bundle attestation referrer) that
 //
 //   - is signed by a key of a builder the scope allows, not revoked;
@@ -318,7 +318,7 @@ func (v *Verifier) checkImport(ctx context.Context, f *walkFrame, st *provenance
 	if c.Verdict != string(VerdictTrusted) {
 		return fail("the build used %s with verdict %q (not trusted)", c.Reference, c.Verdict)
 	}
-	spec, err := buildargs.ParseCacheSpec(c.Reference)
+	spec, err := cachespec.Parse(c.Reference)
 	if err != nil || spec.Type != "registry" || spec.Ref() == "" || c.Digest == "" {
 		return fail("the build used %s, which names no registry cache and pinned digest to re-verify", c.Reference)
 	}

@@ -6,11 +6,18 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/recordsigned"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
-// RecordSigned records in the ledger a digest this host has just signed:
+func init() {
+	recordsigned.Func = func(ctx context.Context, v any, ref string, sigs []signature.Signature) (any, error) {
+		return v.(*Verifier).recordSigned(ctx, ref, sigs)
+	}
+}
+
+// recordSigned records in the ledger a digest this host has just signed:
 // ref is REPO@DIGEST and sigs the signatures attached to it here, as the
 // registry serves them (see signature.Signer.SignFormat). They are checked
 // against the policy by the same rules as signatures read from the
@@ -22,7 +29,11 @@ import (
 // hashes"): a CI host that exports and signs a cache and imports it in its
 // next build verifies it warm, without fetching the signature it wrote.
 // Without a ledger, it only reports the verdict.
-func (v *Verifier) RecordSigned(ctx context.Context, ref string, sigs []signature.Signature) (*Result, error) {
+//
+// It is the module's (sign, build --sign), reached through
+// internal/recordsigned: its signatures are in the wire format
+// (internal/signature), which is not verify's public API.
+func (v *Verifier) recordSigned(ctx context.Context, ref string, sigs []signature.Signature) (*Result, error) {
 	res, _, scope, err := v.prepare(ref, false)
 	if err != nil || scope == nil || scope.Level == trustpolicy.LevelSkip {
 		return res, err

@@ -78,7 +78,7 @@ func TestRecordSigned(t *testing.T) {
 			ref := repo.Digest(d.String()).String()
 
 			before := served(f.reg)
-			res, err := ledgerVerifier(p, l, now).RecordSigned(context.Background(), ref, []signature.Signature{sig})
+			res, err := ledgerVerifier(p, l, now).recordSigned(context.Background(), ref, []signature.Signature{sig})
 			if err != nil {
 				t.Fatalf("RecordSigned(%q): %v", ref, err)
 			}
@@ -124,7 +124,7 @@ func TestRecordSignedReferences(t *testing.T) {
 	v := ledgerVerifier(p, l, now)
 
 	var rerr *ReferenceError
-	if _, err := v.RecordSigned(context.Background(), repo.Tag("main").String(), []signature.Signature{sig}); !errors.As(err, &rerr) {
+	if _, err := v.recordSigned(context.Background(), repo.Tag("main").String(), []signature.Signature{sig}); !errors.As(err, &rerr) {
 		t.Errorf("RecordSigned(tag) error = %v; want a *ReferenceError", err)
 	}
 	for _, c := range []struct {
@@ -132,7 +132,7 @@ func TestRecordSignedReferences(t *testing.T) {
 		want Verdict
 	}{{"nowhere/app", VerdictUntrusted}, {"team/skipped", VerdictSkipped}} {
 		r := f.reg.Repo(t, c.repo)
-		res, err := v.RecordSigned(context.Background(), r.Digest(d.String()).String(), []signature.Signature{sig})
+		res, err := v.recordSigned(context.Background(), r.Digest(d.String()).String(), []signature.Signature{sig})
 		if err != nil || res.Verdict != c.want {
 			t.Errorf("RecordSigned(%s) = %v, %v; want %s", c.repo, res.Verdict, err, c.want)
 		}
@@ -140,7 +140,7 @@ func TestRecordSignedReferences(t *testing.T) {
 			t.Errorf("RecordSigned(%s) recorded %v", c.repo, e)
 		}
 	}
-	res, err := New(p, WithClock(func() time.Time { return now })).RecordSigned(context.Background(), repo.Digest(d.String()).String(), []signature.Signature{sig})
+	res, err := New(p, WithClock(func() time.Time { return now })).recordSigned(context.Background(), repo.Digest(d.String()).String(), []signature.Signature{sig})
 	if err != nil || !res.Trusted {
 		t.Errorf("RecordSigned without a ledger = %+v, %v; want trusted", res, err)
 	}

@@ -634,3 +634,47 @@ func TestRedirectToAnotherHost(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteOptionsKeepTheLimits: a caller's remote.WithTransport, passed
+// through WithRemoteOptions, does not replace the bounded transport (body
+// size, request time, the walk's and scan's request budgets, remembered
+// pings): its verification still refuses a Content-Length over
+// registry.MaxResponseBody unread. WithTransport is the way to set the
+// transport, and the limits wrap it.
+func TestRemoteOptionsKeepTheLimits(t *testing.T) {
+	f := newFixture(t)
+	p := f.policy(t, "", "")
+	repo := f.reg.Repo(t, "team/app-cache")
+	d := testreg.PushRandom(t, repo.Tag("main"), 256, 1)
+	sign(t, f.ci, "ci", repo, d, now, nil)
+	stripData(t, repo, d)
+	payload := sigManifest(t, repo, d).Layers[0].Digest
+	f.reg.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+payload.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(64<<20))
+		w.WriteHeader(http.StatusOK)
+		chunk := []byte(strings.Repeat("x", 32<<10))
+		for range 64 << 20 / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return true
+			}
+		}
+		return true
+	})
+	var through atomic.Int64
+	mine := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		through.Add(1)
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	res, err := New(p, WithClock(func() time.Time { return now }), WithRequestTimeout(2*time.Second),
+		WithRemoteOptions(remote.WithTransport(mine))).Verify(t.Context(), repo.Tag("main").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVerdict(t, res, VerdictInconclusive, "size limit")
+	if n := through.Load(); n != 0 {
+		t.Errorf("%d requests went through the transport given as a remote option; want 0 (WithTransport sets it)", n)
+	}
+}

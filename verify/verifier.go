@@ -4,10 +4,15 @@
 // falling back to the tag's last trusted digest when it is not. What it
 // stores (the ledger file, internal/ledger) and how it talks to registries
 // (the pullers and remembered pings, internal/registry) are other
-// packages'; it keeps only the hooks (ledger.go). What becomes of a cache
-// once decided is package verify/decision's.
+// packages'; it keeps only the hooks (ledger.go: Ledger, a store of its
+// own type over internal/ledger). What becomes of a cache once decided is
+// package verify/decision's.
 //
-// The package imports neither cobra nor the docker CLI; it logs nowhere.
+// verify, verify/trustpolicy, verify/decision and provenance are public
+// libraries, as go-containerregistry's packages are: their exported API
+// names no type of the module's internal/ packages (internal/depcheck
+// TestPublicAPINamesNoInternalTypes). The package imports neither cobra
+// nor the docker CLI; it logs nowhere.
 package verify
 
 import (
@@ -67,39 +72,6 @@ type Verifier struct {
 	pullers *registry.Pullers
 }
 
-// Option configures a Verifier.
-type Option func(*Verifier)
-
-// WithRemoteOptions adds go-containerregistry remote options (auth,
-// user agent …) to every registry request. Default: the user's docker
-// credentials (registry.Options).
-func WithRemoteOptions(opts ...remote.Option) Option {
-	return func(v *Verifier) { v.remote = append(v.remote, opts...) }
-}
-
-// WithTransport sets the HTTP transport registry requests go through,
-// wrapped in the body-size limit. Default: remote.DefaultTransport.
-func WithTransport(t http.RoundTripper) Option {
-	return func(v *Verifier) { v.transport = t }
-}
-
-// WithRequestTimeout bounds each registry request, body included.
-// Default: registry.DefaultTimeout (30s).
-func WithRequestTimeout(d time.Duration) Option {
-	return func(v *Verifier) { v.timeout = d }
-}
-
-// WithVerifyTimeout bounds one Verify or Explain call, all its registry
-// requests and retries included. Default: DefaultVerifyTimeout.
-func WithVerifyTimeout(d time.Duration) Option {
-	return func(v *Verifier) { v.total = d }
-}
-
-// WithClock sets the clock maxAge is measured against. Default: time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(v *Verifier) { v.now = now }
-}
-
 // New returns a Verifier for policy p.
 func New(p *trustpolicy.Policy, opts ...Option) *Verifier {
 	v := &Verifier{policy: p, now: time.Now}
@@ -113,7 +85,7 @@ func New(p *trustpolicy.Policy, opts ...Option) *Verifier {
 	if v.ledger != nil {
 		// With a ledger, the puller's transport remembers registry pings in
 		// it (internal/registry/pingcache.go, pingstore.go).
-		pings = registry.NewPingCache(registry.NewLedgerPings(v.ledger, v.now), v.now)
+		pings = registry.NewPingCache(registry.NewLedgerPings(v.ledger.store, v.now), v.now)
 	}
 	v.pullers = registry.NewPullers(v.transport, v.timeout, pings, v.remote...)
 	return v
@@ -193,6 +165,13 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 
 	start := *res
 	p := v.pullers.Current()
+	// The fallback's reads that do not wait for the tag's digest start
+	// now, alongside it (verify/fallback.go).
+	tag, isTag := r.(name.Tag)
+	var fs *fallbackStart
+	if isTag && !explain && scope.Fallback != trustpolicy.FallbackNone {
+		fs = v.startFallback(ctx, tag, res.Repository, scope, p)
+	}
 	v.check(ctx, r, res, scope, explain, p)
 	// Remembered registry ping (internal/registry/pingcache.go): a result
 	// that is not trusted is not given on the strength of a remembered
@@ -209,8 +188,8 @@ func (v *Verifier) verify(ctx context.Context, ref string, explain bool) (*Resul
 	}
 	// The fallback (verify/fallback.go): a tag whose digest is not trusted,
 	// missing or rolled back yields its last trusted digest.
-	if tag, ok := r.(name.Tag); ok && !explain && scope.Fallback != trustpolicy.FallbackNone && ctx.Err() == nil {
-		v.fallback(ctx, tag, res, scope, v.pullers.Current())
+	if fs != nil && ctx.Err() == nil {
+		v.fallback(ctx, tag, res, scope, v.pullers.Current(), fs)
 	}
 	return res, nil
 }

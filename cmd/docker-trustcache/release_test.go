@@ -112,6 +112,7 @@ func checkReleaseBinary(t *testing.T, path, goos, goarch, version string) {
 	}
 	for key, want := range map[string]string{
 		"GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": "0", "-trimpath": "true",
+		"-tags": "grpcnotrace", // the Makefile's TAGS: start-up (docs/performance.md)
 	} {
 		if got := settings[key]; got != want {
 			t.Errorf("%s: build setting %s = %q; want %q", path, key, got, want)

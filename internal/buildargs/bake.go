@@ -3,10 +3,12 @@ package buildargs
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // This file reads `docker trustcache bake`: its command line, the way
@@ -58,7 +60,8 @@ var bakeFlagDefs = []flagDef{
 	{name: "help", short: 'h', kind: boolean},
 }
 
-var bakeFlags = func() flagTable {
+// bakeFlags is built on first use, as knownFlags.
+var bakeFlags = sync.OnceValue(func() flagTable {
 	t := flagTable{long: map[string]flagEntry{}, short: map[byte]flagEntry{}}
 	for _, set := range []struct {
 		defs  []flagDef
@@ -76,7 +79,7 @@ var bakeFlags = func() flagTable {
 		}
 	}
 	return t
-}()
+})
 
 // BakeInvocation is a parsed `docker trustcache bake` command line.
 type BakeInvocation struct {
@@ -109,7 +112,7 @@ type BakeInvocation struct {
 func ParseBake(args []string) (*BakeInvocation, error) {
 	inv := &BakeInvocation{}
 	var listTargets, listVars bool
-	s := scanner{args: args, table: bakeFlags, tokens: &inv.Tokens, flags: &inv.Flags, trust: &inv.Trust}
+	s := scanner{args: args, table: bakeFlags(), tokens: &inv.Tokens, flags: &inv.Flags, trust: &inv.Trust}
 	s.apply = func(u FlagUse, b bool) error {
 		value := u.Value
 		switch u.Name {
@@ -190,7 +193,7 @@ type BakeTarget struct {
 // bakeTargetName is the target name grammar of buildx v0.38.2
 // (bake/bake.go targetNamePattern). A name outside it could not be
 // addressed by --set NAME.key=value.
-var bakeTargetName = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+var bakeTargetName = lazyregexp.New(`^[a-zA-Z0-9_-]+$`)
 
 // ParseBakeDefinition reads the JSON `docker buildx bake --print` v0.38.2
 // writes ({"group": {…}, "target": {NAME: {…}}}) and returns its targets,

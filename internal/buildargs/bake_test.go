@@ -147,12 +147,12 @@ func TestBakeFlagsKnown(t *testing.T) {
 	values := []string{"file", "sbom", "provenance", "policy", "set", "var", "call", "allow", "jobs", "list", "progress", "metadata-file", "builder"}
 	bools := []string{"load", "push", "check", "print", "list-targets", "list-variables", "no-cache", "pull", "debug", "help"}
 	for _, n := range values {
-		if e, ok := bakeFlags.long[n]; !ok || e.kind != needsValue || e.trust {
+		if e, ok := bakeFlags().long[n]; !ok || e.kind != needsValue || e.trust {
 			t.Errorf("bake flag --%s: %+v, %v; want a buildx flag taking a value", n, e, ok)
 		}
 	}
 	for _, n := range bools {
-		if e, ok := bakeFlags.long[n]; !ok || e.kind != boolean || e.trust {
+		if e, ok := bakeFlags().long[n]; !ok || e.kind != boolean || e.trust {
 			t.Errorf("bake flag --%s: %+v, %v; want a buildx boolean", n, e, ok)
 		}
 	}
@@ -160,7 +160,7 @@ func TestBakeFlagsKnown(t *testing.T) {
 		t.Errorf("%d bake flags; want %d", got, want)
 	}
 	for c, want := range map[byte]string{'f': "file", 'j': "jobs", 'D': "debug", 'h': "help"} {
-		if e := bakeFlags.short[c]; e.name != want {
+		if e := bakeFlags().short[c]; e.name != want {
 			t.Errorf("-%c is --%s; want --%s", c, e.name, want)
 		}
 	}
@@ -189,10 +189,10 @@ func TestParseBakeDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []BakeTarget{
-		{Name: "a", CacheFrom: []CacheSpec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []Attr{{"scope", "x"}}}}},
+		{Name: "a", CacheFrom: []CacheSpec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []Attr{{Key: "scope", Value: "x"}}}}},
 		{Name: "b",
-			CacheFrom: []CacheSpec{reg("r/b:cache"), {Type: "local", Attrs: []Attr{{"src", "/tmp/c"}}}},
-			CacheTo:   []CacheSpec{{Type: "registry", Attrs: []Attr{{"mode", "max"}, {"ref", "r/b:cache"}}}},
+			CacheFrom: []CacheSpec{reg("r/b:cache"), {Type: "local", Attrs: []Attr{{Key: "src", Value: "/tmp/c"}}}},
+			CacheTo:   []CacheSpec{{Type: "registry", Attrs: []Attr{{Key: "mode", Value: "max"}, {Key: "ref", Value: "r/b:cache"}}}},
 			Pushes:    true},
 		{Name: "c", Pushes: true},
 		{Name: "d"},

@@ -1,5 +1,7 @@
 package buildargs
 
+import "sync"
+
 // This file mirrors the flag set of `docker buildx build` in buildx v0.38.2
 // (github.com/docker/buildx@v0.38.2):
 //
@@ -156,7 +158,9 @@ type flagEntry struct {
 	trust bool // a trustcache flag, removed from the buildx argv
 }
 
-var knownFlags = newFlagTable()
+// knownFlags is built on first use, not at start-up (every command pays
+// package initialisation; only build parses its arguments).
+var knownFlags = sync.OnceValue(newFlagTable)
 
 func newFlagTable() flagTable {
 	t := flagTable{long: map[string]flagEntry{}, short: map[byte]flagEntry{}}

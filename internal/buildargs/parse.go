@@ -200,7 +200,7 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // buildx would refuse is an error. Every error is a *UsageError.
 func Parse(args []string) (*Invocation, error) {
 	p := parser{inv: &Invocation{ContextToken: -1}}
-	s := scanner{args: args, table: knownFlags, tokens: &p.inv.Tokens, flags: &p.inv.Flags, trust: &p.inv.Trust, apply: p.apply}
+	s := scanner{args: args, table: knownFlags(), tokens: &p.inv.Tokens, flags: &p.inv.Flags, trust: &p.inv.Trust, apply: p.apply}
 	if err := s.run(); err != nil {
 		return nil, err
 	}
@@ -216,7 +216,7 @@ func Parse(args []string) (*Invocation, error) {
 	inv.toks = append([]Token(nil), inv.Tokens...)
 	inv.srcs = make([]CacheSource, len(inv.CacheFrom))
 	for i, s := range inv.CacheFrom {
-		s.Spec = s.Spec.clone()
+		s.Spec = s.Spec.Clone()
 		inv.srcs[i] = s
 	}
 	return inv, nil

@@ -10,6 +10,12 @@ import (
 )
 
 // kinds renders the tokens as "kind" or "kind:flag", for compact expectations.
+
+// reg is the spec of a registry cache: type=registry,ref=REF,ATTRS….
+func reg(ref string, attrs ...Attr) CacheSpec {
+	return CacheSpec{Type: "registry", Attrs: append([]Attr{{Key: "ref", Value: ref}}, attrs...)}
+}
+
 func kinds(toks []Token) []string {
 	out := make([]string, len(toks))
 	for i, t := range toks {
@@ -49,10 +55,10 @@ func TestParse(t *testing.T) {
 			want: &Invocation{
 				Context: ".", ContextToken: 10, Push: true, Tags: []string{"a", "b"},
 				CacheFrom: []CacheSource{
-					{Spec: reg("reg/x:tag", Attr{"mode", "max"}), Token: 0, Form: FormSeparate, Value: "type=registry,ref=reg/x:tag,mode=max"},
-					{Spec: CacheSpec{Type: "local", Attrs: []Attr{{"src", "/tmp/c"}}}, Token: 2, Form: FormJoined, Value: "type=local,src=/tmp/c"},
+					{Spec: reg("reg/x:tag", Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: "type=registry,ref=reg/x:tag,mode=max"},
+					{Spec: CacheSpec{Type: "local", Attrs: []Attr{{Key: "src", Value: "/tmp/c"}}}, Token: 2, Form: FormJoined, Value: "type=local,src=/tmp/c"},
 				},
-				CacheTo: []CacheSpec{reg("reg/x:tag", Attr{"mode", "max"})},
+				CacheTo: []CacheSpec{reg("reg/x:tag", Attr{Key: "mode", Value: "max"})},
 			},
 		},
 		{
@@ -61,7 +67,7 @@ func TestParse(t *testing.T) {
 			args: []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
 			want: &Invocation{
 				Context: ".", ContextToken: 2,
-				CacheFrom: []CacheSource{{Spec: reg("reg/x:tag", Attr{"mode", "max"}), Token: 0, Form: FormSeparate, Value: `type=registry,"ref=reg/x:tag",mode=max`}},
+				CacheFrom: []CacheSource{{Spec: reg("reg/x:tag", Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: `type=registry,"ref=reg/x:tag",mode=max`}},
 			},
 		},
 		{

@@ -161,9 +161,9 @@ func TestRewriteErrors(t *testing.T) {
 	tests := map[string]map[int]CacheSpec{
 		"index past the end":        {1: src},
 		"negative index":            {-1: src},
-		"replacement no type":       {0: {Attrs: []Attr{{"ref", "x"}}}},
-		"replacement type in attrs": {0: {Type: "registry", Attrs: []Attr{{"type", "local"}}}},
-		"replacement upper key":     {0: {Type: "registry", Attrs: []Attr{{"REF", "x"}}}},
+		"replacement no type":       {0: {Attrs: []Attr{{Key: "ref", Value: "x"}}}},
+		"replacement type in attrs": {0: {Type: "registry", Attrs: []Attr{{Key: "type", Value: "local"}}}},
+		"replacement upper key":     {0: {Type: "registry", Attrs: []Attr{{Key: "REF", Value: "x"}}}},
 	}
 	for name, d := range tests {
 		if got, err := inv.Rewrite(d); err == nil {
@@ -180,7 +180,7 @@ func TestRewriteIgnoresExportedChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trusted := inv.CacheFrom[0].Spec.clone()
+	trusted := inv.CacheFrom[0].Spec.Clone()
 	inv.Tokens[3].Arg = "--cache-from=evil/c"
 	inv.Tokens[1].Arg = "evil/c"
 	inv.CacheFrom = inv.CacheFrom[:1]
@@ -270,7 +270,7 @@ func FuzzRewrite(f *testing.F) {
 				pass[i] = s.Spec
 				want = append(want, s.Spec)
 			case 2:
-				r := s.Spec.clone()
+				r := s.Spec.Clone()
 				r.Type = "registry"
 				r.Set("ref", fmt.Sprintf("pinned.example/r%d@%s", i, digest))
 				pass[i] = r

@@ -92,7 +92,7 @@ func TestOneConcernPackages(t *testing.T) {
 		m + "internal/dockerconfig": {m + "plugin", m + "verify", m + "internal/cli", "github.com/spf13/cobra"},
 		m + "internal/cicontext":    {m, "github.com/spf13/cobra"},
 		m + "internal/atomicfile":   {m, "github.com/"},
-		m + "internal/termtext":     {m, "github.com/"},
+		m + "internal/termtext":     {m + "plugin", m + "verify", m + "keys", m + "internal/app", "github.com/spf13/"},
 		// The build and bake pipeline takes its environment, streams and
 		// buildx as values: no command framework, no docker CLI.
 		m + "internal/app/pipeline": {m + "plugin", m + "internal/cli", m + "internal/dockerconfig", "github.com/spf13/cobra", "github.com/spf13/pflag", "github.com/docker/cli/cli/command", "github.com/docker/cli/cli-plugins"},

@@ -38,7 +38,11 @@ var ErrBodyTooLarge = errors.New("registry response body exceeds the size limit"
 // Options returns remote options for talking to registries as the user:
 // credentials from the docker config and its credential helpers, and a
 // transport that bounds body sizes and request times (see Transport). A
-// zero timeout means DefaultTimeout. extra options are appended.
+// zero timeout means DefaultTimeout. extra options come after the
+// defaults (a keychain, user agent or backoff there replaces the default)
+// but before the transport: a remote.WithTransport among them is
+// overridden, so that no option drops the bounds — the base transport is
+// base.
 func Options(ctx context.Context, base http.RoundTripper, timeout time.Duration, extra ...remote.Option) []remote.Option {
 	if base == nil {
 		base = remote.DefaultTransport
@@ -49,11 +53,11 @@ func Options(ctx context.Context, base http.RoundTripper, timeout time.Duration,
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithTransport(Transport(base, MaxResponseBody, timeout)),
 		remote.WithUserAgent(UserAgent),
 		remote.WithRetryBackoff(RetryBackoff),
 	}
-	return append(opts, extra...)
+	opts = append(opts, extra...)
+	return append(opts, remote.WithTransport(Transport(base, MaxResponseBody, timeout)))
 }
 
 // Transport wraps base so that no response body yields more than max bytes

@@ -208,7 +208,7 @@ func (s Signer) SignFormat(ctx context.Context, format Format, repo name.Reposit
 // Attach signs digest in repo in the given format, as SignFormat does, and
 // returns the signature that stands for this signer there: the new one, or
 // the equivalent one already attached (added=false) — what a reader of the
-// registry gets (verify.Verifier.RecordSigned checks it against a policy).
+// registry gets (internal/recordsigned checks it against a policy).
 func (s Signer) Attach(ctx context.Context, format Format, repo name.Repository, digest v1.Hash, annotations map[string]string, opts ...remote.Option) (sig Signature, added bool, err error) {
 	a, err := s.AttachFresh(ctx, format, repo, digest, annotations, opts...)
 	return a.Signature, a.Added, err

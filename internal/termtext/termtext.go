@@ -7,10 +7,11 @@ package termtext
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // Line returns s fit for one line of text output: every control
@@ -72,8 +73,9 @@ func Lines(s string) string {
 }
 
 // pemText matches PEM text, from its BEGIN line to its END line or the end
-// of the string, as written or quoted.
-var pemText = regexp.MustCompile(`-----BEGIN [^\n"]*?-----(?s:.*?)(?:-----END [^\n"]*?-----|$)`)
+// of the string, as written or quoted. Compiled on first use: a command
+// that redacts nothing pays nothing for it at start-up.
+var pemText = lazyregexp.New(`-----BEGIN [^\n"]*?-----(?s:.*?)(?:-----END [^\n"]*?-----|$)`)
 
 // RedactPEM hides the PEM text in an error message: key material given in
 // the wrong place (a key as an argument, a flag value) is quoted back by

@@ -2,15 +2,16 @@ package trustpolicy
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // sha256DigestRE is a sha256 digest as a frontend image is pinned by.
-var sha256DigestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+var sha256DigestRE = lazyregexp.New(`^sha256:[0-9a-f]{64}$`)
 
 // canonicalFrontend returns ref, an image pinned by digest, as
 // "CANONICAL-REPOSITORY@sha256:HEX" (a tag next to the digest dropped: the

@@ -4,12 +4,13 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // dockerHub is the canonical registry name of Docker Hub, as
@@ -18,7 +19,7 @@ const dockerHub = name.DefaultRegistry
 
 // pathComponentRE is one path component of a repository name in docker's
 // reference grammar.
-var pathComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+var pathComponentRE = lazyregexp.New(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
 
 // CanonicalRepository returns the canonical name of a repository (no tag or
 // digest), the way docker resolves it: lowercased; a first segment that

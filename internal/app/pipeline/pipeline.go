@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
+	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"

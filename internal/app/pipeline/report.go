@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
+	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
 )

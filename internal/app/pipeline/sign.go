@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
+	"github.com/docker-trustcache/docker-trustcache/provenance"
 )
 
 // envProvenanceAttach set to "off" makes a signing run sign its exports

@@ -17,10 +17,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // Defaults.
@@ -523,4 +524,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-var versionRE = regexp.MustCompile(`(?m)^BuildKit version:\s*(\S+)`)
+var versionRE = lazyregexp.New(`(?m)^BuildKit version:\s*(\S+)`)

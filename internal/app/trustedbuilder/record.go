@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"time"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // Label marks every container and volume a builder creates, with the
@@ -75,7 +75,7 @@ type PolicyInfo struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,47}$`)
+var nameRE = lazyregexp.New(`^[a-z0-9][a-z0-9_.-]{0,47}$`)
 
 // checkName refuses a name that is not a valid buildx builder, container
 // and directory name.

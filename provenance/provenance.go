@@ -6,6 +6,10 @@
 // policy, by which trustcache, from which source. docs/provenance.md
 // documents every field; this package builds and parses it, and neither
 // signs nor fetches anything.
+//
+// It is public, as the record is: verify's results carry its types
+// (RecordResult.Record, ImportResult), and a reader outside trustcache may
+// parse a record with it.
 package provenance
 
 import (
@@ -14,8 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"time"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
 // PredicateType is the predicate type of the record. It names the schema:
@@ -145,7 +150,7 @@ func (s Statement) Marshal() ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var sha256Hex = lazyregexp.New(`^[0-9a-f]{64}$`)
 
 // Parse reads a record and checks it: at most MaxSize bytes, one JSON
 // object, no unknown fields, an in-toto Statement v1 of PredicateType,
