@@ -51,7 +51,7 @@ func TestForwardExitCode(t *testing.T) {
 func TestForwardCommands(t *testing.T) {
 	taken := []string{"build", "sign", "verify", "keys", "policy", "install", "uninstall", "prune", "f"}
 	var names []string
-	for _, c := range newForwardCommands(nil, taken) {
+	for _, c := range newForwardCommands(nil, nil, taken) {
 		names = append(names, c.Name())
 		if !c.Hidden || !c.DisableFlagParsing {
 			t.Errorf("forwarding command %q: Hidden %v, DisableFlagParsing %v; want both", c.Name(), c.Hidden, c.DisableFlagParsing)

@@ -29,16 +29,18 @@ func ledgerTestEntry(digit string, expires time.Time) verify.LedgerEntry {
 }
 
 func TestLedgerPath(t *testing.T) {
-	dir := isolate(t)
-	if want := filepath.Join(dir, "docker-config", "trustcache", "ledger.db"); ledgerPath() != want {
-		t.Errorf("ledgerPath() = %s; want %s", ledgerPath(), want)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	env := te.env
+	if want := te.path("docker-config/trustcache/ledger.db"); env.ledgerPath() != want {
+		t.Errorf("isolatedEnv().ledgerPath() = %s; want %s", env.ledgerPath(), want)
 	}
-	if l, err := openLedger(true); l != nil || err != nil {
+	if l, err := openLedger(env, true); l != nil || err != nil {
 		t.Errorf("openLedger(noLedger) = %v, %v; want nil, nil", l, err)
 	}
-	l, err := openLedger(false)
-	if err != nil || l == nil || l.Path() != ledgerPath() {
-		t.Fatalf("openLedger = %v, %v; want the ledger at %s", l, err, ledgerPath())
+	l, err := openLedger(env, false)
+	if err != nil || l == nil || l.Path() != env.ledgerPath() {
+		t.Fatalf("openLedger = %v, %v; want the ledger at %s", l, err, env.ledgerPath())
 	}
 	l.Close()
 }
@@ -49,7 +51,7 @@ func TestLedgerLsPrune(t *testing.T) {
 		t.Errorf("ledger ls (empty) = %d %q %q; want the header alone", res.code, res.stdout, res.stderr)
 	}
 
-	l, err := openLedger(false)
+	l, err := openLedger(isolatedEnv(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,17 +126,17 @@ func TestLedgerLsPrune(t *testing.T) {
 
 func TestLedgerLsCorrupt(t *testing.T) {
 	isolate(t)
-	if _, err := openLedger(false); err != nil {
+	if _, err := openLedger(isolatedEnv(), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(ledgerPath(), []byte("not a ledger"), 0o600); err != nil {
+	if err := os.WriteFile(isolatedEnv().ledgerPath(), []byte("not a ledger"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	res := run(t, "ledger", "ls")
 	if res.code != 0 || !strings.Contains(res.stderr, "warning: ledger") || !strings.Contains(res.stderr, "moved aside") {
 		t.Errorf("ledger ls on a corrupt ledger = %d %q %q; want 0 and a warning", res.code, res.stdout, res.stderr)
 	}
-	if aside, _ := filepath.Glob(ledgerPath() + ".corrupt-*"); len(aside) != 1 {
+	if aside, _ := filepath.Glob(isolatedEnv().ledgerPath() + ".corrupt-*"); len(aside) != 1 {
 		t.Errorf("moved aside: %v; want one file", aside)
 	}
 	if res := run(t, "ledger", "ls"); res.code != 0 || res.stderr != "" {

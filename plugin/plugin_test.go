@@ -5,20 +5,25 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
+	"github.com/docker/cli/cli/streams"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
@@ -47,11 +52,16 @@ func run(t *testing.T, args ...string) cmdResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := NewRootCommand(dockerCLI, "test")
+	return execute(NewRootCommand(dockerCLI, "test"), args, &out, &errOut)
+}
+
+// execute runs root with args, its output to out and errOut, and returns
+// what it wrote and the exit code the plugin framework would exit with.
+func execute(root *cobra.Command, args []string, out, errOut *bytes.Buffer) cmdResult {
 	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errOut)
-	err = root.ExecuteContext(context.Background())
+	root.SetOut(out)
+	root.SetErr(errOut)
+	err := root.ExecuteContext(context.Background())
 	code := 0
 	if err != nil {
 		var st cli.StatusError
@@ -67,8 +77,80 @@ func run(t *testing.T, args ...string) cmdResult {
 	return cmdResult{out.String(), errOut.String(), code}
 }
 
+// testEnv is a test's own environment: an Env of variables from a map and
+// a docker config dir of its own, and the streams a command runs with.
+// Commands run in it read nothing of the process (no t.Setenv, no chdir,
+// no global config dir), so the test may run in parallel (t.Parallel).
+type testEnv struct {
+	t    *testing.T
+	env  *Env
+	vars map[string]string
+	dir  string // the test's temporary directory; the config dir is dir/docker-config
+}
+
+// newTestEnv returns a testEnv with the key password and vars set, and
+// nothing else of the process.
+func newTestEnv(t *testing.T, vars map[string]string) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	te := &testEnv{t: t, dir: dir, vars: map[string]string{"TRUSTCACHE_PASSWORD": "test-password"}}
+	for k, v := range vars {
+		te.vars[k] = v
+	}
+	te.env = &Env{
+		Lookup:    func(k string) (string, bool) { v, ok := te.vars[k]; return v, ok },
+		ConfigDir: filepath.Join(dir, "docker-config"),
+	}
+	return te
+}
+
+// path returns name in the test's temporary directory.
+func (te *testEnv) path(name string) string { return filepath.Join(te.dir, name) }
+
+// run runs "docker trustcache ARGS" in process in te, as run does.
+func (te *testEnv) run(args ...string) cmdResult {
+	te.t.Helper()
+	var out, errOut bytes.Buffer
+	return execute(newRootCommand(te.cli(&out, &errOut), "test", te.env), args, &out, &errOut)
+}
+
+// cli returns a docker CLI in te writing to out and errOut, with empty
+// standard input.
+func (te *testEnv) cli(out, errOut io.Writer) *testCLI {
+	return &testCLI{
+		in:  streams.NewIn(io.NopCloser(strings.NewReader(""))),
+		out: streams.NewOut(out), err: streams.NewOut(errOut),
+		dir: te.env.ConfigDir,
+	}
+}
+
+// testCLI is the docker CLI of a testEnv: buffers for streams, and the
+// config file of the test's own config dir.
+type testCLI struct {
+	in       *streams.In
+	out, err *streams.Out
+	dir      string
+	once     sync.Once
+	cfg      *configfile.ConfigFile
+}
+
+func (c *testCLI) In() *streams.In   { return c.in }
+func (c *testCLI) Out() *streams.Out { return c.out }
+func (c *testCLI) Err() *streams.Out { return c.err }
+func (c *testCLI) ConfigFile() *configfile.ConfigFile {
+	c.once.Do(func() {
+		var err error
+		if c.cfg, err = config.Load(c.dir); err != nil {
+			fmt.Fprintln(c.err, "WARNING: loading the docker config:", err)
+		}
+	})
+	return c.cfg
+}
+
 // isolate gives the test its own docker config dir, key password and
-// working directory.
+// working directory, in the process: commands run with run read the
+// process environment. A test that calls it cannot run in parallel; one
+// that needs no process state takes a newTestEnv instead.
 func isolate(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -313,4 +395,11 @@ func TestSignBuilderName(t *testing.T) {
 			t.Errorf("sign %v recorded builder %s; want %q", tc.args, res.stdout, tc.want)
 		}
 	}
+}
+
+// isolatedEnv is the Env commands run by run see in a test that called
+// isolate: the process's.
+func isolatedEnv() *Env {
+	env := processEnv()
+	return &env
 }

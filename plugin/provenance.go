@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -45,14 +44,14 @@ func trustcacheVersion(cmd *cobra.Command) string {
 // record when the build does not --sign: a buildSigner without a key. A
 // build with several registry --cache-to reports one cache digest, for
 // which of them is not said: its cache is left out of the subjects.
-func buildExports(dockerCLI command.Cli, inv *buildargs.Invocation) *buildSigner {
-	return &buildSigner{cli: dockerCLI, cacheRepo: oneRegistryCache(inv.CacheTo), pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
+func buildExports(dockerCLI command.Cli, env *Env, inv *buildargs.Invocation) *buildSigner {
+	return &buildSigner{cli: dockerCLI, env: env, cacheRepo: oneRegistryCache(inv.CacheTo), pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
 }
 
 // bakeExports is buildExports for a bake: every target's one registry
 // cache-to and pushed images.
-func bakeExports(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget) *bakeSigner {
-	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, metadataFile: inv.MetadataFile}}
+func bakeExports(dockerCLI command.Cli, env *Env, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget) *bakeSigner {
+	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, env: env, metadataFile: inv.MetadataFile}}
 	for _, t := range targets {
 		st := bakeSignTarget{name: t.Name, cacheRepo: oneRegistryCache(t.CacheTo), pushes: t.Pushes}
 		if st.cacheRepo != nil || st.pushes {
@@ -136,8 +135,8 @@ func (bs *bakeSigner) exported() ([]exportTarget, error) {
 // provenanceRecord returns the provenance record of a build: its subjects
 // are targets (each repository and digest once), its predicate the
 // report's cache decisions, the policy's fingerprint, the trustcache
-// version and the source context the environment tells.
-func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string, targets []exportTarget, now time.Time) provenance.Statement {
+// version and the source context src (cicontext.Source).
+func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string, src map[string]string, targets []exportTarget, now time.Time) provenance.Statement {
 	var subjects []provenance.Subject
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -148,7 +147,6 @@ func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string
 		seen[key] = true
 		subjects = append(subjects, provenance.Subject{Name: t.repo.Name(), Digest: map[string]string{"sha256": t.digest.Hex}})
 	}
-	src := cicontext.Source(getenv)
 	pred := provenance.Predicate{
 		Trustcache: version,
 		Source:     provenance.Source{Repository: src["repo"], Ref: src["ref"], Commit: src["commit"], Run: src["run"]},
@@ -194,9 +192,9 @@ func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]e
 		}
 		fmt.Fprintf(bs.cli.Err(), "WARNING: trustcache: the provenance record leaves out what the build did not report: %s\n", printable(err.Error()))
 	}
-	st := provenanceRecord(report, p, version, targets, time.Now())
+	st := provenanceRecord(report, p, version, cicontext.Source(bs.env.getenv), targets, time.Now())
 	report.Provenance = &st
-	if !sign || len(st.Subject) == 0 || os.Getenv(envProvenanceAttach) == "off" {
+	if !sign || len(st.Subject) == 0 || bs.env.getenv(envProvenanceAttach) == "off" {
 		return nil
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))

@@ -227,7 +227,7 @@ func BenchmarkSignAndRecord(b *testing.B) {
 			return nil, err
 		}
 		record = func(ctx context.Context) error {
-			_, err := attachProvenance(ctx, signer, provenanceRecord(&trustReport{}, nil, "bench", targets, time.Now()), targets)
+			_, err := attachProvenance(ctx, signer, provenanceRecord(&trustReport{}, nil, "bench", nil, targets, time.Now()), targets)
 			return err
 		}
 		return sign, record

@@ -343,7 +343,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := provenanceRecord(&trustReport{}, nil, "test", targets, time.Now())
+			st := provenanceRecord(&trustReport{}, nil, "test", nil, targets, time.Now())
 			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
 			if err != nil {
 				t.Fatal(err)
@@ -386,7 +386,7 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 	}
 	s1, s2 := newSigner(), newSigner()
 	record := func(commit string, at time.Time) provenance.Statement {
-		st := provenanceRecord(&trustReport{}, nil, "test", targets, at)
+		st := provenanceRecord(&trustReport{}, nil, "test", nil, targets, at)
 		st.Predicate.Source.Commit = commit
 		return st
 	}
@@ -451,7 +451,7 @@ func BenchmarkProvenance(b *testing.B) {
 
 	b.Run("record", func(b *testing.B) {
 		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			if _, err := st.Marshal(); err != nil {
 				b.Fatal(err)
 			}
@@ -459,7 +459,7 @@ func BenchmarkProvenance(b *testing.B) {
 	})
 	b.Run("record+sign", func(b *testing.B) {
 		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			data, _ := st.Marshal()
 			if _, err := signature.NewBundle(data, key); err != nil {
 				b.Fatal(err)
@@ -481,7 +481,7 @@ func BenchmarkProvenance(b *testing.B) {
 	b.Run("attach-new", func(b *testing.B) {
 		for b.Loop() {
 			n++
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			st.Predicate.Source.Commit = fmt.Sprint(n)
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)
@@ -489,7 +489,7 @@ func BenchmarkProvenance(b *testing.B) {
 		}
 	})
 	b.Run("attach-same", func(b *testing.B) {
-		st := provenanceRecord(report, p, "bench", targets, time.Now())
+		st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 		for b.Loop() {
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)

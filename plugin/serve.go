@@ -38,7 +38,7 @@ type serveOptions struct {
 	allowUIDs, allowGIDs, allowSubjects []string
 }
 
-func newServeCommand(dockerCLI command.Cli) *cobra.Command {
+func newServeCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve --buildkit ADDR [OPTIONS]",
@@ -86,7 +86,7 @@ serving fails.`,
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)
-			return withStatus(runServe(cmd.Context(), dockerCLI, dockerCLI.Err(), opts, sigs))
+			return withStatus(runServe(cmd.Context(), dockerCLI, env, dockerCLI.Err(), opts, sigs))
 		},
 	}
 	cmd.Example = serveExample
@@ -189,7 +189,7 @@ func lookupID(v, flag string, lookup func(string) (string, error)) (uint32, erro
 
 // runServe serves until a signal on sigs (SIGTERM, SIGINT: stop; SIGHUP:
 // reload the policy) or the end of ctx.
-func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts serveOptions, sigs <-chan os.Signal) error {
+func runServe(ctx context.Context, dockerCLI command.Cli, env *Env, errOut io.Writer, opts serveOptions, sigs <-chan os.Signal) error {
 	if opts.buildkit == "" {
 		return usagef("--buildkit is required: the address of the buildkitd to serve (unix://PATH)")
 	}
@@ -199,7 +199,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	}
 	// A server reads no policy from the working directory: --policy,
 	// $TRUSTCACHE_POLICY or the docker config dir's.
-	path, err := findPolicy(opts.policy, "", errOut)
+	path, err := findPolicy(env, opts.policy, "", errOut)
 	if err != nil {
 		return asUsage(err)
 	}
@@ -213,7 +213,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 			r()
 		}
 	}()
-	v, release := newVerifier(dockerCLI, p, opts.noLedger)
+	v, release := newVerifier(dockerCLI, env, p, opts.noLedger)
 	releases = append(releases, release)
 
 	// Who may connect, then TLS: a tcp listener only with client
@@ -297,7 +297,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 				log.Error("policy not reloaded: keeping the policy in use", "policy", path, "error", err.Error())
 				continue
 			}
-			nv, release := newVerifier(dockerCLI, np, opts.noLedger)
+			nv, release := newVerifier(dockerCLI, env, np, opts.noLedger)
 			releases = append(releases, release)
 			srv.Decider().SetVerifier(nv)
 			log.Info("policy reloaded", "policy", np.File)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 
@@ -116,22 +115,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestServeReloadAndStop(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	policy := servePolicy(t, dir)
 	good, err := os.ReadFile(policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockerCLI, err := command.NewDockerCli(command.WithInputStream(io.NopCloser(strings.NewReader(""))), command.WithOutputStream(io.Discard), command.WithErrorStream(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dockerCLI := te.cli(io.Discard, io.Discard)
 	var log testreg.Buffer
 	sock := filepath.Join(dir, "run", "gw.sock")
 	sigs := make(chan os.Signal)
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(context.Background(), dockerCLI, &log, serveOptions{
+		done <- runServe(context.Background(), dockerCLI, te.env, &log, serveOptions{
 			buildkit: fakeBuildkitd(t), listen: "unix://" + sock, policy: policy,
 			logFormat: "json", drainTimeout: time.Second, noLedger: true,
 		}, sigs)

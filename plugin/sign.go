@@ -35,7 +35,7 @@ type signOptions struct {
 	keyless     keylessOptions
 }
 
-func newSignCommand(dockerCLI command.Cli) *cobra.Command {
+func newSignCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts signOptions
 	cmd := &cobra.Command{
 		Use:     "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
@@ -78,7 +78,7 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 "cosign signing-config create" writes), else the public-good instance.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runSign(cmd.Context(), dockerCLI, opts, args))
+			return withStatus(runSign(cmd.Context(), dockerCLI, env, opts, args))
 		},
 	}
 	flags := cmd.Flags()
@@ -94,17 +94,17 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 	return cmd
 }
 
-func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs []string) error {
+func runSign(ctx context.Context, dockerCLI command.Cli, env *Env, opts signOptions, refs []string) error {
 	ann, err := parseAnnotations("--annotation", opts.annotations)
 	if err != nil {
 		return err
 	}
-	for k, v := range cicontext.Source(getenv) {
+	for k, v := range cicontext.Source(env.getenv) {
 		if _, ok := ann[k]; !ok {
 			ann[k] = v
 		}
 	}
-	p, err := signingPolicy(opts.policy, ".", dockerCLI.Err())
+	p, err := signingPolicy(env, opts.policy, ".", dockerCLI.Err())
 	if err != nil {
 		return err
 	}
@@ -117,9 +117,9 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	}
 	var signer signature.Signer
 	if opts.keyless.keyless {
-		signer, err = loadKeylessSigner(dockerCLI.Err(), opts.keyless, opts.builderName)
+		signer, err = loadKeylessSigner(env, dockerCLI.Err(), opts.keyless, opts.builderName)
 	} else {
-		signer, err = loadSigner(dockerCLI, opts.key, opts.builderName, p)
+		signer, err = loadSigner(dockerCLI, env, opts.key, opts.builderName, p)
 	}
 	if err != nil {
 		return err
@@ -152,7 +152,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
-		v, done = newVerifier(dockerCLI, p, opts.noLedger)
+		v, done = newVerifier(dockerCLI, env, p, opts.noLedger)
 		defer done()
 	}
 	for _, t := range targets {
@@ -270,12 +270,12 @@ func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref
 // signature format, the builder name of the key), or nil when none is
 // found: signing needs none. A policy named by --policy must exist, and a
 // policy found must be valid.
-func signingPolicy(flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
-	path, err := findPolicy(flag, startDir, warn)
+func signingPolicy(env *Env, flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
+	path, err := findPolicy(env, flag, startDir, warn)
 	if err != nil {
-		var ue usageError
-		if flag != "" || errors.As(err, &ue) {
-			return nil, asUsage(err)
+		var none *noPolicyError
+		if flag != "" || !errors.As(err, &none) {
+			return nil, err
 		}
 		return nil, nil
 	}
@@ -317,14 +317,14 @@ func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
 //
 // The builder name recorded in signatures is builderName, else the name
 // policy p gives the key, else the key file's base name.
-func loadSigner(dockerCLI command.Cli, keyRef, builderName string, p *trustpolicy.Policy) (signature.Signer, error) {
+func loadSigner(dockerCLI command.Cli, env *Env, keyRef, builderName string, p *trustpolicy.Policy) (signature.Signer, error) {
 	if keyRef == "" {
-		keyRef = getenv(envKey)
+		keyRef = env.getenv(envKey)
 	}
 	if keyRef == "" {
 		return signature.Signer{}, usagef("--key is required (or set %s)", envKey)
 	}
-	pass := keys.Password(lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
+	pass := keys.Password(env.lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
 	key, err := keys.LoadSigner(keyRef, pass, keys.WithWarnings(func(msg string) {
 		fmt.Fprintln(dockerCLI.Err(), "WARNING:", msg)
 	}))

@@ -185,8 +185,8 @@ func TestBuildSignRefreshesAged(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo, _ := name.NewRepository(host + "/team/cache")
-	bs := &buildSigner{cli: cli, cacheRepo: &repo, format: signature.FormatLegacy}
-	s, err := loadSigner(cli, "ci.key", "", p)
+	bs := &buildSigner{cli: cli, env: isolatedEnv(), cacheRepo: &repo, format: signature.FormatLegacy}
+	s, err := loadSigner(cli, isolatedEnv(), "ci.key", "", p)
 	if err != nil {
 		t.Fatal(err)
 	}
