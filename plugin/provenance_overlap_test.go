@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -173,27 +172,6 @@ func TestProvenanceSigningFailureReported(t *testing.T) {
 	if rep.Provenance == nil {
 		t.Errorf("no provenance record in the report")
 	}
-}
-
-// TestSameRecordKeyless: a keyless signer has no key to compare an
-// attached record's signature with; sameRecord says "not the same" (the
-// record is written again) instead of dereferencing the absent key — a
-// keyless rebuild, whose subjects carry the last build's record, crashed so.
-func TestSameRecordKeyless(t *testing.T) {
-	same := sameRecord(signature.Signer{Keyless: nopKeyless{}}, provenance.Statement{})
-	if same(signature.Signature{Payload: []byte(`{}`), Signature: []byte("sig")}) {
-		t.Errorf("a keyless signer's record matched an attached one")
-	}
-}
-
-type nopKeyless struct{}
-
-func (nopKeyless) SignMessage(context.Context, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
-}
-
-func (nopKeyless) SignDSSE(context.Context, string, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
 }
 
 // BenchmarkSignAndRecord: what a signing build of a new commit does after

@@ -344,14 +344,18 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := provenanceRecord(&trustReport{}, nil, "test", nil, targets, time.Now())
-			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
+			payload, err := st.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundle, err := signature.Signer{Key: signer}.SignStatement(context.Background(), payload)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var perSubject []int64
 			for _, tg := range targets {
 				before := cr.writes()
-				if _, err := attachBundle(context.Background(), bundle, nil, []exportTarget{tg}); err != nil {
+				if _, err := signature.AttachAttestation(context.Background(), bundle, provenance.PredicateType, nil, []name.Digest{tg.repo.Digest(tg.digest.String())}); err != nil {
 					t.Fatal(err)
 				}
 				perSubject = append(perSubject, cr.writes()-before)
