@@ -112,42 +112,15 @@ func runSign(ctx context.Context, dockerCLI command.Cli, env *Env, opts signOpti
 	if err != nil {
 		return err
 	}
-	if err := opts.keyless.check(opts.key); err != nil {
-		return err
-	}
-	var signer signature.Signer
-	if opts.keyless.keyless {
-		signer, err = loadKeylessSigner(env, dockerCLI.Err(), opts.keyless, opts.builderName)
-	} else {
-		signer, err = loadSigner(dockerCLI, env, opts.key, opts.builderName, p)
-	}
+	signer, err := loadSignOptionsSigner(dockerCLI, env, opts, p)
 	if err != nil {
 		return err
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))
-
 	// Resolve every ref before writing anything.
-	type target struct {
-		repo   name.Repository
-		digest v1.Hash
-		tag    string // REF's tag: signed as the tag annotation, and its head written
-		ann    map[string]string
-	}
-	targets := make([]target, len(refs))
-	for i, ref := range refs {
-		r, err := name.ParseReference(ref)
-		if err != nil {
-			return usagef("invalid reference %q: %w", ref, err)
-		}
-		d, err := resolveDigest(r, ropts)
-		if err != nil {
-			return fmt.Errorf("resolving %s: %w", ref, err)
-		}
-		tagAnn, err := withTag(ann, tagOf(r), ref)
-		if err != nil {
-			return err
-		}
-		targets[i] = target{r.Context(), d, tagOf(r), tagAnn}
+	targets, err := resolveSignTargets(refs, ann, ropts)
+	if err != nil {
+		return err
 	}
 	var v *verify.Verifier
 	if p != nil {
@@ -168,6 +141,48 @@ func runSign(ctx context.Context, dockerCLI command.Cli, env *Env, opts signOpti
 		}
 	}
 	return nil
+}
+
+// loadSignOptionsSigner returns the signer sign's options ask for: keyless,
+// or the key of --key (or TRUSTCACHE_KEY).
+func loadSignOptionsSigner(dockerCLI command.Cli, env *Env, opts signOptions, p *trustpolicy.Policy) (signature.Signer, error) {
+	if err := opts.keyless.check(opts.key); err != nil {
+		return signature.Signer{}, err
+	}
+	if opts.keyless.keyless {
+		return loadKeylessSigner(env, dockerCLI.Err(), opts.keyless, opts.builderName)
+	}
+	return loadSigner(dockerCLI, env, opts.key, opts.builderName, p)
+}
+
+// signTarget is one REF of sign, resolved.
+type signTarget struct {
+	repo   name.Repository
+	digest v1.Hash
+	tag    string // REF's tag: signed as the tag annotation, and its head written
+	ann    map[string]string
+}
+
+// resolveSignTargets resolves every ref to its digest, with the
+// annotations ann (and its tag's) to sign it with.
+func resolveSignTargets(refs []string, ann map[string]string, ropts []remote.Option) ([]signTarget, error) {
+	targets := make([]signTarget, len(refs))
+	for i, ref := range refs {
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			return nil, usagef("invalid reference %q: %w", ref, err)
+		}
+		d, err := resolveDigest(r, ropts)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", ref, err)
+		}
+		tagAnn, err := withTag(ann, tagOf(r), ref)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = signTarget{r.Context(), d, tagOf(r), tagAnn}
+	}
+	return targets, nil
 }
 
 // DefaultResignAge is how old a signature by the same key over the same
