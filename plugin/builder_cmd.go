@@ -110,7 +110,7 @@ func runBuilderCreate(ctx context.Context, dockerCLI command.Cli, env *Env, opts
 	if err != nil {
 		return asUsage(err)
 	}
-	path, err := findPolicy(env, opts.policy, ".", dockerCLI.Err())
+	path, err := findPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ func writeBuilder(t *testing.T, configDir, name, driver, endpoint string, opts m
 }
 
 func TestReachesLoopback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		b    builderInfo
 		want bool

@@ -335,7 +335,9 @@ func TestDiscoveryBounds(t *testing.T) {
 // credentials file given or linked by mistake) gets an error naming the
 // file, line and column and what was expected, never its content.
 func TestPolicyErrorsQuoteNoContent(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	for name, content := range map[string]string{
 		"scalar":      "https://user:s3cret-token@github.example\n",
 		"list":        "- s3cret-token\n",
@@ -344,7 +346,7 @@ func TestPolicyErrorsQuoteNoContent(t *testing.T) {
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
 		writeDiscoveryFile(t, p, content)
-		res := run(t, "policy", "lint", p)
+		res := te.run("policy", "lint", p)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, p+":1:") {
 			t.Errorf("policy lint %s = exit %d %q; want %d naming %s:1:COLUMN", name, res.code, res.stderr, ExitUsage, p)
 		}

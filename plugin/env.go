@@ -30,12 +30,25 @@ type Env struct {
 	// for docker-buildx after the config directory's cli-plugins
 	// (systemPluginDirs for the process; tests leave it empty).
 	PluginDirs []string
+	// WorkDir is where policy discovery starts (.trustcache.yaml in it or
+	// a parent) for the commands that discover from the working
+	// directory; "" is the process's working directory. Relative paths in
+	// flags and arguments are the process's still.
+	WorkDir string
 }
 
 // processEnv returns the process's Env. Call it once the global options
 // are applied: --config sets the config directory.
 func processEnv() Env {
 	return Env{Lookup: os.LookupEnv, ConfigDir: config.Dir(), PluginDirs: systemPluginDirs}
+}
+
+// workDir returns where policy discovery starts: WorkDir, else ".".
+func (e *Env) workDir() string {
+	if e.WorkDir == "" {
+		return "."
+	}
+	return e.WorkDir
 }
 
 // getenv returns the variable name ("" when unset).

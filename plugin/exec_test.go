@@ -125,6 +125,7 @@ func TestBuildRunsBuildxPluginDirectly(t *testing.T) {
 // docker CLI's streams are them (a terminal stays a terminal, no copy from
 // stdin outlives the child), and the streams as they are otherwise.
 func TestCLIStreams(t *testing.T) {
+	t.Parallel()
 	std, err := command.NewDockerCli(command.WithStandardStreams())
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,7 @@ func TestForwardExitCode(t *testing.T) {
 }
 
 func TestForwardCommands(t *testing.T) {
+	t.Parallel()
 	taken := []string{"build", "sign", "verify", "keys", "policy", "install", "uninstall", "prune", "f"}
 	var names []string
 	for _, c := range newForwardCommands(nil, nil, taken) {
@@ -71,6 +72,7 @@ func TestForwardCommands(t *testing.T) {
 // The root command holds each name once, and every buildx subcommand
 // trustcache does not use itself is forwarded.
 func TestForwardRegistered(t *testing.T) {
+	t.Parallel()
 	dockerCLI, err := command.NewDockerCli()
 	if err != nil {
 		t.Fatal(err)

@@ -222,11 +222,13 @@ func mustRead(t *testing.T, path string) []byte {
 // TestPrivateKeyReadableByOthers: a key file group or others can read
 // still signs, with a warning on stderr that names it; stdout stays data.
 func TestPrivateKeyReadableByOthers(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
 	ref := host + "/team/cache:main"
 	d := pushRandom(t, ref)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	want := host + "/team/cache@" + d.String() + "\n"
 	for _, tc := range []struct {
 		mode os.FileMode
@@ -235,7 +237,7 @@ func TestPrivateKeyReadableByOthers(t *testing.T) {
 		if err := os.Chmod(filepath.Join(dir, "ci.key"), tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "sign", "--key", "ci.key", "-a", "mode="+tc.mode.String(), ref)
+		res := te.run("sign", "--key", te.path("ci.key"), "-a", "mode="+tc.mode.String(), ref)
 		if res.code != 0 || res.stdout != want {
 			t.Errorf("sign with a key of mode %v = %d %q %q; want exit 0 and %q", tc.mode, res.code, res.stdout, res.stderr, want)
 		}

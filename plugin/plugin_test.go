@@ -100,6 +100,7 @@ func newTestEnv(t *testing.T, vars map[string]string) *testEnv {
 	te.env = &Env{
 		Lookup:    func(k string) (string, bool) { v, ok := te.vars[k]; return v, ok },
 		ConfigDir: filepath.Join(dir, "docker-config"),
+		WorkDir:   dir, // discovery starts in the test's directory, as under isolate
 	}
 	return te
 }
@@ -142,6 +143,9 @@ func (c *testCLI) ConfigFile() *configfile.ConfigFile {
 		var err error
 		if c.cfg, err = config.Load(c.dir); err != nil {
 			fmt.Fprintln(c.err, "WARNING: loading the docker config:", err)
+		}
+		if c.cfg == nil { // as config.LoadDefaultConfigFile: an empty one
+			c.cfg = configfile.New(filepath.Join(c.dir, config.ConfigFileName))
 		}
 	})
 	return c.cfg
@@ -209,14 +213,15 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestHelpGolden(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	for _, args := range [][]string{
 		{}, {"sign"}, {"verify"}, {"keys"}, {"keys", "generate"}, {"keys", "id"},
 		{"policy"}, {"policy", "init"}, {"policy", "lint"}, {"policy", "explain"}, {"provenance"}, {"install"}, {"uninstall"}, {"ledger"}, {"ledger", "ls"}, {"ledger", "prune"}, {"serve"},
 	} {
 		name := "help/" + strings.Join(append([]string{"trustcache"}, args...), "-")
 		t.Run(name, func(t *testing.T) {
-			res := run(t, append(args, "--help")...)
+			res := te.run(append(args, "--help")...)
 			if res.code != 0 {
 				t.Fatalf("--help exit %d: %s", res.code, res.stderr)
 			}

@@ -87,7 +87,7 @@ when the policy is valid, 2 when it is not.`,
 				}
 				flag = args[0]
 			}
-			path, err := findPolicy(env, flag, ".", dockerCLI.Err())
+			path, err := findPolicy(env, flag, env.workDir(), dockerCLI.Err())
 			var none *noPolicyError
 			if errors.As(err, &none) {
 				none.Positional = true
@@ -145,7 +145,7 @@ verify.`,
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(env, opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}

@@ -53,7 +53,7 @@ configuration error.`,
 			if opts.depth < 0 || opts.depth > maxProvenanceDepth {
 				return withStatus(usagef("--depth: %d is out of range (want 0 to %d)", opts.depth, maxProvenanceDepth))
 			}
-			p, err := loadPolicy(env, opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}

@@ -22,6 +22,7 @@ import (
 // the same time. Each half waits until the other has started; run in turn
 // they would never both start.
 func TestSignAndRecordOverlap(t *testing.T) {
+	t.Parallel()
 	signing, recording := make(chan struct{}), make(chan struct{})
 	wait := func(ch chan struct{}) error {
 		select {
@@ -60,6 +61,7 @@ func TestSignAndRecordOverlap(t *testing.T) {
 // the record still being written, and both errors are returned, the
 // record's saying it was stopped and how far it got.
 func TestSignAndRecordSigningFailureStopsRecord(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	report := &trustReport{}
 	boom := errors.New("registry refused the signature")
@@ -96,6 +98,7 @@ func TestSignAndRecordSigningFailureStopsRecord(t *testing.T) {
 // TestSignAndRecordRecordFailureKeepsSigning: a record failure does not
 // stop the signing: the exports are signed and both outcomes reported.
 func TestSignAndRecordRecordFailureKeepsSigning(t *testing.T) {
+	t.Parallel()
 	failed := make(chan struct{})
 	report := &trustReport{}
 	boom := errors.New("referrers write refused")

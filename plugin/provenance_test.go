@@ -318,6 +318,7 @@ func provenanceReferrerSigs(t *testing.T, repo name.Repository, digest v1.Hash) 
 // with the referrers API, two without (the manifest and the referrers
 // tag).
 func TestProvenanceRegistryWrites(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		api              bool
 		first, following int64
@@ -374,6 +375,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 // second record and writes nothing; a record that differs (another source
 // commit) or is signed by another key is attached.
 func TestProvenanceRecordDeduplicated(t *testing.T) {
+	t.Parallel()
 	cr := newCountingRegistry(t, false)
 	repo, _ := name.NewRepository(cr.host + "/team/cache")
 	targets := []exportTarget{{repo, pushRandom(t, repo.String()+":c"), "cache"}}

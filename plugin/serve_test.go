@@ -66,7 +66,9 @@ func servePolicy(t *testing.T, dir string) string {
 }
 
 func TestServeRefusesToStart(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	policy := servePolicy(t, dir)
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("version: 9\n"), 0o644); err != nil {
@@ -97,7 +99,7 @@ func TestServeRefusesToStart(t *testing.T) {
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-gid", "no-such-group-tc"}, "--allow-gid no-such-group-tc: not a number"},
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-uid", "99999999999"}, "--allow-uid 99999999999"},
 	} {
-		res := run(t, append([]string{"serve"}, tc.args...)...)
+		res := te.run(append([]string{"serve"}, tc.args...)...)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("serve %q: exit %d, stderr %q; want exit %d and %q", tc.args, res.code, res.stderr, ExitUsage, tc.want)
 		}

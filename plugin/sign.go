@@ -104,7 +104,7 @@ func runSign(ctx context.Context, dockerCLI command.Cli, env *Env, opts signOpti
 			ann[k] = v
 		}
 	}
-	p, err := signingPolicy(env, opts.policy, ".", dockerCLI.Err())
+	p, err := signingPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ inconclusive; 6 when every REF passes but a tag's own digest was not trusted
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(env, opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
