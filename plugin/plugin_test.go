@@ -264,24 +264,27 @@ func scrub(s, host string) string {
 }
 
 func TestTrustLoop(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	te.vars[envPolicy] = te.path(".trustcache.yaml") // discovered from the working directory under isolate
+	dir := te.dir
 	host := newRegistry(t)
 	for _, n := range []string{"ci-main", "attacker"} {
-		if res := run(t, "keys", "generate", "--name", n); res.code != 0 || !strings.HasPrefix(res.stdout, "sha256:") {
+		if res := te.run("keys", "generate", "--name", n, "--dir", dir); res.code != 0 || !strings.HasPrefix(res.stdout, "sha256:") {
 			t.Fatalf("keys generate %s = %d %q %q", n, res.code, res.stdout, res.stderr)
 		}
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "ci-main.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("ci-main.key: %v %v; want mode 0600", fi, err)
 	}
-	if res := run(t, "keys", "generate", "--name", "ci-main"); res.code != ExitUsage || !strings.Contains(res.stderr, "ci-main.key") {
+	if res := te.run("keys", "generate", "--name", "ci-main", "--dir", dir); res.code != ExitUsage || !strings.Contains(res.stderr, "ci-main.key") {
 		t.Errorf("keys generate over an existing key = %d %q; want exit %d naming the file", res.code, res.stderr, ExitUsage)
 	}
 	policy := "version: 1\nbuilders:\n  - name: ci-main\n    key: ci-main.pub\nscopes:\n  - repositories: [\"" + host + "/team/*\"]\n    builders: [ci-main]\n"
 	if err := os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if res := run(t, "policy", "lint"); res.code != 0 {
+	if res := te.run("policy", "lint"); res.code != 0 {
 		t.Fatalf("policy lint = %d %q", res.code, res.stderr)
 	}
 
@@ -292,39 +295,39 @@ func TestTrustLoop(t *testing.T) {
 	pushRandom(t, bad)
 	pushRandom(t, unsigned)
 
-	res := run(t, "sign", "--key", "ci-main.key", "-a", "ref=refs/heads/main", good)
+	res := te.run("sign", "--key", te.path("ci-main.key"), "-a", "ref=refs/heads/main", good)
 	if want := host + "/team/cache@" + dGood.String() + "\n"; res.code != 0 || res.stdout != want {
 		t.Fatalf("sign = %d %q %q; want %q", res.code, res.stdout, res.stderr, want)
 	}
 	// Signing again with the same key and annotations adds nothing.
-	if res := run(t, "sign", "--key", "ci-main.key", "-a", "ref=refs/heads/main", good); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
+	if res := te.run("sign", "--key", te.path("ci-main.key"), "-a", "ref=refs/heads/main", good); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Errorf("sign again = %d %q", res.code, res.stderr)
 	}
-	if res := run(t, "sign", "--key", "attacker.key", bad); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("attacker.key"), bad); res.code != 0 {
 		t.Fatalf("sign (attacker) = %d %q", res.code, res.stderr)
 	}
 
-	res = run(t, "verify", good)
+	res = te.run("verify", good)
 	if res.code != 0 {
 		t.Errorf("verify trusted = %d %q %q", res.code, res.stdout, res.stderr)
 	}
 	golden(t, "verify-trusted.txt", strings.ReplaceAll(scrub(res.stdout, host), dir, "DIR"))
 
-	res = run(t, "verify", "--format", "json", good, bad, unsigned)
+	res = te.run("verify", "--format", "json", good, bad, unsigned)
 	if res.code != ExitUntrusted {
 		t.Errorf("verify mixed = %d; want %d", res.code, ExitUntrusted)
 	}
 	golden(t, "verify-mixed.json", scrub(res.stdout, host))
 
-	res = run(t, "verify", bad, unsigned)
+	res = te.run("verify", bad, unsigned)
 	golden(t, "verify-untrusted.txt", strings.ReplaceAll(scrub(res.stdout, host), dir, "DIR"))
 
-	res = run(t, "policy", "explain", good)
+	res = te.run("policy", "explain", good)
 	if res.code != 0 {
 		t.Errorf("policy explain trusted = %d %q", res.code, res.stderr)
 	}
 	golden(t, "explain-trusted.txt", scrub(strings.ReplaceAll(res.stdout, dir, "DIR"), host))
-	res = run(t, "policy", "explain", bad)
+	res = te.run("policy", "explain", bad)
 	if res.code != ExitUntrusted {
 		t.Errorf("policy explain untrusted = %d %q", res.code, res.stderr)
 	}
