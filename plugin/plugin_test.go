@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -410,4 +411,26 @@ func TestSignBuilderName(t *testing.T) {
 func isolatedEnv() *Env {
 	env := processEnv()
 	return &env
+}
+
+// fakeDocker is fakeDocker for a testEnv: the scripts go to te's config
+// dir and te names the docker CLI the plugin re-executes; the process
+// environment is left alone.
+func (te *testEnv) fakeDocker(code int) (argsFile string) {
+	t := te.t
+	t.Helper()
+	argsFile = te.path("docker-args")
+	body := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > " + argsFile + "\nexit " + strconv.Itoa(code) + "\n"
+	script := te.path("docker")
+	buildx := filepath.Join(te.env.ConfigDir, "cli-plugins", "docker-buildx")
+	if err := os.MkdirAll(filepath.Dir(buildx), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{script, buildx} {
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	te.vars["DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"] = script
+	return argsFile
 }
