@@ -336,39 +336,41 @@ func TestTrustLoop(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
-	dir := isolate(t)
-	if res := run(t, "keys", "generate", "--name", "ci"); res.code != 0 {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
+	if res := te.run("keys", "generate", "--name", "ci", "--dir", dir); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	// A registry that is not there: no verdict.
 	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"
-	os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(policy), 0o644)
+	os.WriteFile(te.path("p.yaml"), []byte(policy), 0o644)
 	tests := []struct {
 		args []string
 		code int
 		msg  string
 	}{
-		{[]string{"verify", "--policy", "p.yaml", "127.0.0.1:1/team/cache:main"}, ExitInconclusive, "inconclusive"},
-		{[]string{"verify", "--policy", "missing.yaml", "127.0.0.1:1/x:y"}, ExitUsage, "missing.yaml"},
-		{[]string{"verify", "--policy", "p.yaml", "--format", "xml", "127.0.0.1:1/x:y"}, ExitUsage, "--format"},
-		{[]string{"verify", "--policy", "p.yaml", "UPPER/Case:x"}, ExitUsage, "invalid reference"},
+		{[]string{"verify", "--policy", te.path("p.yaml"), "127.0.0.1:1/team/cache:main"}, ExitInconclusive, "inconclusive"},
+		{[]string{"verify", "--policy", te.path("missing.yaml"), "127.0.0.1:1/x:y"}, ExitUsage, te.path("missing.yaml")},
+		{[]string{"verify", "--policy", te.path("p.yaml"), "--format", "xml", "127.0.0.1:1/x:y"}, ExitUsage, "--format"},
+		{[]string{"verify", "--policy", te.path("p.yaml"), "UPPER/Case:x"}, ExitUsage, "invalid reference"},
 		{[]string{"verify"}, ExitUsage, "requires at least 1 argument"},
 		{[]string{"verify", "--no-such-flag"}, ExitUsage, "unknown flag"},
 		{[]string{"sign", "127.0.0.1:1/x:y"}, ExitUsage, "--key is required"},
-		{[]string{"sign", "--key", "nope.key", "127.0.0.1:1/x:y"}, ExitUsage, "nope.key"},
-		{[]string{"sign", "--key", "ci.key", "-a", "novalue", "127.0.0.1:1/x:y"}, ExitUsage, "KEY=VALUE"},
-		{[]string{"sign", "--key", "ci.key", "-a", "builder=me", "127.0.0.1:1/x:y"}, ExitUsage, "set by docker trustcache"},
-		{[]string{"keys", "id", "ci.key"}, ExitUsage, "PUBLIC KEY"},
+		{[]string{"sign", "--key", te.path("nope.key"), "127.0.0.1:1/x:y"}, ExitUsage, te.path("nope.key")},
+		{[]string{"sign", "--key", te.path("ci.key"), "-a", "novalue", "127.0.0.1:1/x:y"}, ExitUsage, "KEY=VALUE"},
+		{[]string{"sign", "--key", te.path("ci.key"), "-a", "builder=me", "127.0.0.1:1/x:y"}, ExitUsage, "set by docker trustcache"},
+		{[]string{"keys", "id", te.path("ci.key")}, ExitUsage, "PUBLIC KEY"},
 		{[]string{"keys", "generate"}, ExitUsage, "--name is required"},
 	}
 	for _, tc := range tests {
-		res := run(t, tc.args...)
+		res := te.run(tc.args...)
 		if res.code != tc.code || !strings.Contains(res.stdout+res.stderr, tc.msg) {
 			t.Errorf("%v = exit %d, %q; want exit %d containing %q", tc.args, res.code, res.stdout+res.stderr, tc.code, tc.msg)
 		}
 	}
-	t.Setenv("TRUSTCACHE_PASSWORD", "wrong")
-	if res := run(t, "sign", "--key", "ci.key", "127.0.0.1:1/x:y"); res.code != ExitUsage || !strings.Contains(res.stderr, "wrong password") {
+	te.vars["TRUSTCACHE_PASSWORD"] = "wrong"
+	if res := te.run("sign", "--key", te.path("ci.key"), "127.0.0.1:1/x:y"); res.code != ExitUsage || !strings.Contains(res.stderr, "wrong password") {
 		t.Errorf("sign with a wrong password = %d %q", res.code, res.stderr)
 	}
 }

@@ -93,18 +93,21 @@ func TestNoPolicyMessages(t *testing.T) {
 // TestPolicyLintFileOrFlag: policy lint takes FILE or --trust-policy FILE,
 // not two different ones.
 func TestPolicyLintFileOrFlag(t *testing.T) {
-	dir := isolate(t)
-	run(t, "keys", "generate", "--name", "ci")
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
+	te.run("keys", "generate", "--name", "ci", "--dir", dir)
 	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"
 	for _, f := range []string{"a.yaml", "b.yaml"} {
 		os.WriteFile(filepath.Join(dir, f), []byte(policy), 0o644)
 	}
-	for _, args := range [][]string{{"a.yaml"}, {"--trust-policy", "a.yaml"}, {"--policy", "a.yaml"}, {"a.yaml", "--trust-policy", "a.yaml"}} {
-		if res := run(t, append([]string{"policy", "lint"}, args...)...); res.code != 0 || res.stdout != "a.yaml: ok\n" {
+	a := te.path("a.yaml")
+	for _, args := range [][]string{{a}, {"--trust-policy", a}, {"--policy", a}, {a, "--trust-policy", a}} {
+		if res := te.run(append([]string{"policy", "lint"}, args...)...); res.code != 0 || res.stdout != a+": ok\n" {
 			t.Errorf("policy lint %q = exit %d, %q %q; want a.yaml: ok", args, res.code, res.stdout, res.stderr)
 		}
 	}
-	if res := run(t, "policy", "lint", "a.yaml", "--trust-policy", "b.yaml"); res.code != ExitUsage || !strings.Contains(res.stderr, "two policies") {
+	if res := te.run("policy", "lint", a, "--trust-policy", te.path("b.yaml")); res.code != ExitUsage || !strings.Contains(res.stderr, "two policies") {
 		t.Errorf("policy lint with two policies = exit %d, %q; want exit %d", res.code, res.stderr, ExitUsage)
 	}
 }

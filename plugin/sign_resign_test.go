@@ -86,6 +86,7 @@ func noCIEnv(t *testing.T) {
 // verifies afterwards; before, it printed "already signed", exited 0 and
 // left the digest untrusted.
 func TestSignRefreshesAged(t *testing.T) {
+	t.Parallel()
 	for _, format := range []string{"legacy", "bundle"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
