@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -265,7 +266,7 @@ func exportsFailed(what string, signErr, recordErr error) error {
 // attestation of predicate type provenance.PredicateType
 // (signature.Signer.Attest); a record already there that is the same but
 // for builtAt, signed by the same key, is not written again
-// (provenance.Statement.SameRecord).
+// (sameRecord).
 func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Statement, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
 	payload, err := st.Marshal()
 	if err != nil {
@@ -280,10 +281,34 @@ func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Sta
 		}
 		subjects = append(subjects, d)
 	}
-	attached, err := s.Attest(ctx, payload, provenance.PredicateType, st.SameRecord(), subjects, opts...)
+	attached, err := s.Attest(ctx, payload, provenance.PredicateType, sameRecord(st), subjects, opts...)
 	var out []signedReport
 	for _, d := range attached {
 		out = append(out, signedReport{Reference: d.Name(), Kind: kind[d.Name()]})
 	}
 	return out, err
+}
+
+// sameRecord returns whether a record already attached (its statement as
+// data) says exactly what st says but for builtAt: a build that records
+// what an earlier one did (the same exports, imports, policy and source —
+// a rebuild of the same commit) adds no record. Data that is no valid
+// record is not the same. (A method of the provenance package's Statement
+// once its move to the public package is merged.)
+func sameRecord(st provenance.Statement) func(data []byte) bool {
+	want := st
+	want.Predicate.BuiltAt = ""
+	wantJSON, err := want.Marshal()
+	return func(data []byte) bool {
+		if err != nil {
+			return false
+		}
+		got, perr := provenance.Parse(data)
+		if perr != nil {
+			return false
+		}
+		got.Predicate.BuiltAt = ""
+		gotJSON, merr := got.Marshal()
+		return merr == nil && bytes.Equal(gotJSON, wantJSON)
+	}
 }

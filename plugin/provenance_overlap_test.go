@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -240,4 +241,32 @@ func BenchmarkSignAndRecord(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSameRecord: a record the same but for builtAt is the same; another
+// source commit, or data that is no record, is not.
+func TestSameRecord(t *testing.T) {
+	t.Parallel()
+	st := provenanceRecord(&trustReport{}, nil, "test", map[string]string{"commit": "aaa"}, nil, time.Now())
+	same := sameRecord(st)
+	later := st
+	later.Predicate.BuiltAt = "2099-01-01T00:00:00Z"
+	other := st
+	other.Predicate.Source.Commit = "another"
+	for _, tc := range []struct {
+		name string
+		s    provenance.Statement
+		want bool
+	}{{"later", later, true}, {"another commit", other, false}} {
+		data, err := tc.s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := same(data); got != tc.want {
+			t.Errorf("sameRecord(%s) = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if same([]byte(`{"not":"a record"}`)) {
+		t.Errorf("sameRecord(not a record) = true")
+	}
 }
