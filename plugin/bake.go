@@ -59,7 +59,7 @@ configuration error.
 docker buildx bake options follow.
 `
 
-func newBakeCommand(dockerCLI command.Cli) *cobra.Command {
+func newBakeCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "bake [OPTIONS] [TARGET...]",
 		Example: bakeExample,
@@ -71,7 +71,7 @@ trust policy first; see "docker trustcache bake --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"f"}, // as buildx's: "docker builder f"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBake(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
+			return withStatus(runBake(cmd.Context(), dockerCLI, env, trustcacheVersion(cmd), args))
 		},
 	}
 }
@@ -83,7 +83,7 @@ type bakeCache struct {
 	uniq   int // index of spec among the distinct specs verified
 }
 
-func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
+func runBake(ctx context.Context, dockerCLI command.Cli, env *Env, version string, args []string) error {
 	inv, err := buildargs.ParseBake(args)
 	if err != nil {
 		return usagef("docker trustcache bake: %w", err)
@@ -91,9 +91,9 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	if err := checkBuildxPolicyFlag("bake", inv.Flags); err != nil {
 		return err
 	}
-	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
+	bin, buildx, extra := buildxCommand(env, dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
-	streams.env = env
+	streams.env = extra
 	// bake returns a new argv: "docker buildx bake" followed by args.
 	bake := func(args ...string) []string {
 		return append(append(append([]string(nil), buildx...), "bake"), args...)
@@ -110,17 +110,17 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	if !inv.Trust.Sign && (inv.Trust.Key != "" || len(inv.Trust.SignAnnotations) > 0 || inv.Trust.Keyless || inv.Trust.IdentityToken != "" || inv.Trust.SigningConfig != "") {
 		return usagef("--key, --keyless, --identity-token, --signing-config and --sign-annotation need --sign")
 	}
-	p, policyErr := loadPolicy(inv.Trust.Policy, ".", dockerCLI.Err())
+	p, policyErr := loadPolicy(env, inv.Trust.Policy, ".", dockerCLI.Err())
 	var none *noPolicyError
 	if errors.As(policyErr, &none) {
-		none.flag = "--trust-policy"
+		none.Flag = "--trust-policy"
 	} else if policyErr != nil {
 		return policyErr
 	}
 
 	// Both runs of buildx read a definition given on stdin (-f -).
 	stdin := io.Reader(strings.NewReader(""))
-	if bakeReadsStdin(inv.Files) {
+	if bakeReadsStdin(env, inv.Files) {
 		data, err := io.ReadAll(io.LimitReader(streams.in, maxBakeStdin+1))
 		if err != nil {
 			return fmt.Errorf("reading the bake definition from stdin: %w", err)
@@ -145,7 +145,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 
 	var signer *bakeSigner
 	if inv.Trust.Sign {
-		if signer, err = newBakeSigner(dockerCLI, inv, targets, p); err != nil {
+		if signer, err = newBakeSigner(dockerCLI, env, inv, targets, p); err != nil {
 			return err
 		}
 	}
@@ -153,7 +153,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
-		v, done = newVerifier(dockerCLI, p, inv.Trust.NoLedger)
+		v, done = newVerifier(dockerCLI, env, p, inv.Trust.NoLedger)
 		defer done()
 		report.Policy = p.File
 	}
@@ -190,13 +190,13 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	}
 
 	// One verified content endpoint serves every target.
-	ep, err := serveVerified(ctx, dockerCLI, inv.Builder, p, report, decisions)
+	ep, err := serveVerified(ctx, dockerCLI, env, inv.Builder, p, report, decisions)
 	if err != nil {
 		return fail(err)
 	}
 	if ep != nil {
 		defer ep.Close()
-		streams.env = append(streams.env, endpointEnv(dockerCLI.Err(), ep)...) // its credential: never on argv
+		streams.env = append(streams.env, endpointEnv(env, dockerCLI.Err(), ep)...) // its credential: never on argv
 	}
 	overrides, err := cacheOverrides(caches, decisions)
 	if err != nil {
@@ -205,7 +205,7 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	argv := bake()
 	exports := signer // reads what the bake exported, for --sign and the provenance record
 	if exports == nil && inv.Trust.Report != "" {
-		exports = bakeExports(dockerCLI, inv, targets)
+		exports = bakeExports(dockerCLI, env, inv, targets)
 	}
 	if exports != nil {
 		if argv, err = exports.prepareExports(argv); err != nil {
@@ -245,13 +245,13 @@ const maxBakeStdin = 32 << 20
 // bakeReadsStdin says whether buildx bake reads its definition from stdin:
 // a file "-" (or "cwd://-"), given with -f or, without -f, in
 // BUILDX_BAKE_FILE (commands/bake.go bakeEnvFiles, readBakeFiles).
-func bakeReadsStdin(files []string) bool {
+func bakeReadsStdin(env *Env, files []string) bool {
 	if len(files) == 0 {
-		sep := getenv("BUILDX_BAKE_PATH_SEPARATOR")
+		sep := env.getenv("BUILDX_BAKE_PATH_SEPARATOR")
 		if sep == "" {
 			sep = string(os.PathListSeparator)
 		}
-		for _, f := range strings.Split(getenv("BUILDX_BAKE_FILE"), sep) {
+		for _, f := range strings.Split(env.getenv("BUILDX_BAKE_FILE"), sep) {
 			files = append(files, strings.TrimSpace(f))
 		}
 	}
@@ -359,8 +359,8 @@ type bakeSignTarget struct {
 
 // newBakeSigner checks the --sign options against what the targets export
 // and loads the key before the bake starts.
-func newBakeSigner(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget, p *trustpolicy.Policy) (*bakeSigner, error) {
-	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, metadataFile: inv.MetadataFile}}
+func newBakeSigner(dockerCLI command.Cli, env *Env, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget, p *trustpolicy.Policy) (*bakeSigner, error) {
+	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, env: env, metadataFile: inv.MetadataFile}}
 	for _, t := range targets {
 		st := bakeSignTarget{name: t.Name, pushes: t.Pushes}
 		var caches []string

@@ -77,7 +77,7 @@ configuration error.
 docker buildx build options follow.
 `
 
-func newBuildCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuildCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "build [OPTIONS] PATH | URL | -",
 		Example: buildExample,
@@ -89,7 +89,7 @@ policy first; see "docker trustcache build --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"b"}, // as buildx's: "docker builder b"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBuild(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
+			return withStatus(runBuild(cmd.Context(), dockerCLI, env, trustcacheVersion(cmd), args))
 		},
 	}
 }
@@ -138,7 +138,7 @@ type signedReport struct {
 	Kind      string `json:"kind"`      // cache or image
 }
 
-func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
+func runBuild(ctx context.Context, dockerCLI command.Cli, env *Env, version string, args []string) error {
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
@@ -146,9 +146,9 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	if err := checkBuildxPolicyFlag("build", inv.Flags); err != nil {
 		return err
 	}
-	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
+	bin, buildx, extra := buildxCommand(env, dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
-	streams.env = env
+	streams.env = extra
 	if inv.Help {
 		fmt.Fprint(dockerCLI.Out(), buildHelp)
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
@@ -160,10 +160,10 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	// A build that imports no cache has nothing to verify and needs no
 	// policy: through the alias, a project without one builds exactly as
 	// with docker buildx build.
-	p, err := loadPolicy(inv.Trust.Policy, contextDir(inv.Context), dockerCLI.Err())
+	p, err := loadPolicy(env, inv.Trust.Policy, contextDir(inv.Context), dockerCLI.Err())
 	var none *noPolicyError
 	if errors.As(err, &none) {
-		none.flag = "--trust-policy"
+		none.Flag = "--trust-policy"
 		if len(inv.CacheFrom) == 0 {
 			p, err = nil, nil
 		}
@@ -173,7 +173,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	}
 	var signer *buildSigner
 	if inv.Trust.Sign {
-		if signer, err = newBuildSigner(dockerCLI, inv, p); err != nil {
+		if signer, err = newBuildSigner(dockerCLI, env, inv, p); err != nil {
 			return err
 		}
 	}
@@ -181,7 +181,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
-		v, done = newVerifier(dockerCLI, p, inv.Trust.NoLedger)
+		v, done = newVerifier(dockerCLI, env, p, inv.Trust.NoLedger)
 		defer done()
 		report.Policy = p.File
 	}
@@ -208,7 +208,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		}
 	}
 
-	ep, err := serveVerified(ctx, dockerCLI, inv.Builder, p, report, decisions)
+	ep, err := serveVerified(ctx, dockerCLI, env, inv.Builder, p, report, decisions)
 	if err != nil {
 		printReport(dockerCLI.Err(), report)
 		if werr := writeReport(inv.Trust.Report, report); werr != nil {
@@ -218,7 +218,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	}
 	if ep != nil {
 		defer ep.Close()
-		streams.env = append(streams.env, endpointEnv(dockerCLI.Err(), ep)...) // its credential: never on argv
+		streams.env = append(streams.env, endpointEnv(env, dockerCLI.Err(), ep)...) // its credential: never on argv
 	}
 	argv, err := inv.Rewrite(decisions)
 	if err != nil {
@@ -227,7 +227,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	pre := []string{"build"}
 	exports := signer // reads what the build exported, for --sign and the provenance record
 	if exports == nil && inv.Trust.Report != "" {
-		exports = buildExports(dockerCLI, inv)
+		exports = buildExports(dockerCLI, env, inv)
 	}
 	if exports != nil {
 		if pre, err = exports.prepareExports(pre); err != nil {

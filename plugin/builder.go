@@ -27,14 +27,14 @@ type builderInfo struct {
 // not hold is a docker context, whose builder is the docker driver.
 // Buildx's store is $BUILDX_CONFIG, else buildx/ beside the docker config
 // file.
-func currentBuilder(dockerCLI command.Cli, flag string) builderInfo {
-	dir := getenv("BUILDX_CONFIG")
+func currentBuilder(dockerCLI command.Cli, env *Env, flag string) builderInfo {
+	dir := env.getenv("BUILDX_CONFIG")
 	if dir == "" {
 		dir = filepath.Join(filepath.Dir(dockerCLI.ConfigFile().Filename), "buildx")
 	}
 	name := flag
 	if name == "" {
-		name = getenv("BUILDX_BUILDER")
+		name = env.getenv("BUILDX_BUILDER")
 	}
 	if name == "" {
 		var cur struct{ Name string }

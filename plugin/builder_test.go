@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli/command"
 	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 )
@@ -15,9 +14,9 @@ import (
 // writeBuilder adds a builder to buildx's store in the test's docker
 // config dir, as "docker buildx create" would, and makes it current when
 // current is set.
-func writeBuilder(t *testing.T, name, driver, endpoint string, opts map[string]string, current bool) {
+func writeBuilder(t *testing.T, configDir, name, driver, endpoint string, opts map[string]string, current bool) {
 	t.Helper()
-	dir := filepath.Join(config.Dir(), "buildx")
+	dir := filepath.Join(configDir, "buildx")
 	ng := map[string]any{"Name": name, "Driver": driver, "Nodes": []map[string]any{{"Name": name + "0", "Endpoint": endpoint, "DriverOpts": opts}}}
 	data, _ := json.Marshal(ng)
 	if err := os.MkdirAll(filepath.Join(dir, "instances"), 0o755); err != nil {
@@ -35,6 +34,7 @@ func writeBuilder(t *testing.T, name, driver, endpoint string, opts map[string]s
 }
 
 func TestReachesLoopback(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		b    builderInfo
 		want bool
@@ -58,28 +58,27 @@ func TestReachesLoopback(t *testing.T) {
 }
 
 func TestCurrentBuilder(t *testing.T) {
-	isolate(t)
-	dockerCLI, err := command.NewDockerCli()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := currentBuilder(dockerCLI, ""); got.Driver != "docker" {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dockerCLI := &testCLI{dir: te.env.ConfigDir}
+	env := te.env
+	if got := currentBuilder(dockerCLI, env, ""); got.Driver != "docker" {
 		t.Errorf("currentBuilder with an empty store = %+v; want the docker driver", got)
 	}
-	writeBuilder(t, "ctr", "docker-container", "unix:///var/run/docker.sock", map[string]string{"network": "host"}, true)
-	writeBuilder(t, "remote1", "remote", "tcp://10.0.0.1:1234", nil, false)
+	writeBuilder(t, env.ConfigDir, "ctr", "docker-container", "unix:///var/run/docker.sock", map[string]string{"network": "host"}, true)
+	writeBuilder(t, env.ConfigDir, "remote1", "remote", "tcp://10.0.0.1:1234", nil, false)
 	want := builderInfo{Name: "ctr", Driver: "docker-container", Endpoint: "unix:///var/run/docker.sock", Network: "host"}
-	if diff := cmp.Diff(want, currentBuilder(dockerCLI, "")); diff != "" {
+	if diff := cmp.Diff(want, currentBuilder(dockerCLI, env, "")); diff != "" {
 		t.Errorf("current builder (-want +got):\n%s", diff)
 	}
-	t.Setenv("BUILDX_BUILDER", "remote1")
-	if got := currentBuilder(dockerCLI, ""); got.Driver != "remote" || got.Endpoint != "tcp://10.0.0.1:1234" {
+	te.vars["BUILDX_BUILDER"] = "remote1"
+	if got := currentBuilder(dockerCLI, env, ""); got.Driver != "remote" || got.Endpoint != "tcp://10.0.0.1:1234" {
 		t.Errorf("BUILDX_BUILDER=remote1: %+v", got)
 	}
-	if got := currentBuilder(dockerCLI, "CTR"); got.Driver != "docker-container" {
+	if got := currentBuilder(dockerCLI, env, "CTR"); got.Driver != "docker-container" {
 		t.Errorf("--builder CTR: %+v; want the ctr builder (names are case-insensitive)", got)
 	}
-	if got := currentBuilder(dockerCLI, "mycontext"); got.Driver != "docker" {
+	if got := currentBuilder(dockerCLI, env, "mycontext"); got.Driver != "docker" {
 		t.Errorf("--builder naming a docker context: %+v; want the docker driver", got)
 	}
 }
@@ -126,7 +125,7 @@ func TestBuildGuarantee(t *testing.T) {
 	})
 	t.Run("docker-container driver: digest pin, with a warning", func(t *testing.T) {
 		dir, host, cache := setup(t, "")
-		writeBuilder(t, "ctr", "docker-container", "unix:///var/run/docker.sock", nil, true)
+		writeBuilder(t, config.Dir(), "ctr", "docker-container", "unix:///var/run/docker.sock", nil, true)
 		argsFile := fakeDocker(t, dir, 0)
 		res := run(t, "build", "--no-ledger", "--trust-report", "report.json", "--cache-from", cache, ".")
 		if res.code != 0 {
@@ -141,7 +140,7 @@ func TestBuildGuarantee(t *testing.T) {
 	})
 	t.Run("requireVerifiedBytes: the build does not start", func(t *testing.T) {
 		dir, _, cache := setup(t, "requireVerifiedBytes: true\n")
-		writeBuilder(t, "k8s", "kubernetes", "kubernetes:///buildkit", nil, false)
+		writeBuilder(t, config.Dir(), "k8s", "kubernetes", "kubernetes:///buildkit", nil, false)
 		argsFile := fakeDocker(t, dir, 0)
 		res := run(t, "build", "--builder", "k8s", "--no-ledger", "--trust-report", "report.json", "--cache-from", cache, ".")
 		if res.code != ExitUntrusted || !strings.Contains(res.stderr, "requireVerifiedBytes") {

@@ -26,6 +26,7 @@ import (
 // which someone else may have moved meanwhile.
 type buildSigner struct {
 	cli          command.Cli
+	env          *Env
 	signer       signature.Signer
 	annotations  map[string]string
 	cacheRepo    *name.Repository    // the one registry --cache-to, if any
@@ -39,8 +40,8 @@ type buildSigner struct {
 
 // newBuildSigner checks the --sign options and loads the key before the
 // build starts, so a wrong password costs no build.
-func newBuildSigner(dockerCLI command.Cli, inv *buildargs.Invocation, p *trustpolicy.Policy) (*buildSigner, error) {
-	bs := &buildSigner{cli: dockerCLI, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
+func newBuildSigner(dockerCLI command.Cli, env *Env, inv *buildargs.Invocation, p *trustpolicy.Policy) (*buildSigner, error) {
+	bs := &buildSigner{cli: dockerCLI, env: env, pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
 	var caches []string
 	for _, spec := range inv.CacheTo {
 		if spec.Type == "registry" {
@@ -76,7 +77,7 @@ func (bs *buildSigner) loadKey(opts buildargs.Options, p *trustpolicy.Policy) er
 			return usagef("--sign-annotation %s: %q is set by docker trustcache itself", k, k)
 		}
 	}
-	ann := cicontext.Source(getenv)
+	ann := cicontext.Source(bs.env.getenv)
 	for k, v := range opts.SignAnnotations {
 		ann[k] = v
 	}
@@ -92,9 +93,9 @@ func (bs *buildSigner) loadKey(opts buildargs.Options, p *trustpolicy.Policy) er
 	}
 	var s signature.Signer
 	if ko.keyless {
-		s, err = loadKeylessSigner(bs.cli.Err(), ko, "")
+		s, err = loadKeylessSigner(bs.env, bs.cli.Err(), ko, "")
 	} else {
-		s, err = loadSigner(bs.cli, opts.Key, "", p)
+		s, err = loadSigner(bs.cli, bs.env, opts.Key, "", p)
 	}
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 // DOCKER_AUTH_CONFIG, theirs kept; one docker/cli would not parse is
 // replaced, with an error to warn about.
 func TestMergeAuthConfig(t *testing.T) {
+	t.Parallel()
 	ours := base64.StdEncoding.EncodeToString([]byte("trustcache:s3cret"))
 	theirs := base64.StdEncoding.EncodeToString([]byte("me:pat"))
 	tests := []struct {

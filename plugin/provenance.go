@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,7 +18,6 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
-	"github.com/docker-trustcache/docker-trustcache/keys"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -45,14 +43,14 @@ func trustcacheVersion(cmd *cobra.Command) string {
 // record when the build does not --sign: a buildSigner without a key. A
 // build with several registry --cache-to reports one cache digest, for
 // which of them is not said: its cache is left out of the subjects.
-func buildExports(dockerCLI command.Cli, inv *buildargs.Invocation) *buildSigner {
-	return &buildSigner{cli: dockerCLI, cacheRepo: oneRegistryCache(inv.CacheTo), pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
+func buildExports(dockerCLI command.Cli, env *Env, inv *buildargs.Invocation) *buildSigner {
+	return &buildSigner{cli: dockerCLI, env: env, cacheRepo: oneRegistryCache(inv.CacheTo), pushes: inv.Pushes(), metadataFile: inv.MetadataFile}
 }
 
 // bakeExports is buildExports for a bake: every target's one registry
 // cache-to and pushed images.
-func bakeExports(dockerCLI command.Cli, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget) *bakeSigner {
-	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, metadataFile: inv.MetadataFile}}
+func bakeExports(dockerCLI command.Cli, env *Env, inv *buildargs.BakeInvocation, targets []buildargs.BakeTarget) *bakeSigner {
+	bs := &bakeSigner{base: &buildSigner{cli: dockerCLI, env: env, metadataFile: inv.MetadataFile}}
 	for _, t := range targets {
 		st := bakeSignTarget{name: t.Name, cacheRepo: oneRegistryCache(t.CacheTo), pushes: t.Pushes}
 		if st.cacheRepo != nil || st.pushes {
@@ -136,8 +134,8 @@ func (bs *bakeSigner) exported() ([]exportTarget, error) {
 // provenanceRecord returns the provenance record of a build: its subjects
 // are targets (each repository and digest once), its predicate the
 // report's cache decisions, the policy's fingerprint, the trustcache
-// version and the source context the environment tells.
-func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string, targets []exportTarget, now time.Time) provenance.Statement {
+// version and the source context src (cicontext.Source).
+func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string, src map[string]string, targets []exportTarget, now time.Time) provenance.Statement {
 	var subjects []provenance.Subject
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -148,7 +146,6 @@ func provenanceRecord(report *trustReport, p *trustpolicy.Policy, version string
 		seen[key] = true
 		subjects = append(subjects, provenance.Subject{Name: t.repo.Name(), Digest: map[string]string{"sha256": t.digest.Hex}})
 	}
-	src := cicontext.Source(getenv)
 	pred := provenance.Predicate{
 		Trustcache: version,
 		Source:     provenance.Source{Repository: src["repo"], Ref: src["ref"], Commit: src["commit"], Run: src["run"]},
@@ -194,9 +191,9 @@ func recordProvenance(ctx context.Context, bs *buildSigner, exported func() ([]e
 		}
 		fmt.Fprintf(bs.cli.Err(), "WARNING: trustcache: the provenance record leaves out what the build did not report: %s\n", printable(err.Error()))
 	}
-	st := provenanceRecord(report, p, version, targets, time.Now())
+	st := provenanceRecord(report, p, version, cicontext.Source(bs.env.getenv), targets, time.Now())
 	report.Provenance = &st
-	if !sign || len(st.Subject) == 0 || os.Getenv(envProvenanceAttach) == "off" {
+	if !sign || len(st.Subject) == 0 || bs.env.getenv(envProvenanceAttach) == "off" {
 		return nil
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{bs.cli}))
@@ -265,35 +262,48 @@ func exportsFailed(what string, signErr, recordErr error) error {
 	return nil
 }
 
-// attachProvenance signs st and attaches it to each target
-// (attachBundle).
+// attachProvenance signs st with s and attaches it to each target as an
+// attestation of predicate type provenance.PredicateType
+// (signature.Signer.Attest); a record already there that is the same but
+// for builtAt, signed by the same key, is not written again
+// (sameRecord).
 func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Statement, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
-	bundle, err := signProvenance(ctx, s, st)
+	payload, err := st.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	return attachBundle(ctx, bundle, sameRecord(s, st), targets, opts...)
+	kind := map[string]string{}
+	var subjects []name.Digest
+	for _, t := range targets {
+		d := t.repo.Digest(t.digest.String())
+		if _, ok := kind[d.Name()]; !ok {
+			kind[d.Name()] = t.kind
+		}
+		subjects = append(subjects, d)
+	}
+	attached, err := s.Attest(ctx, payload, provenance.PredicateType, sameRecord(st), subjects, opts...)
+	var out []signedReport
+	for _, d := range attached {
+		out = append(out, signedReport{Reference: d.Name(), Kind: kind[d.Name()]})
+	}
+	return out, err
 }
 
-// sameRecord reports whether an attestation already attached is st signed
-// by s's key, but for builtAt: a build that records exactly what an earlier
-// one did (the same exports, imports, policy and source — a rebuild of the
-// same commit) adds no record, and spares the referrers write.
-//
-// A keyless signer has no key of its own to compare (each build's
-// certificate is for a new ephemeral key): its record is always written.
-func sameRecord(s signature.Signer, st provenance.Statement) func(signature.Signature) bool {
-	if s.Key == nil {
-		return func(signature.Signature) bool { return false }
-	}
+// sameRecord returns whether a record already attached (its statement as
+// data) says exactly what st says but for builtAt: a build that records
+// what an earlier one did (the same exports, imports, policy and source —
+// a rebuild of the same commit) adds no record. Data that is no valid
+// record is not the same. (A method of the provenance package's Statement
+// once its move to the public package is merged.)
+func sameRecord(st provenance.Statement) func(data []byte) bool {
 	want := st
 	want.Predicate.BuiltAt = ""
 	wantJSON, err := want.Marshal()
-	return func(existing signature.Signature) bool {
-		if err != nil || existing.Err != nil || keys.VerifySignature(s.Key.Public(), existing.SignedBytes(), existing.Signature) != nil {
+	return func(data []byte) bool {
+		if err != nil {
 			return false
 		}
-		got, perr := provenance.Parse(existing.Payload)
+		got, perr := provenance.Parse(data)
 		if perr != nil {
 			return false
 		}
@@ -301,75 +311,4 @@ func sameRecord(s signature.Signer, st provenance.Statement) func(signature.Sign
 		gotJSON, merr := got.Marshal()
 		return merr == nil && bytes.Equal(gotJSON, wantJSON)
 	}
-}
-
-// signProvenance returns st signed by s: a DSSE envelope (payload type
-// in-toto) over the record, in a sigstore bundle, as cosign attest writes
-// (keyless: with the certificate and timestamps as verification material).
-func signProvenance(ctx context.Context, s signature.Signer, st provenance.Statement) ([]byte, error) {
-	payload, err := st.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if s.Keyless != nil {
-		ks, err := s.Keyless.SignDSSE(ctx, signature.InTotoPayloadType, payload)
-		if err != nil {
-			return nil, fmt.Errorf("signing the provenance record: %w", err)
-		}
-		return ks.Bundle, nil
-	}
-	bundle, err := signature.NewBundle(payload, s.Key)
-	if err != nil {
-		return nil, fmt.Errorf("signing the provenance record: %w", err)
-	}
-	return bundle, nil
-}
-
-// attachBundle attaches the signed record to each target as an OCI 1.1
-// referrer of predicate type provenance.PredicateType. The bundle is the
-// same for all, so its blob is uploaded once per repository; each further
-// subject costs one referrer manifest (and, on a registry without the
-// referrers API, the referrers tag update).
-func attachBundle(ctx context.Context, bundle []byte, same func(signature.Signature) bool, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
-	var uniq []exportTarget
-	seen := map[string]bool{}
-	for _, t := range targets {
-		if ref := t.repo.Name() + "@" + t.digest.String(); !seen[ref] {
-			seen[ref] = true
-			uniq = append(uniq, t)
-		}
-	}
-	// Repositories are written at once, so that the confirmation waits of
-	// their referrers tags (AppendBundle) overlap; the subjects of one
-	// repository in turn, so that its bundle blob is uploaded once.
-	byRepo := map[string][]int{}
-	var repos []string
-	for i, t := range uniq {
-		r := t.repo.Name()
-		if byRepo[r] == nil {
-			repos = append(repos, r)
-		}
-		byRepo[r] = append(byRepo[r], i)
-	}
-	errs := make([]error, len(uniq))
-	var g errgroup.Group // one goroutine a repository
-	for _, r := range repos {
-		g.Go(func() error {
-			for _, i := range byRepo[r] {
-				t := uniq[i]
-				if _, err := signature.AppendBundle(ctx, t.repo, t.digest, bundle, signature.AppendOptions{PredicateType: provenance.PredicateType, Same: same}, opts...); err != nil {
-					errs[i] = fmt.Errorf("attaching the provenance record to %s@%s: %w", t.repo.Name(), t.digest, err)
-				}
-			}
-			return nil
-		})
-	}
-	_ = g.Wait() // every failure is in errs
-	var out []signedReport
-	for i, t := range uniq {
-		if errs[i] == nil {
-			out = append(out, signedReport{Reference: t.repo.Name() + "@" + t.digest.String(), Kind: t.kind})
-		}
-	}
-	return out, errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ import (
 // the same time. Each half waits until the other has started; run in turn
 // they would never both start.
 func TestSignAndRecordOverlap(t *testing.T) {
+	t.Parallel()
 	signing, recording := make(chan struct{}), make(chan struct{})
 	wait := func(ch chan struct{}) error {
 		select {
@@ -61,6 +62,7 @@ func TestSignAndRecordOverlap(t *testing.T) {
 // the record still being written, and both errors are returned, the
 // record's saying it was stopped and how far it got.
 func TestSignAndRecordSigningFailureStopsRecord(t *testing.T) {
+	t.Parallel()
 	started := make(chan struct{})
 	report := &trustReport{}
 	boom := errors.New("registry refused the signature")
@@ -97,6 +99,7 @@ func TestSignAndRecordSigningFailureStopsRecord(t *testing.T) {
 // TestSignAndRecordRecordFailureKeepsSigning: a record failure does not
 // stop the signing: the exports are signed and both outcomes reported.
 func TestSignAndRecordRecordFailureKeepsSigning(t *testing.T) {
+	t.Parallel()
 	failed := make(chan struct{})
 	report := &trustReport{}
 	boom := errors.New("referrers write refused")
@@ -175,27 +178,6 @@ func TestProvenanceSigningFailureReported(t *testing.T) {
 	}
 }
 
-// TestSameRecordKeyless: a keyless signer has no key to compare an
-// attached record's signature with; sameRecord says "not the same" (the
-// record is written again) instead of dereferencing the absent key — a
-// keyless rebuild, whose subjects carry the last build's record, crashed so.
-func TestSameRecordKeyless(t *testing.T) {
-	same := sameRecord(signature.Signer{Keyless: nopKeyless{}}, provenance.Statement{})
-	if same(signature.Signature{Payload: []byte(`{}`), Signature: []byte("sig")}) {
-		t.Errorf("a keyless signer's record matched an attached one")
-	}
-}
-
-type nopKeyless struct{}
-
-func (nopKeyless) SignMessage(context.Context, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
-}
-
-func (nopKeyless) SignDSSE(context.Context, string, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
-}
-
 // BenchmarkSignAndRecord: what a signing build of a new commit does after
 // the build — a new signature (.sig tag) and a new provenance record
 // (referrers tag) on its new cache digest, each with its confirmation wait
@@ -227,7 +209,7 @@ func BenchmarkSignAndRecord(b *testing.B) {
 			return nil, err
 		}
 		record = func(ctx context.Context) error {
-			_, err := attachProvenance(ctx, signer, provenanceRecord(&trustReport{}, nil, "bench", targets, time.Now()), targets)
+			_, err := attachProvenance(ctx, signer, provenanceRecord(&trustReport{}, nil, "bench", nil, targets, time.Now()), targets)
 			return err
 		}
 		return sign, record
@@ -259,4 +241,32 @@ func BenchmarkSignAndRecord(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSameRecord: a record the same but for builtAt is the same; another
+// source commit, or data that is no record, is not.
+func TestSameRecord(t *testing.T) {
+	t.Parallel()
+	st := provenanceRecord(&trustReport{}, nil, "test", map[string]string{"commit": "aaa"}, nil, time.Now())
+	same := sameRecord(st)
+	later := st
+	later.Predicate.BuiltAt = "2099-01-01T00:00:00Z"
+	other := st
+	other.Predicate.Source.Commit = "another"
+	for _, tc := range []struct {
+		name string
+		s    provenance.Statement
+		want bool
+	}{{"later", later, true}, {"another commit", other, false}} {
+		data, err := tc.s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := same(data); got != tc.want {
+			t.Errorf("sameRecord(%s) = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if same([]byte(`{"not":"a record"}`)) {
+		t.Errorf("sameRecord(not a record) = true")
+	}
 }

@@ -319,6 +319,7 @@ func provenanceReferrerSigs(t *testing.T, repo name.Repository, digest v1.Hash) 
 // with the referrers API, two without (the manifest and the referrers
 // tag).
 func TestProvenanceRegistryWrites(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		api              bool
 		first, following int64
@@ -344,15 +345,19 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := provenanceRecord(&trustReport{}, nil, "test", targets, time.Now())
-			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
+			st := provenanceRecord(&trustReport{}, nil, "test", nil, targets, time.Now())
+			payload, err := st.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundle, err := signature.Signer{Key: signer}.SignStatement(context.Background(), payload)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var perSubject []int64
 			for _, tg := range targets {
 				before := cr.writes()
-				if _, err := attachBundle(context.Background(), bundle, nil, []exportTarget{tg}); err != nil {
+				if _, err := signature.AttachAttestation(context.Background(), bundle, provenance.PredicateType, nil, []name.Digest{tg.repo.Digest(tg.digest.String())}); err != nil {
 					t.Fatal(err)
 				}
 				perSubject = append(perSubject, cr.writes()-before)
@@ -371,6 +376,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 // second record and writes nothing; a record that differs (another source
 // commit) or is signed by another key is attached.
 func TestProvenanceRecordDeduplicated(t *testing.T) {
+	t.Parallel()
 	cr := newCountingRegistry(t, false)
 	repo, _ := name.NewRepository(cr.host + "/team/cache")
 	targets := []exportTarget{{repo, pushRandom(t, repo.String()+":c"), "cache"}}
@@ -387,7 +393,7 @@ func TestProvenanceRecordDeduplicated(t *testing.T) {
 	}
 	s1, s2 := newSigner(), newSigner()
 	record := func(commit string, at time.Time) provenance.Statement {
-		st := provenanceRecord(&trustReport{}, nil, "test", targets, at)
+		st := provenanceRecord(&trustReport{}, nil, "test", nil, targets, at)
 		st.Predicate.Source.Commit = commit
 		return st
 	}
@@ -452,7 +458,7 @@ func BenchmarkProvenance(b *testing.B) {
 
 	b.Run("record", func(b *testing.B) {
 		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			if _, err := st.Marshal(); err != nil {
 				b.Fatal(err)
 			}
@@ -460,7 +466,7 @@ func BenchmarkProvenance(b *testing.B) {
 	})
 	b.Run("record+sign", func(b *testing.B) {
 		for b.Loop() {
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			data, _ := st.Marshal()
 			if _, err := signature.NewBundle(data, key); err != nil {
 				b.Fatal(err)
@@ -482,7 +488,7 @@ func BenchmarkProvenance(b *testing.B) {
 	b.Run("attach-new", func(b *testing.B) {
 		for b.Loop() {
 			n++
-			st := provenanceRecord(report, p, "bench", targets, time.Now())
+			st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 			st.Predicate.Source.Commit = fmt.Sprint(n)
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)
@@ -490,7 +496,7 @@ func BenchmarkProvenance(b *testing.B) {
 		}
 	})
 	b.Run("attach-same", func(b *testing.B) {
-		st := provenanceRecord(report, p, "bench", targets, time.Now())
+		st := provenanceRecord(report, p, "bench", nil, targets, time.Now())
 		for b.Loop() {
 			if _, err := attachProvenance(context.Background(), signer, st, targets); err != nil {
 				b.Fatal(err)

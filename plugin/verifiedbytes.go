@@ -43,7 +43,7 @@ const (
 // under the policy's requireVerifiedBytes, the build does not start. The
 // caller closes the returned endpoint (nil when none was needed) when the
 // build ends.
-func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p *trustpolicy.Policy, report *trustReport, decisions map[int]buildargs.CacheSpec) (*endpoint.Server, error) {
+func serveVerified(ctx context.Context, dockerCLI command.Cli, env *Env, builder string, p *trustpolicy.Policy, report *trustReport, decisions map[int]buildargs.CacheSpec) (*endpoint.Server, error) {
 	var used []int
 	for i, c := range report.Caches {
 		if c.Action == decision.Used && c.Type == "registry" {
@@ -53,7 +53,7 @@ func serveVerified(ctx context.Context, dockerCLI command.Cli, builder string, p
 	if len(used) == 0 {
 		return nil, nil
 	}
-	b := currentBuilder(dockerCLI, builder)
+	b := currentBuilder(dockerCLI, env, builder)
 	if ok, why := b.reachesLoopback(); !ok {
 		for _, i := range used {
 			report.Caches[i].Guarantee = guaranteeDigestPin
@@ -123,7 +123,7 @@ func noteRefused(w io.Writer, ep *endpoint.Server, report *trustReport) {
 // endpoint's credentials from it. A DOCKER_AUTH_CONFIG of the user's that
 // does not parse as docker/cli parses it is ignored by docker/cli anyway:
 // it is replaced, with a warning.
-func endpointEnv(warn io.Writer, ep *endpoint.Server) []string {
+func endpointEnv(env *Env, warn io.Writer, ep *endpoint.Server) []string {
 	if ep == nil {
 		return nil
 	}
@@ -131,7 +131,7 @@ func endpointEnv(warn io.Writer, ep *endpoint.Server) []string {
 	if user == "" {
 		return nil
 	}
-	v, err := mergeAuthConfig(getenv(envDockerAuthConfig), ep.Addr(), user, password)
+	v, err := mergeAuthConfig(env.getenv(envDockerAuthConfig), ep.Addr(), user, password)
 	if err != nil {
 		fmt.Fprintf(warn, "WARNING: trustcache: %s is not what docker uses (%v): the build runs with the verified content endpoint's entry only\n", envDockerAuthConfig, err)
 	}
