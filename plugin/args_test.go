@@ -32,7 +32,8 @@ var buildargsCommands = map[string]int{
 // the usage and exit 0 ("docker trustcache verfiy REF" in a CI gate must
 // not pass without verifying).
 func TestUnknownCommandsAndArgumentsFail(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	seen := map[string]bool{}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -47,7 +48,7 @@ func TestUnknownCommandsAndArgumentsFail(t *testing.T) {
 		seen[path] = true
 		if n, ok := buildargsCommands[path]; ok {
 			if n >= 0 {
-				checkExtra(t, path, append(args, repeat(".", n)...))
+				checkExtra(t, te, path, append(args, repeat(".", n)...))
 			}
 			return
 		}
@@ -56,12 +57,12 @@ func TestUnknownCommandsAndArgumentsFail(t *testing.T) {
 			return
 		}
 		if c.HasSubCommands() {
-			res := run(t, append(args, "verfiy")...)
+			res := te.run(append(args, "verfiy")...)
 			want := fmt.Sprintf("unknown command %q for %q", "verfiy", path)
 			if res.code != ExitUsage || !strings.Contains(res.stderr, want) || res.stdout != "" {
 				t.Errorf("%s verfiy: exit %d, stdout %q, stderr %q; want exit %d and %q", path, res.code, res.stdout, res.stderr, ExitUsage, want)
 			}
-			if res := run(t, args...); res.code != 0 || !strings.Contains(res.stdout, "Usage:") {
+			if res := te.run(args...); res.code != 0 || !strings.Contains(res.stdout, "Usage:") {
 				t.Errorf("%s: exit %d, stdout %q; want its help and exit 0", path, res.code, res.stdout)
 			}
 			return
@@ -82,7 +83,7 @@ func TestUnknownCommandsAndArgumentsFail(t *testing.T) {
 			t.Errorf("%q accepts none of 0 to 3 arguments", path)
 			return
 		}
-		checkExtra(t, path, append(args, repeat("arg", n)...))
+		checkExtra(t, te, path, append(args, repeat("arg", n)...))
 	}
 	walk(NewRootCommand(nil, "test"))
 	var listed []string
@@ -102,9 +103,9 @@ func TestUnknownCommandsAndArgumentsFail(t *testing.T) {
 // checkExtra runs args, the most arguments path takes, with one more: it
 // must fail with the usage exit status, naming the argument when the
 // command's own validator rejects it.
-func checkExtra(t *testing.T, path string, args []string) {
+func checkExtra(t *testing.T, te *testEnv, path string, args []string) {
 	t.Helper()
-	res := run(t, append(args, "bogus-extra")...)
+	res := te.run(append(args, "bogus-extra")...)
 	if res.code != ExitUsage || res.stdout != "" {
 		t.Errorf("%s: %q: exit %d, stdout %q, stderr %q; want exit %d", path, args, res.code, res.stdout, res.stderr, ExitUsage)
 	}
@@ -124,7 +125,8 @@ func repeat(s string, n int) []string {
 // TestUnknownCommandSuggests: the error says what was meant, as cobra's
 // does at a program's root.
 func TestUnknownCommandSuggests(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -133,7 +135,7 @@ func TestUnknownCommandSuggests(t *testing.T) {
 		{[]string{"keys", "gen"}, "unknown command \"gen\" for \"trustcache keys\"\n\nDid you mean this?\n\tgenerate\n\n"},
 		{[]string{"ledger", "nosuch"}, "unknown command \"nosuch\" for \"trustcache ledger\"\n\nRun 'trustcache ledger --help' for more information\n"},
 	} {
-		res := run(t, tc.args...)
+		res := te.run(tc.args...)
 		if res.code != ExitUsage || !strings.HasPrefix(res.stderr, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", tc.args, res.code, res.stderr, ExitUsage, tc.want)
 		}
@@ -144,6 +146,7 @@ func TestUnknownCommandSuggests(t *testing.T) {
 // description with realistic examples, each line a docker trustcache (or
 // docker buildx) command line or a comment.
 func TestEveryCommandHasExamples(t *testing.T) {
+	t.Parallel()
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
 		for _, sub := range c.Commands() {

@@ -57,7 +57,7 @@ configuration error.
 docker buildx bake options follow.
 `
 
-func newBakeCommand(dockerCLI command.Cli) *cobra.Command {
+func newBakeCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "bake [OPTIONS] [TARGET...]",
 		Example: bakeExample,
@@ -69,12 +69,12 @@ trust policy first; see "docker trustcache bake --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"f"}, // as buildx's: "docker builder f"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBake(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
+			return withStatus(runBake(cmd.Context(), dockerCLI, env, trustcacheVersion(cmd), args))
 		},
 	}
 }
 
-func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
+func runBake(ctx context.Context, dockerCLI command.Cli, env *Env, version string, args []string) error {
 	inv, err := buildargs.ParseBake(args)
 	if err != nil {
 		return usagef("docker trustcache bake: %w", err)
@@ -82,9 +82,9 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 	if err := checkBuildxPolicyFlag("bake", inv.Flags); err != nil {
 		return err
 	}
-	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
+	bin, buildx, extra := buildxCommand(env, dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
-	streams.env = env
+	streams.env = extra
 	// bake returns a new argv: "docker buildx bake" followed by args.
 	bake := func(args ...string) []string {
 		return append(append(append([]string(nil), buildx...), "bake"), args...)
@@ -112,18 +112,18 @@ func runBake(ctx context.Context, dockerCLI command.Cli, version string, args []
 		s.env = append(append([]string(nil), streams.env...), b.Env...)
 		return runDocker(ctx, bin, append(argv, inv.BuildxArgs(overrides...)...), s)
 	}
-	pl, err := newPipeline(dockerCLI, "bake", version, inv.Trust, inv.MetadataFile, inv.Builder, run)
+	pl, err := newPipeline(dockerCLI, env, "bake", version, inv.Trust, inv.MetadataFile, inv.Builder, run)
 	if err != nil {
 		return err
 	}
-	p, none, err := runPolicy(dockerCLI, inv.Trust.Policy, ".")
+	p, none, err := runPolicy(dockerCLI, env, inv.Trust.Policy, ".")
 	if err != nil {
 		return err
 	}
-	if targets, err = resolveBake(ctx, bin, bake(inv.BuildxArgs(resolveFlags...)...), inv.Files, &streams); err != nil {
+	if targets, err = resolveBake(ctx, bin, bake(inv.BuildxArgs(resolveFlags...)...), bakeReadsStdin(env, inv.Files), &streams); err != nil {
 		return err
 	}
-	return runPipeline(ctx, dockerCLI, pl, p, none, inv.Trust.NoLedger, pipelineTargets(targets))
+	return runPipeline(ctx, dockerCLI, env, pl, p, none, inv.Trust.NoLedger, pipelineTargets(targets))
 }
 
 // pipelineTargets are the bake's targets, as the pipeline runs them.
@@ -142,13 +142,13 @@ const maxBakeStdin = 32 << 20
 // bakeReadsStdin says whether buildx bake reads its definition from stdin:
 // a file "-" (or "cwd://-"), given with -f or, without -f, in
 // BUILDX_BAKE_FILE (commands/bake.go bakeEnvFiles, readBakeFiles).
-func bakeReadsStdin(files []string) bool {
+func bakeReadsStdin(env *Env, files []string) bool {
 	if len(files) == 0 {
-		sep := getenv("BUILDX_BAKE_PATH_SEPARATOR")
+		sep := env.getenv("BUILDX_BAKE_PATH_SEPARATOR")
 		if sep == "" {
 			sep = string(os.PathListSeparator)
 		}
-		for _, f := range strings.Split(getenv("BUILDX_BAKE_FILE"), sep) {
+		for _, f := range strings.Split(env.getenv("BUILDX_BAKE_FILE"), sep) {
 			files = append(files, strings.TrimSpace(f))
 		}
 	}
@@ -169,12 +169,12 @@ var resolveFlags = []string{"--print", "--progress=quiet"}
 // resolveBake returns the bake's targets as buildx resolves them: it runs
 // argv ("docker buildx bake" with the user's arguments — files, --set,
 // --var, targets … — and resolveFlags) and reads the definition it prints.
-// A definition buildx reads from stdin (files) is read here once and
+// A definition buildx reads from stdin (fromStdin) is read here once and
 // given to both runs of buildx: streams.in becomes it. buildx's errors
 // reach the user's stderr; a failure stops the bake before it starts.
-func resolveBake(ctx context.Context, bin string, argv, files []string, streams *buildStreams) ([]buildargs.BakeTarget, error) {
+func resolveBake(ctx context.Context, bin string, argv []string, fromStdin bool, streams *buildStreams) ([]buildargs.BakeTarget, error) {
 	stdin := io.Reader(strings.NewReader(""))
-	if bakeReadsStdin(files) {
+	if fromStdin {
 		data, err := io.ReadAll(io.LimitReader(streams.in, maxBakeStdin+1))
 		if err != nil {
 			return nil, fmt.Errorf("reading the bake definition from stdin: %w", err)

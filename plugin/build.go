@@ -68,7 +68,7 @@ configuration error.
 docker buildx build options follow.
 `
 
-func newBuildCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuildCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "build [OPTIONS] PATH | URL | -",
 		Example: buildExample,
@@ -80,12 +80,12 @@ policy first; see "docker trustcache build --help".`,
 		DisableFlagParsing: true,
 		Aliases:            []string{"b"}, // as buildx's: "docker builder b"
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBuild(cmd.Context(), dockerCLI, trustcacheVersion(cmd), args))
+			return withStatus(runBuild(cmd.Context(), dockerCLI, env, trustcacheVersion(cmd), args))
 		},
 	}
 }
 
-func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args []string) error {
+func runBuild(ctx context.Context, dockerCLI command.Cli, env *Env, version string, args []string) error {
 	inv, err := buildargs.Parse(args)
 	if err != nil {
 		return usagef("docker trustcache build: %w", err)
@@ -93,9 +93,9 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	if err := checkBuildxPolicyFlag("build", inv.Flags); err != nil {
 		return err
 	}
-	bin, buildx, env := buildxCommand(dockerCLI.ConfigFile())
+	bin, buildx, extra := buildxCommand(env, dockerCLI.ConfigFile())
 	streams := cliStreams(dockerCLI)
-	streams.env = env
+	streams.env = extra
 	if inv.Help {
 		fmt.Fprint(dockerCLI.Out(), buildHelp)
 		return runDocker(ctx, bin, append(buildx, "build", "--help"), streams)
@@ -113,7 +113,7 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 		s.env = append(append([]string(nil), streams.env...), b.Env...)
 		return runDocker(ctx, bin, append(pre, argv...), s)
 	}
-	pl, err := newPipeline(dockerCLI, "build", version, inv.Trust, inv.MetadataFile, inv.Builder, run)
+	pl, err := newPipeline(dockerCLI, env, "build", version, inv.Trust, inv.MetadataFile, inv.Builder, run)
 	if err != nil {
 		return err
 	}
@@ -121,11 +121,11 @@ func runBuild(ctx context.Context, dockerCLI command.Cli, version string, args [
 	for _, src := range inv.CacheFrom {
 		target.CacheFrom = append(target.CacheFrom, src.Spec)
 	}
-	p, none, err := runPolicy(dockerCLI, inv.Trust.Policy, contextDir(inv.Context))
+	p, none, err := runPolicy(dockerCLI, env, inv.Trust.Policy, contextDir(inv.Context))
 	if err != nil {
 		return err
 	}
-	return runPipeline(ctx, dockerCLI, pl, p, none, inv.Trust.NoLedger, []pipeline.Target{target})
+	return runPipeline(ctx, dockerCLI, env, pl, p, none, inv.Trust.NoLedger, []pipeline.Target{target})
 }
 
 // contextDir is where policy discovery starts: the build context when it

@@ -20,7 +20,7 @@ import (
 // newBuilderCommand is "docker trustcache builder": trusted builders, a
 // BuildKit with the gateway in front of it, registered with buildx
 // (docs/builder.md).
-func newBuilderCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "builder",
 		Short:   "Create and manage trusted builders: BuildKit behind the gateway, for every client",
@@ -29,20 +29,20 @@ func newBuilderCommand(dockerCLI command.Cli) *cobra.Command {
 		RunE:    showHelp,
 	}
 	cmd.AddCommand(
-		newBuilderCreateCommand(dockerCLI),
-		newBuilderRmCommand(dockerCLI),
-		newBuilderLsCommand(dockerCLI),
-		newBuilderInspectCommand(dockerCLI),
-		newBuilderLogsCommand(dockerCLI),
-		newBuilderReloadCommand(dockerCLI),
+		newBuilderCreateCommand(dockerCLI, env),
+		newBuilderRmCommand(dockerCLI, env),
+		newBuilderLsCommand(dockerCLI, env),
+		newBuilderInspectCommand(dockerCLI, env),
+		newBuilderLogsCommand(dockerCLI, env),
+		newBuilderReloadCommand(dockerCLI, env),
 	)
 	return cmd
 }
 
 // builderDocker is the docker CLI the builder commands run: the one that
 // ran the plugin, with its global options (context, host, config).
-func builderDocker() trustedbuilder.Docker {
-	bin, globals := dockerCommand(pluginName)
+func builderDocker(env *Env) trustedbuilder.Docker {
+	bin, globals := dockerCommand(env, pluginName)
 	return trustedbuilder.Docker{Bin: bin, Globals: globals}
 }
 
@@ -64,7 +64,7 @@ type builderCreateOptions struct {
 	timeout       time.Duration
 }
 
-func newBuilderCreateCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderCreateCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts builderCreateOptions
 	cmd := &cobra.Command{
 		Use:     "create [OPTIONS]",
@@ -89,7 +89,7 @@ N, user:NAME, gid:N, group:NAME; repeatable). A failed create removes what it
 made. The builder's name is printed on stdout.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runBuilderCreate(cmd.Context(), dockerCLI, opts))
+			return withStatus(runBuilderCreate(cmd.Context(), dockerCLI, env, opts))
 		},
 	}
 	flags := cmd.Flags()
@@ -105,20 +105,17 @@ made. The builder's name is printed on stdout.`,
 	return cmd
 }
 
-func runBuilderCreate(ctx context.Context, dockerCLI command.Cli, opts builderCreateOptions) error {
+func runBuilderCreate(ctx context.Context, dockerCLI command.Cli, env *Env, opts builderCreateOptions) error {
 	uids, gids, err := parseAllow(opts.allow)
 	if err != nil {
 		return asUsage(err)
 	}
-	path, err := findPolicy(opts.policy, ".", dockerCLI.Err())
+	path, err := findPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 	if err != nil {
-		if npe, ok := err.(*noPolicyError); ok {
-			npe.flag = "--trust-policy"
-		}
-		return asUsage(err)
+		return err
 	}
 	start := time.Now()
-	rec, err := trustedbuilder.Create(ctx, builderDocker(), trustedbuilder.Options{
+	rec, err := trustedbuilder.Create(ctx, builderDocker(env), trustedbuilder.Options{
 		Name:          opts.name,
 		ConfigDir:     dockerConfigDir(dockerCLI),
 		PolicyFile:    path,
@@ -192,20 +189,20 @@ func allowID(kind, val string) (uint32, error) {
 	return uint32(n), nil
 }
 
-func newBuilderRmCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderRmCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "rm NAME",
 		Example: builderRmExample,
 		Short:   "Remove a trusted builder: its containers, volumes, socket directory and buildx builder",
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := trustedbuilder.Remove(cmd.Context(), builderDocker(), dockerConfigDir(dockerCLI), args[0], dockerCLI.Err())
+			err := trustedbuilder.Remove(cmd.Context(), builderDocker(env), dockerConfigDir(dockerCLI), args[0], dockerCLI.Err())
 			return withStatus(err)
 		},
 	}
 }
 
-func newBuilderLsCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderLsCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "ls",
 		Example: builderLsExample,
@@ -216,7 +213,7 @@ func newBuilderLsCommand(dockerCLI command.Cli) *cobra.Command {
 			if err != nil {
 				return withStatus(err)
 			}
-			d := builderDocker()
+			d := builderDocker(env)
 			tw := tabwriter.NewWriter(dockerCLI.Out(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tGATEWAY\tBUILDKIT\tPOLICY\tSOCKET")
 			for _, r := range recs {
@@ -232,7 +229,7 @@ func newBuilderLsCommand(dockerCLI command.Cli) *cobra.Command {
 	}
 }
 
-func newBuilderInspectCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderInspectCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var format string
 	var decisions int
 	cmd := &cobra.Command{
@@ -248,7 +245,7 @@ func newBuilderInspectCommand(dockerCLI command.Cli) *cobra.Command {
 			if err != nil {
 				return withStatus(err)
 			}
-			s := trustedbuilder.Inspect(cmd.Context(), builderDocker(), rec, true, decisions)
+			s := trustedbuilder.Inspect(cmd.Context(), builderDocker(env), rec, true, decisions)
 			if format == "json" {
 				enc := json.NewEncoder(dockerCLI.Out())
 				enc.SetIndent("", "  ")
@@ -300,7 +297,7 @@ func printBuilderStatus(dockerCLI command.Cli, s *trustedbuilder.Status) {
 	}
 }
 
-func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderLogsCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var follow bool
 	var tail string
 	cmd := &cobra.Command{
@@ -313,7 +310,7 @@ func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
 			if err != nil {
 				return withStatus(err)
 			}
-			d := builderDocker()
+			d := builderDocker(env)
 			return withStatus(runDocker(cmd.Context(), d.Bin, append(d.Globals, trustedbuilder.LogsArgs(rec, follow, tail)...), cliStreams(dockerCLI)))
 		},
 	}
@@ -322,7 +319,7 @@ func newBuilderLogsCommand(dockerCLI command.Cli) *cobra.Command {
 	return cmd
 }
 
-func newBuilderReloadCommand(dockerCLI command.Cli) *cobra.Command {
+func newBuilderReloadCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var policy string
 	cmd := &cobra.Command{
 		Use:     "reload [--trust-policy FILE] NAME",
@@ -334,7 +331,7 @@ it (SIGHUP): running builds go on. A policy that does not load changes
 nothing: the gateway keeps the one it has, and the error says why.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rec, err := trustedbuilder.Reload(cmd.Context(), builderDocker(), dockerConfigDir(dockerCLI), args[0], policy, 0, dockerCLI.Err())
+			rec, err := trustedbuilder.Reload(cmd.Context(), builderDocker(env), dockerConfigDir(dockerCLI), args[0], policy, 0, dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}

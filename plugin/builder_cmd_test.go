@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseAllow(t *testing.T) {
+	t.Parallel()
 	uids, gids, err := parseAllow([]string{"1001", "uid:1002,gid:50", "user:root", "group:root"})
 	if err != nil {
 		t.Fatal(err)

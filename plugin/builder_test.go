@@ -15,9 +15,9 @@ import (
 // writeBuilder adds a builder to buildx's store in the test's docker
 // config dir, as "docker buildx create" would, and makes it current when
 // current is set.
-func writeBuilder(t *testing.T, name, driver, endpoint string, opts map[string]string, current bool) {
+func writeBuilder(t *testing.T, configDir, name, driver, endpoint string, opts map[string]string, current bool) {
 	t.Helper()
-	dir := filepath.Join(config.Dir(), "buildx")
+	dir := filepath.Join(configDir, "buildx")
 	ng := map[string]any{"Name": name, "Driver": driver, "Nodes": []map[string]any{{"Name": name + "0", "Endpoint": endpoint, "DriverOpts": opts}}}
 	data, _ := json.Marshal(ng)
 	if err := os.MkdirAll(filepath.Join(dir, "instances"), 0o755); err != nil {
@@ -76,7 +76,7 @@ func TestBuildGuarantee(t *testing.T) {
 	})
 	t.Run("docker-container driver: digest pin, with a warning", func(t *testing.T) {
 		dir, host, cache := setup(t, "")
-		writeBuilder(t, "ctr", "docker-container", "unix:///var/run/docker.sock", nil, true)
+		writeBuilder(t, config.Dir(), "ctr", "docker-container", "unix:///var/run/docker.sock", nil, true)
 		argsFile := fakeDocker(t, dir, 0)
 		res := run(t, "build", "--no-ledger", "--trust-report", "report.json", "--cache-from", cache, ".")
 		if res.code != 0 {
@@ -91,7 +91,7 @@ func TestBuildGuarantee(t *testing.T) {
 	})
 	t.Run("requireVerifiedBytes: the build does not start", func(t *testing.T) {
 		dir, _, cache := setup(t, "requireVerifiedBytes: true\n")
-		writeBuilder(t, "k8s", "kubernetes", "kubernetes:///buildkit", nil, false)
+		writeBuilder(t, config.Dir(), "k8s", "kubernetes", "kubernetes:///buildkit", nil, false)
 		argsFile := fakeDocker(t, dir, 0)
 		res := run(t, "build", "--builder", "k8s", "--no-ledger", "--trust-report", "report.json", "--cache-from", cache, ".")
 		if res.code != ExitUntrusted || !strings.Contains(res.stderr, "requireVerifiedBytes") {

@@ -30,7 +30,7 @@ type exportSigner struct {
 // loadExportSigner checks the signing options (the signature format, the
 // keyless flags) and loads the key: a configuration error here costs no
 // build.
-func loadExportSigner(dockerCLI command.Cli, opts buildargs.Options, p *trustpolicy.Policy, v *verify.Verifier) (pipeline.Signer, error) {
+func loadExportSigner(dockerCLI command.Cli, env *Env, opts buildargs.Options, p *trustpolicy.Policy, v *verify.Verifier) (pipeline.Signer, error) {
 	format, err := signatureFormat(opts.SignatureFormat, p)
 	if err != nil {
 		return nil, err
@@ -41,9 +41,9 @@ func loadExportSigner(dockerCLI command.Cli, opts buildargs.Options, p *trustpol
 	}
 	var s signature.Signer
 	if ko.keyless {
-		s, err = loadKeylessSigner(dockerCLI.Err(), ko, "")
+		s, err = loadKeylessSigner(env, dockerCLI.Err(), ko, "")
 	} else {
-		s, err = loadSigner(dockerCLI, opts.Key, "", p)
+		s, err = loadSigner(dockerCLI, env, opts.Key, "", p)
 	}
 	if err != nil {
 		return nil, err

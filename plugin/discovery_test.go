@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli/config"
-
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 )
 
@@ -25,6 +23,7 @@ import (
 // Every one is a valid policy; which one was used shows in the
 // "PATH: ok" of policy lint.
 type discoveryLayout struct {
+	te                                  *testEnv
 	dir, outside, repo, deeper          string
 	flag, env, repoPolicy, configPolicy string
 }
@@ -58,18 +57,21 @@ func writeDiscoveryFile(t *testing.T, path, data string) {
 	}
 }
 
-// newDiscoveryLayout isolates the test, writes every policy of the layout
-// (all but none, when none) and changes into the deeper directory.
+// newDiscoveryLayout gives the test (run in parallel) a testEnv, writes
+// every policy of the layout (all but none, when none) and starts
+// discovery in the deeper directory.
 func newDiscoveryLayout(t *testing.T, none bool) discoveryLayout {
 	t.Helper()
-	dir := isolate(t)
-	// isolate's temp dir may resolve through symbolic links; discovery
-	// prints absolute paths from the working directory as the OS reports it.
-	dir, err := filepath.EvalSymlinks(dir)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	// The temp dir may resolve through symbolic links; discovery prints
+	// absolute paths from the working directory as the OS reports it.
+	dir, err := filepath.EvalSymlinks(te.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := discoveryLayout{
+		te:           te,
 		dir:          dir,
 		outside:      filepath.Join(dir, "outside"),
 		repo:         filepath.Join(dir, "outside", "repo"),
@@ -77,7 +79,7 @@ func newDiscoveryLayout(t *testing.T, none bool) discoveryLayout {
 		flag:         filepath.Join(dir, "flag.yaml"),
 		env:          filepath.Join(dir, "env.yaml"),
 		repoPolicy:   filepath.Join(dir, "outside", "repo", ".trustcache.yaml"),
-		configPolicy: filepath.Join(config.Dir(), "trustcache", "policy.yaml"),
+		configPolicy: filepath.Join(te.env.ConfigDir, "trustcache", "policy.yaml"),
 	}
 	if err := os.MkdirAll(filepath.Join(l.repo, ".git"), 0o755); err != nil {
 		t.Fatal(err)
@@ -97,7 +99,7 @@ func newDiscoveryLayout(t *testing.T, none bool) discoveryLayout {
 			writeDiscoveryFile(t, p, discoveryPolicy(pub))
 		}
 	}
-	t.Chdir(l.deeper)
+	te.env.WorkDir = l.deeper
 	return l
 }
 
@@ -112,19 +114,20 @@ func wantDiscoveryLint(t *testing.T, res cmdResult, path string) {
 // TRUSTCACHE_POLICY, then .trustcache.yaml from the working directory up to
 // the repository root, then $DOCKER_CONFIG/trustcache/policy.yaml.
 func TestDiscoveryOrder(t *testing.T) {
+	t.Parallel()
 	t.Run("flag beats everything", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
-		t.Setenv("TRUSTCACHE_POLICY", l.env)
-		wantDiscoveryLint(t, run(t, "policy", "lint", l.flag), l.flag)
+		l.te.vars["TRUSTCACHE_POLICY"] = l.env
+		wantDiscoveryLint(t, l.te.run("policy", "lint", l.flag), l.flag)
 	})
 	t.Run("TRUSTCACHE_POLICY beats .trustcache.yaml", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
-		t.Setenv("TRUSTCACHE_POLICY", l.env)
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.env)
+		l.te.vars["TRUSTCACHE_POLICY"] = l.env
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.env)
 	})
 	t.Run(".trustcache.yaml at the repository root, from a subdirectory", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.repoPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.repoPolicy)
 	})
 	t.Run("the nearest .trustcache.yaml wins", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -134,7 +137,7 @@ func TestDiscoveryOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeDiscoveryFile(t, nearer, string(data))
-		wantDiscoveryLint(t, run(t, "policy", "lint"), nearer)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), nearer)
 	})
 	t.Run("not beyond the directory holding .git", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -142,7 +145,7 @@ func TestDiscoveryOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		// outside/.trustcache.yaml is one level above the repository root.
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.configPolicy)
 	})
 	t.Run("a .git file (worktree, submodule) marks the root too", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -153,7 +156,7 @@ func TestDiscoveryOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeDiscoveryFile(t, filepath.Join(l.repo, ".git"), "gitdir: /elsewhere/.git/worktrees/repo\n")
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.configPolicy)
 	})
 	t.Run("without a repository, up to the filesystem root", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -163,7 +166,7 @@ func TestDiscoveryOrder(t *testing.T) {
 		if err := os.Remove(filepath.Join(l.repo, ".git")); err != nil {
 			t.Fatal(err)
 		}
-		wantDiscoveryLint(t, run(t, "policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
 	})
 	t.Run("the docker config dir last", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -172,10 +175,10 @@ func TestDiscoveryOrder(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.configPolicy)
 		// verify finds the same one: a policy, so it goes on to the
 		// registry (none here: inconclusive), not a configuration error.
-		res := run(t, "verify", "--no-ledger", "127.0.0.1:1/team/cache:main")
+		res := l.te.run("verify", "--no-ledger", "127.0.0.1:1/team/cache:main")
 		if res.code != ExitInconclusive {
 			t.Errorf("verify with the docker config dir's policy = %d %q; want %d", res.code, res.stderr, ExitInconclusive)
 		}
@@ -194,7 +197,7 @@ func TestDiscoveryNone(t *testing.T) {
 		{"verify", "127.0.0.1:1/team/cache:main"},
 		{"policy", "explain", "127.0.0.1:1/team/cache:main"},
 	} {
-		res := run(t, args...)
+		res := l.te.run(args...)
 		if res.code != ExitUsage {
 			t.Errorf("%s with no policy = exit %d %q; want %d", strings.Join(args, " "), res.code, res.stderr, ExitUsage)
 		}
@@ -213,10 +216,11 @@ func TestDiscoveryNone(t *testing.T) {
 // TRUSTCACHE_POLICY that is missing or invalid is an error naming it; the
 // search does not go on to a policy the user did not choose.
 func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
+	t.Parallel()
 	t.Run("flag names a missing file", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
 		missing := filepath.Join(l.dir, "missing.yaml")
-		res := run(t, "policy", "lint", missing)
+		res := l.te.run("policy", "lint", missing)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, missing) || res.stdout != "" {
 			t.Errorf("policy lint %s = exit %d %q %q; want exit %d naming it", missing, res.code, res.stdout, res.stderr, ExitUsage)
 		}
@@ -224,8 +228,8 @@ func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
 	t.Run("TRUSTCACHE_POLICY names a missing file", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
 		missing := filepath.Join(l.dir, "missing.yaml")
-		t.Setenv("TRUSTCACHE_POLICY", missing)
-		res := run(t, "policy", "lint")
+		l.te.vars["TRUSTCACHE_POLICY"] = missing
+		res := l.te.run("policy", "lint")
 		if res.code != ExitUsage || !strings.Contains(res.stderr, missing) || res.stdout != "" {
 			t.Errorf("policy lint with TRUSTCACHE_POLICY=%s = exit %d %q %q; want exit %d naming it", missing, res.code, res.stdout, res.stderr, ExitUsage)
 		}
@@ -233,7 +237,7 @@ func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
 	t.Run("an invalid .trustcache.yaml is not skipped for the docker config dir's", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
 		writeDiscoveryFile(t, l.repoPolicy, "version: 1\nbuilders: []\nscopes:\n  - repositories: [\"**\"]\n    builders: [nobody]\n")
-		res := run(t, "policy", "lint")
+		res := l.te.run("policy", "lint")
 		if res.code != ExitUsage || !strings.Contains(res.stderr, l.repoPolicy) || res.stdout != "" {
 			t.Errorf("policy lint with an invalid %s = exit %d %q %q; want exit %d naming it", l.repoPolicy, res.code, res.stdout, res.stderr, ExitUsage)
 		}
@@ -247,6 +251,7 @@ func TestDiscoveryExplicitChoiceIsNotSkipped(t *testing.T) {
 // /tmp), and never follows a policy that is a symbolic link out of the
 // directory it was found in. Skipped files are named on stderr.
 func TestDiscoveryBounds(t *testing.T) {
+	t.Parallel()
 	noRepo := func(t *testing.T, l discoveryLayout) {
 		t.Helper()
 		for _, p := range []string{l.repoPolicy, filepath.Join(l.repo, ".git")} {
@@ -258,15 +263,15 @@ func TestDiscoveryBounds(t *testing.T) {
 	t.Run("not above the home directory", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
 		noRepo(t, l)
-		t.Setenv("HOME", l.repo)
+		l.te.vars["HOME"] = l.repo
 		// outside/.trustcache.yaml is above $HOME.
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.configPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.configPolicy)
 	})
 	t.Run("the home directory itself is searched", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
 		noRepo(t, l)
-		t.Setenv("HOME", l.outside)
-		wantDiscoveryLint(t, run(t, "policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
+		l.te.vars["HOME"] = l.outside
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), filepath.Join(l.outside, ".trustcache.yaml"))
 	})
 	t.Run("not in a directory others can write", func(t *testing.T) {
 		l := newDiscoveryLayout(t, false)
@@ -275,7 +280,7 @@ func TestDiscoveryBounds(t *testing.T) {
 		if err := os.Chmod(l.outside, 0o1777); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "policy", "lint")
+		res := l.te.run("policy", "lint")
 		wantDiscoveryLint(t, res, l.configPolicy)
 		if want := filepath.Join(l.outside, ".trustcache.yaml"); !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "writable by others") {
 			t.Errorf("stderr %q does not say why %s was skipped", res.stderr, want)
@@ -291,7 +296,7 @@ func TestDiscoveryBounds(t *testing.T) {
 		if err := os.Chown(p, 12345, 12345); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "policy", "lint")
+		res := l.te.run("policy", "lint")
 		wantDiscoveryLint(t, res, l.configPolicy)
 		if !strings.Contains(res.stderr, p) || !strings.Contains(res.stderr, "owned by") {
 			t.Errorf("stderr %q does not say why %s was skipped", res.stderr, p)
@@ -308,7 +313,7 @@ func TestDiscoveryBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, args := range [][]string{{"policy", "lint"}, {"verify", "127.0.0.1:1/team/cache:main"}} {
-			res := run(t, args...)
+			res := l.te.run(args...)
 			if res.code != ExitUsage || !strings.Contains(res.stderr, l.repoPolicy) || !strings.Contains(res.stderr, "symbolic link") {
 				t.Errorf("%v with a symlinked policy = exit %d %q; want %d naming %s", args, res.code, res.stderr, ExitUsage, l.repoPolicy)
 			}
@@ -327,7 +332,7 @@ func TestDiscoveryBounds(t *testing.T) {
 		if err := os.Symlink(filepath.Join("policies", "ci.yaml"), l.repoPolicy); err != nil {
 			t.Fatal(err)
 		}
-		wantDiscoveryLint(t, run(t, "policy", "lint"), l.repoPolicy)
+		wantDiscoveryLint(t, l.te.run("policy", "lint"), l.repoPolicy)
 	})
 }
 
@@ -335,7 +340,9 @@ func TestDiscoveryBounds(t *testing.T) {
 // credentials file given or linked by mistake) gets an error naming the
 // file, line and column and what was expected, never its content.
 func TestPolicyErrorsQuoteNoContent(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	for name, content := range map[string]string{
 		"scalar":      "https://user:s3cret-token@github.example\n",
 		"list":        "- s3cret-token\n",
@@ -344,7 +351,7 @@ func TestPolicyErrorsQuoteNoContent(t *testing.T) {
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
 		writeDiscoveryFile(t, p, content)
-		res := run(t, "policy", "lint", p)
+		res := te.run("policy", "lint", p)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, p+":1:") {
 			t.Errorf("policy lint %s = exit %d %q; want %d naming %s:1:COLUMN", name, res.code, res.stderr, ExitUsage, p)
 		}

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/docker/cli/cli-plugins/metadata"
-	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
@@ -23,8 +22,8 @@ import (
 // and the global options it was given before the plugin's name (--context,
 // --config, -H …), so the build runs against the same daemon, context and
 // config.
-func dockerCommand(pluginName string) (string, []string) {
-	bin := os.Getenv(metadata.ReexecEnvvar)
+func dockerCommand(env *Env, pluginName string) (string, []string) {
+	bin := env.getenv(metadata.ReexecEnvvar)
 	if bin == "" {
 		bin = "docker"
 	}
@@ -43,7 +42,8 @@ func dockerCommand(pluginName string) (string, []string) {
 
 // systemPluginDirs are the docker CLI's platform plugin directories, searched
 // after the config's extra directories and $DOCKER_CONFIG/cli-plugins
-// (docker/cli cli-plugins/manager; Linux and macOS). A variable for tests.
+// (docker/cli cli-plugins/manager; Linux and macOS): processEnv's
+// Env.PluginDirs.
 var systemPluginDirs = []string{
 	"/usr/local/lib/docker/cli-plugins",
 	"/usr/local/libexec/docker/cli-plugins",
@@ -60,13 +60,13 @@ var systemPluginDirs = []string{
 // metadata command the CLI runs before every plugin, about 150 ms on a
 // fully cached build (docs/performance.md). Not found: false, and the build
 // goes through the docker CLI, which says what is missing.
-func buildxPlugin(cfg *configfile.ConfigFile) (string, bool) {
+func buildxPlugin(env *Env, cfg *configfile.ConfigFile) (string, bool) {
 	var dirs []string
 	if cfg != nil {
 		dirs = append(dirs, cfg.CLIPluginsExtraDirs...)
 	}
-	dirs = append(dirs, filepath.Join(config.Dir(), "cli-plugins"))
-	for _, d := range append(dirs, systemPluginDirs...) {
+	dirs = append(dirs, filepath.Join(env.ConfigDir, "cli-plugins"))
+	for _, d := range append(dirs, env.PluginDirs...) {
 		path := filepath.Join(d, metadata.NamePrefix+"buildx")
 		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
 			return path, true
@@ -81,18 +81,18 @@ func buildxPlugin(cfg *configfile.ConfigFile) (string, bool) {
 // A plugin tells the docker CLI ran it from DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND
 // (without it buildx runs standalone and parses another command line): set
 // when the plugin itself was not run by the docker CLI.
-func buildxCommand(cfg *configfile.ConfigFile) (string, []string, []string) {
-	docker, globals := dockerCommand(pluginName)
+func buildxCommand(env *Env, cfg *configfile.ConfigFile) (string, []string, []string) {
+	docker, globals := dockerCommand(env, pluginName)
 	argv := append(globals, "buildx")
-	p, ok := buildxPlugin(cfg)
+	p, ok := buildxPlugin(env, cfg)
 	if !ok {
 		return docker, argv, nil
 	}
-	var env []string
-	if os.Getenv(metadata.ReexecEnvvar) == "" {
-		env = []string{metadata.ReexecEnvvar + "=" + docker}
+	var extra []string
+	if env.getenv(metadata.ReexecEnvvar) == "" {
+		extra = []string{metadata.ReexecEnvvar + "=" + docker}
 	}
-	return p, argv, env
+	return p, argv, extra
 }
 
 // buildStreams are the streams (and extra environment) a build runs with.

@@ -29,38 +29,40 @@ func writeExecutable(t *testing.T, path, body string, mode os.FileMode) {
 // directories, $DOCKER_CONFIG/cli-plugins, the system directories — and only
 // executable files count.
 func TestBuildxPluginSearchOrder(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	env, dir := te.env, te.dir
 	extra := filepath.Join(dir, "extra")
 	system := filepath.Join(dir, "system")
-	systemPluginDirs = []string{filepath.Join(dir, "missing"), system}
+	env.PluginDirs = []string{filepath.Join(dir, "missing"), system}
 	cfg := &configfile.ConfigFile{CLIPluginsExtraDirs: []string{extra}}
-	inConfig := filepath.Join(config.Dir(), "cli-plugins", "docker-buildx")
+	inConfig := filepath.Join(env.ConfigDir, "cli-plugins", "docker-buildx")
 	inExtra := filepath.Join(extra, "docker-buildx")
 	inSystem := filepath.Join(system, "docker-buildx")
 
-	if p, ok := buildxPlugin(cfg); ok {
+	if p, ok := buildxPlugin(env, cfg); ok {
 		t.Fatalf("buildxPlugin with none installed = %q; want not found", p)
 	}
 	writeExecutable(t, inSystem, "#!/bin/sh\n", 0o755)
 	writeExecutable(t, inConfig, "#!/bin/sh\n", 0o644) // not executable: skipped
-	if p, _ := buildxPlugin(cfg); p != inSystem {
+	if p, _ := buildxPlugin(env, cfg); p != inSystem {
 		t.Errorf("buildxPlugin = %q; want the system one %q (the config one is not executable)", p, inSystem)
 	}
 	if err := os.Chmod(inConfig, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := buildxPlugin(cfg); p != inConfig {
+	if p, _ := buildxPlugin(env, cfg); p != inConfig {
 		t.Errorf("buildxPlugin = %q; want %q before the system directories", p, inConfig)
 	}
 	if err := os.MkdirAll(inExtra, 0o755); err != nil { // a directory: skipped
 		t.Fatal(err)
 	}
-	if p, _ := buildxPlugin(cfg); p != inConfig {
+	if p, _ := buildxPlugin(env, cfg); p != inConfig {
 		t.Errorf("buildxPlugin = %q; want %q (a directory named docker-buildx is no plugin)", p, inConfig)
 	}
 	os.Remove(inExtra)
 	writeExecutable(t, inExtra, "#!/bin/sh\n", 0o755)
-	if p, _ := buildxPlugin(cfg); p != inExtra {
+	if p, _ := buildxPlugin(env, cfg); p != inExtra {
 		t.Errorf("buildxPlugin = %q; want %q (cliPluginsExtraDirs come first)", p, inExtra)
 	}
 }
@@ -123,6 +125,7 @@ func TestBuildRunsBuildxPluginDirectly(t *testing.T) {
 // docker CLI's streams are them (a terminal stays a terminal, no copy from
 // stdin outlives the child), and the streams as they are otherwise.
 func TestCLIStreams(t *testing.T) {
+	t.Parallel()
 	std, err := command.NewDockerCli(command.WithStandardStreams())
 	if err != nil {
 		t.Fatal(err)

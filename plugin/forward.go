@@ -60,7 +60,7 @@ var neverForwarded = []string{"build", "b", "bake", "f", "help", "completion"}
 // newForwardCommands returns hidden commands that run "docker buildx NAME
 // ARGS..." for the buildx subcommands, skipping every name (and alias) in
 // taken: the names of trustcache's own commands.
-func newForwardCommands(dockerCLI command.Cli, taken []string) []*cobra.Command {
+func newForwardCommands(dockerCLI command.Cli, env *Env, taken []string) []*cobra.Command {
 	free := func(name string) bool {
 		return !slices.Contains(taken, name) && !slices.Contains(neverForwarded, name)
 	}
@@ -86,7 +86,7 @@ comes here.`,
 			Hidden:             true,
 			DisableFlagParsing: true, // buildx parses them
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withStatus(runForward(cmd.Context(), dockerCLI, pluginName, name, args))
+				return withStatus(runForward(cmd.Context(), dockerCLI, env, pluginName, name, args))
 			},
 		})
 	}
@@ -96,8 +96,8 @@ comes here.`,
 // runForward runs "docker buildx sub args..." with the docker CLI that
 // invoked the plugin, its global options, and the plugin's streams; the exit
 // code passes through.
-func runForward(ctx context.Context, dockerCLI command.Cli, plugin, sub string, args []string) error {
-	bin, globals := dockerCommand(plugin)
+func runForward(ctx context.Context, dockerCLI command.Cli, env *Env, plugin, sub string, args []string) error {
+	bin, globals := dockerCommand(env, plugin)
 	argv := append(append(globals, "buildx", sub), args...)
 	return runDocker(ctx, bin, argv, cliStreams(dockerCLI))
 }

@@ -10,6 +10,7 @@ import (
 )
 
 func TestForward(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		want []string // the docker CLI's argv
@@ -27,9 +28,10 @@ func TestForward(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			dir := isolate(t)
-			argsFile := fakeDocker(t, dir, 0)
-			res := run(t, tc.args...)
+			t.Parallel()
+			te := newTestEnv(t, nil)
+			argsFile := te.fakeDocker(0)
+			res := te.run(tc.args...)
 			if res.code != 0 {
 				t.Fatalf("%q = exit %d, %q", tc.args, res.code, res.stderr)
 			}
@@ -41,17 +43,19 @@ func TestForward(t *testing.T) {
 }
 
 func TestForwardExitCode(t *testing.T) {
-	dir := isolate(t)
-	fakeDocker(t, dir, 7)
-	if res := run(t, "prune", "-f"); res.code != 7 {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	te.fakeDocker(7)
+	if res := te.run("prune", "-f"); res.code != 7 {
 		t.Errorf("prune with docker exiting 7 = exit %d, %q; want 7", res.code, res.stderr)
 	}
 }
 
 func TestForwardCommands(t *testing.T) {
+	t.Parallel()
 	taken := []string{"build", "sign", "verify", "keys", "policy", "install", "uninstall", "prune", "f"}
 	var names []string
-	for _, c := range newForwardCommands(nil, taken) {
+	for _, c := range newForwardCommands(nil, nil, taken) {
 		names = append(names, c.Name())
 		if !c.Hidden || !c.DisableFlagParsing {
 			t.Errorf("forwarding command %q: Hidden %v, DisableFlagParsing %v; want both", c.Name(), c.Hidden, c.DisableFlagParsing)
@@ -71,6 +75,7 @@ func TestForwardCommands(t *testing.T) {
 // The root command holds each name once, and every buildx subcommand
 // trustcache does not use itself is forwarded.
 func TestForwardRegistered(t *testing.T) {
+	t.Parallel()
 	dockerCLI, err := command.NewDockerCli()
 	if err != nil {
 		t.Fatal(err)

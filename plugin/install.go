@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/docker/cli/cli/config"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
@@ -20,7 +19,7 @@ type installOptions struct {
 	check        bool
 }
 
-func newInstallCommand(dockerCLI command.Cli) *cobra.Command {
+func newInstallCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts installOptions
 	cmd := &cobra.Command{
 		Use:     "install (--alias-builder [--force] | --check)",
@@ -52,9 +51,9 @@ the job (and with the environment) that runs docker build.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.check {
-				return withStatus(runInstallCheck(dockerCLI.Out(), dockerConfigFile(), pluginName, opts))
+				return withStatus(runInstallCheck(dockerCLI.Out(), env, pluginName, opts))
 			}
-			return withStatus(runInstall(dockerCLI.Err(), dockerConfigFile(), pluginName, opts))
+			return withStatus(runInstall(dockerCLI.Err(), env, pluginName, opts))
 		},
 	}
 	flags := cmd.Flags()
@@ -68,7 +67,7 @@ type uninstallOptions struct {
 	aliasBuilder bool
 }
 
-func newUninstallCommand(dockerCLI command.Cli) *cobra.Command {
+func newUninstallCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts uninstallOptions
 	cmd := &cobra.Command{
 		Use:     "uninstall --alias-builder",
@@ -80,22 +79,17 @@ the same to the docker CLI as none). A builder alias set to something else
 is left alone. Every other setting in the file is kept.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runUninstall(dockerCLI.Err(), dockerConfigFile(), pluginName, opts))
+			return withStatus(runUninstall(dockerCLI.Err(), env.dockerConfigFile(), pluginName, opts))
 		},
 	}
 	cmd.Flags().BoolVar(&opts.aliasBuilder, "alias-builder", false, "Remove the docker CLI's builder alias to trustcache (required)")
 	return cmd
 }
 
-// dockerConfigFile is the docker CLI config file: config.json in the config
-// dir, which --config, then DOCKER_CONFIG, then ~/.docker name.
-func dockerConfigFile() string {
-	return filepath.Join(config.Dir(), config.ConfigFileName)
-}
-
-// runInstall sets the builder alias to name in the docker config file at
-// path. errOut gets what was done.
-func runInstall(errOut io.Writer, path, name string, opts installOptions) error {
+// runInstall sets the builder alias to name in the docker config file of
+// env's config dir. errOut gets what was done.
+func runInstall(errOut io.Writer, env *Env, name string, opts installOptions) error {
+	path := env.dockerConfigFile()
 	if !opts.aliasBuilder {
 		return usagef("nothing to install: pass --alias-builder to route docker build through docker %s (--check checks that it is)", name)
 	}
@@ -108,7 +102,7 @@ func runInstall(errOut io.Writer, path, name string, opts installOptions) error 
 	switch {
 	case ours:
 		fmt.Fprintf(errOut, "%s: the builder alias is already %q; nothing to do\n", path, name)
-		installNotes(errOut, name)
+		installNotes(errOut, env, name)
 		return nil
 	case set && !opts.force:
 		why := ""
@@ -128,16 +122,16 @@ func runInstall(errOut io.Writer, path, name string, opts installOptions) error 
 	}
 	fmt.Fprintf(errOut, "docker build, docker image build and docker builder build now run docker %s build\n", name)
 	fmt.Fprintf(errOut, "note: a build that imports no cache (no --cache-from) needs no policy: in a project without one, docker build works exactly as docker buildx build\n")
-	installNotes(errOut, name)
+	installNotes(errOut, env, name)
 	return nil
 }
 
 // installNotes tells what the alias does not cover, and warns when
 // DOCKER_BUILDKIT here makes docker build skip it.
-func installNotes(errOut io.Writer, name string) {
+func installNotes(errOut io.Writer, env *Env, name string) {
 	fmt.Fprintf(errOut, "note: where DOCKER_BUILDKIT=0 (or false) is set, docker build runs the legacy builder instead, "+
 		"which ignores the alias and uses --cache-from images unverified; docker %s install --check tells whether docker build is routed\n", name)
-	if problem := buildKitProblem(name); problem != "" {
+	if problem := buildKitProblem(env, name); problem != "" {
 		fmt.Fprintf(errOut, "WARNING: %s\n", problem)
 	}
 }
@@ -145,8 +139,8 @@ func installNotes(errOut io.Writer, name string) {
 // buildKitProblem says what DOCKER_BUILDKIT, as the docker CLI reads it
 // (see envBuildKit), does to the builder alias to name here, and how to fix
 // it; "" when nothing.
-func buildKitProblem(name string) string {
-	v, off, err := buildKitEnv()
+func buildKitProblem(env *Env, name string) string {
+	v, off, err := env.buildKitEnv()
 	switch {
 	case err != nil:
 		return fmt.Sprintf("%s=%q is not a boolean: the docker CLI refuses to run docker build. Fix: unset %s or set %s=1",
@@ -159,12 +153,14 @@ func buildKitProblem(name string) string {
 	return ""
 }
 
-// runInstallCheck checks, changing nothing, that a docker build run in this
-// environment with the docker config file at path runs docker name build:
+// runInstallCheck checks, changing nothing, that a docker build run in the
+// environment env, with the docker config file of its config dir, runs
+// docker name build:
 // the builder alias is name, DOCKER_BUILDKIT does not turn BuildKit off, and
 // the docker-buildx plugin that build runs is there. out gets "ok"; every
 // problem found, with its fix, is in the usage error returned.
-func runInstallCheck(out io.Writer, path, name string, opts installOptions) error {
+func runInstallCheck(out io.Writer, env *Env, name string, opts installOptions) error {
+	path := env.dockerConfigFile()
 	if opts.force {
 		return usagef("--check does not take --force: it changes nothing")
 	}
@@ -180,20 +176,20 @@ func runInstallCheck(out io.Writer, path, name string, opts installOptions) erro
 	case !dockerconfig.IsJSONString(prev, name):
 		problems = append(problems, fmt.Sprintf("the builder alias is %s, not %q: docker build does not run docker %s. Fix: docker %s install --alias-builder --force", prev, name, name, name))
 	}
-	if problem := buildKitProblem(name); problem != "" {
+	if problem := buildKitProblem(env, name); problem != "" {
 		problems = append(problems, problem)
 	}
 	plugins := cfg.PluginConfig()
-	buildx, found := buildxPlugin(plugins)
+	buildx, found := buildxPlugin(env, plugins)
 	if !found {
-		dirs := append(append(plugins.CLIPluginsExtraDirs, filepath.Join(filepath.Dir(path), "cli-plugins")), systemPluginDirs...)
+		dirs := append(append(plugins.CLIPluginsExtraDirs, filepath.Join(filepath.Dir(path), "cli-plugins")), env.PluginDirs...)
 		problems = append(problems, fmt.Sprintf("docker-buildx not found (looked in %s): docker %s build runs it, and fails without it. "+
 			"Fix: install the buildx plugin in one of those directories (https://docs.docker.com/go/buildx/)", strings.Join(dirs, ", "), name))
 	}
 	if len(problems) > 0 {
 		return usagef("%s: docker build does not run docker %s build here:\n  - %s", path, name, strings.Join(problems, "\n  - "))
 	}
-	bk, _, _ := buildKitEnv()
+	bk, _, _ := env.buildKitEnv()
 	if bk == "" {
 		bk = "unset"
 	} else {

@@ -8,19 +8,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/cli/cli/config"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/dockerconfig"
 )
 
-// useDockerConfig isolates the test and points the docker config dir at
-// its DOCKER_CONFIG (config.Dir reads the variable once per process). It
-// returns the config file's path; the dir does not exist yet.
-func useDockerConfig(t *testing.T) string {
+// useDockerConfig gives the test (run in parallel) a testEnv of its own
+// and returns it with the path of its docker config file.
+func useDockerConfig(t *testing.T) (*testEnv, string) {
 	t.Helper()
-	isolate(t)
-	return filepath.Join(config.Dir(), config.ConfigFileName)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	return te, te.env.dockerConfigFile()
 }
 
 // writeConfig writes a docker config file (and its dir) for a test.
@@ -80,6 +79,7 @@ const fullConfig = `{
 }`
 
 func TestInstallUninstall(t *testing.T) {
+	t.Parallel()
 	str := func(s string) *string { return &s }
 	tests := []struct {
 		name   string
@@ -217,11 +217,11 @@ func TestInstallUninstall(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			if tc.before != nil {
 				writeConfig(t, path, *tc.before, 0o644)
 			}
-			res := run(t, tc.args...)
+			res := te.run(tc.args...)
 			if res.code != tc.code || !strings.Contains(res.stderr, tc.msg) {
 				t.Errorf("%v = exit %d, %q; want exit %d containing %q", tc.args, res.code, res.stderr, tc.code, tc.msg)
 			}
@@ -289,13 +289,14 @@ func assertNoTempFiles(t *testing.T, dir string) {
 }
 
 func TestInstallUninstallRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, before := range []string{
 		`{"auths": {"r": {"auth": "YTpi"}}, "credsStore": "pass", "x": [1, 2.0]}`,
 		`{}`,
 		`{"aliases": {"other": "x"}}`,
 	} {
 		t.Run(before, func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			writeConfig(t, path, before, 0o640)
 			for _, args := range [][]string{
 				{"install", "--alias-builder"},
@@ -303,7 +304,7 @@ func TestInstallUninstallRoundTrip(t *testing.T) {
 				{"uninstall", "--alias-builder"},
 				{"uninstall", "--alias-builder"},
 			} {
-				if res := run(t, args...); res.code != 0 {
+				if res := te.run(args...); res.code != 0 {
 					t.Fatalf("%v = exit %d, %q", args, res.code, res.stderr)
 				}
 			}
@@ -325,6 +326,7 @@ func TestInstallUninstallRoundTrip(t *testing.T) {
 }
 
 func TestInstallThroughSymlink(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		before *string // the target's content; nil: the target does not exist
@@ -335,7 +337,7 @@ func TestInstallThroughSymlink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			realDir := filepath.Join(filepath.Dir(filepath.Dir(path)), "dotfiles", "docker")
 			target := filepath.Join(realDir, "config.json")
 			if err := os.MkdirAll(realDir, 0o755); err != nil {
@@ -351,7 +353,7 @@ func TestInstallThroughSymlink(t *testing.T) {
 			if err := os.Symlink(link, path); err != nil {
 				t.Fatal(err)
 			}
-			if res := run(t, "install", "--alias-builder"); res.code != 0 {
+			if res := te.run("install", "--alias-builder"); res.code != 0 {
 				t.Fatalf("install = exit %d, %q", res.code, res.stderr)
 			}
 			if got, err := os.Readlink(path); err != nil || got != link {
@@ -374,7 +376,7 @@ func TestInstallThroughSymlink(t *testing.T) {
 			assertNoTempFiles(t, realDir)
 			assertNoTempFiles(t, filepath.Dir(path))
 
-			if res := run(t, "uninstall", "--alias-builder"); res.code != 0 {
+			if res := te.run("uninstall", "--alias-builder"); res.code != 0 {
 				t.Fatalf("uninstall = exit %d, %q", res.code, res.stderr)
 			}
 			if _, err := os.Readlink(path); err != nil {
@@ -415,12 +417,13 @@ func needRoot(t *testing.T) {
 // user's, to the user's file), the link stays a link and its target keeps
 // them.
 func TestInstallKeepsOwnerAndMode(t *testing.T) {
+	t.Parallel()
 	needRoot(t)
 	const uid, gid, mode = 12345, 12345, os.FileMode(0o640)
 	const before = `{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}}`
 	for _, link := range []bool{false, true} {
 		t.Run(map[bool]string{false: "file", true: "symlink"}[link], func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			dir := filepath.Dir(path)
 			target := path
 			if link {
@@ -453,7 +456,7 @@ func TestInstallKeepsOwnerAndMode(t *testing.T) {
 				{[]string{"install", "--alias-builder"}, `{"auths": {"registry.example.com": {"auth": "dXNlcjpwYXNz"}}, "aliases": {"builder": "trustcache"}}`},
 				{[]string{"uninstall", "--alias-builder"}, before},
 			} {
-				if res := run(t, step.args...); res.code != 0 {
+				if res := te.run(step.args...); res.code != 0 {
 					t.Fatalf("%v = exit %d, %q", step.args, res.code, res.stderr)
 				}
 				if gotUID, gotGID, gotMode := statOwner(t, target); gotUID != uid || gotGID != gid || gotMode != mode {
@@ -483,6 +486,7 @@ func TestInstallKeepsOwnerAndMode(t *testing.T) {
 // daemon.json, which an "aliases" key would stop dockerd from starting) or
 // at a new file in a directory of root's, and root would write there.
 func TestInstallRefusesAnotherUsersLink(t *testing.T) {
+	t.Parallel()
 	needRoot(t)
 	const uid, gid = 12345, 12345
 	tests := []struct {
@@ -496,7 +500,7 @@ func TestInstallRefusesAnotherUsersLink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			dir := filepath.Dir(path)
 			rootDir := filepath.Join(filepath.Dir(dir), "etc-docker")
 			if err := os.MkdirAll(rootDir, 0o755); err != nil {
@@ -517,7 +521,7 @@ func TestInstallRefusesAnotherUsersLink(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			res := run(t, tc.args...)
+			res := te.run(tc.args...)
 			if res.code != ExitUsage || !strings.Contains(res.stderr, path) || !strings.Contains(res.stderr, "symbolic link") {
 				t.Errorf("%v through uid %d's link to root's %s = exit %d, %q; want exit %d naming the link", tc.args, uid, target, res.code, res.stderr, ExitUsage)
 			}
@@ -533,15 +537,12 @@ func TestInstallRefusesAnotherUsersLink(t *testing.T) {
 	}
 }
 
-// setBuildKit sets DOCKER_BUILDKIT for the test, or unsets it (value nil).
-func setBuildKit(t *testing.T, value *string) {
-	t.Helper()
-	t.Setenv("DOCKER_BUILDKIT", "") // restored when the test ends
-	if value == nil {
-		os.Unsetenv("DOCKER_BUILDKIT")
-		return
+// setBuildKit sets DOCKER_BUILDKIT in te, or unsets it (value nil).
+func setBuildKit(te *testEnv, value *string) {
+	delete(te.vars, "DOCKER_BUILDKIT")
+	if value != nil {
+		te.vars["DOCKER_BUILDKIT"] = *value
 	}
-	t.Setenv("DOCKER_BUILDKIT", *value)
 }
 
 // TestInstallBuildKitWarning: the docker CLI reads DOCKER_BUILDKIT before
@@ -551,6 +552,7 @@ func setBuildKit(t *testing.T, value *string) {
 // warns when it runs with such a value, naming the variable and what it
 // does, and every install says that DOCKER_BUILDKIT=0 bypasses the alias.
 func TestInstallBuildKitWarning(t *testing.T) {
+	t.Parallel()
 	str := func(s string) *string { return &s }
 	tests := []struct {
 		value *string // nil: unset
@@ -573,12 +575,12 @@ func TestInstallBuildKitWarning(t *testing.T) {
 		}
 		for _, before := range []string{"", `{"aliases": {"builder": "trustcache"}}`} {
 			t.Run(name+"/"+map[bool]string{true: "new", false: "already installed"}[before == ""], func(t *testing.T) {
-				path := useDockerConfig(t)
+				te, path := useDockerConfig(t)
 				if before != "" {
 					writeConfig(t, path, before, 0o600)
 				}
-				setBuildKit(t, tc.value)
-				res := run(t, "install", "--alias-builder")
+				setBuildKit(te, tc.value)
+				res := te.run("install", "--alias-builder")
 				if res.code != 0 {
 					t.Fatalf("install = exit %d, %q", res.code, res.stderr)
 				}
@@ -605,6 +607,7 @@ func TestInstallBuildKitWarning(t *testing.T) {
 // docker-buildx plugin the build runs is there — and otherwise exits 2,
 // printing every problem with its fix. It writes nothing.
 func TestInstallCheck(t *testing.T) {
+	t.Parallel()
 	str := func(s string) *string { return &s }
 	const installed = `{"aliases": {"builder": "trustcache"}}`
 	tests := []struct {
@@ -661,7 +664,7 @@ func TestInstallCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := useDockerConfig(t)
+			te, path := useDockerConfig(t)
 			extra := filepath.Join(filepath.Dir(filepath.Dir(path)), "extra-plugins")
 			if tc.config != nil {
 				writeConfig(t, path, strings.ReplaceAll(*tc.config, "%EXTRA%", extra), 0o600)
@@ -675,8 +678,8 @@ func TestInstallCheck(t *testing.T) {
 			case "noexec":
 				writeExecutable(t, filepath.Join(filepath.Dir(path), "cli-plugins", "docker-buildx"), "#!/bin/sh\n", 0o644)
 			}
-			setBuildKit(t, tc.buildkit)
-			res := run(t, "install", "--check")
+			setBuildKit(te, tc.buildkit)
+			res := te.run("install", "--check")
 			if res.code != tc.code {
 				t.Errorf("install --check = exit %d, stdout %q, stderr %q; want exit %d", res.code, res.stdout, res.stderr, tc.code)
 			}
@@ -707,8 +710,8 @@ func TestInstallCheck(t *testing.T) {
 
 // TestInstallCheckFlags: --check only checks; it does not take --force.
 func TestInstallCheckFlags(t *testing.T) {
-	useDockerConfig(t)
-	res := run(t, "install", "--check", "--force")
+	te, _ := useDockerConfig(t)
+	res := te.run("install", "--check", "--force")
 	if res.code != ExitUsage || !strings.Contains(res.stderr, "--check does not take --force") {
 		t.Errorf("install --check --force = exit %d, %q; want exit %d naming both flags", res.code, res.stderr, ExitUsage)
 	}

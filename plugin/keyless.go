@@ -39,8 +39,8 @@ func (o keylessOptions) check(key string) error {
 // services (--signing-config, else the public-good instance) and returns
 // a signer that asks for a certificate at the first signature. Every
 // failure here is a configuration error; nothing is requested yet.
-func loadKeylessSigner(warn io.Writer, o keylessOptions, builderName string) (signature.Signer, error) {
-	ts, err := keyless.FindTokenSource(o.identityToken, getenv, nil)
+func loadKeylessSigner(env *Env, warn io.Writer, o keylessOptions, builderName string) (signature.Signer, error) {
+	ts, err := keyless.FindTokenSource(o.identityToken, env.getenv, nil)
 	if err != nil {
 		return signature.Signer{}, asUsage(err)
 	}

@@ -12,14 +12,13 @@ import (
 // checked before anything runs; each mistake is a usage error naming the
 // flag or the file, and buildx never starts.
 func TestKeylessFlagErrors(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil) // no SIGSTORE_ID_TOKEN, no GitHub Actions token request
+	dir := te.dir
 	host := newRegistry(t)
-	for _, v := range []string{"SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"} {
-		t.Setenv(v, "")
-	}
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", dir)
 	trustPolicy(t, dir, host, "")
-	argsFile := fakeDocker(t, dir, 0)
+	argsFile := te.fakeDocker(0)
 	enc := base64.RawURLEncoding.EncodeToString
 	token := enc([]byte(`{"alg":"ES256"}`)) + "." + enc([]byte(`{"iss":"https://token.actions.githubusercontent.com","sub":"repo:acme/app:ref:refs/heads/main","aud":"sigstore"}`)) + ".c2ln"
 	missing := filepath.Join(dir, "missing-sc.json")
@@ -34,8 +33,8 @@ func TestKeylessFlagErrors(t *testing.T) {
 		{[]string{"build", "--keyless", "."}, "need --sign"},
 		{[]string{"build", "--identity-token", token, "."}, "need --sign"},
 		{[]string{"build", "--signing-config", badConfig, "."}, "need --sign"},
-		{[]string{"build", "--sign", "--push", "--keyless", "--key", "ci.key", "."}, "drop --key"},
-		{[]string{"build", "--sign", "--push", "--identity-token", token, "--key", "ci.key", "."}, "need --keyless"},
+		{[]string{"build", "--sign", "--push", "--keyless", "--key", te.path("ci.key"), "."}, "drop --key"},
+		{[]string{"build", "--sign", "--push", "--identity-token", token, "--key", te.path("ci.key"), "."}, "need --keyless"},
 		{[]string{"build", "--sign", "--push", "--keyless", "."}, "no OIDC identity token"},
 		{[]string{"build", "--sign", "--push", "--keyless", "--identity-token", "nope", "."}, "--identity-token: not a JWT"},
 		{[]string{"build", "--sign", "--push", "--keyless", "--identity-token", token, "--signing-config", missing, "."}, missing},
@@ -43,10 +42,10 @@ func TestKeylessFlagErrors(t *testing.T) {
 		{[]string{"build", "--sign", "--push", "--keyless", "--identity-token=", "."}, "non-empty value"},
 		{[]string{"bake", "--keyless"}, "need --sign"},
 		{[]string{"bake", "--identity-token", token}, "need --sign"},
-		{[]string{"sign", "--keyless", "--key", "ci.key", host + "/team/cache@sha256:" + strings.Repeat("0", 64)}, "drop --key"},
-		{[]string{"sign", "--signing-config", badConfig, "--key", "ci.key", host + "/team/cache@sha256:" + strings.Repeat("0", 64)}, "need --keyless"},
+		{[]string{"sign", "--keyless", "--key", te.path("ci.key"), host + "/team/cache@sha256:" + strings.Repeat("0", 64)}, "drop --key"},
+		{[]string{"sign", "--signing-config", badConfig, "--key", te.path("ci.key"), host + "/team/cache@sha256:" + strings.Repeat("0", 64)}, "need --keyless"},
 	} {
-		res := run(t, tc.args...)
+		res := te.run(tc.args...)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, tc.msg) {
 			t.Errorf("%v = %d %q; want %d containing %q", tc.args, res.code, res.stderr, ExitUsage, tc.msg)
 		}

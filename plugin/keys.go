@@ -10,7 +10,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
-func newKeysCommand(dockerCLI command.Cli) *cobra.Command {
+func newKeysCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "keys",
 		Example: keysExample,
@@ -18,7 +18,7 @@ func newKeysCommand(dockerCLI command.Cli) *cobra.Command {
 		Args:    noSubcommand,
 		RunE:    showHelp,
 	}
-	cmd.AddCommand(newKeysGenerateCommand(dockerCLI), newKeysIDCommand(dockerCLI))
+	cmd.AddCommand(newKeysGenerateCommand(dockerCLI, env), newKeysIDCommand(dockerCLI))
 	return cmd
 }
 
@@ -27,7 +27,7 @@ type keysGenerateOptions struct {
 	dir  string
 }
 
-func newKeysGenerateCommand(dockerCLI command.Cli) *cobra.Command {
+func newKeysGenerateCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts keysGenerateOptions
 	cmd := &cobra.Command{
 		Use:     "generate --name NAME [--dir DIR]",
@@ -42,7 +42,7 @@ The password is read from TRUSTCACHE_PASSWORD, then COSIGN_PASSWORD, then
 asked for (twice) on a terminal.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runKeysGenerate(dockerCLI, opts))
+			return withStatus(runKeysGenerate(dockerCLI, env, opts))
 		},
 	}
 	cmd.Flags().StringVar(&opts.name, "name", "", "Key name: writes NAME.key and NAME.pub (required)")
@@ -50,14 +50,14 @@ asked for (twice) on a terminal.`,
 	return cmd
 }
 
-func runKeysGenerate(dockerCLI command.Cli, opts keysGenerateOptions) error {
+func runKeysGenerate(dockerCLI command.Cli, env *Env, opts keysGenerateOptions) error {
 	if opts.name == "" {
 		return usagef("--name is required")
 	}
 	if st, err := os.Stat(opts.dir); err != nil || !st.IsDir() {
 		return usagef("--dir %q: not a directory", opts.dir)
 	}
-	pass := keys.Password(lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
+	pass := keys.Password(env.lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
 	password, err := pass(true)
 	if err != nil {
 		return asUsage(err)

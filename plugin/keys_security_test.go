@@ -222,11 +222,13 @@ func mustRead(t *testing.T, path string) []byte {
 // TestPrivateKeyReadableByOthers: a key file group or others can read
 // still signs, with a warning on stderr that names it; stdout stays data.
 func TestPrivateKeyReadableByOthers(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
 	ref := host + "/team/cache:main"
 	d := pushRandom(t, ref)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	want := host + "/team/cache@" + d.String() + "\n"
 	for _, tc := range []struct {
 		mode os.FileMode
@@ -235,7 +237,7 @@ func TestPrivateKeyReadableByOthers(t *testing.T) {
 		if err := os.Chmod(filepath.Join(dir, "ci.key"), tc.mode); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "sign", "--key", "ci.key", "-a", "mode="+tc.mode.String(), ref)
+		res := te.run("sign", "--key", te.path("ci.key"), "-a", "mode="+tc.mode.String(), ref)
 		if res.code != 0 || res.stdout != want {
 			t.Errorf("sign with a key of mode %v = %d %q %q; want exit 0 and %q", tc.mode, res.code, res.stdout, res.stderr, want)
 		}
@@ -280,7 +282,9 @@ func writePublic(t *testing.T, dir, name string, pub crypto.PublicKey) {
 // ECDSA P-224, X25519) are refused with a clear error and exit 2 — as a
 // private key to sign with, and as a builder's public key in a policy.
 func TestKeysOfOtherAlgorithms(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
 	const password = "test-password"
 	gen := func(kind string) crypto.Signer {
@@ -331,14 +335,14 @@ func TestKeysOfOtherAlgorithms(t *testing.T) {
 			policy := filepath.Join(dir, tc.kind+".yaml")
 			os.WriteFile(policy, []byte("version: 1\nbuilders:\n  - name: b\n    key: "+tc.kind+".pub\nscopes:\n  - repositories: [\""+host+"/team/*\"]\n    builders: [b]\n"), 0o644)
 
-			sign := run(t, "sign", "--key", tc.kind+".key", ref)
-			lint := run(t, "policy", "lint", policy)
-			id := run(t, "keys", "id", tc.kind+".pub")
+			sign := te.run("sign", "--key", te.path(tc.kind+".key"), ref)
+			lint := te.run("policy", "lint", policy)
+			id := te.run("keys", "id", te.path(tc.kind+".pub"))
 			if tc.want == "" {
 				if sign.code != 0 || lint.code != 0 || id.code != 0 {
 					t.Fatalf("%s key: sign %d %q, policy lint %d %q, keys id %d %q; want all to work", tc.kind, sign.code, sign.stderr, lint.code, lint.stderr, id.code, id.stderr)
 				}
-				if res := run(t, "verify", "--policy", policy, ref); res.code != 0 {
+				if res := te.run("verify", "--policy", policy, ref); res.code != 0 {
 					t.Errorf("verify of a cache signed with a %s key = %d %s", tc.kind, res.code, res.stdout)
 				}
 				return
@@ -353,10 +357,10 @@ func TestKeysOfOtherAlgorithms(t *testing.T) {
 	t.Run("x25519", func(t *testing.T) {
 		ref := host + "/team/x:main"
 		pushRandom(t, ref)
-		if res := run(t, "sign", "--key", "x25519.key", ref); res.code != ExitUsage || !strings.Contains(res.stderr, "unsupported private key type") {
+		if res := te.run("sign", "--key", te.path("x25519.key"), ref); res.code != ExitUsage || !strings.Contains(res.stderr, "unsupported private key type") {
 			t.Errorf("sign with an X25519 key = %d %q; want exit %d", res.code, res.stderr, ExitUsage)
 		}
-		if res := run(t, "keys", "id", "x25519.pub"); res.code != ExitUsage || !strings.Contains(res.stderr, "unsupported public key type") {
+		if res := te.run("keys", "id", te.path("x25519.pub")); res.code != ExitUsage || !strings.Contains(res.stderr, "unsupported public key type") {
 			t.Errorf("keys id of an X25519 key = %d %q; want exit %d", res.code, res.stderr, ExitUsage)
 		}
 	})

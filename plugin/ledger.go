@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/docker/cli/cli/config"
 	"github.com/spf13/cobra"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
@@ -20,20 +19,20 @@ import (
 
 // ledgerPath is the verification ledger's file: trustcache/ledger.db in
 // the docker config dir ($DOCKER_CONFIG, default ~/.docker).
-func ledgerPath() string {
-	return filepath.Join(config.Dir(), "trustcache", "ledger.db")
+func (e *Env) ledgerPath() string {
+	return filepath.Join(e.ConfigDir, "trustcache", "ledger.db")
 }
 
 // openLedger opens the verification ledger, or returns nil when noLedger
 // (--no-ledger) is set.
-func openLedger(noLedger bool) (*verify.Ledger, error) {
+func openLedger(env *Env, noLedger bool) (*verify.Ledger, error) {
 	if noLedger {
 		return nil, nil
 	}
-	return verify.OpenLedger(ledgerPath())
+	return verify.OpenLedger(env.ledgerPath())
 }
 
-func newLedgerCommand(dockerCLI command.Cli) *cobra.Command {
+func newLedgerCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ledger",
 		Example: ledgerExample,
@@ -53,7 +52,7 @@ credentials or tokens), so a warm verification of a tag is one request.
 		Args: noSubcommand,
 		RunE: showHelp,
 	}
-	cmd.AddCommand(newLedgerLsCommand(dockerCLI), newLedgerPruneCommand(dockerCLI))
+	cmd.AddCommand(newLedgerLsCommand(dockerCLI, env), newLedgerPruneCommand(dockerCLI, env))
 	return cmd
 }
 
@@ -61,7 +60,7 @@ type ledgerLsOptions struct {
 	format string
 }
 
-func newLedgerLsCommand(dockerCLI command.Cli) *cobra.Command {
+func newLedgerLsCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts ledgerLsOptions
 	cmd := &cobra.Command{
 		Use:     "ls [OPTIONS]",
@@ -73,7 +72,7 @@ func newLedgerLsCommand(dockerCLI command.Cli) *cobra.Command {
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			return withStatus(runLedgerLs(cmd.Context(), dockerCLI.Out(), dockerCLI.Err(), opts, time.Now()))
+			return withStatus(runLedgerLs(cmd.Context(), env, dockerCLI.Out(), dockerCLI.Err(), opts, time.Now()))
 		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "text", `Output format: "text" or "json" (one JSON object per line)`)
@@ -87,8 +86,8 @@ type ledgerRow struct {
 	Status string `json:"status"` // valid or expired
 }
 
-func runLedgerLs(ctx context.Context, out, errOut io.Writer, opts ledgerLsOptions, now time.Time) error {
-	l, err := openLedger(false)
+func runLedgerLs(ctx context.Context, env *Env, out, errOut io.Writer, opts ledgerLsOptions, now time.Time) error {
+	l, err := openLedger(env, false)
 	if err != nil {
 		return err
 	}
@@ -141,7 +140,7 @@ type ledgerPruneOptions struct {
 	all bool
 }
 
-func newLedgerPruneCommand(dockerCLI command.Cli) *cobra.Command {
+func newLedgerPruneCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts ledgerPruneOptions
 	cmd := &cobra.Command{
 		Use:     "prune [OPTIONS]",
@@ -153,15 +152,15 @@ registry pings are pruned too (not counted). Prints how many entries were
 removed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runLedgerPrune(cmd.Context(), dockerCLI.Out(), dockerCLI.Err(), opts, time.Now()))
+			return withStatus(runLedgerPrune(cmd.Context(), env, dockerCLI.Out(), dockerCLI.Err(), opts, time.Now()))
 		},
 	}
 	cmd.Flags().BoolVar(&opts.all, "all", false, "Remove every entry, not only the expired ones")
 	return cmd
 }
 
-func runLedgerPrune(ctx context.Context, out, errOut io.Writer, opts ledgerPruneOptions, now time.Time) error {
-	l, err := openLedger(false)
+func runLedgerPrune(ctx context.Context, env *Env, out, errOut io.Writer, opts ledgerPruneOptions, now time.Time) error {
+	l, err := openLedger(env, false)
 	if err != nil {
 		return err
 	}

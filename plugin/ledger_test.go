@@ -29,27 +29,30 @@ func ledgerTestEntry(digit string, expires time.Time) verify.LedgerEntry {
 }
 
 func TestLedgerPath(t *testing.T) {
-	dir := isolate(t)
-	if want := filepath.Join(dir, "docker-config", "trustcache", "ledger.db"); ledgerPath() != want {
-		t.Errorf("ledgerPath() = %s; want %s", ledgerPath(), want)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	env := te.env
+	if want := te.path("docker-config/trustcache/ledger.db"); env.ledgerPath() != want {
+		t.Errorf("isolatedEnv().ledgerPath() = %s; want %s", env.ledgerPath(), want)
 	}
-	if l, err := openLedger(true); l != nil || err != nil {
+	if l, err := openLedger(env, true); l != nil || err != nil {
 		t.Errorf("openLedger(noLedger) = %v, %v; want nil, nil", l, err)
 	}
-	l, err := openLedger(false)
-	if err != nil || l == nil || l.Path() != ledgerPath() {
-		t.Fatalf("openLedger = %v, %v; want the ledger at %s", l, err, ledgerPath())
+	l, err := openLedger(env, false)
+	if err != nil || l == nil || l.Path() != env.ledgerPath() {
+		t.Fatalf("openLedger = %v, %v; want the ledger at %s", l, err, env.ledgerPath())
 	}
 	l.Close()
 }
 
 func TestLedgerLsPrune(t *testing.T) {
-	isolate(t)
-	if res := run(t, "ledger", "ls"); res.code != 0 || res.stdout != "REFERENCE  SIGNERS  EXPIRES  STATUS\n" {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	if res := te.run("ledger", "ls"); res.code != 0 || res.stdout != "REFERENCE  SIGNERS  EXPIRES  STATUS\n" {
 		t.Errorf("ledger ls (empty) = %d %q %q; want the header alone", res.code, res.stdout, res.stderr)
 	}
 
-	l, err := openLedger(false)
+	l, err := openLedger(te.env, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +65,7 @@ func TestLedgerLsPrune(t *testing.T) {
 		}
 	}
 
-	res := run(t, "ledger", "ls")
+	res := te.run("ledger", "ls")
 	if res.code != 0 {
 		t.Fatalf("ledger ls = %d %q", res.code, res.stderr)
 	}
@@ -80,7 +83,7 @@ func TestLedgerLsPrune(t *testing.T) {
 		t.Errorf("ledger ls (-want +got):\n%s\n%s", diff, res.stdout)
 	}
 
-	res = run(t, "ledger", "ls", "--format", "json")
+	res = te.run("ledger", "ls", "--format", "json")
 	if res.code != 0 {
 		t.Fatalf("ledger ls --format json = %d %q", res.code, res.stderr)
 	}
@@ -101,43 +104,44 @@ func TestLedgerLsPrune(t *testing.T) {
 		t.Errorf("ledger ls --format json = %s; want status and the signers' key ids", res.stdout)
 	}
 
-	if res := run(t, "ledger", "ls", "--format", "yaml"); res.code != ExitUsage {
+	if res := te.run("ledger", "ls", "--format", "yaml"); res.code != ExitUsage {
 		t.Errorf("ledger ls --format yaml = %d; want %d", res.code, ExitUsage)
 	}
-	if res := run(t, "ledger", "ls", "extra"); res.code != ExitUsage {
+	if res := te.run("ledger", "ls", "extra"); res.code != ExitUsage {
 		t.Errorf("ledger ls extra = %d; want %d", res.code, ExitUsage)
 	}
 
-	if res := run(t, "ledger", "prune"); res.code != 0 || res.stdout != "removed 1 entry\n" {
+	if res := te.run("ledger", "prune"); res.code != 0 || res.stdout != "removed 1 entry\n" {
 		t.Errorf("ledger prune = %d %q %q; want removed 1 entry", res.code, res.stdout, res.stderr)
 	}
-	if res := run(t, "ledger", "ls"); strings.Contains(res.stdout, expired.Pinned()) || !strings.Contains(res.stdout, valid.Pinned()) {
+	if res := te.run("ledger", "ls"); strings.Contains(res.stdout, expired.Pinned()) || !strings.Contains(res.stdout, valid.Pinned()) {
 		t.Errorf("ledger ls after prune = %q; want the valid entry alone", res.stdout)
 	}
-	if res := run(t, "ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 1 entry\n" {
+	if res := te.run("ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 1 entry\n" {
 		t.Errorf("ledger prune --all = %d %q %q; want removed 1 entry", res.code, res.stdout, res.stderr)
 	}
-	if res := run(t, "ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 0 entries\n" {
+	if res := te.run("ledger", "prune", "--all"); res.code != 0 || res.stdout != "removed 0 entries\n" {
 		t.Errorf("ledger prune --all (empty) = %d %q %q", res.code, res.stdout, res.stderr)
 	}
 }
 
 func TestLedgerLsCorrupt(t *testing.T) {
-	isolate(t)
-	if _, err := openLedger(false); err != nil {
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	if _, err := openLedger(te.env, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(ledgerPath(), []byte("not a ledger"), 0o600); err != nil {
+	if err := os.WriteFile(te.env.ledgerPath(), []byte("not a ledger"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, "ledger", "ls")
+	res := te.run("ledger", "ls")
 	if res.code != 0 || !strings.Contains(res.stderr, "warning: ledger") || !strings.Contains(res.stderr, "moved aside") {
 		t.Errorf("ledger ls on a corrupt ledger = %d %q %q; want 0 and a warning", res.code, res.stdout, res.stderr)
 	}
-	if aside, _ := filepath.Glob(ledgerPath() + ".corrupt-*"); len(aside) != 1 {
+	if aside, _ := filepath.Glob(te.env.ledgerPath() + ".corrupt-*"); len(aside) != 1 {
 		t.Errorf("moved aside: %v; want one file", aside)
 	}
-	if res := run(t, "ledger", "ls"); res.code != 0 || res.stderr != "" {
+	if res := te.run("ledger", "ls"); res.code != 0 || res.stderr != "" {
 		t.Errorf("ledger ls on the rebuilt ledger = %d %q", res.code, res.stderr)
 	}
 }
@@ -147,10 +151,12 @@ func TestLedgerLsCorrupt(t *testing.T) {
 // next verification fetches no signature), says so when the policy does
 // not, and records nothing with --no-ledger or without a policy.
 func TestSignRecordsInLedger(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
-	run(t, "keys", "generate", "--name", "attacker")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
+	te.run("keys", "generate", "--name", "attacker", "--dir", te.dir)
 	trustPolicy(t, dir, host, "")
 	refs := map[string]string{}
 	for _, tag := range []string{"main", "pr", "unrecorded", "nopolicy"} {
@@ -159,21 +165,21 @@ func TestSignRecordsInLedger(t *testing.T) {
 	}
 	ledgerHas := func(pinned string) bool {
 		t.Helper()
-		res := run(t, "ledger", "ls")
+		res := te.run("ledger", "ls")
 		return strings.Contains(res.stdout, pinned+" ")
 	}
 
-	if res := run(t, "sign", "--key", "ci.key", host+"/team/cache:main"); res.code != 0 || res.stderr != "" {
+	if res := te.run("sign", "--key", te.path("ci.key"), host+"/team/cache:main"); res.code != 0 || res.stderr != "" {
 		t.Fatalf("sign = %d %q %q", res.code, res.stdout, res.stderr)
 	}
 	if !ledgerHas(refs["main"]) {
 		t.Errorf("the digest signed with an allowed key is not in the ledger")
 	}
-	if res := run(t, "verify", host+"/team/cache:main"); res.code != 0 || !strings.Contains(res.stdout, "verified before on this host (ledger)") {
+	if res := te.run("verify", host+"/team/cache:main"); res.code != 0 || !strings.Contains(res.stdout, "verified before on this host (ledger)") {
 		t.Errorf("verify after sign = %d %q; want it from the ledger", res.code, res.stdout)
 	}
 
-	res := run(t, "sign", "--key", "attacker.key", host+"/team/cache:pr")
+	res := te.run("sign", "--key", te.path("attacker.key"), host+"/team/cache:pr")
 	if want := "note: " + refs["pr"] + " is not trusted by "; res.code != 0 || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, "not signed by any key in the policy") {
 		t.Errorf("sign with a key the policy does not allow = %d %q; want %q and why", res.code, res.stderr, want)
 	}
@@ -181,14 +187,14 @@ func TestSignRecordsInLedger(t *testing.T) {
 		t.Errorf("a digest the policy does not trust was recorded")
 	}
 
-	if res := run(t, "sign", "--no-ledger", "--key", "ci.key", host+"/team/cache:unrecorded"); res.code != 0 || ledgerHas(refs["unrecorded"]) {
+	if res := te.run("sign", "--no-ledger", "--key", te.path("ci.key"), host+"/team/cache:unrecorded"); res.code != 0 || ledgerHas(refs["unrecorded"]) {
 		t.Errorf("sign --no-ledger = %d %q; recorded %v", res.code, res.stderr, ledgerHas(refs["unrecorded"]))
 	}
 
 	if err := os.Remove(filepath.Join(dir, ".trustcache.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if res := run(t, "sign", "--key", "ci.key", host+"/team/cache:nopolicy"); res.code != 0 || res.stderr != "" || ledgerHas(refs["nopolicy"]) {
+	if res := te.run("sign", "--key", te.path("ci.key"), host+"/team/cache:nopolicy"); res.code != 0 || res.stderr != "" || ledgerHas(refs["nopolicy"]) {
 		t.Errorf("sign without a policy = %d %q; recorded %v", res.code, res.stderr, ledgerHas(refs["nopolicy"]))
 	}
 }

@@ -15,15 +15,17 @@ import (
 // gate can tell from untrusted (3, an attack or a misconfiguration) and
 // inconclusive (4); untrusted and inconclusive win over it.
 func TestVerifyMissingExitCode(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n    onUntrusted: fail\n"
 	os.WriteFile(filepath.Join(dir, ".trustcache.yaml"), []byte(policy), 0o644)
 	signed, unsigned, missing := host+"/team/cache:main", host+"/team/cache:unsigned", host+"/team/cache:new-branch"
 	pushRandom(t, signed)
 	pushRandom(t, unsigned)
-	if res := run(t, "sign", "--key", "ci.key", signed); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), signed); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	for _, tc := range []struct {
@@ -36,16 +38,16 @@ func TestVerifyMissingExitCode(t *testing.T) {
 		{[]string{missing, "127.0.0.1:1/team/cache:main"}, ExitInconclusive},
 		{[]string{signed}, ExitOK},
 	} {
-		if res := run(t, append([]string{"verify"}, tc.refs...)...); res.code != tc.code {
+		if res := te.run(append([]string{"verify"}, tc.refs...)...); res.code != tc.code {
 			t.Errorf("verify %q = exit %d; want %d\n%s%s", tc.refs, res.code, tc.code, res.stdout, res.stderr)
 		}
 	}
 
-	res := run(t, "verify", missing)
+	res := te.run("verify", missing)
 	if want := missing + ": missing\n"; !strings.HasPrefix(res.stdout, want) || !strings.Contains(res.stdout, "reason:  missing: "+missing+" does not exist in the registry") {
 		t.Errorf("verify text:\n%s\nwant it to start %q and give the missing reason", res.stdout, want)
 	}
-	res = run(t, "verify", "--format", "json", missing)
+	res = te.run("verify", "--format", "json", missing)
 	var got struct {
 		Verdict string `json:"verdict"`
 		Missing bool   `json:"missing"`
@@ -61,7 +63,7 @@ func TestVerifyMissingExitCode(t *testing.T) {
 	}{"missing", true, false}); got != want {
 		t.Errorf("verify --format json = %+v; want %+v", got, want)
 	}
-	if res := run(t, "policy", "explain", missing); res.code != ExitMissing || !strings.Contains(res.stdout, "verdict:     missing") {
+	if res := te.run("policy", "explain", missing); res.code != ExitMissing || !strings.Contains(res.stdout, "verdict:     missing") {
 		t.Errorf("policy explain of a missing tag = exit %d\n%s; want %d, verdict missing", res.code, res.stdout, ExitMissing)
 	}
 }

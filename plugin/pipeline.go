@@ -18,20 +18,20 @@ import (
 // the plugin's environment, credentials, stderr and signer; buildx runs
 // buildx as the command's arguments say. Signing options without --sign
 // are a usage error here, before anything runs.
-func newPipeline(dockerCLI command.Cli, cmd, version string, trust buildargs.Options, metadataFile, builder string, buildx pipeline.Buildx) (*pipeline.Pipeline, error) {
+func newPipeline(dockerCLI command.Cli, env *Env, cmd, version string, trust buildargs.Options, metadataFile, builder string, buildx pipeline.Buildx) (*pipeline.Pipeline, error) {
 	return pipeline.New(pipeline.Options{
 		Command:         cmd,
 		Trust:           trust,
 		MetadataFile:    metadataFile,
 		Builder:         builder,
 		Version:         version,
-		Getenv:          getenv,
-		DockerConfigDir: dockerConfigDir(dockerCLI),
+		Getenv:          env.getenv,
+		DockerConfigDir: env.ConfigDir,
 		Keychain:        dockerKeychain{dockerCLI},
 		Stderr:          dockerCLI.Err(),
 		Buildx:          buildx,
 		LoadSigner: func(p *trustpolicy.Policy, v *verify.Verifier) (pipeline.Signer, error) {
-			return loadExportSigner(dockerCLI, trust, p, v)
+			return loadExportSigner(dockerCLI, env, trust, p, v)
 		},
 	})
 }
@@ -41,11 +41,11 @@ func newPipeline(dockerCLI command.Cli, cmd, version string, trust buildargs.Opt
 // none says so: a run that imports no cache needs no policy (through the
 // alias, a project without one builds exactly as with docker buildx
 // build), one that does fails with none.
-func runPolicy(dockerCLI command.Cli, flag, startDir string) (p *trustpolicy.Policy, none error, err error) {
-	p, err = loadPolicy(flag, startDir, dockerCLI.Err())
+func runPolicy(dockerCLI command.Cli, env *Env, flag, startDir string) (p *trustpolicy.Policy, none error, err error) {
+	p, err = loadPolicy(env, flag, startDir, dockerCLI.Err())
 	var noPolicy *noPolicyError
 	if errors.As(err, &noPolicy) {
-		noPolicy.flag = "--trust-policy"
+		noPolicy.Flag = "--trust-policy"
 		return nil, err, nil
 	}
 	return p, nil, err
@@ -54,7 +54,7 @@ func runPolicy(dockerCLI command.Cli, flag, startDir string) (p *trustpolicy.Pol
 // runPipeline runs targets on pl under policy p, with the verifier and
 // ledger (unless noLedger) for it; none is the error of a run that would
 // import a cache without a policy.
-func runPipeline(ctx context.Context, dockerCLI command.Cli, pl *pipeline.Pipeline, p *trustpolicy.Policy, none error, noLedger bool, targets []pipeline.Target) error {
+func runPipeline(ctx context.Context, dockerCLI command.Cli, env *Env, pl *pipeline.Pipeline, p *trustpolicy.Policy, none error, noLedger bool, targets []pipeline.Target) error {
 	var v *verify.Verifier
 	if p == nil {
 		for _, t := range targets {
@@ -64,7 +64,7 @@ func runPipeline(ctx context.Context, dockerCLI command.Cli, pl *pipeline.Pipeli
 		}
 	} else {
 		var done func()
-		v, done = newVerifier(dockerCLI, p, noLedger)
+		v, done = newVerifier(dockerCLI, env, p, noLedger)
 		defer done()
 	}
 	return pl.Run(ctx, p, v, targets)

@@ -18,11 +18,12 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
+	"github.com/docker-trustcache/docker-trustcache/internal/policyfile"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
-func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
+func newPolicyCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "policy",
 		Example: policyExample,
@@ -30,7 +31,7 @@ func newPolicyCommand(dockerCLI command.Cli) *cobra.Command {
 		Args:    noSubcommand,
 		RunE:    showHelp,
 	}
-	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI), newPolicyExplainCommand(dockerCLI))
+	cmd.AddCommand(newPolicyInitCommand(dockerCLI), newPolicyLintCommand(dockerCLI, env), newPolicyExplainCommand(dockerCLI, env))
 	return cmd
 }
 
@@ -41,7 +42,7 @@ func newPolicyInitCommand(dockerCLI command.Cli) *cobra.Command {
 		Short:   "Write a commented starter policy (default .trustcache.yaml)",
 		Args:    maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := policyFileName
+			path := policyfile.FileName
 			if len(args) == 1 {
 				path = args[0]
 			}
@@ -66,7 +67,7 @@ func writeNewFile(path string, data []byte, mode os.FileMode) error {
 	return err
 }
 
-func newPolicyLintCommand(dockerCLI command.Cli) *cobra.Command {
+func newPolicyLintCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var policyFlag string
 	cmd := &cobra.Command{
 		Use:     "lint [OPTIONS] [FILE]",
@@ -86,10 +87,10 @@ when the policy is valid, 2 when it is not.`,
 				}
 				flag = args[0]
 			}
-			path, err := findPolicy(flag, ".", dockerCLI.Err())
+			path, err := findPolicy(env, flag, env.workDir(), dockerCLI.Err())
 			var none *noPolicyError
 			if errors.As(err, &none) {
-				none.positional = true
+				none.Positional = true
 			}
 			if err != nil {
 				return withStatus(asUsage(err))
@@ -126,7 +127,7 @@ func addPolicyFlag(flags *pflag.FlagSet, p *string, usage string) {
 	})
 }
 
-func newPolicyExplainCommand(dockerCLI command.Cli) *cobra.Command {
+func newPolicyExplainCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
 		Use:     "explain [OPTIONS] REF",
@@ -144,11 +145,11 @@ verify.`,
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
-			v, done := newVerifier(dockerCLI, p, true) // explain reads every signature
+			v, done := newVerifier(dockerCLI, env, p, true) // explain reads every signature
 			defer done()
 			res, err := v.Explain(cmd.Context(), args[0])
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 // TestLintKeylessSummary: lint of a policy with keyless builders names the
 // trusted root and what each identity matches.
 func TestLintKeylessSummary(t *testing.T) {
+	t.Parallel()
 	vs, err := ca.NewVirtualSigstore()
 	if err != nil {
 		t.Fatal(err)

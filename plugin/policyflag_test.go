@@ -13,7 +13,8 @@ import (
 // --trust-policy, with --policy as a synonym (build and bake parse their
 // own flags: buildx owns --policy there).
 func TestPolicyFlagEverywhere(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	for _, args := range [][]string{
 		{"verify", "FLAG", "r.example/team/cache:main"},
 		{"policy", "explain", "FLAG", "r.example/team/cache:main"},
@@ -34,16 +35,16 @@ func TestPolicyFlagEverywhere(t *testing.T) {
 					line = append(line, flag, file)
 				}
 			}
-			res := run(t, line...)
+			res := te.run(line...)
 			if res.code != ExitUsage || !strings.Contains(res.stderr, file) {
 				t.Errorf("%q = exit %d, %q; want exit %d naming %s", line, res.code, res.stderr, ExitUsage, file)
 			}
 		}
 	}
 	// sign needs no policy, but one named must exist.
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	for _, flag := range []string{"--trust-policy", "--policy"} {
-		if res := run(t, "sign", "--key", "ci.key", flag, "no-such-policy.yaml", "127.0.0.1:1/x:y"); res.code != ExitUsage || !strings.Contains(res.stderr, "no-such-policy.yaml") {
+		if res := te.run("sign", "--key", te.path("ci.key"), flag, "no-such-policy.yaml", "127.0.0.1:1/x:y"); res.code != ExitUsage || !strings.Contains(res.stderr, "no-such-policy.yaml") {
 			t.Errorf("sign %s = exit %d, %q; want exit %d naming the file", flag, res.code, res.stderr, ExitUsage)
 		}
 	}
@@ -61,7 +62,7 @@ func TestPolicyFlagEverywhere(t *testing.T) {
 	}
 	walk(NewRootCommand(nil, "test"))
 	for _, args := range [][]string{{"verify"}, {"sign"}, {"serve"}, {"policy", "explain"}, {"policy", "lint"}, {"provenance"}} {
-		help := run(t, append(args, "--help")...).stdout
+		help := te.run(append(args, "--help")...).stdout
 		if !strings.Contains(help, "--trust-policy string") || !strings.Contains(help, "--policy is a synonym") {
 			t.Errorf("%s --help lacks --trust-policy and its synonym:\n%s", args, help)
 		}
@@ -71,7 +72,8 @@ func TestPolicyFlagEverywhere(t *testing.T) {
 // TestNoPolicyMessages: the advice for a missing policy fits the command:
 // lint takes FILE; serve never reads .trustcache.yaml.
 func TestNoPolicyMessages(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	for _, tc := range []struct {
 		args    []string
 		want    string
@@ -81,7 +83,7 @@ func TestNoPolicyMessages(t *testing.T) {
 		{[]string{"policy", "lint"}, "no policy: pass the policy FILE, set TRUSTCACHE_POLICY, add .trustcache.yaml", "--policy"},
 		{[]string{"serve", "--buildkit", "unix:///nonexistent.sock"}, "no policy: pass --trust-policy FILE, set TRUSTCACHE_POLICY, or put one at ", ".trustcache.yaml"},
 	} {
-		res := run(t, tc.args...)
+		res := te.run(tc.args...)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, tc.want) || tc.notWant != "" && strings.Contains(res.stderr, tc.notWant) {
 			t.Errorf("%q = exit %d, %q; want exit %d with %q and without %q", tc.args, res.code, res.stderr, ExitUsage, tc.want, tc.notWant)
 		}
@@ -91,18 +93,21 @@ func TestNoPolicyMessages(t *testing.T) {
 // TestPolicyLintFileOrFlag: policy lint takes FILE or --trust-policy FILE,
 // not two different ones.
 func TestPolicyLintFileOrFlag(t *testing.T) {
-	dir := isolate(t)
-	run(t, "keys", "generate", "--name", "ci")
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
+	te.run("keys", "generate", "--name", "ci", "--dir", dir)
 	policy := "version: 1\nbuilders:\n  - name: ci\n    key: ci.pub\nscopes:\n  - repositories: [\"**\"]\n    builders: [ci]\n"
 	for _, f := range []string{"a.yaml", "b.yaml"} {
 		os.WriteFile(filepath.Join(dir, f), []byte(policy), 0o644)
 	}
-	for _, args := range [][]string{{"a.yaml"}, {"--trust-policy", "a.yaml"}, {"--policy", "a.yaml"}, {"a.yaml", "--trust-policy", "a.yaml"}} {
-		if res := run(t, append([]string{"policy", "lint"}, args...)...); res.code != 0 || res.stdout != "a.yaml: ok\n" {
+	a := te.path("a.yaml")
+	for _, args := range [][]string{{a}, {"--trust-policy", a}, {"--policy", a}, {a, "--trust-policy", a}} {
+		if res := te.run(append([]string{"policy", "lint"}, args...)...); res.code != 0 || res.stdout != a+": ok\n" {
 			t.Errorf("policy lint %q = exit %d, %q %q; want a.yaml: ok", args, res.code, res.stdout, res.stderr)
 		}
 	}
-	if res := run(t, "policy", "lint", "a.yaml", "--trust-policy", "b.yaml"); res.code != ExitUsage || !strings.Contains(res.stderr, "two policies") {
+	if res := te.run("policy", "lint", a, "--trust-policy", te.path("b.yaml")); res.code != ExitUsage || !strings.Contains(res.stderr, "two policies") {
 		t.Errorf("policy lint with two policies = exit %d, %q; want exit %d", res.code, res.stderr, ExitUsage)
 	}
 }

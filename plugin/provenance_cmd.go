@@ -25,7 +25,7 @@ type provenanceOptions struct {
 	noLedger bool
 }
 
-func newProvenanceCommand(dockerCLI command.Cli) *cobra.Command {
+func newProvenanceCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts provenanceOptions
 	cmd := &cobra.Command{
 		Use:     "provenance [OPTIONS] REF",
@@ -53,11 +53,11 @@ configuration error.`,
 			if opts.depth < 0 || opts.depth > maxProvenanceDepth {
 				return withStatus(usagef("--depth: %d is out of range (want 0 to %d)", opts.depth, maxProvenanceDepth))
 			}
-			p, err := loadPolicy(opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
-			v, done := newVerifier(dockerCLI, p, opts.noLedger)
+			v, done := newVerifier(dockerCLI, env, p, opts.noLedger)
 			defer done()
 			node, err := v.Provenance(cmd.Context(), args[0], verify.ProvenanceOptions{Depth: opts.depth})
 			if err != nil {

@@ -1,10 +1,9 @@
 package plugin
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
-	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -64,23 +62,31 @@ func TestProvenanceSigningFailureReported(t *testing.T) {
 	}
 }
 
-// TestSameRecordKeyless: a keyless signer has no key to compare an
-// attached record's signature with; sameRecord says "not the same" (the
-// record is written again) instead of dereferencing the absent key — a
-// keyless rebuild, whose subjects carry the last build's record, crashed so.
-func TestSameRecordKeyless(t *testing.T) {
-	same := sameRecord(signature.Signer{Keyless: nopKeyless{}}, provenance.Statement{})
-	if same(signature.Signature{Payload: []byte(`{}`), Signature: []byte("sig")}) {
-		t.Errorf("a keyless signer's record matched an attached one")
+// TestSameRecord: a record the same but for builtAt is the same; another
+// source commit, or data that is no record, is not.
+func TestSameRecord(t *testing.T) {
+	t.Parallel()
+	st := testRecord(nil, time.Now())
+	st.Predicate.Source.Commit = "aaa"
+	same := sameRecord(st)
+	later := st
+	later.Predicate.BuiltAt = "2099-01-01T00:00:00Z"
+	other := st
+	other.Predicate.Source.Commit = "another"
+	for _, tc := range []struct {
+		name string
+		s    provenance.Statement
+		want bool
+	}{{"later", later, true}, {"another commit", other, false}} {
+		data, err := tc.s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := same(data); got != tc.want {
+			t.Errorf("sameRecord(%s) = %v; want %v", tc.name, got, tc.want)
+		}
 	}
-}
-
-type nopKeyless struct{}
-
-func (nopKeyless) SignMessage(context.Context, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
-}
-
-func (nopKeyless) SignDSSE(context.Context, string, []byte) (signature.KeylessSignature, error) {
-	return signature.KeylessSignature{}, errors.New("not used")
+	if same([]byte(`{"not":"a record"}`)) {
+		t.Errorf("sameRecord(not a record) = true")
+	}
 }

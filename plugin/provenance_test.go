@@ -319,6 +319,7 @@ func provenanceReferrerSigs(t *testing.T, repo name.Repository, digest v1.Hash) 
 // with the referrers API, two without (the manifest and the referrers
 // tag).
 func TestProvenanceRegistryWrites(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		api              bool
 		first, following int64
@@ -345,14 +346,18 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := testRecord(targets, time.Now())
-			bundle, err := signProvenance(context.Background(), signature.Signer{Key: signer}, st)
+			payload, err := st.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bundle, err := signature.Signer{Key: signer}.SignStatement(context.Background(), payload)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var perSubject []int64
 			for _, tg := range targets {
 				before := cr.writes()
-				if _, err := attachBundle(context.Background(), bundle, nil, []exportTarget{tg}); err != nil {
+				if _, err := signature.AttachAttestation(context.Background(), bundle, provenance.PredicateType, nil, []name.Digest{tg.repo.Digest(tg.digest.String())}); err != nil {
 					t.Fatal(err)
 				}
 				perSubject = append(perSubject, cr.writes()-before)
@@ -371,6 +376,7 @@ func TestProvenanceRegistryWrites(t *testing.T) {
 // second record and writes nothing; a record that differs (another source
 // commit) or is signed by another key is attached.
 func TestProvenanceRecordDeduplicated(t *testing.T) {
+	t.Parallel()
 	cr := newCountingRegistry(t, false)
 	repo, _ := name.NewRepository(cr.host + "/team/cache")
 	targets := []exportTarget{{repo, pushRandom(t, repo.String()+":c"), "cache"}}

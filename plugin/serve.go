@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/app/gateway"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
+	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -38,7 +40,7 @@ type serveOptions struct {
 	allowUIDs, allowGIDs, allowSubjects []string
 }
 
-func newServeCommand(dockerCLI command.Cli) *cobra.Command {
+func newServeCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve --buildkit ADDR [OPTIONS]",
@@ -86,11 +88,16 @@ serving fails.`,
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 			defer signal.Stop(sigs)
-			return withStatus(runServe(cmd.Context(), dockerCLI, dockerCLI.Err(), opts, sigs))
+			return withStatus(runServe(cmd.Context(), dockerCLI, env, dockerCLI.Err(), opts, sigs))
 		},
 	}
 	cmd.Example = serveExample
-	flags := cmd.Flags()
+	addServeFlags(cmd.Flags(), &opts)
+	return cmd
+}
+
+// addServeFlags registers serve's flags into opts.
+func addServeFlags(flags *pflag.FlagSet, opts *serveOptions) {
 	flags.StringVar(&opts.buildkit, "buildkit", "", "buildkitd address: unix://PATH or tcp://127.0.0.1:PORT (required)")
 	flags.StringVar(&opts.listen, "listen", gateway.DefaultListen, "Address to serve on: unix://PATH (socket mode 0660), or tcp://HOST:PORT with --tls-cert, --tls-key and --tls-cacert")
 	addPolicyFlag(flags, &opts.policy, "Policy file (default: $TRUSTCACHE_POLICY, the docker config dir)")
@@ -107,7 +114,6 @@ serving fails.`,
 	flags.StringSliceVar(&opts.allowUIDs, "allow-uid", nil, "Users (uid or name) who may build on a unix:// --listen, besides the user running serve and root")
 	flags.StringSliceVar(&opts.allowGIDs, "allow-gid", nil, "Groups (gid or name) whose members (primary or supplementary) may build on a unix:// --listen")
 	flags.StringSliceVar(&opts.allowSubjects, "allow-subject", nil, "Glob patterns of the client certificates' subject CN or SANs that may build on a tcp:// --listen (default: any certificate --tls-cacert signed)")
-	return cmd
 }
 
 // newLogger returns the decision logger: text for people, JSON for
@@ -189,7 +195,7 @@ func lookupID(v, flag string, lookup func(string) (string, error)) (uint32, erro
 
 // runServe serves until a signal on sigs (SIGTERM, SIGINT: stop; SIGHUP:
 // reload the policy) or the end of ctx.
-func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts serveOptions, sigs <-chan os.Signal) error {
+func runServe(ctx context.Context, dockerCLI command.Cli, env *Env, errOut io.Writer, opts serveOptions, sigs <-chan os.Signal) error {
 	if opts.buildkit == "" {
 		return usagef("--buildkit is required: the address of the buildkitd to serve (unix://PATH)")
 	}
@@ -199,49 +205,21 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	}
 	// A server reads no policy from the working directory: --policy,
 	// $TRUSTCACHE_POLICY or the docker config dir's.
-	path, err := findPolicy(opts.policy, "", errOut)
+	path, err := findPolicy(env, opts.policy, "", errOut)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
 	p, err := trustpolicy.Load(path)
 	if err != nil {
 		return usagef("policy: %w", err)
 	}
-	var releases []func()
-	defer func() {
-		for _, r := range releases {
-			r()
-		}
-	}()
-	v, release := newVerifier(dockerCLI, p, opts.noLedger)
-	releases = append(releases, release)
-
-	// Who may connect, then TLS: a tcp listener only with client
-	// certificates.
-	admit, err := admission(opts)
+	verifiers := &serveVerifiers{dockerCLI: dockerCLI, env: env, noLedger: opts.noLedger}
+	defer verifiers.release()
+	sec, err := newServeSecurity(opts)
 	if err != nil {
 		return err
 	}
-	srvOpts := []gateway.Option{gateway.WithAdmission(admit)}
-	serverFiles := gateway.TLSFiles{Cert: opts.tlsCert, Key: opts.tlsKey, CA: opts.tlsCA, CertFlag: "--tls-cert", KeyFlag: "--tls-key", CAFlag: "--tls-cacert"}
-	if serverFiles.Set() {
-		cfg, err := gateway.ServerTLS(serverFiles)
-		if err != nil {
-			return asUsage(err)
-		}
-		srvOpts = append(srvOpts, gateway.WithTLS(cfg))
-	} else if strings.HasPrefix(opts.listen, "tcp://") {
-		return usagef("--listen %s: tcp:// needs mutual TLS: --tls-cert, --tls-key and --tls-cacert (the CA that signs the clients' certificates); or listen on a unix:// socket", opts.listen)
-	}
-	var bkTLS *tls.Config
-	bkFiles := gateway.TLSFiles{Cert: opts.bkTLSCert, Key: opts.bkTLSKey, CA: opts.bkTLSCA, ServerName: opts.bkTLSServerName,
-		CertFlag: "--buildkit-tls-cert", KeyFlag: "--buildkit-tls-key", CAFlag: "--buildkit-tls-cacert"}
-	if bkFiles.Set() || opts.bkTLSServerName != "" {
-		if bkTLS, err = gateway.ClientTLS(bkFiles); err != nil {
-			return asUsage(err)
-		}
-	}
-	cc, err := gateway.DialTLS(opts.buildkit, bkTLS)
+	cc, err := gateway.DialTLS(opts.buildkit, sec.buildkitTLS)
 	if err != nil {
 		return asUsage(err)
 	}
@@ -251,16 +229,7 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 		return err
 	}
 	defer ep.Close()
-	// Each build imports under a scope of the endpoint of its own, closed
-	// when the build's calls end.
-	scopes := gateway.EndpointFunc(func() (gateway.Scope, error) {
-		sc, err := ep.NewScope()
-		if err != nil {
-			return nil, err
-		}
-		return sc, nil
-	})
-	srv := gateway.New(cc, gateway.NewDecider(v, scopes, log), log, srvOpts...)
+	srv := gateway.New(cc, gateway.NewDecider(verifiers.new(p), endpointScopes(ep), log), log, sec.options...)
 	if err := srv.Probe(ctx); err != nil {
 		return usagef("buildkitd at %s is unreachable: %w", opts.buildkit, err)
 	}
@@ -268,47 +237,126 @@ func runServe(ctx context.Context, dockerCLI command.Cli, errOut io.Writer, opts
 	if err != nil {
 		return asUsage(err)
 	}
-
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	log.Info("serving", "listen", opts.listen, "address", l.Addr().String(), "tls", serverFiles.Set(), "buildkit", opts.buildkit, "policy", p.File,
-		"allowUIDs", admit.UIDs, "allowGIDs", admit.GIDs, "allowSubjects", admit.Subjects)
-
-	shutdown := func(why string) error {
-		log.Info("stopping: waiting for running calls", "reason", why, "drainTimeout", opts.drainTimeout.String())
-		dctx, cancel := context.WithTimeout(context.Background(), opts.drainTimeout)
-		defer cancel()
-		srv.Shutdown(dctx)
-		if dctx.Err() != nil {
-			log.Warn("stopped: calls still running after the drain timeout were ended")
-		} else {
-			log.Info("stopped")
+	log.Info("serving", "listen", opts.listen, "address", l.Addr().String(), "tls", sec.tls, "buildkit", opts.buildkit, "policy", p.File,
+		"allowUIDs", sec.admit.UIDs, "allowGIDs", sec.admit.GIDs, "allowSubjects", sec.admit.Subjects)
+	reload := func() {
+		np, err := trustpolicy.Load(path)
+		if err != nil {
+			log.Error("policy not reloaded: keeping the policy in use", "policy", path, "error", err.Error())
+			return
 		}
-		return nil
+		srv.Decider().SetVerifier(verifiers.new(np))
+		log.Info("policy reloaded", "policy", np.File)
 	}
+	return serveUntilStopped(ctx, log, srv, opts, sigs, served, reload)
+}
+
+// serveVerifiers makes the gateway's verifiers (one at start, one at each
+// reload) and releases their ledgers when serving ends.
+type serveVerifiers struct {
+	dockerCLI command.Cli
+	env       *Env
+	noLedger  bool
+	releases  []func()
+}
+
+func (sv *serveVerifiers) new(p *trustpolicy.Policy) *verify.Verifier {
+	v, release := newVerifier(sv.dockerCLI, sv.env, p, sv.noLedger)
+	sv.releases = append(sv.releases, release)
+	return v
+}
+
+func (sv *serveVerifiers) release() {
+	for _, r := range sv.releases {
+		r()
+	}
+}
+
+// serveSecurity is who may connect to the gateway and how it talks TLS.
+type serveSecurity struct {
+	admit       gateway.Admission
+	options     []gateway.Option // admission, and TLS on --listen
+	tls         bool             // --listen serves mutual TLS
+	buildkitTLS *tls.Config      // to buildkitd; nil: none
+}
+
+// newServeSecurity returns who may connect, then TLS: a tcp listener only
+// with client certificates.
+func newServeSecurity(opts serveOptions) (serveSecurity, error) {
+	admit, err := admission(opts)
+	if err != nil {
+		return serveSecurity{}, err
+	}
+	sec := serveSecurity{admit: admit, options: []gateway.Option{gateway.WithAdmission(admit)}}
+	serverFiles := gateway.TLSFiles{Cert: opts.tlsCert, Key: opts.tlsKey, CA: opts.tlsCA, CertFlag: "--tls-cert", KeyFlag: "--tls-key", CAFlag: "--tls-cacert"}
+	if serverFiles.Set() {
+		cfg, err := gateway.ServerTLS(serverFiles)
+		if err != nil {
+			return serveSecurity{}, asUsage(err)
+		}
+		sec.options, sec.tls = append(sec.options, gateway.WithTLS(cfg)), true
+	} else if strings.HasPrefix(opts.listen, "tcp://") {
+		return serveSecurity{}, usagef("--listen %s: tcp:// needs mutual TLS: --tls-cert, --tls-key and --tls-cacert (the CA that signs the clients' certificates); or listen on a unix:// socket", opts.listen)
+	}
+	bkFiles := gateway.TLSFiles{Cert: opts.bkTLSCert, Key: opts.bkTLSKey, CA: opts.bkTLSCA, ServerName: opts.bkTLSServerName,
+		CertFlag: "--buildkit-tls-cert", KeyFlag: "--buildkit-tls-key", CAFlag: "--buildkit-tls-cacert"}
+	if bkFiles.Set() || opts.bkTLSServerName != "" {
+		if sec.buildkitTLS, err = gateway.ClientTLS(bkFiles); err != nil {
+			return serveSecurity{}, asUsage(err)
+		}
+	}
+	return sec, nil
+}
+
+// endpointScopes gives each build a scope of the verified content
+// endpoint ep of its own, closed when the build's calls end.
+func endpointScopes(ep *endpoint.Server) gateway.EndpointFunc {
+	return func() (gateway.Scope, error) {
+		sc, err := ep.NewScope()
+		if err != nil {
+			return nil, err
+		}
+		return sc, nil
+	}
+}
+
+// serveUntilStopped waits for the end of serving: SIGTERM or SIGINT on
+// sigs, or the end of ctx, drains srv; SIGHUP calls reload; a failure of
+// Serve (on served) is returned.
+func serveUntilStopped(ctx context.Context, log *slog.Logger, srv *gateway.Server, opts serveOptions, sigs <-chan os.Signal, served <-chan error, reload func()) error {
 	for {
 		select {
 		case sig := <-sigs:
 			if sig != syscall.SIGHUP {
-				return shutdown(sig.String())
+				drain(log, srv, opts.drainTimeout, sig.String())
+				return nil
 			}
-			np, err := trustpolicy.Load(path)
-			if err != nil {
-				log.Error("policy not reloaded: keeping the policy in use", "policy", path, "error", err.Error())
-				continue
-			}
-			nv, release := newVerifier(dockerCLI, np, opts.noLedger)
-			releases = append(releases, release)
-			srv.Decider().SetVerifier(nv)
-			log.Info("policy reloaded", "policy", np.File)
+			reload()
 		case <-ctx.Done():
 			// The docker CLI that ran the plugin went away.
-			return shutdown("the docker CLI ended")
+			drain(log, srv, opts.drainTimeout, "the docker CLI ended")
+			return nil
 		case err := <-served:
 			if err == nil || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return fmt.Errorf("serving on %s: %w", opts.listen, err)
 		}
+	}
+}
+
+// drain stops srv accepting calls and waits up to timeout for the running
+// ones.
+func drain(log *slog.Logger, srv *gateway.Server, timeout time.Duration, why string) {
+	log.Info("stopping: waiting for running calls", "reason", why, "drainTimeout", timeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	srv.Shutdown(dctx)
+	if dctx.Err() != nil {
+		log.Warn("stopped: calls still running after the drain timeout were ended")
+	} else {
+		log.Info("stopped")
 	}
 }

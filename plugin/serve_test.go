@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/cli/cli/command"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 
@@ -67,7 +66,9 @@ func servePolicy(t *testing.T, dir string) string {
 }
 
 func TestServeRefusesToStart(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	policy := servePolicy(t, dir)
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("version: 9\n"), 0o644); err != nil {
@@ -98,7 +99,7 @@ func TestServeRefusesToStart(t *testing.T) {
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-gid", "no-such-group-tc"}, "--allow-gid no-such-group-tc: not a number"},
 		{[]string{"--policy", policy, "--buildkit", backend, "--listen", sock, "--allow-uid", "99999999999"}, "--allow-uid 99999999999"},
 	} {
-		res := run(t, append([]string{"serve"}, tc.args...)...)
+		res := te.run(append([]string{"serve"}, tc.args...)...)
 		if res.code != ExitUsage || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("serve %q: exit %d, stderr %q; want exit %d and %q", tc.args, res.code, res.stderr, ExitUsage, tc.want)
 		}
@@ -116,22 +117,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestServeReloadAndStop(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	policy := servePolicy(t, dir)
 	good, err := os.ReadFile(policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dockerCLI, err := command.NewDockerCli(command.WithInputStream(io.NopCloser(strings.NewReader(""))), command.WithOutputStream(io.Discard), command.WithErrorStream(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dockerCLI := te.cli(io.Discard, io.Discard)
 	var log testreg.Buffer
 	sock := filepath.Join(dir, "run", "gw.sock")
 	sigs := make(chan os.Signal)
 	done := make(chan error, 1)
 	go func() {
-		done <- runServe(context.Background(), dockerCLI, &log, serveOptions{
+		done <- runServe(context.Background(), dockerCLI, te.env, &log, serveOptions{
 			buildkit: fakeBuildkitd(t), listen: "unix://" + sock, policy: policy,
 			logFormat: "json", drainTimeout: time.Second, noLedger: true,
 		}, sigs)

@@ -36,7 +36,7 @@ type signOptions struct {
 	keyless     keylessOptions
 }
 
-func newSignCommand(dockerCLI command.Cli) *cobra.Command {
+func newSignCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts signOptions
 	cmd := &cobra.Command{
 		Use:     "sign (--key KEY | --keyless) [OPTIONS] REF [REF...]",
@@ -79,7 +79,7 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 "cosign signing-config create" writes), else the public-good instance.`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStatus(runSign(cmd.Context(), dockerCLI, opts, args))
+			return withStatus(runSign(cmd.Context(), dockerCLI, env, opts, args))
 		},
 	}
 	flags := cmd.Flags()
@@ -95,17 +95,17 @@ authority (RFC 3161). The services are those of --signing-config (the JSON
 	return cmd
 }
 
-func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs []string) error {
+func runSign(ctx context.Context, dockerCLI command.Cli, env *Env, opts signOptions, refs []string) error {
 	ann, err := parseAnnotations("--annotation", opts.annotations)
 	if err != nil {
 		return err
 	}
-	for k, v := range cicontext.Source(getenv) {
+	for k, v := range cicontext.Source(env.getenv) {
 		if _, ok := ann[k]; !ok {
 			ann[k] = v
 		}
 	}
-	p, err := signingPolicy(opts.policy, ".", dockerCLI.Err())
+	p, err := signingPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 	if err != nil {
 		return err
 	}
@@ -113,47 +113,20 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 	if err != nil {
 		return err
 	}
-	if err := opts.keyless.check(opts.key); err != nil {
-		return err
-	}
-	var signer signature.Signer
-	if opts.keyless.keyless {
-		signer, err = loadKeylessSigner(dockerCLI.Err(), opts.keyless, opts.builderName)
-	} else {
-		signer, err = loadSigner(dockerCLI, opts.key, opts.builderName, p)
-	}
+	signer, err := loadSignOptionsSigner(dockerCLI, env, opts, p)
 	if err != nil {
 		return err
 	}
 	ropts := registry.Options(ctx, nil, 0, remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))
-
 	// Resolve every ref before writing anything.
-	type target struct {
-		repo   name.Repository
-		digest v1.Hash
-		tag    string // REF's tag: signed as the tag annotation, and its head written
-		ann    map[string]string
-	}
-	targets := make([]target, len(refs))
-	for i, ref := range refs {
-		r, err := name.ParseReference(ref)
-		if err != nil {
-			return usagef("invalid reference %q: %w", ref, err)
-		}
-		d, err := resolveDigest(r, ropts)
-		if err != nil {
-			return fmt.Errorf("resolving %s: %w", ref, err)
-		}
-		tagAnn, err := withTag(ann, tagOf(r), ref)
-		if err != nil {
-			return err
-		}
-		targets[i] = target{r.Context(), d, tagOf(r), tagAnn}
+	targets, err := resolveSignTargets(refs, ann, ropts)
+	if err != nil {
+		return err
 	}
 	var v *verify.Verifier
 	if p != nil {
 		var done func()
-		v, done = newVerifier(dockerCLI, p, opts.noLedger)
+		v, done = newVerifier(dockerCLI, env, p, opts.noLedger)
 		defer done()
 	}
 	for _, t := range targets {
@@ -169,6 +142,48 @@ func runSign(ctx context.Context, dockerCLI command.Cli, opts signOptions, refs 
 		}
 	}
 	return nil
+}
+
+// loadSignOptionsSigner returns the signer sign's options ask for: keyless,
+// or the key of --key (or TRUSTCACHE_KEY).
+func loadSignOptionsSigner(dockerCLI command.Cli, env *Env, opts signOptions, p *trustpolicy.Policy) (signature.Signer, error) {
+	if err := opts.keyless.check(opts.key); err != nil {
+		return signature.Signer{}, err
+	}
+	if opts.keyless.keyless {
+		return loadKeylessSigner(env, dockerCLI.Err(), opts.keyless, opts.builderName)
+	}
+	return loadSigner(dockerCLI, env, opts.key, opts.builderName, p)
+}
+
+// signTarget is one REF of sign, resolved.
+type signTarget struct {
+	repo   name.Repository
+	digest v1.Hash
+	tag    string // REF's tag: signed as the tag annotation, and its head written
+	ann    map[string]string
+}
+
+// resolveSignTargets resolves every ref to its digest, with the
+// annotations ann (and its tag's) to sign it with.
+func resolveSignTargets(refs []string, ann map[string]string, ropts []remote.Option) ([]signTarget, error) {
+	targets := make([]signTarget, len(refs))
+	for i, ref := range refs {
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			return nil, usagef("invalid reference %q: %w", ref, err)
+		}
+		d, err := resolveDigest(r, ropts)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", ref, err)
+		}
+		tagAnn, err := withTag(ann, tagOf(r), ref)
+		if err != nil {
+			return nil, err
+		}
+		targets[i] = signTarget{r.Context(), d, tagOf(r), tagAnn}
+	}
+	return targets, nil
 }
 
 // DefaultResignAge is how old a signature by the same key over the same
@@ -272,12 +287,12 @@ func recordSigned(ctx context.Context, errOut io.Writer, v *verify.Verifier, ref
 // signature format, the builder name of the key), or nil when none is
 // found: signing needs none. A policy named by --policy must exist, and a
 // policy found must be valid.
-func signingPolicy(flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
-	path, err := findPolicy(flag, startDir, warn)
+func signingPolicy(env *Env, flag, startDir string, warn io.Writer) (*trustpolicy.Policy, error) {
+	path, err := findPolicy(env, flag, startDir, warn)
 	if err != nil {
-		var ue usageError
-		if flag != "" || errors.As(err, &ue) {
-			return nil, asUsage(err)
+		var none *noPolicyError
+		if flag != "" || !errors.As(err, &none) {
+			return nil, err
 		}
 		return nil, nil
 	}
@@ -319,14 +334,14 @@ func resolveDigest(r name.Reference, ropts []remote.Option) (v1.Hash, error) {
 //
 // The builder name recorded in signatures is builderName, else the name
 // policy p gives the key, else the key file's base name.
-func loadSigner(dockerCLI command.Cli, keyRef, builderName string, p *trustpolicy.Policy) (signature.Signer, error) {
+func loadSigner(dockerCLI command.Cli, env *Env, keyRef, builderName string, p *trustpolicy.Policy) (signature.Signer, error) {
 	if keyRef == "" {
-		keyRef = getenv(envKey)
+		keyRef = env.getenv(envKey)
 	}
 	if keyRef == "" {
 		return signature.Signer{}, usagef("--key is required (or set %s)", envKey)
 	}
-	pass := keys.Password(lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
+	pass := keys.Password(env.lookupEnv, os.Stdin, dockerCLI.Err(), keys.IsTerminal)
 	key, err := keys.LoadSigner(keyRef, pass, keys.WithWarnings(func(msg string) {
 		fmt.Fprintln(dockerCLI.Err(), "WARNING:", msg)
 	}))

@@ -85,27 +85,29 @@ func noCIEnv(t *testing.T) {
 // verifies afterwards; before, it printed "already signed", exited 0 and
 // left the digest untrusted.
 func TestSignRefreshesAged(t *testing.T) {
+	t.Parallel()
 	for _, format := range []string{"legacy", "bundle"} {
 		t.Run(format, func(t *testing.T) {
-			dir := isolate(t)
-			noCIEnv(t)
+			t.Parallel()
+			te := newTestEnv(t, nil)
+			dir := te.dir
 			host := newRegistry(t)
-			run(t, "keys", "generate", "--name", "ci")
+			te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 			trustPolicy(t, dir, host, "    maxAge: 720h\n")
 			tag := host + "/team/cache:main"
 			ref := host + "/team/cache@" + pushRandom(t, tag).String()
 			aged := time.Now().Add(-800 * time.Hour).UTC().Truncate(time.Second)
 			signAt(t, filepath.Join(dir, "ci.key"), ref, aged, signature.Format(format), "main")
-			if res := run(t, "verify", "--no-ledger", tag); res.code != ExitUntrusted || !strings.Contains(res.stdout, "older than maxAge 720h") {
+			if res := te.run("verify", "--no-ledger", tag); res.code != ExitUntrusted || !strings.Contains(res.stdout, "older than maxAge 720h") {
 				t.Fatalf("verify before = %d %q; want untrusted, older than maxAge", res.code, res.stdout)
 			}
 
-			res := run(t, "sign", "--signature-format", format, "--key", "ci.key", tag)
+			res := te.run("sign", "--signature-format", format, "--key", te.path("ci.key"), tag)
 			want := ref + ": re-signed: the existing signature by this key from " + aged.Format(time.RFC3339) + " is older than maxAge 720h"
 			if res.code != 0 || !strings.Contains(res.stderr, want) || strings.Contains(res.stderr, "already signed") {
 				t.Fatalf("sign over an aged signature = %d %q; want %q", res.code, res.stderr, want)
 			}
-			if res := run(t, "verify", "--no-ledger", tag); res.code != 0 {
+			if res := te.run("verify", "--no-ledger", tag); res.code != 0 {
 				t.Errorf("verify after re-signing = %d %q; want trusted", res.code, res.stdout)
 			}
 			if format == "legacy" {
@@ -114,7 +116,7 @@ func TestSignRefreshesAged(t *testing.T) {
 				}
 			}
 
-			res = run(t, "sign", "--signature-format", format, "--key", "ci.key", tag)
+			res = te.run("sign", "--signature-format", format, "--key", te.path("ci.key"), tag)
 			if res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 				t.Errorf("sign again = %d %q; want already signed", res.code, res.stderr)
 			}
@@ -131,21 +133,22 @@ func TestSignRefreshesAged(t *testing.T) {
 // refreshes a signature older than 24 hours, the default re-sign age; a
 // policy scope without maxAge counts any age, and sign keeps it.
 func TestSignRefreshesWithoutPolicy(t *testing.T) {
-	dir := isolate(t)
-	noCIEnv(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	tag := host + "/team/cache:main"
 	ref := host + "/team/cache@" + pushRandom(t, tag).String()
 	signAt(t, filepath.Join(dir, "ci.key"), ref, time.Now().Add(-23*time.Hour), signature.FormatLegacy, "main")
-	if res := run(t, "sign", "--key", "ci.key", tag); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
+	if res := te.run("sign", "--key", te.path("ci.key"), tag); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Errorf("sign over a 23h-old signature = %d %q; want already signed", res.code, res.stderr)
 	}
 	old := time.Now().Add(-25 * time.Hour).UTC().Truncate(time.Second)
 	ref2 := host + "/team/cache@" + pushRandom(t, host+"/team/cache:old").String()
 	signAt(t, filepath.Join(dir, "ci.key"), ref2, old, signature.FormatLegacy, "")
 	want := "is older than 24h (the re-sign age without a policy maxAge)"
-	if res := run(t, "sign", "--key", "ci.key", ref2); res.code != 0 || !strings.Contains(res.stderr, want) {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref2); res.code != 0 || !strings.Contains(res.stderr, want) {
 		t.Errorf("sign over a 25h-old signature = %d %q; want %q", res.code, res.stderr, want)
 	}
 	if n := sigLayers(t, ref2); n != 1 {
@@ -155,7 +158,7 @@ func TestSignRefreshesWithoutPolicy(t *testing.T) {
 	trustPolicy(t, dir, host, "") // no maxAge: any age counts
 	ref3 := host + "/team/cache@" + pushRandom(t, host+"/team/cache:kept").String()
 	signAt(t, filepath.Join(dir, "ci.key"), ref3, old.Add(-1000*time.Hour), signature.FormatLegacy, "")
-	if res := run(t, "sign", "--key", "ci.key", ref3); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref3); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Errorf("sign under a scope without maxAge = %d %q; want already signed", res.code, res.stderr)
 	}
 }
@@ -184,7 +187,7 @@ func TestBuildSignRefreshesAged(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo, _ := name.NewRepository(host + "/team/cache")
-	s, err := loadSigner(cli, "ci.key", "", p)
+	s, err := loadSigner(cli, isolatedEnv(), "ci.key", "", p)
 	if err != nil {
 		t.Fatal(err)
 	}

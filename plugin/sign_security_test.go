@@ -20,9 +20,10 @@ import (
 // anything is written: no signature appears for the good ref given
 // alongside.
 func TestSignBadInputWritesNothing(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	good := host + "/team/cache:main"
 	d := pushRandom(t, good)
 	for _, tc := range []struct {
@@ -39,8 +40,8 @@ func TestSignBadInputWritesNothing(t *testing.T) {
 		{flags: []string{"-a", "ref=a", "-a", "ref=b"}, code: ExitUsage, msg: "given twice"},
 		{flags: []string{"--signature-format", "xml"}, code: ExitUsage, msg: "--signature-format"},
 		{flags: []string{"--policy", "missing.yaml"}, code: ExitUsage, msg: "missing.yaml"},
-		{flags: []string{"--key", "missing.key"}, code: ExitUsage, msg: "missing.key"},
-		{flags: []string{"--key", "ci.pub"}, code: ExitUsage, msg: "public key"},
+		{flags: []string{"--key", te.path("missing.key")}, code: ExitUsage, msg: "missing.key"},
+		{flags: []string{"--key", te.path("ci.pub")}, code: ExitUsage, msg: "public key"},
 		{refs: []string{"Not A Ref!"}, code: ExitUsage, msg: "invalid reference"},
 		{refs: []string{host + "/team/cache@sha256:1234"}, code: ExitUsage, msg: "invalid reference"},
 		{refs: []string{host + "/team/cache:missing"}, code: ExitFailure, msg: "does not exist"},
@@ -48,10 +49,10 @@ func TestSignBadInputWritesNothing(t *testing.T) {
 	} {
 		args := []string{"sign"}
 		if !slices.Contains(tc.flags, "--key") {
-			args = append(args, "--key", "ci.key")
+			args = append(args, "--key", te.path("ci.key"))
 		}
 		args = append(append(append(args, tc.flags...), good), tc.refs...)
-		res := run(t, args...)
+		res := te.run(args...)
 		if res.code != tc.code || !strings.Contains(res.stderr, tc.msg) {
 			t.Errorf("%q = exit %d, %q; want exit %d containing %q", args, res.code, res.stderr, tc.code, tc.msg)
 		}
@@ -74,13 +75,15 @@ func TestSignBadInputWritesNothing(t *testing.T) {
 // "identity" annotation, which trustcache sets itself: -a identity=OTHER
 // cannot make a bundle name another repository.
 func TestSignIdentityAnnotation(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	trustPolicy(t, dir, host, "")
 	ref := host + "/team/cache:main"
 	d := pushRandom(t, ref)
-	res := run(t, "sign", "--key", "ci.key", "--signature-format", "bundle", "-a", "identity="+host+"/team/other", ref)
+	res := te.run("sign", "--key", te.path("ci.key"), "--signature-format", "bundle", "-a", "identity="+host+"/team/other", ref)
 	if res.code != 0 {
 		t.Fatalf("sign = %d %s", res.code, res.stderr)
 	}
@@ -96,7 +99,7 @@ func TestSignIdentityAnnotation(t *testing.T) {
 	if id, _ := st.Identity(); id != repo.Name() {
 		t.Errorf("signed identity = %q; want the signed repository %q", id, repo.Name())
 	}
-	if res := run(t, "verify", ref); res.code != 0 {
+	if res := te.run("verify", ref); res.code != 0 {
 		t.Errorf("verify = %d %s", res.code, res.stdout)
 	}
 }

@@ -17,15 +17,16 @@ import (
 // signature nor a head (issue 23, item 5); a contradicting -a tag= is a
 // usage error; signing by digest writes no head.
 func TestSignWritesTagAndHead(t *testing.T) {
-	isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	ref := host + "/team/cache:main"
 	d := pushRandom(t, ref)
 	repo, _ := name.NewRepository(host + "/team/cache")
 	ctx := context.Background()
 
-	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref); res.code != 0 {
 		t.Fatalf("sign: %d %s", res.code, res.stderr)
 	}
 	sigs, err := signature.ReadLegacy(ctx, repo, d)
@@ -53,7 +54,7 @@ func TestSignWritesTagAndHead(t *testing.T) {
 	}
 	before := headDigest()
 
-	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref); res.code != 0 || !strings.Contains(res.stderr, "already signed") {
 		t.Fatalf("sign again: %d %s", res.code, res.stderr)
 	}
 	if sigs, _ := signature.ReadLegacy(ctx, repo, d); len(sigs) != 1 {
@@ -63,12 +64,12 @@ func TestSignWritesTagAndHead(t *testing.T) {
 		t.Errorf("signing an unchanged digest again rewrote the head (%s → %s)", before, after)
 	}
 
-	if res := run(t, "sign", "--key", "ci.key", "-a", "tag=other", ref); res.code != ExitUsage || !strings.Contains(res.stderr, "contradicts") {
+	if res := te.run("sign", "--key", te.path("ci.key"), "-a", "tag=other", ref); res.code != ExitUsage || !strings.Contains(res.stderr, "contradicts") {
 		t.Errorf("sign -a tag=other REPO:main = %d %q, want a usage error", res.code, res.stderr)
 	}
 
 	d2 := pushRandom(t, host+"/team/cache:dev")
-	if res := run(t, "sign", "--key", "ci.key", host+"/team/cache@"+d2.String()); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), host+"/team/cache@"+d2.String()); res.code != 0 {
 		t.Fatalf("sign by digest: %d %s", res.code, res.stderr)
 	}
 	if sh, _ := signature.ReadHead(ctx, repo, "dev"); sh != nil {
@@ -81,22 +82,24 @@ func TestSignWritesTagAndHead(t *testing.T) {
 // in text and JSON, and exits with ExitFallback; with fallback: none it is
 // untrusted (ExitUntrusted).
 func TestVerifyFallbackOutput(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	trustPolicy(t, dir, host, "")
 	ref := host + "/team/cache:main"
 	pushRandom(t, ref)
-	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	good := pushRandom(t, ref)
-	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	forged := pushRandom(t, ref)
 
-	res := run(t, "verify", "--no-ledger", ref)
+	res := te.run("verify", "--no-ledger", ref)
 	if res.code != ExitFallback {
 		t.Fatalf("verify of a forged tag = %d %q %q; want %d", res.code, res.stdout, res.stderr, ExitFallback)
 	}
@@ -105,7 +108,7 @@ func TestVerifyFallbackOutput(t *testing.T) {
 			t.Errorf("verify text output lacks %q:\n%s", want, res.stdout)
 		}
 	}
-	res = run(t, "verify", "--no-ledger", "--format", "json", ref)
+	res = te.run("verify", "--no-ledger", "--format", "json", ref)
 	var out struct {
 		Digest   string `json:"digest"`
 		Trusted  bool   `json:"trusted"`
@@ -123,7 +126,7 @@ func TestVerifyFallbackOutput(t *testing.T) {
 	}
 
 	trustPolicy(t, dir, host, "    fallback: none\n")
-	if res := run(t, "verify", "--no-ledger", ref); res.code != ExitUntrusted || strings.Contains(res.stdout, "fallback") {
+	if res := te.run("verify", "--no-ledger", ref); res.code != ExitUntrusted || strings.Contains(res.stdout, "fallback") {
 		t.Errorf("verify with fallback: none = %d %q; want %d, no fallback", res.code, res.stdout, ExitUntrusted)
 	}
 }

@@ -26,7 +26,7 @@ type verifyOptions struct {
 	noLedger bool
 }
 
-func newVerifyCommand(dockerCLI command.Cli) *cobra.Command {
+func newVerifyCommand(dockerCLI command.Cli, env *Env) *cobra.Command {
 	var opts verifyOptions
 	cmd := &cobra.Command{
 		Use:     "verify [OPTIONS] REF [REF...]",
@@ -48,11 +48,11 @@ inconclusive; 6 when every REF passes but a tag's own digest was not trusted
 			if opts.format != "text" && opts.format != "json" {
 				return withStatus(usagef("--format: unknown format %q (want text or json)", opts.format))
 			}
-			p, err := loadPolicy(opts.policy, ".", dockerCLI.Err())
+			p, err := loadPolicy(env, opts.policy, env.workDir(), dockerCLI.Err())
 			if err != nil {
 				return withStatus(err)
 			}
-			v, done := newVerifier(dockerCLI, p, opts.noLedger)
+			v, done := newVerifier(dockerCLI, env, p, opts.noLedger)
 			defer done()
 			return runVerify(cmd.Context(), dockerCLI.Out(), v, opts, args)
 		},
@@ -68,12 +68,12 @@ inconclusive; 6 when every REF passes but a tag's own digest was not trusted
 // credentials and, unless noLedger, the verification ledger. A ledger that
 // cannot be opened costs only its cache hits: a warning, and verification
 // goes on without it. done releases the ledger.
-func newVerifier(dockerCLI command.Cli, p *trustpolicy.Policy, noLedger bool) (*verify.Verifier, func()) {
+func newVerifier(dockerCLI command.Cli, env *Env, p *trustpolicy.Policy, noLedger bool) (*verify.Verifier, func()) {
 	// Load the docker config now: ConfigFile loads it lazily, unguarded, on
 	// first use, and references are verified concurrently.
 	dockerCLI.ConfigFile()
 	opts := []verify.Option{verify.WithRemoteOptions(remote.WithAuthFromKeychain(dockerKeychain{dockerCLI}))}
-	l, err := openLedger(noLedger)
+	l, err := openLedger(env, noLedger)
 	if err != nil {
 		fmt.Fprintf(dockerCLI.Err(), "WARNING: trustcache: verifying without the ledger: %v\n", err)
 	}

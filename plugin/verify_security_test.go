@@ -19,13 +19,15 @@ import (
 // gives no credentials (the docker CLI warns and goes on with none):
 // verification still decides, on what an anonymous client can read.
 func TestMalformedDockerConfig(t *testing.T) {
-	dir := isolate(t)
+	t.Parallel()
+	te := newTestEnv(t, nil)
+	dir := te.dir
 	host := newRegistry(t)
-	run(t, "keys", "generate", "--name", "ci")
+	te.run("keys", "generate", "--name", "ci", "--dir", te.dir)
 	trustPolicy(t, dir, host, "")
 	ref := host + "/team/cache:main"
 	pushRandom(t, ref)
-	if res := run(t, "sign", "--key", "ci.key", ref); res.code != 0 {
+	if res := te.run("sign", "--key", te.path("ci.key"), ref); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	cfg := filepath.Join(dir, "docker-config", "config.json")
@@ -33,7 +35,7 @@ func TestMalformedDockerConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(`{"auths": {"`+host+`": {"auth": "c2VjcmV0OnBhc3N3b3Jk"`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, "verify", ref)
+	res := te.run("verify", ref)
 	if res.code != 0 {
 		t.Errorf("verify with a malformed docker config = %d %q %q; want 0", res.code, res.stdout, res.stderr)
 	}

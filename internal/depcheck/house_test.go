@@ -1,9 +1,7 @@
 package depcheck
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,28 +60,6 @@ func TestDecisionImportsOnlyVerify(t *testing.T) {
 		}
 		if strings.HasPrefix(imp, module+"/") {
 			t.Errorf("%s imports %s; it may import only verify, verify/trustpolicy and internal/provenance of the module", decision, imp)
-		}
-	}
-}
-
-// TestPipelineReadsNoProcessEnvironment: the build and bake pipeline
-// (internal/app/pipeline) is given the environment as a lookup function,
-// so its tests run in parallel without the process's: none of its files
-// reads the process environment itself.
-func TestPipelineReadsNoProcessEnvironment(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "app", "pipeline", "*.go"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("the pipeline's files: %v %v", files, err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, call := range []string{"os.Getenv(", "os.LookupEnv(", "os.Environ(", "os.Setenv(", "t.Setenv("} {
-			if strings.Contains(string(data), call) {
-				t.Errorf("%s calls %s: the pipeline takes its environment as Options.Getenv", f, call)
-			}
 		}
 	}
 }

@@ -12,4 +12,7 @@
 //     used only when they are exactly the bytes the digest names.
 //   - sign.go: Signer, which signs a digest and attaches the signature in
 //     either format.
+//   - attestations.go, attest.go: attestations (a signed in-toto statement
+//     of another predicate type, such as trustcache's provenance record)
+//     read from and attached to their subjects as referrers.
 package signature
