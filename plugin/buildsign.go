@@ -10,8 +10,8 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
-	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

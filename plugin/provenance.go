@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -9,8 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 )
 
 // The provenance record (docs/provenance.md): every build and bake that
@@ -49,7 +48,7 @@ type signedReport struct {
 // attestation of predicate type provenance.PredicateType
 // (signature.Signer.Attest); a record already there that is the same but
 // for builtAt, signed by the same key, is not written again
-// (sameRecord).
+// (provenance.Statement.SameRecord).
 func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Statement, targets []exportTarget, opts ...remote.Option) ([]signedReport, error) {
 	payload, err := st.Marshal()
 	if err != nil {
@@ -64,34 +63,10 @@ func attachProvenance(ctx context.Context, s signature.Signer, st provenance.Sta
 		}
 		subjects = append(subjects, d)
 	}
-	attached, err := s.Attest(ctx, payload, provenance.PredicateType, sameRecord(st), subjects, opts...)
+	attached, err := s.Attest(ctx, payload, provenance.PredicateType, st.SameRecord(), subjects, opts...)
 	var out []signedReport
 	for _, d := range attached {
 		out = append(out, signedReport{Reference: d.Name(), Kind: kind[d.Name()]})
 	}
 	return out, err
-}
-
-// sameRecord returns whether a record already attached (its statement as
-// data) says exactly what st says but for builtAt: a build that records
-// what an earlier one did (the same exports, imports, policy and source —
-// a rebuild of the same commit) adds no record. Data that is no valid
-// record is not the same. (A method of the provenance package's Statement
-// once its move to the public package is merged.)
-func sameRecord(st provenance.Statement) func(data []byte) bool {
-	want := st
-	want.Predicate.BuiltAt = ""
-	wantJSON, err := want.Marshal()
-	return func(data []byte) bool {
-		if err != nil {
-			return false
-		}
-		got, perr := provenance.Parse(data)
-		if perr != nil {
-			return false
-		}
-		got.Predicate.BuiltAt = ""
-		gotJSON, merr := got.Marshal()
-		return merr == nil && bytes.Equal(gotJSON, wantJSON)
-	}
 }

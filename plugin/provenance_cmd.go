@@ -10,8 +10,8 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 	"github.com/spf13/cobra"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

@@ -3,14 +3,12 @@ package plugin
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/keys"
 )
 
@@ -59,34 +57,5 @@ func TestProvenanceSigningFailureReported(t *testing.T) {
 	}
 	if rep.Provenance == nil {
 		t.Errorf("no provenance record in the report")
-	}
-}
-
-// TestSameRecord: a record the same but for builtAt is the same; another
-// source commit, or data that is no record, is not.
-func TestSameRecord(t *testing.T) {
-	t.Parallel()
-	st := testRecord(nil, time.Now())
-	st.Predicate.Source.Commit = "aaa"
-	same := sameRecord(st)
-	later := st
-	later.Predicate.BuiltAt = "2099-01-01T00:00:00Z"
-	other := st
-	other.Predicate.Source.Commit = "another"
-	for _, tc := range []struct {
-		name string
-		s    provenance.Statement
-		want bool
-	}{{"later", later, true}, {"another commit", other, false}} {
-		data, err := tc.s.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := same(data); got != tc.want {
-			t.Errorf("sameRecord(%s) = %v; want %v", tc.name, got, tc.want)
-		}
-	}
-	if same([]byte(`{"not":"a record"}`)) {
-		t.Errorf("sameRecord(not a record) = true")
 	}
 }

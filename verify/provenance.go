@@ -15,7 +15,7 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/registry"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
-	"github.com/docker-trustcache/docker-trustcache/provenance"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

@@ -86,7 +86,7 @@ func TestPolicyImportsNoRegistryCode(t *testing.T) {
 // publicPackages are the module's libraries (verify is a public library,
 // as go-containerregistry's packages are): their exported API names only
 // types an outside caller can name.
-var publicPackages = []string{"verify", "verify/trustpolicy", "verify/decision", "provenance", "keys"}
+var publicPackages = []string{"verify", "verify/trustpolicy", "verify/decision", "verify/provenance", "keys"}
 
 // TestPublicAPINamesNoInternalTypes: no exported function, method, type,
 // field, variable or constant of a public package has a type from the

@@ -9,8 +9,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 
@@ -19,7 +19,7 @@ import (
 // provenance record. Its zero value is Dropped, so an import whose action
 // was never set leaves the build: everything that acts on an Action fails
 // closed. Its words (String, MarshalText) are the provenance record's
-// (internal/provenance).
+// (verify/provenance).
 type Action uint8
 
 const (

@@ -12,9 +12,9 @@ import (
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
-	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify/trustpolicy"
 )
 

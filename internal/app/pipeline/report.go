@@ -8,9 +8,9 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/atomicfile"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
-	"github.com/docker-trustcache/docker-trustcache/provenance"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 )
 
 // The guarantee a used registry cache had on its way into BuildKit

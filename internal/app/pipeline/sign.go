@@ -11,7 +11,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/cicontext"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
-	"github.com/docker-trustcache/docker-trustcache/provenance"
+	"github.com/docker-trustcache/docker-trustcache/verify/provenance"
 )
 
 // envProvenanceAttach set to "off" makes a signing run sign its exports

@@ -222,3 +222,26 @@ func isSHA256(d string) bool {
 	hex, ok := bytes.CutPrefix([]byte(d), []byte("sha256:"))
 	return ok && sha256Hex.Match(hex)
 }
+
+// SameRecord returns a test of whether a record already attached (its
+// statement as data) says exactly what s says but for builtAt: a build
+// that records what an earlier one did (the same exports, imports, policy
+// and source — a rebuild of the same commit) adds no record. Data that is
+// no valid record is not the same.
+func (s Statement) SameRecord() func(data []byte) bool {
+	want := s
+	want.Predicate.BuiltAt = ""
+	wantJSON, err := want.Marshal()
+	return func(data []byte) bool {
+		if err != nil {
+			return false
+		}
+		got, perr := Parse(data)
+		if perr != nil {
+			return false
+		}
+		got.Predicate.BuiltAt = ""
+		gotJSON, merr := got.Marshal()
+		return merr == nil && bytes.Equal(gotJSON, wantJSON)
+	}
+}

@@ -110,3 +110,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestSameRecord: a record that differs only in builtAt is the same; one
+// from another commit, or data that is no record, is not.
+func TestSameRecord(t *testing.T) {
+	st := sample(t)
+	same := st.SameRecord()
+	later := sample(t)
+	later.Predicate.BuiltAt = "2099-01-01T00:00:00Z"
+	other := sample(t)
+	other.Predicate.Source.Commit = "another"
+	for _, tc := range []struct {
+		name string
+		s    Statement
+		want bool
+	}{{"later", later, true}, {"another commit", other, false}} {
+		data, err := tc.s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := same(data); got != tc.want {
+			t.Errorf("SameRecord(%s) = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if same([]byte(`{"not":"a record"}`)) {
+		t.Errorf("SameRecord(not a record) = true")
+	}
+}
