@@ -43,8 +43,8 @@ is bounded by the scope's maxDepth (or --depth, if larger) and maxRequests
 (defaults 3 and 200).
 
 Exit status: 0 when a record of REF holds; 3 when none does; 4 when a
-registry or network failure left it undecided; 2 for a usage or
-configuration error.`,
+registry or network failure left it undecided; 5 when REF is a tag that
+does not exist; 2 for a usage or configuration error.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.format != "text" && opts.format != "json" {
@@ -89,6 +89,8 @@ func provenanceStatus(n *verify.ProvenanceNode) error {
 		return nil
 	case n.Inconclusive:
 		return cli.StatusError{StatusCode: ExitInconclusive}
+	case n.Missing:
+		return cli.StatusError{StatusCode: ExitMissing}
 	}
 	return cli.StatusError{StatusCode: ExitUntrusted}
 }
@@ -100,6 +102,8 @@ func nodeVerdict(n *verify.ProvenanceNode) string {
 		return "verified record"
 	case n.Inconclusive:
 		return "inconclusive"
+	case n.Missing:
+		return "missing"
 	}
 	return "no verified record"
 }

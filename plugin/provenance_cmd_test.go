@@ -12,8 +12,8 @@ import (
 
 // TestProvenanceCommand: docker trustcache provenance shows the verified
 // record of a cache build --sign exported (its import re-verified), exits
-// 3 with the reason for a cache `sign` signed (no record) and 2 for usage
-// errors; under requireProvenance, verify refuses a cache built from the
+// 3 with the reason for a cache `sign` signed (no record), 5 for a tag
+// that does not exist and 2 for usage errors; under requireProvenance, verify refuses a cache built from the
 // unrecorded one though its own signature and record are good.
 func TestProvenanceCommand(t *testing.T) {
 	dir := isolate(t)
@@ -59,6 +59,11 @@ func TestProvenanceCommand(t *testing.T) {
 	res = run(t, "provenance", "--no-ledger", base)
 	if res.code != ExitUntrusted || !strings.Contains(res.stdout, "no verified record") || !strings.Contains(res.stdout, "reason:    no provenance record") {
 		t.Errorf("provenance of a cache signed by sign = %d\n%s%s; want 3 with the reason", res.code, res.stdout, res.stderr)
+	}
+	// A tag that does not exist is missing (exit 5, as verify says it),
+	// not a registry failure (4).
+	if res := run(t, "provenance", "--no-ledger", host+"/team/cache:never-pushed"); res.code != ExitMissing || !strings.Contains(res.stdout, "does not exist") {
+		t.Errorf("provenance of a missing tag = %d\n%s%s; want %d saying it does not exist", res.code, res.stdout, res.stderr, ExitMissing)
 	}
 	for _, args := range [][]string{{"--depth", "17", next}, {"--format", "yaml", next}, {"NOT A REF"}, {}} {
 		if res := run(t, append([]string{"provenance"}, args...)...); res.code != ExitUsage {

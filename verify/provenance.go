@@ -62,9 +62,12 @@ type ProvenanceNode struct {
 	OK bool `json:"ok"`
 	// Inconclusive is true when no record holds and a registry failure may
 	// have hidden one that does.
-	Inconclusive bool           `json:"inconclusive,omitempty"`
-	Records      []RecordResult `json:"records"`
-	Reasons      []string       `json:"reasons"`
+	Inconclusive bool `json:"inconclusive,omitempty"`
+	// Missing is true when the reference is a tag that does not exist:
+	// there is nothing to hold a record.
+	Missing bool           `json:"missing,omitempty"`
+	Records []RecordResult `json:"records"`
+	Reasons []string       `json:"reasons"`
 }
 
 // RecordResult is one provenance record and its check.
@@ -448,6 +451,11 @@ func (v *Verifier) Provenance(ctx context.Context, ref string, opts ProvenanceOp
 	}
 	digest, err := registry.Digest(r, ropts...)
 	if err != nil {
+		if registry.IsNotFound(err) {
+			node.Missing = true
+			node.Reasons = append(node.Reasons, fmt.Sprintf("missing: %s does not exist in the registry", ref))
+			return node, nil
+		}
 		node.Inconclusive = true
 		node.Reasons = append(node.Reasons, fmt.Sprintf("resolving %s: %v", ref, err))
 		return node, nil
