@@ -89,7 +89,9 @@ type memoEntry struct {
 }
 
 // verify verifies ref, or reuses a verdict reached (or being reached) for
-// it within verdictTTL. Inconclusive verdicts are not reused.
+// it within verdictTTL. Inconclusive verdicts are not reused, nor missing
+// ones: the build that pushes a new tag may end a moment later, and the
+// next build must find it.
 func (b *verifierBox) verify(ctx context.Context, ref string) (*verify.Result, error) {
 	now := time.Now()
 	b.mu.Lock()
@@ -116,7 +118,7 @@ func (b *verifierBox) verify(ctx context.Context, ref string) (*verify.Result, e
 	b.mu.Unlock()
 	e.res, e.err = b.Verifier.Verify(ctx, ref)
 	close(e.done)
-	if e.err != nil || e.res == nil || e.res.Verdict == verify.VerdictInconclusive {
+	if e.err != nil || e.res == nil || e.res.Verdict == verify.VerdictInconclusive || e.res.Verdict == verify.VerdictMissing {
 		b.mu.Lock()
 		if b.memo[ref] == e {
 			delete(b.memo, ref)

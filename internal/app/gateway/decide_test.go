@@ -38,20 +38,28 @@ func TestDecideReusesVerdicts(t *testing.T) {
 	base.results["reg.example/team/cache:flaky"] = &verify.Result{
 		Reference: "reg.example/team/cache:flaky", Verdict: verify.VerdictInconclusive, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Drop,
 	}
+	// A tag not pushed yet: the build that pushes it may end a moment
+	// later, and the next build must see it.
+	base.results["reg.example/team/cache:new"] = &verify.Result{
+		Reference: "reg.example/team/cache:new", Verdict: verify.VerdictMissing, Missing: true, Level: trustpolicy.LevelStrict, OnUntrusted: trustpolicy.Drop,
+	}
 	v := &countingVerifier{fakeVerifier: base, n: map[string]int{}}
 	d := NewDecider(v, fakeEndpoint{}, slog.New(slog.DiscardHandler))
 	imp := func(ref string) Import {
 		return Import{Type: "registry", Attrs: map[string]string{"ref": ref}, Where: "test"}
 	}
-	signed, flaky := "reg.example/team/cache:signed", "reg.example/team/cache:flaky"
+	signed, flaky, missing := "reg.example/team/cache:signed", "reg.example/team/cache:flaky", "reg.example/team/cache:new"
 	for range 3 {
-		ds, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed), imp(signed), imp(flaky)}, fakeEndpoint{})
+		ds, err := d.Decide(t.Context(), "test", "/m", []Import{imp(signed), imp(signed), imp(flaky), imp(missing)}, fakeEndpoint{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ds[0].Action != decision.Used || ds[1].Action != decision.Used || ds[2].Action != decision.Dropped {
-			t.Fatalf("Decide = %+v; want replace, replace, remove", ds)
+		if ds[0].Action != decision.Used || ds[1].Action != decision.Used || ds[2].Action != decision.Dropped || ds[3].Action != decision.Dropped {
+			t.Fatalf("Decide = %+v; want used, used, dropped, dropped", ds)
 		}
+	}
+	if n := v.count(missing); n != 3 {
+		t.Errorf("%s (missing) verified %d times; want every time: a missing verdict is not reused", missing, n)
 	}
 	if n := v.count(signed); n != 1 {
 		t.Errorf("%s verified %d times; want once, the verdict reused", signed, n)
