@@ -109,7 +109,7 @@ func ofTarget(target string) string {
 // for a missing one (a tag nothing was pushed to yet, as on a new branch's
 // first build), a warning for a dropped or blocked one.
 func noteRemoved(w io.Writer, c Cache) {
-	if c.Action != decision.Dropped && c.Action != decision.Blocked {
+	if !c.Action.Removes() {
 		return
 	}
 	if c.Result != nil && c.Result.Missing {
