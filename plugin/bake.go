@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker-trustcache/docker-trustcache/internal/app/pipeline"
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli"
 	"github.com/docker-trustcache/docker-trustcache/internal/cli/command"
 )
@@ -213,7 +214,7 @@ func resolveBake(ctx context.Context, bin string, argv []string, fromStdin bool,
 // src (bake.Target.AddOverrides adds it to the fs.read entitlements), so a
 // local cache the policy lets through (allowUnsignedTypes) is read without
 // the fs.read prompt bake would show for it in a bake file.
-func cacheOverrides(targets []buildargs.BakeTarget, pass []map[int]buildargs.CacheSpec) ([]string, error) {
+func cacheOverrides(targets []buildargs.BakeTarget, pass []map[int]cachespec.Spec) ([]string, error) {
 	out := []string{"--set", "*.cache-from="}
 	for ti, t := range targets {
 		for i, given := range t.CacheFrom {
@@ -222,7 +223,7 @@ func cacheOverrides(targets []buildargs.BakeTarget, pass []map[int]buildargs.Cac
 				continue
 			}
 			s := spec.String()
-			if back, err := buildargs.ParseCacheSpec(s); err != nil || !back.Equal(spec) {
+			if back, err := cachespec.Parse(s); err != nil || !back.Equal(spec) {
 				return nil, fmt.Errorf("cache %s of target %s cannot be passed on to buildx as written (%q does not read back the same)", printable(given.String()), t.Name, s)
 			}
 			out = append(out, "--set", t.Name+".cache-from="+s)

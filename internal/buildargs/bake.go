@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/lazyregexp"
 )
 
@@ -183,8 +184,8 @@ func (inv *BakeInvocation) BuildxArgs(extra ...string) []string {
 // reads it.
 type BakeTarget struct {
 	Name      string
-	CacheFrom []CacheSpec // in the order buildx printed them
-	CacheTo   []CacheSpec
+	CacheFrom []cachespec.Spec // in the order buildx printed them
+	CacheTo   []cachespec.Spec
 	// Pushes says whether an output pushes to a registry: type registry,
 	// or type image or moby with push=true (as Invocation.Pushes).
 	Pushes bool
@@ -200,7 +201,7 @@ var bakeTargetName = lazyregexp.New(`^[a-zA-Z0-9_-]+$`)
 // sorted by name. A cache or output entry is an object of strings with its
 // type under "type" (buildflags.CacheOptionsEntry.MarshalJSON; the
 // attribute names kept as written), or, as older buildx wrote them, a
-// string in the --cache-from grammar (ParseCacheFlag). Anything else is an
+// string in the --cache-from grammar (cachespec.ParseFlag). Anything else is an
 // error, as is a target name buildx would not accept.
 func ParseBakeDefinition(data []byte) ([]BakeTarget, error) {
 	var def struct {
@@ -250,12 +251,12 @@ func ParseBakeDefinition(data []byte) ([]BakeTarget, error) {
 	return targets, nil
 }
 
-func bakeCacheEntries(raws []json.RawMessage) ([]CacheSpec, error) {
-	var specs []CacheSpec
+func bakeCacheEntries(raws []json.RawMessage) ([]cachespec.Spec, error) {
+	var specs []cachespec.Spec
 	for _, raw := range raws {
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
-			more, err := ParseCacheFlag(s)
+			more, err := cachespec.ParseFlag(s)
 			if err != nil {
 				return nil, err
 			}
@@ -266,7 +267,7 @@ func bakeCacheEntries(raws []json.RawMessage) ([]CacheSpec, error) {
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, fmt.Errorf("entry %s: want an object of strings or a string", raw)
 		}
-		spec := CacheSpec{Type: m["type"]}
+		spec := cachespec.Spec{Type: m["type"]}
 		if spec.Type == "" {
 			return nil, fmt.Errorf("entry %s: type required", raw)
 		}
@@ -278,7 +279,7 @@ func bakeCacheEntries(raws []json.RawMessage) ([]CacheSpec, error) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			spec.Attrs = append(spec.Attrs, Attr{Key: k, Value: m[k]})
+			spec.Attrs = append(spec.Attrs, cachespec.Attr{Key: k, Value: m[k]})
 		}
 		specs = append(specs, spec)
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 )
 
 func TestParseBake(t *testing.T) {
@@ -189,10 +191,10 @@ func TestParseBakeDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []BakeTarget{
-		{Name: "a", CacheFrom: []CacheSpec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []Attr{{Key: "scope", Value: "x"}}}}},
+		{Name: "a", CacheFrom: []cachespec.Spec{reg("r/a:cache"), reg("r/a2:cache"), {Type: "gha", Attrs: []cachespec.Attr{{Key: "scope", Value: "x"}}}}},
 		{Name: "b",
-			CacheFrom: []CacheSpec{reg("r/b:cache"), {Type: "local", Attrs: []Attr{{Key: "src", Value: "/tmp/c"}}}},
-			CacheTo:   []CacheSpec{{Type: "registry", Attrs: []Attr{{Key: "mode", Value: "max"}, {Key: "ref", Value: "r/b:cache"}}}},
+			CacheFrom: []cachespec.Spec{reg("r/b:cache"), {Type: "local", Attrs: []cachespec.Attr{{Key: "src", Value: "/tmp/c"}}}},
+			CacheTo:   []cachespec.Spec{{Type: "registry", Attrs: []cachespec.Attr{{Key: "mode", Value: "max"}, {Key: "ref", Value: "r/b:cache"}}}},
 			Pushes:    true},
 		{Name: "c", Pushes: true},
 		{Name: "d"},

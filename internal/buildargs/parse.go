@@ -12,8 +12,11 @@ package buildargs
 import (
 	"errors"
 	"fmt"
+	"github.com/tonistiigi/go-csvvalue"
 	"strconv"
 	"strings"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 )
 
 // Kind says what a token of the command line is.
@@ -114,7 +117,7 @@ type FlagUse struct {
 // holds one; the reference-list form ("--cache-from a,b") holds several,
 // which share Token, Form and Value and differ in Part.
 type CacheSource struct {
-	Spec  CacheSpec
+	Spec  cachespec.Spec
 	Token int    // index in Tokens of the "--cache-from" token
 	Form  Form   // FormJoined or FormSeparate
 	Value string // the flag value as written
@@ -149,8 +152,8 @@ type Invocation struct {
 
 	Trust Options
 
-	CacheFrom []CacheSource // every cache source, in order; Rewrite's decisions are keyed by index here
-	CacheTo   []CacheSpec   // every --cache-to spec, in order
+	CacheFrom []CacheSource    // every cache source, in order; Rewrite's decisions are keyed by index here
+	CacheTo   []cachespec.Spec // every --cache-to spec, in order
 
 	// The buildx flags the wrapper needs to know about, as given. Booleans
 	// and single-valued strings hold the last occurrence; lists hold all.
@@ -196,7 +199,7 @@ func (e *UsageError) Unwrap() error { return e.Err }
 //   - exactly one argument, the build context, unless --help is given.
 //
 // Unknown flags are errors, except "--name=value": see KindUnknownFlag.
-// Every --cache-from and --cache-to value is parsed (ParseCacheFlag); a value
+// Every --cache-from and --cache-to value is parsed (cachespec.ParseFlag); a value
 // buildx would refuse is an error. Every error is a *UsageError.
 func Parse(args []string) (*Invocation, error) {
 	p := parser{inv: &Invocation{ContextToken: -1}}
@@ -235,7 +238,7 @@ func (p *parser) apply(u FlagUse, b bool) error {
 	value, tok, form := u.Value, u.Token, u.Form
 	switch u.Name {
 	case "cache-from":
-		specs, err := ParseCacheFlag(value)
+		specs, err := cachespec.ParseFlag(value)
 		if err != nil {
 			return fmt.Errorf("invalid argument %q for \"--cache-from\" flag: %w", value, err)
 		}
@@ -243,7 +246,7 @@ func (p *parser) apply(u FlagUse, b bool) error {
 			inv.CacheFrom = append(inv.CacheFrom, CacheSource{Spec: s, Token: tok, Form: form, Value: value, Part: i})
 		}
 	case "cache-to":
-		specs, err := ParseCacheFlag(value)
+		specs, err := cachespec.ParseFlag(value)
 		if err != nil {
 			return fmt.Errorf("invalid argument %q for \"--cache-to\" flag: %w", value, err)
 		}
@@ -364,3 +367,8 @@ func (inv *Invocation) Pushes() bool {
 	}
 	return false
 }
+
+// splitCSV splits one CSV line as buildx does, with
+// github.com/tonistiigi/go-csvvalue's default parser: the comma-separated
+// flag values (--output, --attest …).
+func splitCSV(line string) ([]string, error) { return csvvalue.Fields(line, nil) }

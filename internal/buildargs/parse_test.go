@@ -7,13 +7,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 )
 
 // kinds renders the tokens as "kind" or "kind:flag", for compact expectations.
 
 // reg is the spec of a registry cache: type=registry,ref=REF,ATTRS….
-func reg(ref string, attrs ...Attr) CacheSpec {
-	return CacheSpec{Type: "registry", Attrs: append([]Attr{{Key: "ref", Value: ref}}, attrs...)}
+func reg(ref string, attrs ...cachespec.Attr) cachespec.Spec {
+	return cachespec.Spec{Type: "registry", Attrs: append([]cachespec.Attr{{Key: "ref", Value: ref}}, attrs...)}
 }
 
 func kinds(toks []Token) []string {
@@ -55,10 +57,10 @@ func TestParse(t *testing.T) {
 			want: &Invocation{
 				Context: ".", ContextToken: 10, Push: true, Tags: []string{"a", "b"},
 				CacheFrom: []CacheSource{
-					{Spec: reg("reg/x:tag", Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: "type=registry,ref=reg/x:tag,mode=max"},
-					{Spec: CacheSpec{Type: "local", Attrs: []Attr{{Key: "src", Value: "/tmp/c"}}}, Token: 2, Form: FormJoined, Value: "type=local,src=/tmp/c"},
+					{Spec: reg("reg/x:tag", cachespec.Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: "type=registry,ref=reg/x:tag,mode=max"},
+					{Spec: cachespec.Spec{Type: "local", Attrs: []cachespec.Attr{{Key: "src", Value: "/tmp/c"}}}, Token: 2, Form: FormJoined, Value: "type=local,src=/tmp/c"},
 				},
-				CacheTo: []CacheSpec{reg("reg/x:tag", Attr{Key: "mode", Value: "max"})},
+				CacheTo: []cachespec.Spec{reg("reg/x:tag", cachespec.Attr{Key: "mode", Value: "max"})},
 			},
 		},
 		{
@@ -67,7 +69,7 @@ func TestParse(t *testing.T) {
 			args: []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
 			want: &Invocation{
 				Context: ".", ContextToken: 2,
-				CacheFrom: []CacheSource{{Spec: reg("reg/x:tag", Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: `type=registry,"ref=reg/x:tag",mode=max`}},
+				CacheFrom: []CacheSource{{Spec: reg("reg/x:tag", cachespec.Attr{Key: "mode", Value: "max"}), Token: 0, Form: FormSeparate, Value: `type=registry,"ref=reg/x:tag",mode=max`}},
 			},
 		},
 		{

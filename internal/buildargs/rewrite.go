@@ -3,6 +3,8 @@ package buildargs
 import (
 	"fmt"
 	"sort"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 )
 
 // Rewrite returns the argv for `docker buildx build`: the arguments given to
@@ -16,14 +18,14 @@ import (
 // A --cache-from whose sources are all passed on unchanged is kept as
 // written. Otherwise each of its sources that is passed on becomes its own
 // --cache-from in the same form (one token "--cache-from=SPEC" or two tokens
-// "--cache-from" "SPEC"), written with CacheSpec.String, and a flag with no
+// "--cache-from" "SPEC"), written with cachespec.Spec.String, and a flag with no
 // source left disappears with its value. A --cache-from with an empty value
 // has no source and is kept: buildx ignores it.
 //
 // Rewrite fails on a key that is not an index in CacheFrom, and on a
 // replacement spec with an empty type or that would not read back the same
-// (see CacheSpec).
-func (inv *Invocation) Rewrite(pass map[int]CacheSpec) ([]string, error) {
+// (see cachespec.Spec).
+func (inv *Invocation) Rewrite(pass map[int]cachespec.Spec) ([]string, error) {
 	for _, i := range sortedKeys(pass) {
 		spec := pass[i]
 		if i < 0 || i >= len(inv.srcs) {
@@ -35,7 +37,7 @@ func (inv *Invocation) Rewrite(pass map[int]CacheSpec) ([]string, error) {
 		if spec.Type == "" {
 			return nil, fmt.Errorf("decision for cache source %d (%s): replacement has no type", i, inv.srcs[i].Value)
 		}
-		back, err := ParseCacheSpec(spec.String())
+		back, err := cachespec.Parse(spec.String())
 		if err != nil || !back.Equal(spec) {
 			return nil, fmt.Errorf("decision for cache source %d (%s): replacement %q does not read back as written", i, inv.srcs[i].Value, spec.String())
 		}
@@ -85,7 +87,7 @@ func (inv *Invocation) Rewrite(pass map[int]CacheSpec) ([]string, error) {
 }
 
 // unchanged says whether every source in srcs is passed on as written.
-func (inv *Invocation) unchanged(srcs []int, pass map[int]CacheSpec) bool {
+func (inv *Invocation) unchanged(srcs []int, pass map[int]cachespec.Spec) bool {
 	for _, i := range srcs {
 		if spec, ok := pass[i]; !ok || !spec.Equal(inv.srcs[i].Spec) {
 			return false
@@ -94,7 +96,7 @@ func (inv *Invocation) unchanged(srcs []int, pass map[int]CacheSpec) bool {
 	return true
 }
 
-func sortedKeys(m map[int]CacheSpec) []int {
+func sortedKeys(m map[int]cachespec.Spec) []int {
 	keys := make([]int, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

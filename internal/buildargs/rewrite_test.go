@@ -7,11 +7,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 )
 
 const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
-func pinned(t *testing.T, s CacheSpec) CacheSpec {
+func pinned(t *testing.T, s cachespec.Spec) cachespec.Spec {
 	t.Helper()
 	ref := s.Ref()
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
@@ -24,19 +26,19 @@ func pinned(t *testing.T, s CacheSpec) CacheSpec {
 func TestRewrite(t *testing.T) {
 	// Each case says per source: pinned (replaced), kept (passed on as
 	// written) or removed (no entry).
-	pin := func(i int) func(*testing.T, *Invocation) (CacheSpec, bool) {
-		return func(t *testing.T, inv *Invocation) (CacheSpec, bool) {
+	pin := func(i int) func(*testing.T, *Invocation) (cachespec.Spec, bool) {
+		return func(t *testing.T, inv *Invocation) (cachespec.Spec, bool) {
 			return pinned(t, inv.CacheFrom[i].Spec), true
 		}
 	}
-	keep := func(i int) func(*testing.T, *Invocation) (CacheSpec, bool) {
-		return func(t *testing.T, inv *Invocation) (CacheSpec, bool) { return inv.CacheFrom[i].Spec, true }
+	keep := func(i int) func(*testing.T, *Invocation) (cachespec.Spec, bool) {
+		return func(t *testing.T, inv *Invocation) (cachespec.Spec, bool) { return inv.CacheFrom[i].Spec, true }
 	}
-	remove := func(*testing.T, *Invocation) (CacheSpec, bool) { return CacheSpec{}, false }
+	remove := func(*testing.T, *Invocation) (cachespec.Spec, bool) { return cachespec.Spec{}, false }
 	tests := []struct {
 		name      string
 		args      []string
-		decisions map[int]func(*testing.T, *Invocation) (CacheSpec, bool)
+		decisions map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool)
 		want      []string
 	}{
 		{
@@ -45,7 +47,7 @@ func TestRewrite(t *testing.T) {
 				"--cache-from", "type=registry,ref=reg/x:tag,mode=max", "--cache-from=type=local,src=/tmp/c",
 				"-t", "app", "--push", "--trust-policy", "p.yaml", "--sign", "--key=k.key", ".",
 			},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0), 1: keep(1)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: pin(0), 1: keep(1)},
 			want: []string{
 				"--cache-from", "type=registry,ref=reg/x@" + digest + ",mode=max", "--cache-from=type=local,src=/tmp/c",
 				"-t", "app", "--push", ".",
@@ -54,25 +56,25 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "joined form stays one token",
 			args:      []string{"--cache-from=user/app:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: pin(0)},
 			want:      []string{"--cache-from=type=registry,ref=user/app@" + digest, "."},
 		},
 		{
 			name:      "quoted CSV pinned",
 			args:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: pin(0)},
 			want:      []string{"--cache-from", "type=registry,ref=reg/x@" + digest + ",mode=max", "."},
 		},
 		{
 			name:      "quoted CSV kept byte for byte",
 			args:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: keep(0)},
 			want:      []string{"--cache-from", `type=registry,"ref=reg/x:tag",mode=max`, "."},
 		},
 		{
 			name:      "removed: both tokens go",
 			args:      []string{"--pull", "--cache-from", "user/app:cache", "--cache-from=other/app:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: remove, 1: remove},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: remove, 1: remove},
 			want:      []string{"--pull", "."},
 		},
 		{
@@ -83,13 +85,13 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "reference list: all kept stays as written",
 			args:      []string{"--cache-from", "a:cache,b:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0), 1: keep(1)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: keep(0), 1: keep(1)},
 			want:      []string{"--cache-from", "a:cache,b:cache", "."},
 		},
 		{
 			name:      "reference list: split when not all kept",
 			args:      []string{"--cache-from", "a:cache,b:cache,c:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: keep(0), 1: remove, 2: pin(2)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: keep(0), 1: remove, 2: pin(2)},
 			want: []string{
 				"--cache-from", "type=registry,ref=a:cache",
 				"--cache-from", "type=registry,ref=c@" + digest, ".",
@@ -98,7 +100,7 @@ func TestRewrite(t *testing.T) {
 		{
 			name:      "reference list joined: one source left",
 			args:      []string{"--cache-from=a:cache,b:cache", "."},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){1: pin(1)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){1: pin(1)},
 			want:      []string{"--cache-from=type=registry,ref=b@" + digest, "."},
 		},
 		{
@@ -108,7 +110,7 @@ func TestRewrite(t *testing.T) {
 				"-qt", "app", "--push=false", "--cache-to", "type=registry,ref=r/c:1,mode=max", "--sign-annotation", "ref=main",
 				"--no-ledger", "--trust-report=r.json", "--signature-format", "legacy", "--progress=plain", "--", "--sign",
 			},
-			decisions: map[int]func(*testing.T, *Invocation) (CacheSpec, bool){0: pin(0)},
+			decisions: map[int]func(*testing.T, *Invocation) (cachespec.Spec, bool){0: pin(0)},
 			want: []string{
 				"--pull", "--build-arg", "K=V", "--secret", "id=x,src=y", "--cache-from", "type=registry,ref=r/c@" + digest, "--platform", "linux/amd64,linux/arm64",
 				"-qt", "app", "--push=false", "--cache-to", "type=registry,ref=r/c:1,mode=max",
@@ -132,7 +134,7 @@ func TestRewrite(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q) error: %v", tt.args, err)
 			}
-			pass := map[int]CacheSpec{}
+			pass := map[int]cachespec.Spec{}
 			for i, f := range tt.decisions {
 				if spec, ok := f(t, inv); ok {
 					pass[i] = spec
@@ -158,12 +160,12 @@ func TestRewriteErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := inv.CacheFrom[0].Spec
-	tests := map[string]map[int]CacheSpec{
+	tests := map[string]map[int]cachespec.Spec{
 		"index past the end":        {1: src},
 		"negative index":            {-1: src},
-		"replacement no type":       {0: {Attrs: []Attr{{Key: "ref", Value: "x"}}}},
-		"replacement type in attrs": {0: {Type: "registry", Attrs: []Attr{{Key: "type", Value: "local"}}}},
-		"replacement upper key":     {0: {Type: "registry", Attrs: []Attr{{Key: "REF", Value: "x"}}}},
+		"replacement no type":       {0: {Attrs: []cachespec.Attr{{Key: "ref", Value: "x"}}}},
+		"replacement type in attrs": {0: {Type: "registry", Attrs: []cachespec.Attr{{Key: "type", Value: "local"}}}},
+		"replacement upper key":     {0: {Type: "registry", Attrs: []cachespec.Attr{{Key: "REF", Value: "x"}}}},
 	}
 	for name, d := range tests {
 		if got, err := inv.Rewrite(d); err == nil {
@@ -184,7 +186,7 @@ func TestRewriteIgnoresExportedChanges(t *testing.T) {
 	inv.Tokens[3].Arg = "--cache-from=evil/c"
 	inv.Tokens[1].Arg = "evil/c"
 	inv.CacheFrom = inv.CacheFrom[:1]
-	got, err := inv.Rewrite(map[int]CacheSpec{0: trusted})
+	got, err := inv.Rewrite(map[int]cachespec.Spec{0: trusted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +248,7 @@ func FuzzRewrite(f *testing.F) {
 		}
 
 		// All kept: exactly the input minus trustcache's flags.
-		all := map[int]CacheSpec{}
+		all := map[int]cachespec.Spec{}
 		for i, s := range inv.CacheFrom {
 			all[i] = s.Spec
 		}
@@ -261,8 +263,8 @@ func FuzzRewrite(f *testing.F) {
 		// Random decisions: everything but --cache-from passes through in
 		// order, and the cache sources are exactly the kept and replaced ones.
 		rng := rand.New(rand.NewPCG(seed, seed>>1))
-		pass := map[int]CacheSpec{}
-		var want []CacheSpec
+		pass := map[int]cachespec.Spec{}
+		var want []cachespec.Spec
 		for i, s := range inv.CacheFrom {
 			switch rng.IntN(3) {
 			case 0: // removed

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
 	"github.com/docker-trustcache/docker-trustcache/verify"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
@@ -21,7 +21,7 @@ const verifyConcurrency = 8
 // is passed on to buildx as (nil when it leaves the build).
 type decided struct {
 	report Cache
-	pass   *buildargs.CacheSpec
+	pass   *cachespec.Spec
 }
 
 // decide verifies every distinct cache source once, whichever targets
@@ -30,8 +30,8 @@ type decided struct {
 // report's caches, target by target, warns about each one the build runs
 // without, and returns what each target's entries are passed on as. The
 // error is a *StoppedError when the policy says the run must not start.
-func (r *run) decide(ctx context.Context) ([]map[int]buildargs.CacheSpec, error) {
-	var uniq []buildargs.CacheSpec
+func (r *run) decide(ctx context.Context) ([]map[int]cachespec.Spec, error) {
+	var uniq []cachespec.Spec
 	seen := map[string]int{}
 	for _, t := range r.targets {
 		for _, spec := range t.CacheFrom {
@@ -52,10 +52,10 @@ func (r *run) decide(ctx context.Context) ([]map[int]buildargs.CacheSpec, error)
 	}
 	_ = g.Wait() // decideCache reports its failures in its report
 
-	pass := make([]map[int]buildargs.CacheSpec, len(r.targets))
+	pass := make([]map[int]cachespec.Spec, len(r.targets))
 	var blocked *StoppedError
 	for ti, t := range r.targets {
-		pass[ti] = map[int]buildargs.CacheSpec{}
+		pass[ti] = map[int]cachespec.Spec{}
 		for i, spec := range t.CacheFrom {
 			f := fates[seen[spec.String()]]
 			c := f.report
@@ -80,7 +80,7 @@ func (r *run) decide(ctx context.Context) ([]map[int]buildargs.CacheSpec, error)
 }
 
 // decideCache verifies one cache source and decides its fate.
-func decideCache(ctx context.Context, v *verify.Verifier, spec buildargs.CacheSpec) decided {
+func decideCache(ctx context.Context, v *verify.Verifier, spec cachespec.Spec) decided {
 	// Key material given as a cache by mistake is never echoed.
 	c := Cache{Source: termtext.RedactPEM(spec.String()), Type: spec.Type}
 	o := decision.Cache(ctx, v.Policy(), v.Verify, spec.Type, spec.Ref())

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/endpoint"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
 	"github.com/docker-trustcache/docker-trustcache/verify/decision"
@@ -30,7 +30,7 @@ const envDockerAuthConfig = "DOCKER_AUTH_CONFIG"
 // warning, or, under the policy's requireVerifiedBytes, the run does not
 // start. The caller closes the returned endpoint (nil when none was
 // needed) when the build ends.
-func (r *run) serve(ctx context.Context, pass []map[int]buildargs.CacheSpec) (*endpoint.Server, error) {
+func (r *run) serve(ctx context.Context, pass []map[int]cachespec.Spec) (*endpoint.Server, error) {
 	type use struct{ cache, target, entry int }
 	var used []use
 	k := 0

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/termtext"
 	"github.com/docker-trustcache/docker-trustcache/verify"
@@ -21,10 +22,10 @@ import (
 // Target is one build of a run: a build is a run of one target (Name
 // ""), a bake a run of each target its definition resolves to.
 type Target struct {
-	Name      string                // the bake target; "" for a build
-	CacheFrom []buildargs.CacheSpec // what it imports, in order
-	CacheTo   []buildargs.CacheSpec // what it exports its cache to
-	Pushes    bool                  // whether it pushes its image
+	Name      string           // the bake target; "" for a build
+	CacheFrom []cachespec.Spec // what it imports, in order
+	CacheTo   []cachespec.Spec // what it exports its cache to
+	Pushes    bool             // whether it pushes its image
 }
 
 // Buildx runs buildx once for the whole run, as inv says; the caller
@@ -38,7 +39,7 @@ type Invocation struct {
 	// buildx as, keyed by index in its CacheFrom: the entry as given, or
 	// its replacement (pinned to the verified digest, through the
 	// verified content endpoint). An entry without a key is dropped.
-	Pass []map[int]buildargs.CacheSpec
+	Pass []map[int]cachespec.Spec
 	// MetadataFile, when not "", is a --metadata-file to add: the run
 	// reads from it what buildx exported.
 	MetadataFile string
@@ -212,7 +213,7 @@ func (pl *Pipeline) Run(ctx context.Context, p *trustpolicy.Policy, v *verify.Ve
 
 // build runs buildx with the caches decided (through the verified content
 // endpoint where it can), then signs and records what it exported.
-func (r *run) build(ctx context.Context, pass []map[int]buildargs.CacheSpec, plan *exportPlan, signer Signer) error {
+func (r *run) build(ctx context.Context, pass []map[int]cachespec.Spec, plan *exportPlan, signer Signer) error {
 	ep, err := r.serve(ctx, pass)
 	if err != nil {
 		return r.fail(err)

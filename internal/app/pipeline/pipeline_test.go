@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/docker-trustcache/docker-trustcache/internal/buildargs"
+	"github.com/docker-trustcache/docker-trustcache/internal/cachespec"
 	"github.com/docker-trustcache/docker-trustcache/internal/signature"
 	"github.com/docker-trustcache/docker-trustcache/internal/testreg"
 	"github.com/docker-trustcache/docker-trustcache/keys"
@@ -63,9 +64,9 @@ func newFixture(t testing.TB, extra string) *fixture {
 	return f
 }
 
-func registryCache(t testing.TB, ref string) buildargs.CacheSpec {
+func registryCache(t testing.TB, ref string) cachespec.Spec {
 	t.Helper()
-	spec, err := buildargs.ParseCacheSpec("type=registry,ref=" + ref)
+	spec, err := cachespec.Parse("type=registry,ref=" + ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +156,8 @@ func TestRunBuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := Target{
-		CacheFrom: []buildargs.CacheSpec{registryCache(t, f.good), registryCache(t, f.unsigned)},
-		CacheTo:   []buildargs.CacheSpec{registryCache(t, out.Name()+":main")},
+		CacheFrom: []cachespec.Spec{registryCache(t, f.good), registryCache(t, f.unsigned)},
+		CacheTo:   []cachespec.Spec{registryCache(t, out.Name()+":main")},
 	}
 	if err := pl.Run(context.Background(), f.policy, verify.New(f.policy), []Target{target}); err != nil {
 		t.Fatalf("Run = %v\n%s", err, stderr.String())
@@ -216,16 +217,16 @@ func TestRunBake(t *testing.T) {
 		t.Fatal(err)
 	}
 	targets := []Target{
-		{Name: "a", CacheFrom: []buildargs.CacheSpec{registryCache(t, f.good)}},
-		{Name: "b", CacheFrom: []buildargs.CacheSpec{registryCache(t, f.unsigned), registryCache(t, f.good)}},
+		{Name: "a", CacheFrom: []cachespec.Spec{registryCache(t, f.good)}},
+		{Name: "b", CacheFrom: []cachespec.Spec{registryCache(t, f.unsigned), registryCache(t, f.good)}},
 	}
 	f.reg.Reset()
 	if err := pl.Run(context.Background(), f.policy, verify.New(f.policy), targets); err != nil {
 		t.Fatalf("Run = %v\n%s", err, stderr.String())
 	}
 	pinned := registryCache(t, strings.TrimSuffix(f.good, ":main")+"@"+f.goodD.String())
-	want := []map[int]buildargs.CacheSpec{{0: pinned}, {1: pinned}}
-	if diff := cmp.Diff(want, got.Pass, cmp.Comparer(func(a, b buildargs.CacheSpec) bool { return a.Equal(b) })); diff != "" {
+	want := []map[int]cachespec.Spec{{0: pinned}, {1: pinned}}
+	if diff := cmp.Diff(want, got.Pass, cmp.Comparer(func(a, b cachespec.Spec) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("passed (-want +got):\n%s", diff)
 	}
 	if n := f.reg.Count("GET", "/team/cache/manifests/main") + f.reg.Count("HEAD", "/team/cache/manifests/main"); n != 1 {
@@ -273,7 +274,7 @@ func TestRunStopped(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			target := Target{CacheFrom: []buildargs.CacheSpec{registryCache(t, tc.cache(f))}, Pushes: true}
+			target := Target{CacheFrom: []cachespec.Spec{registryCache(t, tc.cache(f))}, Pushes: true}
 			err = pl.Run(context.Background(), f.policy, verify.New(f.policy), []Target{target})
 			var stopped *StoppedError
 			want := strings.ReplaceAll(tc.want, "%s", tc.cache(f))
@@ -320,7 +321,7 @@ func TestNewRefusesContradictions(t *testing.T) {
 // report-only run leaves out.
 func TestPlanExports(t *testing.T) {
 	t.Parallel()
-	two := []buildargs.CacheSpec{registryCache(t, "r.example/a:c"), registryCache(t, "r.example/b:c")}
+	two := []cachespec.Spec{registryCache(t, "r.example/a:c"), registryCache(t, "r.example/b:c")}
 	for _, tc := range []struct {
 		name    string
 		targets []Target
