@@ -54,7 +54,7 @@ func FuzzSignedContent(f *testing.F) {
 		f.Fatal(err)
 	}
 	const repo = "registry.example.com/team/app"
-	p, err := trustpolicy.Parse("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n"+indent(string(pubPEM), "      ")+
+	p, err := trustpolicy.Parse("policy.yaml", []byte("version: 1\nbuilders:\n  - name: ci\n    key: |\n      "+strings.ReplaceAll(strings.TrimSpace(string(pubPEM)), "\n", "\n      ")+"\n"+
 		"scopes:\n  - repositories: [\"registry.example.com/team/*\"]\n    builders: [ci]\n"))
 	if err != nil {
 		f.Fatal(err)
@@ -129,15 +129,4 @@ func FuzzSignedContent(f *testing.F) {
 			t.Fatalf("signer = %+v; want builder ci", sc.Signer)
 		}
 	})
-}
-
-// indent prefixes every line of s (a PEM block into a YAML literal).
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
-	}
-	return strings.Join(lines, "")
 }
